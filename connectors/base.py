@@ -1,0 +1,109 @@
+"""The connector SPI: what an adapter for one external system declares and implements.
+
+A connector knows its system (how to verify its webhooks, how to write to it); it knows nothing
+of Kafka. A *connection* in hub.yaml is a configured instance of a connector.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationInfo
+
+
+def _resolve_secret(value: Any, info: ValidationInfo) -> SecretStr:
+    """Secrets are referenced, never inlined: ``env:NAME`` or ``file:PATH``."""
+    if isinstance(value, SecretStr):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("a secret must be a reference: 'env:NAME' or 'file:PATH'")
+    kind, sep, ref = value.partition(":")
+    if sep and kind == "env" and ref:
+        if ref not in os.environ:
+            raise ValueError(f"environment variable {ref} is not set")
+        return SecretStr(os.environ[ref])
+    if sep and kind == "file" and ref:
+        base = Path((info.context or {}).get("base_dir", "."))
+        path = (base / ref).expanduser()
+        try:
+            return SecretStr(path.read_text().strip())
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+    raise ValueError(
+        "secrets must not be written inline: use 'env:NAME' (an environment variable) "
+        "or 'file:PATH' (relative to hub.yaml)"
+    )
+
+
+Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]
+"""A connector option holding a secret; its value in hub.yaml is a reference."""
+
+
+class ConnectorOptions(BaseModel):
+    """Base of every connector's options; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class InboundEvent:
+    """What a connector reads off one verified webhook request."""
+
+    type: str
+    subject: str | None
+    delivery_id: str | None
+
+
+class Connector:
+    """Base class: a connector is registered under ``name`` and declares its ``Options``."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[ConnectorOptions]] = ConnectorOptions
+
+    def __init__(self, connection: str, options: ConnectorOptions) -> None:
+        self.connection = connection
+        self.options = options
+
+
+class WebhookSource(Connector):
+    """A connector whose system pushes changes as signed webhooks."""
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise :class:`hub.errors.BadSignature` unless the request is authentic."""
+        raise NotImplementedError
+
+    def describe(self, headers: Mapping[str, str], payload: Any) -> InboundEvent:
+        """Name the event type, its subject and the source's delivery id for dedup."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One canonical event to be written to a destination."""
+
+    event_id: str
+    event_type: str
+    subject: str | None
+    correlation_id: str
+    data: Any
+    headers: Mapping[str, str]
+
+
+class Sink(Connector):
+    """A connector the hub writes to. ``deliver`` must be idempotent per ``event_id``."""
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """Write one event; raise DeliveryRetriable or DeliveryRejected on failure."""
+        raise NotImplementedError

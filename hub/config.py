@@ -1,0 +1,261 @@
+"""``hub.yaml``: the connections (configured connectors) and the routes between them.
+
+    mappings: ../mappings            # folder of mapping files, relative to this file
+    connections:
+      shop:                          # a connection: one configured instance of a connector
+        connector: shopify
+        options:
+          webhook_secret: env:SHOPIFY_WEBHOOK_SECRET
+      erp:
+        connector: http
+        options: {url: "http://127.0.0.1:9000/orders"}
+    routes:
+      - name: shop-orders-in         # inbound: source events -> mapping -> canonical topic
+        from: shop
+        mapping: shopify/orders_create
+      - name: orders-to-erp          # outbound: canonical events -> destination
+        from: canonical.order
+        to: erp
+
+A bad file is refused as a whole with a :class:`ConfigError` listing every problem with its
+file, line and path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+import connectors
+from connectors import Connector, Sink, WebhookSource
+
+from .errors import ConfigError, Problem
+from .mapping import MappingSet
+from .settings import ENTITIES
+from .yamlfile import Loc, YamlDoc, load_yaml
+
+NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ConnectionSpec(_Strict):
+    connector: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RouteSpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    source: str = Field(alias="from")
+    to: str | None = None
+    mapping: str | None = None
+    enabled: bool = True
+    description: str = ""
+
+
+class HubFile(_Strict):
+    mappings: str = "mappings"
+    connections: dict[str, ConnectionSpec] = Field(default_factory=dict)
+    routes: list[RouteSpec] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class InboundRoute:
+    name: str
+    connection: str
+    mapping: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class OutboundRoute:
+    name: str
+    entity: str
+    destination: str
+    mapping: str | None
+    enabled: bool
+
+
+@dataclass
+class HubConfig:
+    file: Path
+    mappings_dir: Path
+    doc: YamlDoc | None = None
+    connections: dict[str, Connector] = field(default_factory=dict)
+    inbound: list[InboundRoute] = field(default_factory=list)
+    outbound: list[OutboundRoute] = field(default_factory=list)
+
+    def webhook_source(self, name: str) -> WebhookSource | None:
+        conn = self.connections.get(name)
+        return conn if isinstance(conn, WebhookSource) else None
+
+    def sinks(self) -> dict[str, Sink]:
+        return {n: c for n, c in self.connections.items() if isinstance(c, Sink)}
+
+    def inbound_for(self, connection: str) -> list[InboundRoute]:
+        return [r for r in self.inbound if r.connection == connection and r.enabled]
+
+    def outbound_for(self, destination: str) -> list[OutboundRoute]:
+        return [r for r in self.outbound if r.destination == destination and r.enabled]
+
+
+def load_config(path: Path, text: str | None = None) -> HubConfig:
+    doc = load_yaml(path, text)
+    if doc.data is None:
+        doc.data = {}
+    if not isinstance(doc.data, dict):
+        raise ConfigError([doc.problem((), "must be a mapping with connections and routes")])
+    try:
+        raw = HubFile.model_validate(doc.data)
+    except PydanticValidationError as exc:
+        raise ConfigError(_problems(doc, (), exc)) from None
+
+    base = path.resolve().parent
+    problems: list[Problem] = []
+    config = HubConfig(file=path, mappings_dir=(base / raw.mappings).resolve(), doc=doc)
+
+    for name, spec in raw.connections.items():
+        loc: Loc = ("connections", name)
+        if not _valid_name(name):
+            problems.append(doc.problem(loc, f"connection name {name!r} must match {NAME_PATTERN}"))
+            continue
+        cls = connectors.get(spec.connector)
+        if cls is None:
+            known = ", ".join(connectors.names())
+            problems.append(
+                doc.problem(
+                    (*loc, "connector"), f"unknown connector {spec.connector!r} (known: {known})"
+                )
+            )
+            continue
+        try:
+            options = cls.Options.model_validate(spec.options, context={"base_dir": str(base)})
+        except PydanticValidationError as exc:
+            problems.extend(_problems(doc, (*loc, "options"), exc))
+            continue
+        config.connections[name] = cls(name, options)
+
+    seen: set[str] = set()
+    for i, route in enumerate(raw.routes):
+        loc = ("routes", i)
+        if route.name in seen:
+            problems.append(doc.problem((*loc, "name"), f"route name {route.name!r} used twice"))
+        seen.add(route.name)
+        if route.source.startswith("canonical."):
+            entity = route.source.removeprefix("canonical.")
+            if entity not in ENTITIES:
+                problems.append(
+                    doc.problem(
+                        (*loc, "from"), f"unknown entity {entity!r} (known: {', '.join(ENTITIES)})"
+                    )
+                )
+                continue
+            if route.to is None:
+                problems.append(doc.problem(loc, "a route from a canonical topic needs 'to'"))
+                continue
+            dest = config.connections.get(route.to)
+            if dest is None and route.to not in raw.connections:
+                problems.append(doc.problem((*loc, "to"), f"unknown connection {route.to!r}"))
+            elif dest is not None and not isinstance(dest, Sink):
+                problems.append(
+                    doc.problem((*loc, "to"), f"connection {route.to!r} cannot receive events")
+                )
+            config.outbound.append(
+                OutboundRoute(route.name, entity, route.to, route.mapping, route.enabled)
+            )
+        else:
+            conn = config.connections.get(route.source)
+            if conn is None and route.source not in raw.connections:
+                problems.append(
+                    doc.problem(
+                        (*loc, "from"),
+                        f"unknown connection {route.source!r} (use a connection name "
+                        "or canonical.<entity>)",
+                    )
+                )
+            elif conn is not None and not isinstance(conn, WebhookSource):
+                problems.append(
+                    doc.problem((*loc, "from"), f"connection {route.source!r} is not a source")
+                )
+            if route.to is not None:
+                problems.append(
+                    doc.problem(
+                        (*loc, "to"),
+                        "an inbound route publishes to its mapping's entity; remove 'to'",
+                    )
+                )
+            if route.mapping is None:
+                problems.append(doc.problem(loc, "an inbound route needs 'mapping'"))
+                continue
+            config.inbound.append(
+                InboundRoute(route.name, route.source, route.mapping, route.enabled)
+            )
+
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def check_routes(config: HubConfig, mappings: MappingSet) -> None:
+    """Every route's mapping exists and fits the route; raises ConfigError otherwise."""
+    problems: list[Problem] = []
+    doc = config.doc
+
+    def fail(index: int, message: str) -> None:
+        problem = Problem(str(config.file), f"routes[{index}].mapping", message)
+        if doc is not None:
+            problem = doc.problem(("routes", index, "mapping"), message)
+        problems.append(problem)
+
+    index = {name: i for i, name in enumerate(_route_names(config))}
+    for route in config.inbound:
+        i = index.get(route.name, 0)
+        mapping = mappings.get(route.mapping)
+        if mapping is None:
+            fail(i, f"no mapping {route.mapping!r} in {mappings.directory}")
+            continue
+        if mapping.target_entity is None:
+            fail(i, f"mapping {route.mapping!r} does not produce a canonical entity")
+        conn = config.connections.get(route.connection)
+        if conn is not None and mapping.source_connector not in (None, conn.name):
+            fail(
+                i,
+                f"mapping {route.mapping!r} reads {mapping.source_connector} events but "
+                f"connection {route.connection!r} is a {conn.name} connection",
+            )
+    for out in config.outbound:
+        if out.mapping is not None and out.mapping not in mappings:
+            fail(index.get(out.name, 0), f"no mapping {out.mapping!r} in {mappings.directory}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _route_names(config: HubConfig) -> list[str]:
+    if config.doc is None or not isinstance(config.doc.data, dict):
+        return []
+    return [str(r.get("name")) for r in config.doc.data.get("routes") or [] if isinstance(r, dict)]
+
+
+def _valid_name(name: str) -> bool:
+    import re
+
+    return re.fullmatch(NAME_PATTERN, name) is not None
+
+
+def _problems(doc: YamlDoc, prefix: Loc, exc: PydanticValidationError) -> list[Problem]:
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc: Loc = (*prefix, *err["loc"])
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        out.append(doc.problem(loc, message))
+    return out

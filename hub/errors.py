@@ -1,0 +1,132 @@
+"""The hub's errors, one small tree.
+
+    HubError
+     ├── ConfigError            a hub.yaml or mapping file is wrong (file, path, line, what)
+     ├── WebhookRejected        ingress refuses a request; carries its HTTP status
+     │    ├── UnknownConnection      404
+     │    ├── BadSignature           401
+     │    ├── PayloadTooLarge        413
+     │    ├── UnsupportedMediaType   415
+     │    └── MalformedPayload       400
+     ├── BrokerUnavailable      the broker did not acknowledge in time (retriable)
+     ├── ProcessingError        an event could not be processed; `retriable` says what to do
+     │    ├── MappingFailed          a mapping raised (fatal): mapping, field, input path
+     │    ├── SchemaViolation        output fails its canonical schema (fatal)
+     │    └── DeliveryFailed         a destination refused or failed
+     │         ├── DeliveryRetriable     5xx, 429, timeouts, connection errors
+     │         └── DeliveryRejected      other 4xx: fatal
+     └── BrokerStartError       the embedded broker could not be started
+
+Classification is by type: code that handles a failure asks `err.retriable`, never the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class HubError(Exception):
+    """Base of every error the hub raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a configuration file."""
+
+    file: str
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        at = f" at {self.path}" if self.path else ""
+        return f"{where}{at}: {self.message}"
+
+
+class ConfigError(HubError):
+    """A configuration or mapping file is invalid; lists every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class WebhookRejected(HubError):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class UnknownConnection(WebhookRejected):
+    status_code = 404
+    code = "unknown_connection"
+
+
+class BadSignature(WebhookRejected):
+    status_code = 401
+    code = "bad_signature"
+
+
+class PayloadTooLarge(WebhookRejected):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(WebhookRejected):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class MalformedPayload(WebhookRejected):
+    status_code = 400
+    code = "malformed_payload"
+
+
+class BrokerUnavailable(HubError):
+    """The broker did not acknowledge a write in time; nothing was stored."""
+
+
+class BrokerStartError(HubError):
+    """The embedded broker could not be started."""
+
+
+class ProcessingError(HubError):
+    """An event could not be processed at some stage."""
+
+    retriable = False
+
+
+class MappingFailed(ProcessingError):
+    def __init__(self, mapping: str, field: str, input_path: str | None, reason: str) -> None:
+        self.mapping = mapping
+        self.field = field
+        self.input_path = input_path
+        self.reason = reason
+        source = f" (input {input_path})" if input_path else ""
+        super().__init__(f"mapping {mapping}: field {field}{source}: {reason}")
+
+
+class SchemaViolation(ProcessingError):
+    def __init__(self, entity: str, errors: list[str]) -> None:
+        self.entity = entity
+        self.errors = errors
+        super().__init__(f"{entity} fails its schema: " + "; ".join(errors))
+
+
+class DeliveryFailed(ProcessingError):
+    def __init__(self, destination: str, message: str, status: int | None = None) -> None:
+        self.destination = destination
+        self.status = status
+        super().__init__(f"delivery to {destination} failed: {message}")
+
+
+class DeliveryRetriable(DeliveryFailed):
+    retriable = True
+
+
+class DeliveryRejected(DeliveryFailed):
+    retriable = False

@@ -1,0 +1,92 @@
+"""Process settings, read from the environment (prefix ``HUB_``) or a ``.env`` file.
+
+What the hub connects to is in ``hub.yaml`` (see :mod:`hub.config`); these settings say where
+the process itself runs: broker, database, HTTP listener, limits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENTITIES = ("customer", "product", "order", "inventory")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUB_", env_file=".env", extra="ignore")
+
+    config: Path = Field(Path("hub.yaml"), description="Path of the hub.yaml config file.")
+    mappings_dir: Path | None = Field(
+        None, description="Folder of mapping files; overrides `mappings:` in hub.yaml."
+    )
+
+    # Kafka. Empty bootstrap servers = start the embedded Tansu broker.
+    kafka_bootstrap_servers: str = ""
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_topic_prefix: str = "hub."
+    kafka_partitions: int = Field(3, ge=1)
+    kafka_replication_factor: int = Field(1, ge=1)
+    kafka_client_id: str = "hub"
+    tansu_binary: Path | None = Field(None, description="Override the bundled Tansu binary.")
+
+    state_dir: Path = Field(Path(".hub"), description="Local files: SQLite database, broker log.")
+    database_url: str = Field("", description="SQLAlchemy async URL; default: SQLite in state_dir.")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+
+    ingress_max_body_bytes: int = Field(1024 * 1024, ge=1)
+    ingress_publish_timeout_s: float = Field(10.0, gt=0)
+
+    delivery_max_attempts: int = Field(5, ge=1)
+    delivery_backoff_initial_s: float = Field(0.5, ge=0)
+    delivery_backoff_max_s: float = Field(30.0, ge=0)
+    delivery_timeout_s: float = Field(10.0, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.state_dir / 'hub.db'}"
+        return self
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.kafka_bootstrap_servers.strip()
+
+    def topic(self, name: str) -> str:
+        return f"{self.kafka_topic_prefix}{name}"
+
+    @property
+    def ingest_topic(self) -> str:
+        return self.topic("ingest")
+
+    @property
+    def deadletter_topic(self) -> str:
+        return self.topic("deadletter")
+
+    def canonical_topic(self, entity: str) -> str:
+        return self.topic(f"canonical.{entity}")
+
+    def all_topics(self) -> list[str]:
+        return [
+            self.ingest_topic,
+            self.deadletter_topic,
+            *(self.canonical_topic(e) for e in ENTITIES),
+        ]

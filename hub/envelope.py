@@ -1,0 +1,147 @@
+"""CloudEvents 1.0 on Kafka, binary content mode: one module owns encoding and decoding.
+
+Attributes travel as ``ce_<name>`` headers (UTF-8), ``datacontenttype`` as ``content-type``,
+the data as the record value and the partition key as the record key. Every event carries the
+``correlationid`` of the event that started its chain, and derived events name their parent in
+``causationid`` — so an order can be followed from webhook to destination.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from .errors import ProcessingError
+
+SPECVERSION = "1.0"
+HUB_NAMESPACE = uuid.UUID("6f1e7c2a-4c1b-5d7e-9a53-2f1d0c6b8e41")
+REQUIRED = ("id", "source", "type", "specversion")
+
+
+class EnvelopeError(ProcessingError):
+    """A Kafka record is not a CloudEvent the hub can read."""
+
+
+@dataclass(frozen=True)
+class CloudEvent:
+    id: str
+    source: str
+    type: str
+    data: bytes
+    subject: str | None = None
+    time: str = field(default_factory=lambda: now_rfc3339())
+    datacontenttype: str = "application/json"
+    correlationid: str = ""
+    causationid: str | None = None
+    key: str | None = None
+    extensions: Mapping[str, str] = field(default_factory=dict)
+    specversion: str = SPECVERSION
+
+    def __post_init__(self) -> None:
+        if not self.correlationid:
+            object.__setattr__(self, "correlationid", self.id)
+
+    def derive(
+        self, *, id: str, source: str, type: str, data: bytes, **changes: object
+    ) -> CloudEvent:
+        """A new event caused by this one: keeps the correlation id, names this as its cause."""
+        return replace(
+            self,
+            id=id,
+            source=source,
+            type=type,
+            data=data,
+            time=now_rfc3339(),
+            causationid=self.id,
+            correlationid=self.correlationid,
+            **changes,  # type: ignore[arg-type]
+        )
+
+    def attributes(self) -> dict[str, str]:
+        """The context attributes as strings (without the data)."""
+        attrs = {
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "specversion": self.specversion,
+            "time": self.time,
+            "correlationid": self.correlationid,
+        }
+        if self.subject is not None:
+            attrs["subject"] = self.subject
+        if self.causationid is not None:
+            attrs["causationid"] = self.causationid
+        attrs.update(self.extensions)
+        return attrs
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def derived_id(*parts: str) -> str:
+    """A deterministic event id: reprocessing the same input yields the same id, so the
+    destination's idempotency key is stable across redeliveries."""
+    return str(uuid.uuid5(HUB_NAMESPACE, "\x1f".join(parts)))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+Headers = list[tuple[str, bytes]]
+
+
+def to_kafka(event: CloudEvent) -> tuple[bytes | None, bytes, Headers]:
+    headers: Headers = [(f"ce_{k}", v.encode()) for k, v in event.attributes().items()]
+    headers.append(("content-type", event.datacontenttype.encode()))
+    key = event.key.encode() if event.key is not None else None
+    return key, event.data, headers
+
+
+def from_kafka(
+    key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]]
+) -> CloudEvent:
+    attrs: dict[str, str] = {}
+    content_type = "application/json"
+    for name, raw in headers:
+        try:
+            text = raw.decode() if raw is not None else ""
+        except UnicodeDecodeError:
+            raise EnvelopeError(f"header {name} is not UTF-8") from None
+        if name.startswith("ce_"):
+            attrs[name[3:]] = text
+        elif name == "content-type":
+            content_type = text
+    missing = [a for a in REQUIRED if a not in attrs]
+    if missing:
+        raise EnvelopeError(
+            f"not a CloudEvent: missing headers {', '.join('ce_' + m for m in missing)}"
+        )
+    if attrs["specversion"] != SPECVERSION:
+        raise EnvelopeError(f"unsupported CloudEvents specversion {attrs['specversion']!r}")
+    known = {
+        "id",
+        "source",
+        "type",
+        "specversion",
+        "time",
+        "subject",
+        "correlationid",
+        "causationid",
+    }
+    return CloudEvent(
+        id=attrs["id"],
+        source=attrs["source"],
+        type=attrs["type"],
+        data=value or b"",
+        subject=attrs.get("subject"),
+        time=attrs.get("time") or now_rfc3339(),
+        datacontenttype=content_type,
+        correlationid=attrs.get("correlationid") or attrs["id"],
+        causationid=attrs.get("causationid"),
+        key=key.decode(errors="replace") if key is not None else None,
+        extensions={k: v for k, v in attrs.items() if k not in known},
+    )

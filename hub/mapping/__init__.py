@@ -1,0 +1,5 @@
+"""The mapping engine: declarative YAML mappings compiled to Python closures."""
+
+from .engine import CompiledMapping, MappingSet, compile_mapping, load_mappings, mapping_files
+
+__all__ = ["CompiledMapping", "MappingSet", "compile_mapping", "load_mappings", "mapping_files"]

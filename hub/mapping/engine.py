@@ -1,0 +1,500 @@
+"""Mapping files: loaded, checked and compiled once into closures; applied per record.
+
+A mapping file (``mappings/<name>.yaml``)::
+
+    description: Shopify orders/create -> canonical order
+    source: {connector: shopify, event: orders/create}
+    target: {entity: order}            # or {model: Address} for a reusable fragment
+    when: "financial_status != 'voided'"   # optional: events for which it is false are dropped
+    lookups:
+      order_status:
+        values: {paid: paid, pending: pending}
+        default: pending               # omit to fail on unknown values
+    fields:
+      id: golden_id('order', meta.connection, id)
+      number: name
+      customer:                        # a nested object
+        email: lower(trim(customer.email))
+      billing_address: {use: shopify/address, from: billing_address}   # reuse a fragment
+      lines:
+        each: line_items               # map every element...
+        where: quantity > 0            # ...that passes this filter
+        fields: {sku: sku, quantity: str(quantity)}
+      note: {expr: note, default: ''}  # an expression with a fallback
+      channel: {const: web}            # a literal string
+      tier: {if: "total_price > 1000", then: {const: gold}, else: {const: standard}}
+
+Fields whose value is ``null`` are left out of the output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from hub import canonical
+from hub.errors import ConfigError, MappingFailed, Problem
+from hub.yamlfile import Loc, YamlDoc, format_loc, load_yaml
+
+from .expr import Compiled, ExprError, Lookup, MappingContext, Scope, compile_expr
+from .functions import MappingFunctionError
+
+RESERVED = {
+    "const",
+    "expr",
+    "default",
+    "each",
+    "where",
+    "fields",
+    "value",
+    "use",
+    "from",
+    "if",
+    "then",
+    "else",
+}
+TOP_KEYS = {"description", "source", "target", "when", "lookups", "fields"}
+RUNTIME_ERRORS = (
+    MappingFunctionError,
+    ArithmeticError,
+    InvalidOperation,
+    TypeError,
+    ValueError,
+    KeyError,
+    IndexError,
+    AttributeError,
+)
+
+Node = Callable[[Scope], Any]
+
+
+class _Dropped(Exception):
+    pass
+
+
+@dataclass
+class CompiledMapping:
+    name: str
+    version: str
+    file: str
+    description: str
+    source_connector: str | None
+    source_event: str | None
+    target_entity: str | None
+    target_model: type[BaseModel] | None
+    lookups: dict[str, Lookup]
+    uses: list[tuple[str, Loc]]
+    when: Node | None
+    build: Node
+    doc: YamlDoc = field(repr=False)
+    set_: MappingSet | None = field(default=None, repr=False)
+
+    def apply(self, payload: Any, meta: Mapping[str, Any], resolver: Any) -> dict[str, Any] | None:
+        """The mapped output, or ``None`` if the mapping's ``when`` drops this event."""
+        ctx = MappingContext(self.lookups, resolver, self.name, self.set_)
+        scope = Scope(payload, payload, meta, ctx)
+        if self.when is not None and not self.when(scope):
+            return None
+        result = self.build(scope)
+        if not isinstance(result, dict):
+            raise MappingFailed(self.name, "(root)", None, "the mapping did not produce an object")
+        return result
+
+
+class MappingSet:
+    """All mapping files of a folder, compiled together so ``use:`` can refer across files."""
+
+    def __init__(self, directory: Path, mappings: dict[str, CompiledMapping]) -> None:
+        self.directory = directory
+        self.mappings = mappings
+
+    def get(self, name: str) -> CompiledMapping | None:
+        return self.mappings.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.mappings
+
+
+def mapping_files(directory: Path) -> dict[str, Path]:
+    files = {}
+    for path in sorted(directory.rglob("*.y*ml")):
+        rel = path.relative_to(directory)
+        if rel.parts[0] == "tests" or path.suffix not in (".yaml", ".yml"):
+            continue
+        files[rel.with_suffix("").as_posix()] = path
+    return files
+
+
+def load_mappings(directory: Path) -> MappingSet:
+    """Load, check and compile every mapping below ``directory``; all problems at once."""
+    if not directory.is_dir():
+        raise ConfigError([Problem(str(directory), "", "mappings folder does not exist")])
+    problems: list[Problem] = []
+    compiled: dict[str, CompiledMapping] = {}
+    for name, path in mapping_files(directory).items():
+        try:
+            compiled[name] = compile_mapping(name, path)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    mset = MappingSet(directory, compiled)
+    for m in compiled.values():
+        m.set_ = mset
+        for used, loc in m.uses:
+            target = compiled.get(used)
+            if target is None:
+                problems.append(m.doc.problem(loc, f"unknown mapping {used!r} in 'use'"))
+            elif target.target_entity is not None:
+                problems.append(
+                    m.doc.problem(loc, f"mapping {used!r} is an entity mapping, not a fragment")
+                )
+    if problems:
+        raise ConfigError(problems)
+    return mset
+
+
+def compile_mapping(name: str, path: Path, text: str | None = None) -> CompiledMapping:
+    source_text = path.read_text(encoding="utf-8") if text is None else text
+    doc = load_yaml(path, source_text)
+    return _Builder(name, doc, hashlib.sha256(source_text.encode()).hexdigest()[:12]).build()
+
+
+class _Builder:
+    def __init__(self, name: str, doc: YamlDoc, version: str) -> None:
+        self.name = name
+        self.doc = doc
+        self.version = version
+        self.problems: list[Problem] = []
+        self.lookups: dict[str, Lookup] = {}
+        self.uses: list[tuple[str, Loc]] = []
+        self.used_lookups: list[tuple[str, Loc]] = []
+        self.mset: MappingSet | None = None
+
+    def fail(self, loc: Loc, message: str) -> None:
+        self.problems.append(self.doc.problem(loc, message))
+
+    def build(self) -> CompiledMapping:
+        data = self.doc.data
+        if not isinstance(data, dict):
+            raise ConfigError([self.doc.problem((), "a mapping file must be a YAML mapping")])
+        for key in data:
+            if key not in TOP_KEYS:
+                self.fail((key,), f"unknown key (expected one of: {', '.join(sorted(TOP_KEYS))})")
+        source = data.get("source") or {}
+        target = data.get("target")
+        entity: str | None = None
+        model: type[BaseModel] | None = None
+        if not isinstance(target, dict) or len(set(target) & {"entity", "model", "format"}) != 1:
+            self.fail(
+                ("target",),
+                "target must be one of {entity: customer|product|order|inventory} (a canonical "
+                "entity), {model: Address} (a reusable fragment) or {format: NAME} "
+                "(a destination's format)",
+            )
+        elif "format" in target:
+            pass
+        elif "entity" in target:
+            entity = str(target["entity"])
+            model = canonical.ENTITY_MODELS.get(entity)
+            if model is None:
+                self.fail(
+                    ("target", "entity"),
+                    f"unknown entity {entity!r} (known: {', '.join(canonical.ENTITY_MODELS)})",
+                )
+        else:
+            found = getattr(canonical, str(target["model"]), None)
+            if isinstance(found, type) and issubclass(found, BaseModel):
+                model = found
+            else:
+                self.fail(("target", "model"), f"unknown canonical model {target['model']!r}")
+        if not isinstance(source, dict):
+            self.fail(("source",), "source must be {connector: NAME, event: TYPE}")
+            source = {}
+
+        for tname, spec in (data.get("lookups") or {}).items():
+            loc: Loc = ("lookups", tname)
+            if not isinstance(spec, dict) or not isinstance(spec.get("values"), dict):
+                self.fail(loc, "a lookup table needs 'values: {key: value, ...}'")
+                continue
+            extra = set(spec) - {"values", "default", "description"}
+            if extra:
+                self.fail(loc, f"unknown key(s) {', '.join(sorted(extra))}")
+            self.lookups[str(tname)] = Lookup(
+                str(tname),
+                {str(k): _plain(v) for k, v in spec["values"].items()},
+                _plain(spec.get("default")),
+                "default" in spec,
+            )
+
+        when = None
+        if data.get("when") is not None:
+            when = self.expr(data["when"], ("when",), "when")
+        fields_spec = data.get("fields")
+        if not isinstance(fields_spec, dict) or not fields_spec:
+            self.fail(("fields",), "a mapping needs 'fields'")
+            build: Node = lambda s: {}  # noqa: E731
+        else:
+            build = self.object(fields_spec, ("fields",), "", model)
+        for tname, loc in self.used_lookups:
+            if tname not in self.lookups:
+                self.fail(
+                    loc,
+                    f"unknown lookup table {tname!r} "
+                    f"(declared: {', '.join(self.lookups) or 'none'})",
+                )
+        if self.problems:
+            raise ConfigError(self.problems)
+        return CompiledMapping(
+            name=self.name,
+            version=self.version,
+            file=self.doc.file,
+            description=str(data.get("description") or ""),
+            source_connector=source.get("connector"),
+            source_event=source.get("event"),
+            target_entity=entity,
+            target_model=model,
+            lookups=self.lookups,
+            uses=self.uses,
+            when=when,
+            build=build,
+            doc=self.doc,
+        )
+
+    # nodes -------------------------------------------------------------------------------------
+
+    def node(self, spec: Any, loc: Loc, path: str, model: Any) -> Node:
+        if isinstance(spec, str):
+            return self.expr(spec, loc, path)
+        if spec is None or isinstance(spec, bool | int | float):
+            value = _plain(spec)
+            return lambda _s: value
+        if isinstance(spec, list):
+            parts = [
+                self.node(v, (*loc, i), f"{path}[{i}]", _item_model(model))
+                for i, v in enumerate(spec)
+            ]
+            return lambda s: [_out(p(s)) for p in parts]
+        if not isinstance(spec, dict):
+            self.fail(loc, f"unsupported value {spec!r}")
+            return lambda _s: None
+        keys = set(spec)
+        if "const" in keys:
+            self._only(spec, loc, {"const"})
+            value = _plain(spec["const"])
+            return lambda _s: value
+        if "each" in keys:
+            return self.each(spec, loc, path, model)
+        if "if" in keys:
+            self._only(spec, loc, {"if", "then", "else"})
+            test = self.expr(spec["if"], (*loc, "if"), path)
+            then = self.node(spec.get("then"), (*loc, "then"), path, model)
+            other = self.node(spec.get("else"), (*loc, "else"), path, model)
+            return lambda s: then(s) if test(s) else other(s)
+        if "use" in keys:
+            self._only(spec, loc, {"use", "from"})
+            return self.use(spec, loc, path)
+        if "expr" in keys:
+            self._only(spec, loc, {"expr", "default"})
+            inner = self.expr(spec["expr"], (*loc, "expr"), path)
+            fallback = _plain(spec.get("default"))
+            return lambda s: fallback if (v := inner(s)) is None or v == "" else v
+        if "fields" in keys:
+            self._only(spec, loc, {"fields"})
+            return self.object(spec["fields"], (*loc, "fields"), path, model)
+        return self.object(spec, loc, path, model)
+
+    def object(self, spec: Any, loc: Loc, path: str, model: Any) -> Node:
+        if not isinstance(spec, dict):
+            self.fail(loc, "expected an object of fields")
+            return lambda _s: None
+        fields_info = _model_fields(model)
+        if fields_info is not None:
+            for key in spec:
+                if key not in fields_info:
+                    self.fail(
+                        (*loc, key),
+                        f"{model.__name__} has no field {key!r} (fields: {', '.join(fields_info)})",
+                    )
+            for fname, (required, _sub) in fields_info.items():
+                if required and fname not in spec:
+                    self.fail(loc, f"required field {fname!r} of {model.__name__} is never set")
+        parts: list[tuple[str, Node]] = []
+        for key, sub in spec.items():
+            sub_model = fields_info.get(key, (False, None))[1] if fields_info else None
+            parts.append(
+                (
+                    str(key),
+                    self.node(sub, (*loc, key), f"{path}.{key}" if path else str(key), sub_model),
+                )
+            )
+
+        def build(s: Scope) -> Any:
+            out = {}
+            for key, part in parts:
+                value = part(s)
+                if value is not None:
+                    out[key] = _out(value)
+            return out
+
+        return build
+
+    def each(self, spec: dict[str, Any], loc: Loc, path: str, model: Any) -> Node:
+        self._only(spec, loc, {"each", "where", "fields", "value", "use"})
+        items = self.expr(spec["each"], (*loc, "each"), path)
+        where = self.expr(spec["where"], (*loc, "where"), path) if "where" in spec else None
+        item_model = _item_model(model)
+        body: Node
+        if "fields" in spec:
+            body = self.object(spec["fields"], (*loc, "fields"), path, item_model)
+        elif "value" in spec:
+            body = self.node(spec["value"], (*loc, "value"), path, item_model)
+        elif "use" in spec:
+            body = self.use({"use": spec["use"]}, loc, path)
+        else:
+            self.fail(
+                loc, "'each' needs 'fields', 'value' or 'use' to say what each element becomes"
+            )
+            return lambda _s: None
+        mapping = self.name
+
+        def run(s: Scope) -> Any:
+            seq = items(s)
+            if seq is None:
+                return None
+            if not isinstance(seq, list):
+                raise MappingFailed(
+                    mapping, path, str(spec["each"]), f"expected a list, got {type(seq).__name__}"
+                )
+            out = []
+            for i, element in enumerate(seq):
+                inner = Scope(element, s.root, s.meta, s.context)
+                try:
+                    if where is not None and not where(inner):
+                        continue
+                    value = body(inner)
+                except MappingFailed as exc:
+                    rest = exc.field[len(path) :] if exc.field.startswith(path) else "." + exc.field
+                    raise MappingFailed(
+                        mapping, f"{path}[{i}]{rest}", exc.input_path, exc.reason
+                    ) from None
+                if value is not None:
+                    out.append(_out(value))
+            return out
+
+        return run
+
+    def use(self, spec: dict[str, Any], loc: Loc, path: str) -> Node:
+        name = str(spec["use"])
+        self.uses.append((name, (*loc, "use")))
+        source = self.expr(spec["from"], (*loc, "from"), path) if "from" in spec else None
+        holder: dict[str, CompiledMapping] = {}
+        this = self.name
+
+        def run(s: Scope) -> Any:
+            target = holder.get("m")
+            if target is None:
+                mset = s.context.mappings
+                found = mset.get(name) if mset is not None else None
+                if found is None:
+                    raise MappingFailed(this, path, None, f"mapping {name!r} is not loaded")
+                target = holder.setdefault("m", found)
+            value = source(s) if source is not None else s.item
+            if value is None:
+                return None
+            ctx = MappingContext(
+                target.lookups, s.context.resolver, target.name, s.context.mappings
+            )
+            inner = Scope(value, s.root, s.meta, ctx)
+            try:
+                return target.build(inner)
+            except MappingFailed as exc:
+                raise MappingFailed(
+                    this, f"{path}.{exc.field}", exc.input_path, f"(in {name}) {exc.reason}"
+                ) from None
+
+        return run
+
+    def expr(self, source: Any, loc: Loc, path: str) -> Node:
+        if not isinstance(source, str):
+            value = _plain(source)
+            return lambda _s: value
+        try:
+            fn, info = compile_expr(source)
+        except ExprError as exc:
+            self.fail(loc, str(exc))
+            return lambda _s: None
+        for tname in info.lookups:
+            self.used_lookups.append((tname, loc))
+        return _guard(fn, self.name, path or format_loc(loc), source)
+
+    def _only(self, spec: dict[str, Any], loc: Loc, allowed: set[str]) -> None:
+        extra = set(spec) - allowed
+        if extra:
+            self.fail(
+                loc,
+                f"{', '.join(sorted(extra))} cannot be combined with "
+                f"{', '.join(sorted(allowed & set(spec)))}",
+            )
+
+
+def _guard(fn: Compiled, mapping: str, field_path: str, source: str) -> Node:
+    def run(s: Scope) -> Any:
+        try:
+            return fn(s)
+        except MappingFailed:
+            raise
+        except RUNTIME_ERRORS as exc:
+            raise MappingFailed(
+                mapping, field_path, source, str(exc) or type(exc).__name__
+            ) from None
+
+    return run
+
+
+def _out(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
+def _model_fields(model: Any) -> dict[str, tuple[bool, Any]] | None:
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    return {
+        name: (f.is_required(), _unwrap(f.annotation)) for name, f in model.model_fields.items()
+    }
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The model inside ``Model | None`` or ``list[Model]`` (kept as ('list', Model))."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin is list and args:
+        inner = _unwrap(args[0])
+        return ("list", inner) if inner is not None else None
+    if args and origin is not None and origin is not list:
+        for a in args:
+            found = _unwrap(a)
+            if found is not None:
+                return found
+    return None
+
+
+def _item_model(model: Any) -> Any:
+    if isinstance(model, tuple) and model[0] == "list":
+        return model[1]
+    return None

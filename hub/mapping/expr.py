@@ -1,0 +1,329 @@
+"""Mapping expressions: parsed with Python's parser, checked, and compiled to closures.
+
+User text is never evaluated: :func:`compile_expr` walks the syntax tree, accepts only the node
+types listed here and turns each into a small closure. The language:
+
+- paths: ``customer.email``, ``line_items[0].sku``, ``note_attributes[-1]``; a missing key, an
+  index out of range or a step through null gives ``null`` instead of failing;
+- the roots ``root`` (the whole input), ``item`` (the current element, same as bare names) and
+  ``meta`` (``connection``, ``event_type``, ``event_id``, ``subject``);
+- literals: strings, numbers (exact decimals), ``true``/``false``/``null`` (Python spellings
+  also work), lists ``[a, b]``, objects ``{'k': v}``; f-strings ``f"{first} {last}"``;
+- operators: ``+ - * / %`` (decimal arithmetic; ``+`` joins strings), comparisons, ``in``,
+  ``and``/``or``/``not``, and ``a if cond else b``;
+- calls of the functions in :mod:`hub.mapping.functions` only.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .functions import FUNCTIONS, Function, to_decimal
+
+
+@dataclass
+class Scope:
+    """What an expression sees while one record is mapped."""
+
+    item: Any
+    root: Any
+    meta: Mapping[str, Any]
+    context: MappingContext
+
+
+@dataclass
+class MappingContext:
+    """Per-run services: lookup tables of the mapping, the ID resolver."""
+
+    lookups: Mapping[str, Lookup]
+    resolver: Any
+    mapping: str = ""
+    mappings: Any = None  # the MappingSet, for ``use:``
+
+
+@dataclass(frozen=True)
+class Lookup:
+    name: str
+    values: Mapping[str, Any]
+    default: Any = None
+    has_default: bool = False
+
+
+Compiled = Callable[[Scope], Any]
+
+
+class ExprError(ValueError):
+    """An expression cannot be compiled; ``message`` says why."""
+
+
+@dataclass
+class ExprInfo:
+    """What static checking learned about an expression."""
+
+    functions: set[str] = field(default_factory=set)
+    lookups: set[str] = field(default_factory=set)
+    paths: list[str] = field(default_factory=list)
+
+
+_CONSTANT_NAMES = {"true": True, "false": False, "null": None}
+_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Mod: operator.mod,
+    ast.FloorDiv: operator.floordiv,
+}
+_CMPOPS: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.In: lambda a, b: b is not None and a in b,
+    ast.NotIn: lambda a, b: b is None or a not in b,
+}
+
+
+def compile_expr(source: str) -> tuple[Compiled, ExprInfo]:
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExprError(f"syntax error in {source!r}: {exc.msg}") from None
+    info = ExprInfo()
+    return _Compiler(info).compile(tree.body), info
+
+
+class _Compiler:
+    def __init__(self, info: ExprInfo) -> None:
+        self.info = info
+
+    def compile(self, node: ast.expr) -> Compiled:
+        method = getattr(self, f"_{type(node).__name__}", None)
+        if method is None:
+            raise ExprError(f"{_describe(node)} is not allowed in a mapping expression")
+        result: Compiled = method(node)
+        return result
+
+    # literals
+    def _Constant(self, node: ast.Constant) -> Compiled:
+        value: Any = node.value
+        if isinstance(value, float):
+            value = Decimal(repr(value))
+        if not isinstance(value, str | int | Decimal | bool | type(None)):
+            raise ExprError(f"literal {value!r} is not allowed")
+        return lambda _s: value
+
+    def _List(self, node: ast.List) -> Compiled:
+        parts = [self.compile(e) for e in node.elts]
+        return lambda s: [p(s) for p in parts]
+
+    def _Dict(self, node: ast.Dict) -> Compiled:
+        if any(k is None for k in node.keys):
+            raise ExprError("'**' is not allowed in an object literal")
+        keys = [self.compile(k) for k in node.keys if k is not None]
+        values = [self.compile(v) for v in node.values]
+        return lambda s: {k(s): v(s) for k, v in zip(keys, values, strict=True)}
+
+    def _JoinedStr(self, node: ast.JoinedStr) -> Compiled:
+        parts: list[Compiled] = []
+        for v in node.values:
+            if isinstance(v, ast.FormattedValue):
+                if v.format_spec is not None or v.conversion != -1:
+                    raise ExprError("format specs are not supported in f-strings; use functions")
+                parts.append(_as_text(self.compile(v.value)))
+            else:
+                parts.append(self.compile(v))
+        return lambda s: "".join(p(s) for p in parts)
+
+    # paths
+    def _Name(self, node: ast.Name) -> Compiled:
+        name = node.id
+        if name in _CONSTANT_NAMES:
+            value = _CONSTANT_NAMES[name]
+            return lambda _s: value
+        self.info.paths.append(name)
+        if name == "root":
+            return lambda s: s.root
+        if name == "item":
+            return lambda s: s.item
+        if name == "meta":
+            return lambda s: s.meta
+        return lambda s: _get(s.item, name)
+
+    def _Attribute(self, node: ast.Attribute) -> Compiled:
+        base = self.compile(node.value)
+        attr = node.attr
+        return lambda s: _get(base(s), attr)
+
+    def _Subscript(self, node: ast.Subscript) -> Compiled:
+        base = self.compile(node.value)
+        if isinstance(node.slice, ast.Slice):
+            raise ExprError("slices are not supported; use functions such as first() or take()")
+        index = self.compile(node.slice)
+        return lambda s: _index(base(s), index(s))
+
+    # operators
+    def _BinOp(self, node: ast.BinOp) -> Compiled:
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            raise ExprError(f"operator {type(node.op).__name__} is not allowed")
+        left, right = self.compile(node.left), self.compile(node.right)
+
+        def binop(s: Scope) -> Any:
+            a, b = left(s), right(s)
+            if a is None or b is None:
+                return None
+            if isinstance(a, str) and isinstance(b, str) and op is operator.add:
+                return a + b
+            return op(to_decimal(a), to_decimal(b))
+
+        return binop
+
+    def _UnaryOp(self, node: ast.UnaryOp) -> Compiled:
+        operand = self.compile(node.operand)
+        if isinstance(node.op, ast.Not):
+            return lambda s: not operand(s)
+        if isinstance(node.op, ast.USub):
+            return lambda s: None if (v := operand(s)) is None else -to_decimal(v)
+        if isinstance(node.op, ast.UAdd):
+            return lambda s: None if (v := operand(s)) is None else to_decimal(v)
+        raise ExprError("operator ~ is not allowed")
+
+    def _BoolOp(self, node: ast.BoolOp) -> Compiled:
+        parts = [self.compile(v) for v in node.values]
+        if isinstance(node.op, ast.And):
+
+            def all_(s: Scope) -> Any:
+                value: Any = True
+                for p in parts:
+                    value = p(s)
+                    if not value:
+                        return value
+                return value
+
+            return all_
+
+        def any_(s: Scope) -> Any:
+            value: Any = None
+            for p in parts:
+                value = p(s)
+                if value:
+                    return value
+            return value
+
+        return any_
+
+    def _Compare(self, node: ast.Compare) -> Compiled:
+        left = self.compile(node.left)
+        ops = []
+        for op, comp in zip(node.ops, node.comparators, strict=True):
+            fn = _CMPOPS.get(type(op))
+            if fn is None:
+                raise ExprError(f"comparison {type(op).__name__} is not allowed; use == or !=")
+            ops.append((fn, self.compile(comp)))
+
+        def compare(s: Scope) -> bool:
+            a = left(s)
+            for fn, right in ops:
+                b = right(s)
+                try:
+                    if not fn(_cmpable(a), _cmpable(b)):
+                        return False
+                except TypeError:
+                    return False
+                a = b
+            return True
+
+        return compare
+
+    def _IfExp(self, node: ast.IfExp) -> Compiled:
+        test, body, orelse = (
+            self.compile(node.test),
+            self.compile(node.body),
+            self.compile(node.orelse),
+        )
+        return lambda s: body(s) if test(s) else orelse(s)
+
+    # calls
+    def _Call(self, node: ast.Call) -> Compiled:
+        if not isinstance(node.func, ast.Name):
+            raise ExprError("only functions can be called, e.g. lower(email)")
+        name = node.func.id
+        fn: Function | None = FUNCTIONS.get(name)
+        if fn is None:
+            raise ExprError(f"unknown function {name}()")
+        if node.keywords:
+            raise ExprError(f"{name}() takes positional arguments only")
+        n = len(node.args)
+        if n < fn.min_args or (fn.max_args is not None and n > fn.max_args):
+            raise ExprError(f"{name}() takes {fn.arity_text()}, got {n}")
+        self.info.functions.add(name)
+        if fn.lookup_table_arg and node.args and isinstance(node.args[0], ast.Constant):
+            self.info.lookups.add(str(node.args[0].value))
+        args = [self.compile(a) for a in node.args]
+        impl = fn.impl
+        if fn.needs_scope:
+            return lambda s: impl(s, *[a(s) for a in args])
+        if n == 1:
+            (a0,) = args
+            return lambda s: impl(a0(s))
+        return lambda s: impl(*[a(s) for a in args])
+
+
+def _describe(node: ast.AST) -> str:
+    names = {
+        "Lambda": "lambda",
+        "ListComp": "a comprehension",
+        "GeneratorExp": "a generator",
+        "NamedExpr": "':='",
+        "Starred": "'*'",
+        "Await": "await",
+    }
+    return names.get(type(node).__name__, type(node).__name__)
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return None
+
+
+def _index(obj: Any, key: Any) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, list):
+        if isinstance(key, Decimal):
+            key = int(key)
+        if not isinstance(key, int) or isinstance(key, bool):
+            return None
+        return obj[key] if -len(obj) <= key < len(obj) else None
+    if isinstance(obj, Mapping):
+        return obj.get(key if isinstance(key, str) else str(key))
+    return None
+
+
+def _cmpable(v: Any) -> Any:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return Decimal(str(v))
+    return v
+
+
+def _as_text(inner: Compiled) -> Compiled:
+    return lambda s: _text(inner(s))
+
+
+def _text(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, Decimal):
+        return format(v, "f")
+    return str(v)

@@ -1,0 +1,156 @@
+"""YAML test cases for mappings (``mappings/tests/*.yaml``), run by ``hub mappings test``.
+
+mapping: shopify/orders_create
+cases:
+  - name: documented orders/create payload
+    meta: {connection: shop}          # what the mapping sees as meta.*
+    input_file: ../../tests/fixtures/shopify/orders_create.json   # or input: {...}
+    expect: {...}                     # the whole output, or
+    expect_subset: {...}              # only these fields, or
+    expect_error: "lookup table"      # a failure whose message contains this, or
+    expect_dropped: true              # the mapping's `when` drops the event
+    golden_ids: {"order/shop/1": ord_1}  # MDM stubs: fixed golden ids
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hub.errors import ConfigError, ProcessingError
+from hub.mdm import DeterministicResolver
+
+from .engine import MappingSet
+
+
+@dataclass
+class CaseResult:
+    file: Path
+    mapping: str
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class StubResolver(DeterministicResolver):
+    def __init__(self, stubs: dict[str, str]) -> None:
+        self.stubs = stubs
+
+    def golden_id(self, entity: str, system: str, external_id: str) -> str:
+        return self.stubs.get(f"{entity}/{system}/{external_id}") or super().golden_id(
+            entity, system, external_id
+        )
+
+
+def test_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+
+
+def run_file(mappings: MappingSet, file: Path) -> list[CaseResult]:
+    from hub.workers.mapper import validate
+
+    doc = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    name = str(doc.get("mapping", ""))
+    mapping = mappings.get(name)
+    if mapping is None:
+        return [CaseResult(file, name, "(file)", False, f"unknown mapping {name!r}")]
+    results = []
+    for i, case in enumerate(doc.get("cases") or []):
+        title = str(case.get("name") or f"case {i + 1}")
+        try:
+            payload = _input(file, case)
+        except (OSError, ValueError) as exc:
+            results.append(CaseResult(file, name, title, False, f"cannot read input: {exc}"))
+            continue
+        meta = {
+            "connection": "test",
+            "event_type": mapping.source_event,
+            **(case.get("meta") or {}),
+        }
+        resolver = StubResolver({str(k): str(v) for k, v in (case.get("golden_ids") or {}).items()})
+        try:
+            output = mapping.apply(payload, meta, resolver)
+            if output is not None and mapping.target_entity:
+                validate(mapping.target_entity, output)
+        except ProcessingError as exc:
+            want = case.get("expect_error")
+            if want is not None and str(want) in str(exc):
+                results.append(CaseResult(file, name, title, True))
+            else:
+                results.append(CaseResult(file, name, title, False, f"failed: {exc}"))
+            continue
+        results.append(CaseResult(file, name, title, *_compare(case, output)))
+    return results
+
+
+def _input(file: Path, case: dict[str, Any]) -> Any:
+    if "input_file" in case:
+        text = (file.parent / str(case["input_file"])).read_text(encoding="utf-8")
+        return json.loads(text, parse_float=Decimal)
+    return _decimals(case.get("input"))
+
+
+def _decimals(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimals(v) for v in value]
+    return value
+
+
+def _compare(case: dict[str, Any], output: Any) -> tuple[bool, str]:
+    if case.get("expect_error") is not None:
+        return False, f"expected an error containing {case['expect_error']!r}, got output"
+    if case.get("expect_dropped"):
+        return (output is None, "" if output is None else "expected the event to be dropped")
+    if output is None:
+        return False, "the mapping dropped the event"
+    if "expect" in case:
+        want = case["expect"]
+    elif "expect_subset" in case:
+        want = case["expect_subset"]
+        output = _subset(output, want)
+    else:
+        return False, "a case needs expect, expect_subset, expect_error or expect_dropped"
+    if output == want:
+        return True, ""
+    return False, diff(want, output)
+
+
+def _subset(output: Any, want: Any) -> Any:
+    if isinstance(want, dict) and isinstance(output, dict):
+        return {k: _subset(output[k], v) for k, v in want.items() if k in output}
+    if isinstance(want, list) and isinstance(output, list) and len(want) == len(output):
+        return [_subset(o, w) for o, w in zip(output, want, strict=True)]
+    return output
+
+
+def diff(want: Any, got: Any) -> str:
+    a = json.dumps(want, indent=2, sort_keys=True, default=str).splitlines()
+    b = json.dumps(got, indent=2, sort_keys=True, default=str).splitlines()
+    return "\n".join(difflib.unified_diff(a, b, "expected", "actual", lineterm=""))
+
+
+def run_tests(mappings_dir: Path, path: Path | None = None) -> list[CaseResult]:
+    """Load the mappings of ``mappings_dir`` and run the test files at ``path``."""
+    from .engine import load_mappings
+
+    mappings = load_mappings(mappings_dir)
+    target = path or (mappings_dir / "tests")
+    results: list[CaseResult] = []
+    for file in test_files(target):
+        try:
+            results.extend(run_file(mappings, file))
+        except (yaml.YAMLError, ConfigError) as exc:
+            results.append(CaseResult(file, "?", "(file)", False, str(exc)))
+    return results

@@ -1,0 +1,27 @@
+"""Master data: the interface through which mappings ask for golden ids.
+
+The MDM service (its own issue) plugs in here with matching and merging across systems. Until
+then :class:`DeterministicResolver` gives every external object a stable golden id derived from
+``(entity, system, id)``: the same object always gets the same id, but the same customer in two
+systems gets two ids until MDM links them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+
+_NAMESPACE = uuid.UUID("0b7f5a8e-3d2c-5e61-8f4a-9c1d2e3f4a5b")
+PREFIX = {"customer": "cus", "product": "prd", "order": "ord", "inventory": "inv"}
+
+
+class IdResolver(Protocol):
+    def golden_id(self, entity: str, system: str, external_id: str) -> str:
+        """The golden id of ``entity`` known in ``system`` as ``external_id``."""
+        ...
+
+
+class DeterministicResolver:
+    def golden_id(self, entity: str, system: str, external_id: str) -> str:
+        digest = uuid.uuid5(_NAMESPACE, f"{entity}\x1f{system}\x1f{external_id}").hex[:24]
+        return f"{PREFIX.get(entity, entity[:3])}_{digest}"

@@ -1,0 +1,31 @@
+"""Liveness (``/healthz``) and readiness (``/readyz``: broker and database answer)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from .deps import HubDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(hub: HubDep) -> JSONResponse:
+    broker, database = await asyncio.gather(hub.publisher.ping(), hub.db.ping())
+    checks = {
+        "broker": "ok" if broker else "unavailable",
+        "database": "ok" if database else "unavailable",
+    }
+    ready = broker and database
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )

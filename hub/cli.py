@@ -1,0 +1,247 @@
+"""The ``hub`` command line. Every command has ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import ConfigError, HubError
+from .settings import Settings
+
+log = logging.getLogger("hub")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        print(f"configuration refused ({len(exc.problems)} problem(s)):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except HubError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hub",
+        description="Integration hub: connectors publish canonical events to Kafka; YAML "
+        "mappings transform and route them to destinations.",
+    )
+    parser.add_argument("--version", action="version", version=f"hub {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    up = sub.add_parser(
+        "up",
+        help="run the hub: ingress, workers and (if needed) the broker",
+        description="Run ingress (HTTP), the mapper and delivery workers. Without "
+        "HUB_KAFKA_BOOTSTRAP_SERVERS an embedded Tansu broker is started. Stops "
+        "cleanly on SIGINT/SIGTERM.",
+    )
+    _config_arg(up)
+    up.add_argument("--host", help="HTTP listen address (HUB_HTTP_HOST)")
+    up.add_argument("--port", type=int, help="HTTP port (HUB_HTTP_PORT)")
+    up.set_defaults(func=cmd_up)
+
+    check = sub.add_parser(
+        "check",
+        help="validate hub.yaml, the mappings and the routes",
+        description="Load hub.yaml and every mapping as `hub up` would and "
+        "report every problem with file, line and path. Exit 0 if all is well.",
+    )
+    _config_arg(check)
+    check.set_defaults(func=cmd_check)
+
+    mappings = sub.add_parser("mappings", help="check and test mapping files")
+    msub = mappings.add_subparsers(title="commands", metavar="COMMAND")
+    mcheck = msub.add_parser("check", help="compile every mapping and report problems")
+    mcheck.add_argument(
+        "directory",
+        nargs="?",
+        type=Path,
+        default=Path("mappings"),
+        help="folder of mapping files (default: mappings)",
+    )
+    mcheck.set_defaults(func=cmd_mappings_check)
+    mtest = msub.add_parser(
+        "test",
+        help="run the YAML test cases of the mappings",
+        description="Run mapping test cases (default: mappings/tests) and "
+        "show a diff for each failure. Exit 1 if any case fails.",
+    )
+    mtest.add_argument("path", nargs="?", type=Path, help="a test file or folder")
+    mtest.add_argument(
+        "--mappings",
+        type=Path,
+        default=Path("mappings"),
+        help="folder of mapping files (default: mappings)",
+    )
+    mtest.set_defaults(func=cmd_mappings_test)
+
+    schemas = sub.add_parser("schemas", help="the canonical JSON Schemas in schemas/")
+    ssub = schemas.add_subparsers(title="commands", metavar="COMMAND")
+    export = ssub.add_parser("export", help="write the schemas generated from the models")
+    export.add_argument("directory", nargs="?", type=Path, default=Path("schemas"))
+    export.set_defaults(func=cmd_schemas_export)
+    scheck = ssub.add_parser("check", help="exit 1 if schemas/ differs from the models")
+    scheck.add_argument("directory", nargs="?", type=Path, default=Path("schemas"))
+    scheck.set_defaults(func=cmd_schemas_check)
+
+    conns = sub.add_parser("connectors", help="list the connectors and their options")
+    conns.set_defaults(func=cmd_connectors)
+    return parser
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-c", "--config", type=Path, help="path of hub.yaml (HUB_CONFIG; default hub.yaml)"
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    if getattr(args, "config", None):
+        overrides["config"] = args.config
+    if getattr(args, "host", None):
+        overrides["http_host"] = args.host
+    if getattr(args, "port", None):
+        overrides["http_port"] = args.port
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def load(settings: Settings):  # type: ignore[no-untyped-def]
+    """hub.yaml and the mappings it names, cross-checked."""
+    from .config import check_routes, load_config
+    from .mapping import load_mappings
+
+    config = load_config(settings.config)
+    mappings = load_mappings(settings.mappings_dir or config.mappings_dir)
+    check_routes(config, mappings)
+    return config, mappings
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from .logs import setup_logging
+    from .runtime import Hub
+
+    settings = _settings(args)
+    setup_logging(settings.log_level, settings.log_format)
+    config, mappings = load(settings)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with Hub(settings, config, mappings) as hub:
+            log.info(
+                "hub %s up: %d connection(s), %d route(s); Ctrl-C to stop",
+                __version__,
+                len(config.connections),
+                len(config.inbound) + len(config.outbound),
+            )
+            del hub
+            await stop.wait()
+            log.info("shutting down")
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    config, mappings = load(settings)
+    print(f"{settings.config}: ok")
+    print(
+        "  connections: "
+        + (", ".join(f"{n} ({c.name})" for n, c in config.connections.items()) or "none")
+    )
+    for r in config.inbound:
+        print(
+            f"  route {r.name}: {r.connection} -> {r.mapping}{'' if r.enabled else ' (disabled)'}"
+        )
+    for o in config.outbound:
+        print(
+            f"  route {o.name}: canonical.{o.entity} -> {o.destination}"
+            + ("" if o.enabled else " (disabled)")
+        )
+    print(f"  mappings: {len(mappings.mappings)} in {mappings.directory}")
+    return 0
+
+
+def cmd_mappings_check(args: argparse.Namespace) -> int:
+    from .mapping import load_mappings
+
+    mappings = load_mappings(args.directory)
+    for name, m in sorted(mappings.mappings.items()):
+        target = f"canonical {m.target_entity}" if m.target_entity else "fragment"
+        print(f"ok  {name}  ({target}, version {m.version})")
+    return 0
+
+
+def cmd_mappings_test(args: argparse.Namespace) -> int:
+    from .mapping.testing import run_tests
+
+    results = run_tests(args.mappings, args.path)
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        print(f"{'PASS' if r.ok else 'FAIL'}  {r.mapping}: {r.name}")
+        if not r.ok:
+            for line in r.detail.splitlines():
+                print(f"      {line}")
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if not results:
+        print(f"no test cases found under {args.path or args.mappings / 'tests'}", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
+
+
+def cmd_schemas_export(args: argparse.Namespace) -> int:
+    from .schemas import write_schemas
+
+    for path in write_schemas(args.directory):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_schemas_check(args: argparse.Namespace) -> int:
+    from .schemas import check_schemas
+
+    stale = check_schemas(args.directory)
+    if stale:
+        print(f"out of date: {', '.join(stale)}; run `hub schemas export`", file=sys.stderr)
+        return 1
+    print("schemas are up to date")
+    return 0
+
+
+def cmd_connectors(args: argparse.Namespace) -> int:
+    import connectors
+
+    for name in connectors.names():
+        cls = connectors.get(name)
+        assert cls is not None
+        print(f"{name}: {cls.title} - {cls.description}")
+        for field_name, f in cls.Options.model_fields.items():
+            req = "required" if f.is_required() else f"default {f.default!r}"
+            print(f"    {field_name} ({req}): {f.description or ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

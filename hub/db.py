@@ -1,0 +1,123 @@
+"""The hub's own state (SQLAlchemy 2 async): SQLite by default, PostgreSQL in production.
+
+Tables so far: webhook receipts (ingress deduplication) and deliveries (so a redelivered event
+does not repeat its effect in a destination).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, DateTime, MetaData, String, Table, event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+metadata = MetaData()
+
+webhook_receipts = Table(
+    "webhook_receipts",
+    metadata,
+    Column("connection", String(64), primary_key=True),
+    Column("delivery_id", String(255), primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("destination", String(64), primary_key=True),
+    Column("event_id", String(64), primary_key=True),
+    Column("delivered_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def start(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    def _insert_ignore(self, table: Table, values: dict[str, Any]) -> Any:
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        return dialect.insert(table).values(**values).on_conflict_do_nothing()
+
+    async def webhook_event(self, connection: str, delivery_id: str) -> str | None:
+        """The event id stored for an earlier delivery with this id, if any."""
+        async with self.engine.connect() as conn:
+            row = await conn.execute(
+                select(webhook_receipts.c.event_id).where(
+                    webhook_receipts.c.connection == connection,
+                    webhook_receipts.c.delivery_id == delivery_id,
+                )
+            )
+            return row.scalar_one_or_none()
+
+    async def record_webhook(self, connection: str, delivery_id: str, event_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                self._insert_ignore(
+                    webhook_receipts,
+                    {
+                        "connection": connection,
+                        "delivery_id": delivery_id,
+                        "event_id": event_id,
+                        "received_at": _now(),
+                    },
+                )
+            )
+
+    async def delivered(self, destination: str, event_ids: list[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(deliveries.c.event_id).where(
+                    deliveries.c.destination == destination, deliveries.c.event_id.in_(event_ids)
+                )
+            )
+            return {r[0] for r in rows}
+
+    async def record_delivery(self, destination: str, event_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                self._insert_ignore(
+                    deliveries,
+                    {"destination": destination, "event_id": event_id, "delivered_at": _now()},
+                )
+            )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()

@@ -1,0 +1,1 @@
+"""Kafka consumer workers: the mapper (ingest -> canonical) and delivery (canonical -> sinks)."""

@@ -1,0 +1,77 @@
+"""The consume loop shared by workers: batch in, output acknowledged, then offsets committed.
+
+A worker never commits an offset before the output for that record (canonical event, dead
+letter or delivery) is acknowledged, so a crash at any point means redelivery, never loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from hub.bus import consumer
+from hub.errors import BrokerUnavailable
+from hub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Subclasses set ``group``/``topics`` and implement ``process`` for one partition's batch."""
+
+    group: str
+    topics: Sequence[str]
+
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    async def process(self, tp: TopicPartition, records: list[Any]) -> None:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        self._consumer = consumer(self.settings, self.bootstrap, self.group, self.topics)
+        await self._consumer.start()
+        log.info("%s consuming %s", self.group, ", ".join(self.topics))
+        try:
+            while not self._stopping.is_set():
+                batch = await self._consumer.getmany(timeout_ms=500)
+                if not self.ready.is_set() and self._consumer.assignment():
+                    self.ready.set()
+                if not batch:
+                    continue
+                await asyncio.gather(*(self._one(tp, recs) for tp, recs in batch.items()))
+        finally:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _one(self, tp: TopicPartition, records: list[Any]) -> None:
+        assert self._consumer is not None
+        try:
+            await self.process(tp, records)
+        except BrokerUnavailable as exc:
+            # Output not acknowledged: do not commit; read the batch again after a pause.
+            log.warning(
+                "%s: %s; retrying %s from offset %d", self.group, exc, tp, records[0].offset
+            )
+            self._consumer.seek(tp, records[0].offset)
+            await asyncio.sleep(1.0)
+            return
+        try:
+            await self._consumer.commit({tp: OffsetAndMetadata(records[-1].offset + 1, "")})
+        except KafkaError as exc:
+            # e.g. the partition moved to another member during a rebalance: it will read
+            # these records again; outputs carry deterministic ids, so that is harmless.
+            log.warning("%s: commit for %s failed: %s", self.group, tp, exc)
+
+    def stop(self) -> None:
+        self._stopping.set()

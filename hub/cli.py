@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(up)
     up.add_argument("--host", help="HTTP listen address (HUB_HTTP_HOST)")
     up.add_argument("--port", type=int, help="HTTP port (HUB_HTTP_PORT)")
+    up.add_argument(
+        "--role",
+        choices=["all", "ingress", "workers"],
+        default="all",
+        help="run only the HTTP ingress, only the workers, or both (default: all)",
+    )
     up.set_defaults(func=cmd_up)
 
     check = sub.add_parser(
@@ -148,7 +154,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with Hub(settings, config, mappings) as hub:
+        roles = frozenset({"ingress", "workers"} if args.role == "all" else {args.role})
+        async with Hub(settings, config, mappings, roles=roles) as hub:
             log.info(
                 "hub %s up: %d connection(s), %d route(s); Ctrl-C to stop",
                 __version__,

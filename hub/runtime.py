@@ -30,6 +30,11 @@ from .workers.mapper import MapperWorker
 log = logging.getLogger(__name__)
 
 
+ROLES = frozenset({"ingress", "workers"})
+"""ingress: the HTTP server (webhooks, health); workers: mapper and delivery consumers.
+One process runs both by default; in production they can be scaled apart."""
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the hub owns SIGINT/SIGTERM."""
 
@@ -45,7 +50,12 @@ class Hub:
         config: HubConfig,
         mappings: MappingSet,
         resolver: IdResolver | None = None,
+        roles: frozenset[str] = ROLES,
     ) -> None:
+        unknown = roles - ROLES
+        if unknown or not roles:
+            raise ValueError(f"roles must be among {sorted(ROLES)}, got {sorted(roles)}")
+        self.roles = roles
         self.settings = settings
         self.config = config
         self.mappings = mappings
@@ -81,14 +91,20 @@ class Hub:
         await self.db.start()
         self._publisher = Publisher(s, self.bootstrap, s.ingress_publish_timeout_s)
 
-        self.workers.append(MapperWorker(self))
-        for name, sink in self.config.sinks().items():
-            routes = self.config.outbound_for(name)
-            if routes:
-                await sink.open()
-                self.workers.append(DeliveryWorker(self, name, sink, routes))
-        for worker in self.workers:
-            self._tasks.append(asyncio.create_task(self._supervise(worker), name=worker.group))
+        if "workers" in self.roles:
+            self.workers.append(MapperWorker(self))
+            for name, sink in self.config.sinks().items():
+                routes = self.config.outbound_for(name)
+                if routes:
+                    await sink.open()
+                    self.workers.append(DeliveryWorker(self, name, sink, routes))
+            for worker in self.workers:
+                self._tasks.append(asyncio.create_task(self._supervise(worker), name=worker.group))
+        if "ingress" in self.roles:
+            await self._serve_http()
+
+    async def _serve_http(self) -> None:
+        s = self.settings
 
         app = create_app(self)
         self._server = _Server(
@@ -124,9 +140,12 @@ class Hub:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
-        for worker in self.workers:
+        for worker, task in zip(self.workers, self._tasks, strict=False):
             worker.stop()
+            if not worker.ready.is_set():
+                task.cancel()  # still joining its group: nothing in flight to finish
         if self._tasks:
+            # Workers finish the batch in hand (its output acknowledged, offsets committed).
             _done, pending = await asyncio.wait(self._tasks, timeout=15)
             for task in pending:
                 task.cancel()

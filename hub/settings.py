@@ -71,6 +71,7 @@ class Settings(BaseSettings):
         return not self.kafka_bootstrap_servers.strip()
 
     def topic(self, name: str) -> str:
+        """A topic (or consumer group) name under the configured prefix."""
         return f"{self.kafka_topic_prefix}{name}"
 
     @property

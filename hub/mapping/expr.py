@@ -165,7 +165,7 @@ class _Compiler:
     def _Subscript(self, node: ast.Subscript) -> Compiled:
         base = self.compile(node.value)
         if isinstance(node.slice, ast.Slice):
-            raise ExprError("slices are not supported; use functions such as first() or take()")
+            raise ExprError("slices are not supported; use functions such as first()")
         index = self.compile(node.slice)
         return lambda s: _index(base(s), index(s))
 

@@ -138,7 +138,9 @@ def money(v: Any, places: Any = 2) -> str | None:
     if v is None or v == "":
         return None
     exp = Decimal(1).scaleb(-int(places))
-    return format(to_decimal(v).quantize(exp, rounding=ROUND_HALF_EVEN), "f")
+    amount = to_decimal(v).quantize(exp, rounding=ROUND_HALF_EVEN)
+    # an amount that rounds to zero is "0.00", never "-0.00"
+    return format(amount.copy_abs() if amount.is_zero() else amount, "f")
 
 
 _ROUNDING = {

@@ -40,9 +40,9 @@ class Worker:
 
     async def run(self) -> None:
         self._consumer = consumer(self.settings, self.bootstrap, self.group, self.topics)
-        await self._consumer.start()
-        log.info("%s consuming %s", self.group, ", ".join(self.topics))
         try:
+            await self._consumer.start()
+            log.info("%s consuming %s", self.group, ", ".join(self.topics))
             while not self._stopping.is_set():
                 batch = await self._consumer.getmany(timeout_ms=500)
                 if not self.ready.is_set() and self._consumer.assignment():

@@ -40,7 +40,7 @@ class DeliveryWorker(Worker):
         self.destination = destination
         self.sink = sink
         self.routes = routes
-        self.group = f"hub.deliver.{destination}"
+        self.group = hub.settings.topic(f"deliver.{destination}")
         self.topics = sorted({hub.settings.canonical_topic(r.entity) for r in routes})
         self._entity_by_topic = {hub.settings.canonical_topic(r.entity): r.entity for r in routes}
 

@@ -31,11 +31,10 @@ log = logging.getLogger(__name__)
 
 
 class MapperWorker(Worker):
-    group = "hub.mapper"
-
     def __init__(self, hub: Hub) -> None:
         super().__init__(hub.settings, hub.bootstrap)
         self.hub = hub
+        self.group = hub.settings.topic("mapper")
         self.topics = [hub.settings.ingest_topic]
 
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:

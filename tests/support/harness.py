@@ -1,0 +1,248 @@
+"""Test harness: a hub running in-process on the real broker, and a real HTTP destination."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from connectors.shopify import sign
+from hub.config import check_routes, load_config
+from hub.mapping import load_mappings
+from hub.runtime import Hub
+from hub.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+SECRET = "test-shopify-secret"
+ORDER_BODY = (FIXTURES / "shopify" / "orders_create.json").read_bytes()
+
+
+def shopify_headers(
+    body: bytes, webhook_id: str | None = None, secret: str = SECRET
+) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "x-shopify-topic": "orders/create",
+        "x-shopify-hmac-sha256": sign(secret, body),
+        "x-shopify-webhook-id": webhook_id or str(uuid.uuid4()),
+        "x-shopify-shop-domain": "acme.myshopify.com",
+    }
+
+
+def order_body(order_id: int, **changes: Any) -> bytes:
+    order = json.loads(ORDER_BODY)
+    order["id"] = order_id
+    order["name"] = f"#{order_id}"
+    order.update(changes)
+    return json.dumps(order).encode()
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class RecordingSink:
+    """A real HTTP server on 127.0.0.1 that records what it receives.
+
+    ``fail_next`` answers that many requests with 503 first (a destination that is down)."""
+
+    status_script: list[int] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+    attempts: list[Received] = field(default_factory=list)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self._queue: asyncio.Queue[Received] = asyncio.Queue()
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/orders"
+
+    async def _handle(self, request: Request) -> JSONResponse:
+        item = Received(dict(request.headers), json.loads(await request.body()))
+        self.attempts.append(item)
+        status = self.status_script.pop(0) if self.status_script else 200
+        if status < 300:
+            self.received.append(item)
+            self._queue.put_nowait(item)
+        return JSONResponse({"ok": status < 300}, status_code=status)
+
+    async def next(self, timeout_s: float = 60.0) -> Received:
+        async with asyncio.timeout(timeout_s):
+            return await self._queue.get()
+
+    async def __aenter__(self) -> RecordingSink:
+        app = Starlette(routes=[Route("/orders", self._handle, methods=["POST"])])
+        self._server = _Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
+        )
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None and self._task is not None
+        self._server.should_exit = True
+        await self._task
+
+
+def config_text(destination_url: str | None, extra_routes: str = "") -> str:
+    text = f"""
+mappings: {ROOT / "mappings"}
+connections:
+  shop:
+    connector: shopify
+    options:
+      webhook_secret: env:TEST_SHOPIFY_SECRET
+"""
+    if destination_url:
+        text += f"""
+  erp:
+    connector: http
+    options:
+      url: {destination_url}
+"""
+    text += """
+routes:
+  - name: shop-orders-in
+    from: shop
+    mapping: shopify/orders_create
+"""
+    if destination_url:
+        text += """
+  - name: orders-to-erp
+    from: canonical.order
+    to: erp
+"""
+    return text + extra_routes
+
+
+class HubFactory:
+    """Starts hubs on the session's broker, each with its own topics and consumer groups."""
+
+    def __init__(self, bootstrap: str, tmp: pytest.TempPathFactory) -> None:
+        self.bootstrap = bootstrap
+        self.tmp = tmp
+        self._hubs: list[Hub] = []
+
+    def settings(self, **overrides: Any) -> Settings:
+        state = self.tmp.mktemp("hub")
+        values: dict[str, Any] = {
+            "kafka_bootstrap_servers": self.bootstrap,
+            "kafka_topic_prefix": f"t{uuid.uuid4().hex[:10]}.",
+            "kafka_partitions": 1,
+            "state_dir": state,
+            "http_port": 0,
+            "ingress_publish_timeout_s": 10.0,
+            "delivery_backoff_initial_s": 0.01,
+            "delivery_backoff_max_s": 0.05,
+            "config": state / "hub.yaml",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    async def start(
+        self,
+        destination_url: str | None = None,
+        *,
+        wait: bool = True,
+        config: str | None = None,
+        roles: frozenset[str] = frozenset({"ingress", "workers"}),
+        **overrides: Any,
+    ) -> Hub:
+        settings = self.settings(**overrides)
+        settings.config.write_text(config or config_text(destination_url))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("TEST_SHOPIFY_SECRET", SECRET)
+            cfg = load_config(settings.config)
+        mappings = load_mappings(cfg.mappings_dir)
+        check_routes(cfg, mappings)
+        hub = Hub(settings, cfg, mappings, roles=roles)
+        self._hubs.append(hub)
+        await hub.start()
+        if wait:
+            await hub.wait_ready()
+        return hub
+
+    async def close(self) -> None:
+        for hub in self._hubs:
+            await hub.stop()
+
+
+async def post(
+    hub: Hub, body: bytes, headers: dict[str, str], connection: str = "shop"
+) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=hub.base_url, timeout=30) as client:
+        return await client.post(f"/webhooks/{connection}", content=body, headers=headers)
+
+
+async def topic_records(bootstrap: str, topic: str) -> list[Any]:
+    """Every record in ``topic`` now (reads up to the end offsets)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        from aiokafka import TopicPartition
+
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        out: list[Any] = []
+        remaining = {tp for tp in tps if end[tp] > 0}
+        async with asyncio.timeout(30):
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=500)
+                for tp, records in batch.items():
+                    for r in records:
+                        if r.offset < end[tp]:
+                            out.append(r)
+                        if r.offset >= end[tp] - 1:
+                            remaining.discard(tp)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def header(record: Any, name: str) -> str | None:
+    for k, v in record.headers or ():
+        if k == name:
+            return bytes(v).decode()
+    return None

@@ -1,0 +1,139 @@
+"""End to end on real components: signed webhook -> Tansu -> mapper -> delivery -> HTTP server."""
+
+from __future__ import annotations
+
+import json
+
+from hub.envelope import derived_id
+
+from .support.harness import (
+    ORDER_BODY,
+    HubFactory,
+    RecordingSink,
+    header,
+    order_body,
+    post,
+    shopify_headers,
+    topic_records,
+)
+
+
+async def test_signed_shopify_order_reaches_destination(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    hub = await hubs.start(sink.url, kafka_partitions=3)
+
+    response = await post(hub, ORDER_BODY, shopify_headers(ORDER_BODY, webhook_id="wh-e2e-1"))
+    assert response.status_code == 202, response.text
+    ingest_id = response.json()["id"]
+    assert ingest_id == derived_id("webhook", "shop", "wh-e2e-1")
+
+    got = await sink.next()
+    order = got.body
+    assert order["number"] == "#9999"
+    assert order["status"] == "paid"
+    assert order["currency"] == "USD"
+    assert order["total"] == "418.00"
+    assert order["created_at"] == "2022-01-01T00:00:00Z"
+    assert order["external_refs"] == [{"system": "shop", "id": "820982911946154508"}]
+    assert [line["sku"] for line in order["lines"]] == [
+        "IPOD2008PINK",
+        "IPOD2008PINK",
+        "IPOD2009BLACK",
+    ]
+    assert [line["total"] for line in order["lines"]] == ["199.00", "199.00", "0.00"]
+    assert order["customer"]["email"] == "john@example.com"
+    assert order["shipping_address"]["country"] == "US"
+
+    # Idempotency key = the canonical event's id; correlation leads back to the webhook.
+    assert got.headers["idempotency-key"] == got.headers["ce-id"]
+    assert got.headers["ce-correlationid"] == ingest_id
+    assert got.headers["ce-subject"] == order["id"]
+    assert got.headers["ce-hubmapping"] == "shopify/orders_create"
+
+    # The canonical topic is keyed by the golden id.
+    canonical = await topic_records(hub.bootstrap, hub.settings.canonical_topic("order"))
+    assert [r.key.decode() for r in canonical] == [order["id"]]
+    assert json.loads(canonical[0].value) == order
+
+
+async def test_duplicate_webhook_delivery_gives_one_event(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    hub = await hubs.start(sink.url)
+    body = order_body(1001)
+    headers = shopify_headers(body, webhook_id="wh-dup")
+
+    first = await post(hub, body, headers)
+    second = await post(hub, body, headers)
+    assert first.status_code == 202
+    assert second.status_code == 200
+    assert second.json() == {"status": "duplicate", "id": first.json()["id"]}
+
+    # A later, different order is the marker: with one partition everything before it
+    # has been mapped and delivered by the time it arrives.
+    marker = order_body(1002)
+    assert (await post(hub, marker, shopify_headers(marker))).status_code == 202
+    numbers = [(await sink.next()).body["number"], (await sink.next()).body["number"]]
+    assert numbers == ["#1001", "#1002"]
+    assert [r.body["number"] for r in sink.received] == ["#1001", "#1002"]
+
+    ingest = await topic_records(hub.bootstrap, hub.settings.ingest_topic)
+    assert len(ingest) == 2
+
+
+async def test_transient_destination_failures_are_retried_with_the_same_key(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    sink.status_script = [503, 503]
+    hub = await hubs.start(sink.url)
+    body = order_body(2001)
+    assert (await post(hub, body, shopify_headers(body))).status_code == 202
+
+    got = await sink.next()
+    assert got.body["number"] == "#2001"
+    assert len(sink.attempts) == 3
+    assert {a.headers["idempotency-key"] for a in sink.attempts} == {got.headers["idempotency-key"]}
+
+
+async def test_unmappable_order_becomes_a_dead_letter_and_others_flow(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    hub = await hubs.start(sink.url)
+    bad = order_body(3001, financial_status="on_hold")  # not in the mapping's lookup table
+    good = order_body(3002)
+    assert (await post(hub, bad, shopify_headers(bad, webhook_id="wh-bad"))).status_code == 202
+    assert (await post(hub, good, shopify_headers(good))).status_code == 202
+
+    assert (await sink.next()).body["number"] == "#3002"
+    assert [r.body["number"] for r in sink.received] == ["#3002"]
+
+    letters = await topic_records(hub.bootstrap, hub.settings.deadletter_topic)
+    assert len(letters) == 1
+    letter = letters[0]
+    assert letter.value == bad  # the original record, whole
+    assert header(letter, "ce_id") == derived_id("webhook", "shop", "wh-bad")
+    assert header(letter, "hub_dlq_stage") == "map"
+    assert header(letter, "hub_dlq_error_class") == "MappingFailed"
+    assert "field status" in (header(letter, "hub_dlq_error") or "")
+    assert header(letter, "hub_dlq_mapping") == "shopify/orders_create"
+    assert header(letter, "hub_dlq_mapping_version")
+
+
+async def test_refused_delivery_becomes_a_dead_letter(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    sink.status_script = [422]
+    hub = await hubs.start(sink.url)
+    body = order_body(4001)
+    assert (await post(hub, body, shopify_headers(body))).status_code == 202
+    marker = order_body(4002)
+    assert (await post(hub, marker, shopify_headers(marker))).status_code == 202
+
+    assert (await sink.next()).body["number"] == "#4002"
+    assert len(sink.attempts) == 2  # a 422 is not retried
+    letters = await topic_records(hub.bootstrap, hub.settings.deadletter_topic)
+    assert [header(r, "hub_dlq_stage") for r in letters] == ["deliver"]
+    assert header(letters[0], "hub_dlq_error_class") == "DeliveryRejected"
+    assert header(letters[0], "hub_dlq_destination") == "erp"
+    assert json.loads(letters[0].value)["number"] == "#4001"

@@ -1,0 +1,120 @@
+"""Ingress refusals: each with its status and JSON body, and nothing written to Kafka."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from hub.broker import EmbeddedBroker
+
+from .support.harness import ORDER_BODY, HubFactory, post, shopify_headers, topic_records
+
+
+@pytest.fixture
+async def hub(hubs: HubFactory):  # type: ignore[no-untyped-def]
+    # Ingress only: these tests read the ingest topic themselves. 16 KiB limit for 413.
+    return await hubs.start(None, roles=frozenset({"ingress"}), ingress_max_body_bytes=16 * 1024)
+
+
+async def test_refusals_answer_with_status_and_json_and_store_nothing(hub) -> None:  # type: ignore[no-untyped-def]
+    cases: list[tuple[str, bytes, dict[str, str], int, str]] = []
+    good = shopify_headers(ORDER_BODY)
+
+    cases.append(
+        (
+            "bad signature",
+            ORDER_BODY,
+            {**good, "x-shopify-hmac-sha256": "AAAA"},
+            401,
+            "bad_signature",
+        )
+    )
+    cases.append(
+        (
+            "missing signature",
+            ORDER_BODY,
+            {k: v for k, v in good.items() if "hmac" not in k},
+            401,
+            "bad_signature",
+        )
+    )
+    wrong_secret = shopify_headers(ORDER_BODY, secret="not-the-secret")
+    cases.append(("wrong secret", ORDER_BODY, wrong_secret, 401, "bad_signature"))
+    big = b'{"pad": "' + b"x" * (17 * 1024) + b'"}'
+    cases.append(("too large", big, shopify_headers(big), 413, "payload_too_large"))
+    broken = b'{"id": 1, "name": '
+    cases.append(("malformed JSON", broken, shopify_headers(broken), 400, "malformed_payload"))
+    text = b"id=1"
+    cases.append(
+        (
+            "not JSON",
+            text,
+            {**shopify_headers(text), "content-type": "text/plain"},
+            415,
+            "unsupported_media_type",
+        )
+    )
+    no_topic = {k: v for k, v in good.items() if k != "x-shopify-topic"}
+    cases.append(("missing topic", ORDER_BODY, no_topic, 400, "malformed_payload"))
+
+    for name, body, headers, status, code in cases:
+        response = await post(hub, body, headers)
+        assert response.status_code == status, name
+        assert response.json()["error"] == code, name
+        assert response.json()["message"], name
+
+    unknown = await post(hub, ORDER_BODY, good, connection="nope")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == "unknown_connection"
+
+    assert await topic_records(hub.bootstrap, hub.settings.ingest_topic) == []
+
+    # Control: the same request, correctly signed, is stored.
+    accepted = await post(hub, ORDER_BODY, good)
+    assert accepted.status_code == 202
+    assert len(await topic_records(hub.bootstrap, hub.settings.ingest_topic)) == 1
+
+
+async def test_chunked_body_over_the_limit_is_refused(hub) -> None:  # type: ignore[no-untyped-def]
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(40):
+            yield b"x" * 1024
+
+    async with httpx.AsyncClient(base_url=hub.base_url) as client:
+        response = await client.post(
+            "/webhooks/shop", content=chunks(), headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 413
+    assert await topic_records(hub.bootstrap, hub.settings.ingest_topic) == []
+
+
+async def test_health_and_readiness(hub) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=hub.base_url) as client:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"broker": "ok", "database": "ok"}}
+
+
+async def test_broker_down_gives_503_and_never_a_2xx(hubs: HubFactory) -> None:
+    own = EmbeddedBroker()
+    own.start()
+    try:
+        hubs.bootstrap = own.bootstrap_servers
+        hub = await hubs.start(None, roles=frozenset({"ingress"}), ingress_publish_timeout_s=2.0)
+        assert (await post(hub, ORDER_BODY, shopify_headers(ORDER_BODY))).status_code == 202
+        own.stop()
+
+        for i in range(3):
+            response = await post(
+                hub, ORDER_BODY, shopify_headers(ORDER_BODY, webhook_id=f"down-{i}")
+            )
+            assert response.status_code == 503
+            assert response.json()["error"] == "broker_unavailable"
+            assert response.headers["retry-after"]
+        async with httpx.AsyncClient(base_url=hub.base_url) as client:
+            ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["broker"] == "unavailable"
+    finally:
+        own.stop()

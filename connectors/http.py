@@ -75,6 +75,8 @@ class Http(Sink):
         if 200 <= status < 300:
             return
         detail = f"HTTP {status}: {response.text[:200]}"
+        if self.options.authorization is not None:  # a destination may echo the header back
+            detail = detail.replace(self.options.authorization.get_secret_value(), "***")
         if status >= 500 or status in RETRIABLE_STATUS:
             raise DeliveryRetriable(self.connection, detail, status)
         raise DeliveryRejected(self.connection, detail, status)

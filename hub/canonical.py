@@ -191,6 +191,13 @@ ENTITY_MODELS: dict[str, type[Entity]] = {
 }
 
 
+MODELS: dict[str, type[_Model]] = {
+    m.__name__: m
+    for m in (Customer, Product, Order, Inventory, Address, ExternalRef, CustomerRef, OrderLine)
+}
+"""Models a mapping may target with ``target: {model: Name}``."""
+
+
 def dump(entity: Entity) -> dict[str, Any]:
     """JSON-ready dict without unset optional fields."""
     return entity.model_dump(mode="json", exclude_none=True)

@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     mappings = sub.add_parser("mappings", help="check and test mapping files")
+    mappings.set_defaults(func=lambda _a: _help(mappings))
     msub = mappings.add_subparsers(title="commands", metavar="COMMAND")
     mcheck = msub.add_parser("check", help="compile every mapping and report problems")
     mcheck.add_argument(
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     mtest.set_defaults(func=cmd_mappings_test)
 
     schemas = sub.add_parser("schemas", help="the canonical JSON Schemas in schemas/")
+    schemas.set_defaults(func=lambda _a: _help(schemas))
     ssub = schemas.add_subparsers(title="commands", metavar="COMMAND")
     export = ssub.add_parser("export", help="write the schemas generated from the models")
     export.add_argument("directory", nargs="?", type=Path, default=Path("schemas"))
@@ -111,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     conns = sub.add_parser("connectors", help="list the connectors and their options")
     conns.set_defaults(func=cmd_connectors)
     return parser
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:

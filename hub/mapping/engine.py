@@ -22,7 +22,7 @@ A mapping file (``mappings/<name>.yaml``)::
         fields: {sku: sku, quantity: str(quantity)}
       note: {expr: note, default: ''}  # an expression with a fallback
       channel: {const: web}            # a literal string
-      tier: {if: "total_price > 1000", then: {const: gold}, else: {const: standard}}
+      tier: {if: "decimal(total_price) > 1000", then: {const: gold}, else: {const: standard}}
 
 Fields whose value is ``null`` are left out of the output.
 """
@@ -208,11 +208,15 @@ class _Builder:
                     f"unknown entity {entity!r} (known: {', '.join(canonical.ENTITY_MODELS)})",
                 )
         else:
-            found = getattr(canonical, str(target["model"]), None)
-            if isinstance(found, type) and issubclass(found, BaseModel):
+            found = canonical.MODELS.get(str(target["model"]))
+            if found is not None:
                 model = found
             else:
-                self.fail(("target", "model"), f"unknown canonical model {target['model']!r}")
+                self.fail(
+                    ("target", "model"),
+                    f"unknown canonical model {target['model']!r} "
+                    f"(known: {', '.join(canonical.MODELS)})",
+                )
         if not isinstance(source, dict):
             self.fail(("source",), "source must be {connector: NAME, event: TYPE}")
             source = {}

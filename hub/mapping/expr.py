@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .functions import FUNCTIONS, Function, to_decimal
+from .functions import FUNCTIONS, Function, MappingFunctionError, to_decimal
 
 
 @dataclass
@@ -237,7 +237,12 @@ class _Compiler:
                     if not fn(_cmpable(a), _cmpable(b)):
                         return False
                 except TypeError:
-                    return False
+                    if a is None or b is None:
+                        return False  # a missing value is never greater or smaller
+                    raise MappingFunctionError(
+                        f"cannot compare {_kind(a)} {a!r} with {_kind(b)} {b!r}; convert one "
+                        "side first, e.g. decimal(x) or str(x)"
+                    ) from None
                 a = b
             return True
 
@@ -313,6 +318,14 @@ def _cmpable(v: Any) -> Any:
     if isinstance(v, int | float) and not isinstance(v, bool):
         return Decimal(str(v))
     return v
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, str):
+        return "text"
+    if isinstance(v, int | float | Decimal) and not isinstance(v, bool):
+        return "number"
+    return type(v).__name__
 
 
 def _as_text(inner: Compiled) -> Compiled:

@@ -48,7 +48,7 @@ class StubResolver(DeterministicResolver):
         )
 
 
-def test_files(path: Path) -> list[Path]:
+def case_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     return sorted(p for p in path.rglob("*.y*ml") if p.suffix in (".yaml", ".yml"))
@@ -148,7 +148,7 @@ def run_tests(mappings_dir: Path, path: Path | None = None) -> list[CaseResult]:
     mappings = load_mappings(mappings_dir)
     target = path or (mappings_dir / "tests")
     results: list[CaseResult] = []
-    for file in test_files(target):
+    for file in case_files(target):
         try:
             results.extend(run_file(mappings, file))
         except (yaml.YAMLError, ConfigError) as exc:

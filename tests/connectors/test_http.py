@@ -1,0 +1,284 @@
+"""The HTTP sink against a real HTTP server on 127.0.0.1 (uvicorn, in a thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import uvicorn
+
+from connectors import Delivery
+from connectors.http import Http, HttpOptions
+from hub.envelope import CloudEvent
+from hub.errors import DeliveryRejected, DeliveryRetriable
+
+SECRET = "Bearer s3cr3t-t0ken-do-not-leak"
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Recorder:
+    """A tiny ASGI app: ``/status/<code>`` answers with that code; ``/hang`` never answers
+    until the client goes away; everything else is 200. Every request is recorded."""
+
+    requests: list[Received] = field(default_factory=list)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path: str = scope["path"]
+        self.requests.append(
+            Received(
+                scope["method"],
+                path,
+                {k.decode().lower(): v.decode() for k, v in scope["headers"]},
+                body,
+            )
+        )
+        if path == "/hang":
+            # wait for the client to give up (http.disconnect); bounded so a bug cannot hang
+            # the test session
+            try:
+                await asyncio.wait_for(receive(), 30)
+            except TimeoutError:
+                pass
+            return
+        status = int(path.rsplit("/", 1)[1]) if path.startswith("/status/") else 200
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
+        await send({"type": "http.response.body", "body": f"answer {status}".encode()})
+
+
+@dataclass
+class Server:
+    base: str
+    app: Recorder
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    app = Recorder()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    started = threading.Event()
+    while not srv.started and thread.is_alive():
+        started.wait(0.01)
+    assert srv.started, "uvicorn did not start"
+    yield Server(f"http://127.0.0.1:{port}", app)
+    srv.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture(autouse=True)
+def _clear(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    server.app.requests.clear()
+    monkeypatch.setenv("TEST_ERP_AUTH", SECRET)
+
+
+def sink(url: str, **options: Any) -> Http:
+    return Http("erp", HttpOptions.model_validate({"url": url, **options}))
+
+
+def delivery(data: Any = None) -> Delivery:
+    event = CloudEvent(
+        id="evt-1",
+        source="hub/mapper",
+        type="hub.order.upserted",
+        data=b"",
+        subject="ord_1",
+        correlationid="corr-1",
+        causationid="raw-1",
+        extensions={"hubentity": "order"},
+    )
+    return Delivery(
+        event_id=event.id,
+        event_type=event.type,
+        subject=event.subject,
+        correlation_id=event.correlationid,
+        data={"id": "ord_1", "total": "19.90", "name": "Grüße"} if data is None else data,
+        headers=event.attributes(),
+    )
+
+
+async def test_2xx_delivery_sends_json_with_idempotency_key_and_ce_headers(
+    server: Server,
+) -> None:
+    http = sink(
+        f"{server.base}/orders",
+        authorization="env:TEST_ERP_AUTH",
+        headers={"X-Tenant": "acme"},
+    )
+    try:
+        await http.deliver(delivery())
+    finally:
+        await http.close()
+
+    [req] = server.app.requests
+    assert req.method == "POST"
+    assert req.path == "/orders"
+    assert json.loads(req.body) == {"id": "ord_1", "total": "19.90", "name": "Grüße"}
+    assert req.headers["content-type"] == "application/json"
+    assert req.headers["idempotency-key"] == "evt-1"
+    assert req.headers["ce-id"] == "evt-1"
+    assert req.headers["ce-type"] == "hub.order.upserted"
+    assert req.headers["ce-source"] == "hub/mapper"
+    assert req.headers["ce-specversion"] == "1.0"
+    assert req.headers["ce-subject"] == "ord_1"
+    assert req.headers["ce-correlationid"] == "corr-1"
+    assert req.headers["ce-causationid"] == "raw-1"
+    assert req.headers["ce-hubentity"] == "order"
+    assert req.headers["authorization"] == SECRET
+    assert req.headers["x-tenant"] == "acme"
+
+
+async def test_put_and_no_authorization(server: Server) -> None:
+    http = sink(f"{server.base}/orders/ord_1", method="PUT")
+    await http.open()
+    try:
+        await http.deliver(delivery([1, 2]))
+        await http.deliver(delivery({"x": None}))
+    finally:
+        await http.close()
+    assert [(r.method, r.path) for r in server.app.requests] == [("PUT", "/orders/ord_1")] * 2
+    assert "authorization" not in server.app.requests[0].headers
+    assert json.loads(server.app.requests[0].body) == [1, 2]
+    assert json.loads(server.app.requests[1].body) == {"x": None}
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204])
+async def test_any_2xx_is_success(server: Server, status: int) -> None:
+    http = sink(f"{server.base}/status/{status}")
+    try:
+        await http.deliver(delivery())
+    finally:
+        await http.close()
+    assert len(server.app.requests) == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 408, 429])
+async def test_server_errors_and_throttling_are_retriable(server: Server, status: int) -> None:
+    http = sink(f"{server.base}/status/{status}", authorization="env:TEST_ERP_AUTH")
+    try:
+        with pytest.raises(DeliveryRetriable) as info:
+            await http.deliver(delivery())
+    finally:
+        await http.close()
+    err = info.value
+    assert err.retriable is True
+    assert err.status == status
+    assert err.destination == "erp"
+    assert f"HTTP {status}: answer {status}" in str(err)
+    assert SECRET not in str(err)
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 409, 422])
+async def test_other_client_errors_are_rejected(server: Server, status: int) -> None:
+    http = sink(f"{server.base}/status/{status}", authorization="env:TEST_ERP_AUTH")
+    try:
+        with pytest.raises(DeliveryRejected) as info:
+            await http.deliver(delivery())
+    finally:
+        await http.close()
+    err = info.value
+    assert err.retriable is False
+    assert err.status == status
+    assert SECRET not in str(err)
+
+
+@pytest.mark.parametrize("status", [301, 302])
+async def test_redirects_are_not_followed(server: Server, status: int) -> None:
+    http = sink(f"{server.base}/status/{status}")
+    try:
+        with pytest.raises(DeliveryRejected):
+            await http.deliver(delivery())
+    finally:
+        await http.close()
+    assert len(server.app.requests) == 1
+
+
+async def test_connection_refused_is_retriable() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens on this port any more
+    http = sink(f"http://127.0.0.1:{port}/orders", authorization="env:TEST_ERP_AUTH")
+    try:
+        with pytest.raises(DeliveryRetriable) as info:
+            await http.deliver(delivery())
+    finally:
+        await http.close()
+    assert info.value.status is None
+    assert "ConnectError" in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+async def test_timeout_is_retriable(server: Server) -> None:
+    http = sink(f"{server.base}/hang", timeout_s=0.2, authorization="env:TEST_ERP_AUTH")
+    try:
+        with pytest.raises(DeliveryRetriable, match="timed out") as info:
+            await http.deliver(delivery())
+    finally:
+        await http.close()
+    assert info.value.status is None
+    assert SECRET not in str(info.value)
+    assert len(server.app.requests) == 1
+
+
+def test_secret_is_not_in_repr_of_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    options = HttpOptions.model_validate(
+        {"url": "http://127.0.0.1:1/x", "authorization": "env:TEST_ERP_AUTH"}
+    )
+    assert options.authorization is not None
+    assert options.authorization.get_secret_value() == SECRET
+    assert SECRET not in repr(options)
+    assert SECRET not in str(options)
+    assert "s3cr3t" not in options.model_dump_json()
+
+
+def test_options_are_validated() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        HttpOptions.model_validate({"url": "not a url"})
+    with pytest.raises(ValidationError):
+        HttpOptions.model_validate({"url": "http://127.0.0.1/x", "method": "DELETE"})
+    with pytest.raises(ValidationError):
+        HttpOptions.model_validate({"url": "http://127.0.0.1/x", "timeout_s": 0})
+    with pytest.raises(ValidationError, match="must not be written inline"):
+        HttpOptions.model_validate({"url": "http://127.0.0.1/x", "authorization": "Bearer x"})

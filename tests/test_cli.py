@@ -1,0 +1,188 @@
+"""The ``hub`` command line, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+COMMANDS = [
+    [],
+    ["up"],
+    ["check"],
+    ["mappings"],
+    ["mappings", "check"],
+    ["mappings", "test"],
+    ["schemas"],
+    ["schemas", "export"],
+    ["schemas", "check"],
+    ["connectors"],
+]
+
+
+def hub(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    return subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "hub")
+def test_every_command_has_help(command: list[str]) -> None:
+    result = hub(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: hub")
+    assert result.stderr == ""
+
+
+def test_top_level_help_lists_the_commands() -> None:
+    out = hub("--help").stdout
+    for name in ("up", "check", "mappings", "schemas", "connectors"):
+        assert name in out
+
+
+def test_version() -> None:
+    result = hub("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("hub ")
+
+
+def test_no_command_prints_help_and_fails() -> None:
+    result = hub()
+    assert result.returncode == 2
+    assert "usage: hub" in result.stdout
+
+
+def test_check_refuses_a_bad_config_with_file_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "hub.yaml"
+    config.write_text(
+        "mappings: " + str(REPO / "mappings") + "\n"
+        "connections:\n"
+        "  shop:\n"
+        "    connector: shopify\n"
+        "    options:\n"
+        "      webhook_secret: plain-text\n"
+        "  erp: {connector: ftp}\n"
+    )
+    result = hub("check", "-c", str(config))
+    assert result.returncode == 2
+    assert "configuration refused (2 problem(s)):" in result.stderr
+    assert f"{config}:6 at connections.shop.options.webhook_secret: " in result.stderr
+    assert "must not be written inline" in result.stderr
+    assert f"{config}:7 at connections.erp.connector: unknown connector 'ftp'" in result.stderr
+    assert "plain-text" not in result.stderr + result.stdout
+
+
+def test_check_refuses_a_route_to_a_missing_mapping(tmp_path: Path) -> None:
+    config = tmp_path / "hub.yaml"
+    config.write_text(
+        f"mappings: {REPO / 'mappings'}\n"
+        "connections:\n"
+        "  shop: {connector: shopify, options: {webhook_secret: env:TEST_CLI_SECRET}}\n"
+        "routes:\n"
+        "  - name: in\n"
+        "    from: shop\n"
+        "    mapping: shopify/orders_update\n"
+    )
+    result = hub("check", "--config", str(config), TEST_CLI_SECRET="s")
+    assert result.returncode == 2
+    assert f"{config}:7 at routes[0].mapping: no mapping 'shopify/orders_update'" in result.stderr
+
+
+def test_check_accepts_the_example_config() -> None:
+    result = hub("check", "-c", "examples/hub.yaml", SHOPIFY_WEBHOOK_SECRET="demo")
+    assert result.returncode == 0, result.stderr
+    assert "examples/hub.yaml: ok" in result.stdout
+    assert "route shop-orders-in: shop -> shopify/orders_create" in result.stdout
+    assert "route orders-to-outbox: canonical.order -> outbox" in result.stdout
+
+
+def test_mappings_check() -> None:
+    result = hub("mappings", "check")
+    assert result.returncode == 0, result.stderr
+    assert "ok  shopify/orders_create  (canonical order, version " in result.stdout
+    assert "ok  shopify/address  (fragment, version " in result.stdout
+
+
+def test_mappings_check_refuses_a_bad_mapping(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("target: {format: x}\nfields:\n  a: nope(b)\n")
+    result = hub("mappings", "check", str(tmp_path))
+    assert result.returncode == 2
+    assert f"{tmp_path / 'bad.yaml'}:3 at fields.a: unknown function nope()" in result.stderr
+
+
+def test_mappings_test_passes() -> None:
+    result = hub("mappings", "test")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS  shopify/orders_create: " in result.stdout
+    assert result.stdout.rstrip().endswith("passed, 0 failed")
+
+
+def test_mappings_test_with_a_failing_case_shows_a_diff(tmp_path: Path) -> None:
+    cases = tmp_path / "address.yaml"
+    cases.write_text(
+        "mapping: shopify/address\n"
+        "cases:\n"
+        "  - name: good\n"
+        "    input: {city: Berlin}\n"
+        "    expect: {city: Berlin}\n"
+        "  - name: wrong city\n"
+        "    input: {city: Berlin}\n"
+        "    expect: {city: Bonn}\n"
+    )
+    result = hub("mappings", "test", str(cases))
+    assert result.returncode == 1
+    out = result.stdout
+    assert "PASS  shopify/address: good" in out
+    assert "FAIL  shopify/address: wrong city" in out
+    assert "--- expected" in out and "+++ actual" in out
+    assert '-  "city": "Bonn"' in out
+    assert '+  "city": "Berlin"' in out
+    assert "1 passed, 1 failed" in out
+
+
+def test_mappings_test_without_cases_fails(tmp_path: Path) -> None:
+    result = hub("mappings", "test", str(tmp_path))
+    assert result.returncode == 1
+    assert "0 passed, 0 failed" in result.stdout
+    assert "no test cases found" in result.stderr
+
+
+def test_schemas_check_passes_on_the_committed_schemas() -> None:
+    result = hub("schemas", "check")
+    assert result.returncode == 0, result.stderr
+    assert "schemas are up to date" in result.stdout
+
+
+def test_schemas_export_then_check_and_detect_drift(tmp_path: Path) -> None:
+    out = tmp_path / "schemas"
+    result = hub("schemas", "export", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "order.json").exists()
+    assert hub("schemas", "check", str(out)).returncode == 0
+    (out / "order.json").write_text("{}\n")
+    result = hub("schemas", "check", str(out))
+    assert result.returncode == 1
+    assert "out of date: " in result.stderr
+    assert "order" in result.stderr
+    assert "hub schemas export" in result.stderr
+
+
+def test_connectors_lists_connectors_and_options() -> None:
+    result = hub("connectors")
+    assert result.returncode == 0, result.stderr
+    assert "shopify: Shopify" in result.stdout
+    assert "    webhook_secret (required): " in result.stdout
+    assert "http: HTTP endpoint" in result.stdout
+    assert "    timeout_s (default 10.0): " in result.stdout
+    assert "file: JSON Lines file" in result.stdout

@@ -1,0 +1,422 @@
+"""hub.yaml: a valid file loads; every bad one is refused with file, line and path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from connectors.file import File
+from connectors.http import Http
+from connectors.shopify import Shopify
+from hub.config import check_routes, load_config
+from hub.errors import ConfigError
+from hub.mapping import load_mappings
+from hub.settings import Settings
+
+MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
+
+VALID = """\
+mappings: ../mappings
+connections:
+  shop:
+    connector: shopify
+    options:
+      webhook_secret: env:TEST_SHOP_SECRET
+      shop_domain: acme.myshopify.com
+  erp:
+    connector: http
+    options:
+      url: http://127.0.0.1:9000/orders
+      authorization: env:TEST_ERP_AUTH
+  outbox:
+    connector: file
+    options: {path: out/orders.jsonl}
+routes:
+  - name: shop-orders-in
+    from: shop
+    mapping: shopify/orders_create
+  - name: orders-to-erp
+    from: canonical.order
+    to: erp
+  - name: orders-to-outbox
+    from: canonical.order
+    to: outbox
+    enabled: false
+"""
+
+
+@pytest.fixture
+def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_SHOP_SECRET", "shop-secret")
+    monkeypatch.setenv("TEST_ERP_AUTH", "Bearer erp-token")
+
+
+def refused(path: Path, text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, text=text)
+    return info.value
+
+
+def test_valid_config_loads(tmp_path: Path, secrets: None) -> None:
+    config = load_config(tmp_path / "hub.yaml", text=VALID)
+
+    assert set(config.connections) == {"shop", "erp", "outbox"}
+    shop = config.connections["shop"]
+    assert isinstance(shop, Shopify)
+    assert shop.options.webhook_secret.get_secret_value() == "shop-secret"
+    erp = config.connections["erp"]
+    assert isinstance(erp, Http)
+    assert erp.options.authorization is not None
+    assert erp.options.authorization.get_secret_value() == "Bearer erp-token"
+    outbox = config.connections["outbox"]
+    assert isinstance(outbox, File)
+    assert outbox.options.path == tmp_path.resolve() / "out" / "orders.jsonl"
+
+    assert config.mappings_dir == (tmp_path / ".." / "mappings").resolve()
+    assert [(r.name, r.connection, r.mapping) for r in config.inbound] == [
+        ("shop-orders-in", "shop", "shopify/orders_create")
+    ]
+    assert [(r.name, r.entity, r.destination, r.enabled) for r in config.outbound] == [
+        ("orders-to-erp", "order", "erp", True),
+        ("orders-to-outbox", "order", "outbox", False),
+    ]
+    assert config.webhook_source("shop") is shop
+    assert config.webhook_source("erp") is None
+    assert set(config.sinks()) == {"erp", "outbox"}
+    assert [r.name for r in config.inbound_for("shop")] == ["shop-orders-in"]
+    # a disabled route is kept but not used
+    assert config.outbound_for("outbox") == []
+    assert [r.name for r in config.outbound_for("erp")] == ["orders-to-erp"]
+
+
+def test_empty_file_is_an_empty_config(tmp_path: Path) -> None:
+    config = load_config(tmp_path / "hub.yaml", text="")
+    assert config.connections == {}
+    assert config.inbound == [] and config.outbound == []
+
+
+def test_unknown_connector_names_file_line_and_path(tmp_path: Path) -> None:
+    path = tmp_path / "hub.yaml"
+    err = refused(
+        path,
+        "connections:\n  shop:\n    connector: shopifi\n",
+    )
+    assert len(err.problems) == 1
+    problem = err.problems[0]
+    assert problem.line == 3
+    assert problem.path == "connections.shop.connector"
+    assert f"{path}:3 at connections.shop.connector: unknown connector 'shopifi'" in str(err)
+    assert "known: file, http, shopify" in str(err)
+
+
+def test_unknown_option_key(tmp_path: Path, secrets: None) -> None:
+    path = tmp_path / "hub.yaml"
+    err = refused(
+        path,
+        "connections:\n"
+        "  shop:\n"
+        "    connector: shopify\n"
+        "    options:\n"
+        "      webhook_secret: env:TEST_SHOP_SECRET\n"
+        "      webhook_secrte: env:TEST_SHOP_SECRET\n",
+    )
+    assert str(err) == f"{path}:6 at connections.shop.options.webhook_secrte: unknown key"
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    path = tmp_path / "hub.yaml"
+    err = refused(path, "connections: {}\nroutse: []\n")
+    assert str(err) == f"{path}:2 at routse: unknown key"
+
+
+def test_inline_secret_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "hub.yaml"
+    err = refused(
+        path,
+        "connections:\n"
+        "  shop:\n"
+        "    connector: shopify\n"
+        "    options:\n"
+        "      webhook_secret: hunter2\n",
+    )
+    text = str(err)
+    assert text.startswith(f"{path}:5 at connections.shop.options.webhook_secret: ")
+    assert "must not be written inline" in text
+    # the refused value itself is not echoed back
+    assert "hunter2" not in text
+
+
+def test_missing_env_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TEST_NOT_SET_SECRET", raising=False)
+    path = tmp_path / "hub.yaml"
+    err = refused(
+        path,
+        "connections:\n"
+        "  shop:\n"
+        "    connector: shopify\n"
+        "    options:\n"
+        "      webhook_secret: env:TEST_NOT_SET_SECRET\n",
+    )
+    assert str(err) == (
+        f"{path}:5 at connections.shop.options.webhook_secret: "
+        "environment variable TEST_NOT_SET_SECRET is not set"
+    )
+
+
+def test_file_secret_is_read_relative_to_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "shop").write_text("from-a-file\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the working directory must not matter
+    config = load_config(
+        tmp_path / "hub.yaml",
+        text="connections:\n"
+        "  shop:\n"
+        "    connector: shopify\n"
+        "    options: {webhook_secret: 'file:secrets/shop'}\n",
+    )
+    shop = config.connections["shop"]
+    assert isinstance(shop, Shopify)
+    assert shop.options.webhook_secret.get_secret_value() == "from-a-file"
+
+
+def test_missing_file_secret(tmp_path: Path) -> None:
+    path = tmp_path / "hub.yaml"
+    err = refused(
+        path,
+        "connections:\n"
+        "  shop:\n"
+        "    connector: shopify\n"
+        "    options: {webhook_secret: 'file:secrets/absent'}\n",
+    )
+    assert str(err).startswith(f"{path}:4 at connections.shop.options.webhook_secret: ")
+    assert "cannot read secret file" in str(err)
+    assert str(tmp_path / "secrets" / "absent") in str(err)
+
+
+def test_unknown_connection_in_route(tmp_path: Path, secrets: None) -> None:
+    path = tmp_path / "hub.yaml"
+    err = refused(
+        path,
+        "connections:\n"
+        "  shop: {connector: shopify, options: {webhook_secret: env:TEST_SHOP_SECRET}}\n"
+        "routes:\n"
+        "  - name: in\n"
+        "    from: shopp\n"
+        "    mapping: shopify/orders_create\n"
+        "  - name: out\n"
+        "    from: canonical.order\n"
+        "    to: erp\n",
+    )
+    assert [str(p) for p in err.problems] == [
+        f"{path}:5 at routes[0].from: unknown connection 'shopp' "
+        "(use a connection name or canonical.<entity>)",
+        f"{path}:9 at routes[1].to: unknown connection 'erp'",
+    ]
+
+
+def test_unknown_canonical_entity(tmp_path: Path) -> None:
+    path = tmp_path / "hub.yaml"
+    err = refused(
+        path,
+        "connections:\n"
+        "  outbox: {connector: file, options: {path: x.jsonl}}\n"
+        "routes:\n"
+        "  - name: out\n"
+        "    from: canonical.orders\n"
+        "    to: outbox\n",
+    )
+    assert str(err) == (
+        f"{path}:5 at routes[0].from: unknown entity 'orders' "
+        "(known: customer, product, order, inventory)"
+    )
+
+
+def test_duplicate_route_names(tmp_path: Path) -> None:
+    path = tmp_path / "hub.yaml"
+    err = refused(
+        path,
+        "connections:\n"
+        "  outbox: {connector: file, options: {path: x.jsonl}}\n"
+        "routes:\n"
+        "  - name: out\n"
+        "    from: canonical.order\n"
+        "    to: outbox\n"
+        "  - name: out\n"
+        "    from: canonical.customer\n"
+        "    to: outbox\n",
+    )
+    assert str(err) == f"{path}:7 at routes[1].name: route name 'out' used twice"
+
+
+def test_a_sink_cannot_be_a_source_and_a_source_not_a_destination(
+    tmp_path: Path, secrets: None
+) -> None:
+    path = tmp_path / "hub.yaml"
+    err = refused(
+        path,
+        "connections:\n"
+        "  shop: {connector: shopify, options: {webhook_secret: env:TEST_SHOP_SECRET}}\n"
+        "  outbox: {connector: file, options: {path: x.jsonl}}\n"
+        "routes:\n"
+        "  - name: in\n"
+        "    from: outbox\n"
+        "    mapping: shopify/orders_create\n"
+        "  - name: out\n"
+        "    from: canonical.order\n"
+        "    to: shop\n",
+    )
+    assert [str(p) for p in err.problems] == [
+        f"{path}:6 at routes[0].from: connection 'outbox' is not a source",
+        f"{path}:10 at routes[1].to: connection 'shop' cannot receive events",
+    ]
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    err = refused(
+        tmp_path / "hub.yaml",
+        "connections:\n"
+        "  a: {connector: nope}\n"
+        "  b: {connector: shopify, options: {webhook_secret: plain}}\n"
+        "routes:\n"
+        "  - {name: r, from: canonical.nothing, to: a}\n",
+    )
+    assert [(p.line, p.path) for p in err.problems] == [
+        (2, "connections.a.connector"),
+        (3, "connections.b.options.webhook_secret"),
+        (5, "routes[0].from"),
+    ]
+
+
+def test_invalid_yaml_reports_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "hub.yaml"
+    err = refused(path, "connections:\n  shop:\n    connector: [shopify\n  erp: {}\n")
+    assert len(err.problems) == 1
+    assert err.problems[0].line == 4
+    assert str(err).startswith(f"{path}:4: invalid YAML: ")
+
+
+def test_not_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "hub.yaml"
+    err = refused(path, "- just\n- a list\n")
+    assert str(err) == f"{path}:1: must be a mapping with connections and routes"
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read file"):
+        load_config(tmp_path / "absent.yaml")
+
+
+# -- check_routes: the routes against the mappings --------------------------------------------
+
+
+def _config_with_inbound(tmp_path: Path, mapping: str) -> tuple[Path, str]:
+    path = tmp_path / "hub.yaml"
+    text = (
+        "connections:\n"
+        "  shop: {connector: shopify, options: {webhook_secret: env:TEST_SHOP_SECRET}}\n"
+        "  outbox: {connector: file, options: {path: x.jsonl}}\n"
+        "routes:\n"
+        "  - name: out\n"
+        "    from: canonical.order\n"
+        "    to: outbox\n"
+        "  - name: in\n"
+        "    from: shop\n"
+        f"    mapping: {mapping}\n"
+    )
+    return path, text
+
+
+def test_check_routes_accepts_existing_entity_mapping(tmp_path: Path, secrets: None) -> None:
+    path, text = _config_with_inbound(tmp_path, "shopify/orders_create")
+    check_routes(load_config(path, text=text), load_mappings(MAPPINGS))
+
+
+def test_check_routes_refuses_a_missing_mapping(tmp_path: Path, secrets: None) -> None:
+    path, text = _config_with_inbound(tmp_path, "shopify/orders_created")
+    config = load_config(path, text=text)
+    with pytest.raises(ConfigError) as info:
+        check_routes(config, load_mappings(MAPPINGS))
+    assert str(info.value) == (
+        f"{path}:10 at routes[1].mapping: no mapping 'shopify/orders_created' in {MAPPINGS}"
+    )
+
+
+def test_check_routes_refuses_a_fragment_as_inbound_mapping(tmp_path: Path, secrets: None) -> None:
+    path, text = _config_with_inbound(tmp_path, "shopify/address")
+    config = load_config(path, text=text)
+    with pytest.raises(ConfigError) as info:
+        check_routes(config, load_mappings(MAPPINGS))
+    assert str(info.value) == (
+        f"{path}:10 at routes[1].mapping: "
+        "mapping 'shopify/address' does not produce a canonical entity"
+    )
+
+
+def test_check_routes_refuses_a_missing_outbound_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "hub.yaml"
+    text = (
+        "connections:\n"
+        "  outbox: {connector: file, options: {path: x.jsonl}}\n"
+        "routes:\n"
+        "  - name: out\n"
+        "    from: canonical.order\n"
+        "    to: outbox\n"
+        "    mapping: erp/order\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        check_routes(load_config(path, text=text), load_mappings(MAPPINGS))
+    assert str(info.value) == f"{path}:7 at routes[0].mapping: no mapping 'erp/order' in {MAPPINGS}"
+
+
+# -- Settings ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No HUB_* variables and no .env file in the working directory."""
+    for name in list(os.environ):
+        if name.startswith("HUB_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_empty_sasl_mechanism_is_none(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_KAFKA_SASL_MECHANISM", "")
+    assert Settings().kafka_sasl_mechanism is None
+    monkeypatch.setenv("HUB_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    assert Settings().kafka_sasl_mechanism == "SCRAM-SHA-512"
+
+
+def test_unknown_sasl_mechanism_is_refused(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("HUB_KAFKA_SASL_MECHANISM", "GSSAPI")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_default_database_is_sqlite_in_state_dir(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert Settings().database_url == "sqlite+aiosqlite:///.hub/hub.db"
+    monkeypatch.setenv("HUB_STATE_DIR", str(clean_env / "state"))
+    assert Settings().database_url == f"sqlite+aiosqlite:///{clean_env / 'state' / 'hub.db'}"
+    monkeypatch.setenv("HUB_DATABASE_URL", "postgresql+asyncpg://u@h/db")
+    assert Settings().database_url == "postgresql+asyncpg://u@h/db"
+
+
+def test_settings_read_the_env_file(clean_env: Path) -> None:
+    (clean_env / ".env").write_text("HUB_KAFKA_TOPIC_PREFIX=acme.\n")
+    settings = Settings()
+    assert settings.ingest_topic == "acme.ingest"
+    assert settings.canonical_topic("order") == "acme.canonical.order"
+    assert settings.embedded_broker

@@ -1,0 +1,138 @@
+"""The hub's state database, against SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from hub.db import Database
+
+POSTGRES_URL = os.environ.get(
+    "HUB_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _postgres_database() -> tuple[str, str]:
+    """A fresh database on the test server: (SQLAlchemy URL, name)."""
+    try:
+        admin = await asyncpg.connect(_dsn(POSTGRES_URL), timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        reason = f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc!r}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (CI=true: the state tests must run against PostgreSQL)")
+        pytest.skip(f"{reason}; set HUB_TEST_POSTGRES_URL or start PostgreSQL")
+    name = f"hub_test_{uuid.uuid4().hex[:12]}"
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False), name
+
+
+async def _drop_postgres_database(name: str) -> None:
+    admin = await asyncpg.connect(_dsn(POSTGRES_URL), timeout=10)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    dropped: str | None = None
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'state' / 'hub.db'}"
+    else:
+        url, dropped = await _postgres_database()
+    database = Database(url)
+    try:
+        yield database
+    finally:
+        await database.close()
+        if dropped is not None:
+            await _drop_postgres_database(dropped)
+
+
+async def test_start_is_idempotent_and_ping(db: Database) -> None:
+    await db.start()
+    await db.start()
+    assert await db.ping() is True
+    assert db.dialect in ("sqlite", "postgresql")
+
+
+async def test_sqlite_folder_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "hub.db"
+    database = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        await database.start()
+        assert path.exists()
+    finally:
+        await database.close()
+
+
+async def test_webhook_receipts(db: Database) -> None:
+    await db.start()
+    assert await db.webhook_event("shop", "d-1") is None
+    await db.record_webhook("shop", "d-1", "evt-1")
+    assert await db.webhook_event("shop", "d-1") == "evt-1"
+    # the same delivery id on another connection is another delivery
+    assert await db.webhook_event("crm", "d-1") is None
+    await db.record_webhook("crm", "d-1", "evt-9")
+    assert await db.webhook_event("crm", "d-1") == "evt-9"
+
+
+async def test_recording_a_webhook_twice_keeps_the_first_event(db: Database) -> None:
+    await db.start()
+    await db.record_webhook("shop", "d-1", "evt-1")
+    await db.record_webhook("shop", "d-1", "evt-1")  # a retry of the same request
+    await db.record_webhook("shop", "d-1", "evt-2")  # a race: the first one wins
+    assert await db.webhook_event("shop", "d-1") == "evt-1"
+
+
+async def test_deliveries(db: Database) -> None:
+    await db.start()
+    assert await db.delivered("erp", []) == set()
+    assert await db.delivered("erp", ["e1", "e2"]) == set()
+    await db.record_delivery("erp", "e1")
+    await db.record_delivery("erp", "e1")  # recording twice is not an error
+    await db.record_delivery("crm", "e2")
+    assert await db.delivered("erp", ["e1", "e2", "e3"]) == {"e1"}
+    assert await db.delivered("crm", ["e1", "e2"]) == {"e2"}
+
+
+async def test_state_survives_a_new_database_object(db: Database) -> None:
+    await db.start()
+    await db.record_delivery("erp", "e1")
+    await db.record_webhook("shop", "d-1", "evt-1")
+    await db.close()
+    again = Database(db.url)
+    try:
+        await again.start()
+        assert await again.delivered("erp", ["e1"]) == {"e1"}
+        assert await again.webhook_event("shop", "d-1") == "evt-1"
+    finally:
+        await again.close()
+
+
+async def test_ping_is_false_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    import socket
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    database = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/none")
+    try:
+        assert await database.ping() is False
+    finally:
+        await database.close()

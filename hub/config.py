@@ -16,6 +16,7 @@
       - name: orders-to-erp          # outbound: canonical events -> destination
         from: canonical.order
         to: erp
+        when: "currency == 'EUR'"    # optional condition on the event's data
 
 A bad file is refused as a whole with a :class:`ConfigError` listing every problem with its
 file, line and path.
@@ -23,6 +24,7 @@ file, line and path.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from connectors import Connector, Sink, WebhookSource
 
 from .errors import ConfigError, Problem
 from .mapping import MappingSet
+from .mapping.expr import ExprError, MappingContext, Scope, compile_expr
 from .settings import ENTITIES
 from .yamlfile import Loc, YamlDoc, load_yaml
 
@@ -55,6 +58,7 @@ class RouteSpec(_Strict):
     source: str = Field(alias="from")
     to: str | None = None
     mapping: str | None = None
+    when: str | None = None
     enabled: bool = True
     description: str = ""
 
@@ -71,6 +75,7 @@ class InboundRoute:
     connection: str
     mapping: str
     enabled: bool
+    when: Condition | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,31 @@ class OutboundRoute:
     destination: str
     mapping: str | None
     enabled: bool
+    when: Condition | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A route's ``when:`` expression, compiled; evaluated on the event's data."""
+
+    source: str
+    test: Callable[[Any], bool]
+
+    def __call__(self, data: Any, meta: Mapping[str, Any]) -> bool:
+        return bool(self.test(Scope(data, data, meta, MappingContext({}, None, "route"))))
+
+
+def _condition(
+    doc: YamlDoc, loc: Loc, source: str | None, problems: list[Problem]
+) -> Condition | None:
+    if source is None:
+        return None
+    try:
+        fn, _info = compile_expr(source)
+    except ExprError as exc:
+        problems.append(doc.problem((*loc, "when"), str(exc)))
+        return None
+    return Condition(source, fn)
 
 
 @dataclass
@@ -167,7 +197,14 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
                     doc.problem((*loc, "to"), f"connection {route.to!r} cannot receive events")
                 )
             config.outbound.append(
-                OutboundRoute(route.name, entity, route.to, route.mapping, route.enabled)
+                OutboundRoute(
+                    route.name,
+                    entity,
+                    route.to,
+                    route.mapping,
+                    route.enabled,
+                    _condition(doc, loc, route.when, problems),
+                )
             )
         else:
             conn = config.connections.get(route.source)
@@ -194,7 +231,13 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
                 problems.append(doc.problem(loc, "an inbound route needs 'mapping'"))
                 continue
             config.inbound.append(
-                InboundRoute(route.name, route.source, route.mapping, route.enabled)
+                InboundRoute(
+                    route.name,
+                    route.source,
+                    route.mapping,
+                    route.enabled,
+                    _condition(doc, loc, route.when, problems),
+                )
             )
 
     if problems:

@@ -12,6 +12,7 @@
      ├── ProcessingError        an event could not be processed; `retriable` says what to do
      │    ├── MappingFailed          a mapping raised (fatal): mapping, field, input path
      │    ├── SchemaViolation        output fails its canonical schema (fatal)
+     │    ├── RouteConditionFailed   a route's `when:` could not be evaluated (fatal)
      │    └── DeliveryFailed         a destination refused or failed
      │         ├── DeliveryRetriable     5xx, 429, timeouts, connection errors
      │         └── DeliveryRejected      other 4xx: fatal
@@ -115,6 +116,12 @@ class SchemaViolation(ProcessingError):
         self.entity = entity
         self.errors = errors
         super().__init__(f"{entity} fails its schema: " + "; ".join(errors))
+
+
+class RouteConditionFailed(ProcessingError):
+    def __init__(self, route: str, condition: str, error: BaseException) -> None:
+        self.route = route
+        super().__init__(f"route {route}: condition {condition!r} failed: {error}")
 
 
 class DeliveryFailed(ProcessingError):

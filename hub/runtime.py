@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Iterator
 
@@ -18,9 +19,10 @@ import uvicorn
 from .api.app import create_app
 from .broker import EmbeddedBroker
 from .bus import Publisher, ensure_topics
-from .config import HubConfig
+from .config import HubConfig, check_routes, load_config
 from .db import Database
-from .mapping import MappingSet
+from .errors import ConfigError
+from .mapping import MappingSet, load_mappings, mapping_files
 from .mdm import DeterministicResolver, IdResolver
 from .settings import Settings
 from .workers.base import Worker
@@ -64,15 +66,20 @@ class Hub:
         self.bootstrap = settings.kafka_bootstrap_servers
         self.db = Database(settings.database_url)
         self._publisher: Publisher | None = None
-        self.workers: list[Worker] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._workers: dict[Worker, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []  # HTTP server, config watcher
         self._server: _Server | None = None
+        self._fingerprint = ""
         self.port: int = settings.http_port
 
     @property
     def publisher(self) -> Publisher:
         assert self._publisher is not None, "hub not started"
         return self._publisher
+
+    @property
+    def workers(self) -> list[Worker]:
+        return list(self._workers)
 
     @property
     def base_url(self) -> str:
@@ -92,16 +99,107 @@ class Hub:
         self._publisher = Publisher(s, self.bootstrap, s.ingress_publish_timeout_s)
 
         if "workers" in self.roles:
-            self.workers.append(MapperWorker(self))
-            for name, sink in self.config.sinks().items():
-                routes = self.config.outbound_for(name)
-                if routes:
-                    await sink.open()
-                    self.workers.append(DeliveryWorker(self, name, sink, routes))
-            for worker in self.workers:
-                self._tasks.append(asyncio.create_task(self._supervise(worker), name=worker.group))
+            self._start_worker(MapperWorker(self))
+            await self._sync_delivery_workers()
         if "ingress" in self.roles:
             await self._serve_http()
+        if s.reload_interval_s > 0:
+            self._fingerprint = self._files_fingerprint()
+            self._tasks.append(asyncio.create_task(self._watch(), name="reload"))
+
+    def _start_worker(self, worker: Worker) -> None:
+        self._workers[worker] = asyncio.create_task(self._supervise(worker), name=worker.group)
+
+    async def _stop_worker(self, worker: Worker) -> None:
+        task = self._workers.pop(worker)
+        worker.stop()
+        if not worker.ready.is_set():
+            task.cancel()  # still joining its group: nothing in flight to finish
+        # Otherwise it finishes the batch in hand (output acknowledged, offsets committed).
+        _done, pending = await asyncio.wait([task], timeout=15)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if isinstance(worker, DeliveryWorker):
+            await worker.sink.close()
+
+    async def _sync_delivery_workers(self) -> None:
+        """One delivery worker per destination with enabled routes; a destination whose
+        connection or subscribed entities changed gets a new worker."""
+        running = {w.destination: w for w in self._workers if isinstance(w, DeliveryWorker)}
+        wanted = {}
+        for name, sink in self.config.sinks().items():
+            routes = self.config.outbound_for(name)
+            if routes:
+                wanted[name] = (sink, routes)
+        for name, worker in running.items():
+            if name not in wanted or worker.signature != DeliveryWorker.signature_of(*wanted[name]):
+                log.info("stopping delivery worker for %s (configuration changed)", name)
+                await self._stop_worker(worker)
+                del worker
+        running = {w.destination: w for w in self._workers if isinstance(w, DeliveryWorker)}
+        for name, (sink, routes) in wanted.items():
+            if name not in running:
+                await sink.open()
+                self._start_worker(DeliveryWorker(self, name, sink, routes))
+
+    def _files_fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        mappings_dir = self.settings.mappings_dir or self.config.mappings_dir
+        paths = (
+            [self.settings.config, *mapping_files(mappings_dir).values()]
+            if mappings_dir.is_dir()
+            else [self.settings.config]
+        )
+        for path in paths:
+            digest.update(str(path).encode())
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                digest.update(b"<unreadable>")
+        return digest.hexdigest()
+
+    async def _watch(self) -> None:
+        """Poll hub.yaml and the mapping files; reload when their content changes."""
+        while True:
+            await asyncio.sleep(self.settings.reload_interval_s)
+            fingerprint = await asyncio.to_thread(self._files_fingerprint)
+            if fingerprint != self._fingerprint:
+                self._fingerprint = fingerprint
+                await self.reload()
+
+    async def reload(self) -> bool:
+        """Load hub.yaml and the mappings again; swap them in only if all of it is valid.
+
+        New events use the new version; an event being processed finishes with the one it
+        started with. A broken file is logged with its problems and the old version stays."""
+        try:
+            config = await asyncio.to_thread(load_config, self.settings.config)
+            mappings = await asyncio.to_thread(
+                load_mappings, self.settings.mappings_dir or config.mappings_dir
+            )
+            check_routes(config, mappings)
+        except ConfigError as exc:
+            log.error(
+                "configuration change refused, the previous version keeps running:\n  %s",
+                "\n  ".join(str(p) for p in exc.problems),
+            )
+            return False
+        old = self.mappings
+        self.config, self.mappings = config, mappings
+        if "workers" in self.roles:
+            await self._sync_delivery_workers()
+        changed = sorted(
+            n
+            for n, m in mappings.mappings.items()
+            if n not in old.mappings or old.mappings[n].version != m.version
+        )
+        log.info(
+            "configuration reloaded: %d mapping(s) changed%s",
+            len(changed),
+            f" ({', '.join(changed)})" if changed else "",
+        )
+        return True
 
     async def _serve_http(self) -> None:
         s = self.settings
@@ -140,19 +238,16 @@ class Hub:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
-        for worker, task in zip(self.workers, self._tasks, strict=False):
-            worker.stop()
-            if not worker.ready.is_set():
-                task.cancel()  # still joining its group: nothing in flight to finish
+        await asyncio.gather(*(self._stop_worker(w) for w in list(self._workers)))
+        for task in self._tasks:
+            if task.get_name() == "reload":
+                task.cancel()
         if self._tasks:
-            # Workers finish the batch in hand (its output acknowledged, offsets committed).
             _done, pending = await asyncio.wait(self._tasks, timeout=15)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        for sink in self.config.sinks().values():
-            await sink.close()
         if self._publisher is not None:
             await self._publisher.close()
             self._publisher = None

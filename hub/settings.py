@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     delivery_backoff_max_s: float = Field(30.0, ge=0)
     delivery_timeout_s: float = Field(10.0, gt=0)
 
+    reload_interval_s: float = Field(
+        2.0, ge=0, description="How often hub.yaml and mappings are checked for changes; 0: never."
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 

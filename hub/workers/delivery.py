@@ -12,18 +12,20 @@ topics.)
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
+from pydantic import SecretStr
 
 from connectors import Delivery, Sink
 from hub.config import OutboundRoute
 from hub.deadletter import Stage, dead_letter
 from hub.envelope import EnvelopeError, from_kafka
-from hub.errors import DeliveryFailed, MappingFailed, ProcessingError
+from hub.errors import DeliveryFailed, MappingFailed, ProcessingError, RouteConditionFailed
 
 from .base import Worker
 
@@ -43,6 +45,14 @@ class DeliveryWorker(Worker):
         self.group = hub.settings.topic(f"deliver.{destination}")
         self.topics = sorted({hub.settings.canonical_topic(r.entity) for r in routes})
         self._entity_by_topic = {hub.settings.canonical_topic(r.entity): r.entity for r in routes}
+        self.signature = self.signature_of(sink, routes)
+
+    @staticmethod
+    def signature_of(sink: Sink, routes: list[OutboundRoute]) -> tuple[str, str, tuple[str, ...]]:
+        """What a running worker depends on: its connection's settings and its topics."""
+        options = json.dumps(sink.options.model_dump(), default=_reveal, sort_keys=True)
+        digest = hashlib.sha256(options.encode()).hexdigest()  # secrets compared, never kept
+        return (sink.name, digest, tuple(sorted({r.entity for r in routes})))
 
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:
         done = await self.hub.db.delivered(self.destination, [_ce_id(r) for r in records])
@@ -72,9 +82,23 @@ class DeliveryWorker(Worker):
                 context={"destination": self.destination},
             )
         entity = self._entity_by_topic.get(record.topic)
-        for route in self.routes:
+        for route in hub.config.outbound_for(self.destination):  # re-read: hot reload
             if route.entity != entity:
                 continue
+            meta = {"connection": self.destination, "event_id": event.id}
+            try:
+                if route.when is not None and not route.when(data, meta):
+                    continue
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                err = RouteConditionFailed(route.name, route.when.source if route.when else "", exc)
+                return dead_letter(
+                    hub.publisher,
+                    dlq,
+                    record,
+                    Stage.ROUTE,
+                    err,
+                    context={"route": route.name, "destination": self.destination},
+                )
             body = data
             if route.mapping is not None:
                 mapping = hub.mappings.get(route.mapping)
@@ -145,6 +169,12 @@ class DeliveryWorker(Worker):
                     delay,
                 )
                 await asyncio.sleep(delay)
+
+
+def _reveal(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return str(value)
 
 
 def _ce_id(record: Any) -> str:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from hub.canonical import ENTITY_MODELS
 from hub.deadletter import Stage, dead_letter
 from hub.envelope import CloudEvent, EnvelopeError, derived_id, from_kafka
-from hub.errors import MappingFailed, ProcessingError, SchemaViolation
+from hub.errors import MappingFailed, ProcessingError, RouteConditionFailed, SchemaViolation
 from hub.yamlfile import format_loc
 
 from .base import Worker
@@ -81,6 +81,25 @@ class MapperWorker(Worker):
                 "event_id": event.id,
                 "subject": event.subject,
             }
+            try:
+                if route.when is not None and not route.when(payload, meta):
+                    log.debug("%s not taken by route %s (when)", event.id, route.name)
+                    continue
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                failure = RouteConditionFailed(
+                    route.name, route.when.source if route.when else "", exc
+                )
+                out.append(
+                    dead_letter(
+                        hub.publisher,
+                        settings.deadletter_topic,
+                        record,
+                        Stage.ROUTE,
+                        failure,
+                        context=context,
+                    )
+                )
+                continue
             try:
                 result = mapping.apply(payload, meta, hub.resolver)
                 if result is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 SECRET = "test-shopify-secret"
 ORDER_BODY = (FIXTURES / "shopify" / "orders_create.json").read_bytes()
+os.environ.setdefault("TEST_SHOPIFY_SECRET", SECRET)  # hub.yaml refers to it; reloads re-read it
 
 
 def shopify_headers(
@@ -182,9 +184,7 @@ class HubFactory:
     ) -> Hub:
         settings = self.settings(**overrides)
         settings.config.write_text(config or config_text(destination_url))
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("TEST_SHOPIFY_SECRET", SECRET)
-            cfg = load_config(settings.config)
+        cfg = load_config(settings.config)
         mappings = load_mappings(cfg.mappings_dir)
         check_routes(cfg, mappings)
         hub = Hub(settings, cfg, mappings, roles=roles)

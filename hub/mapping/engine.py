@@ -329,21 +329,33 @@ class _Builder:
                 if required and fname not in spec:
                     self.fail(loc, f"required field {fname!r} of {model.__name__} is never set")
         parts: list[tuple[str, Node]] = []
+        sources: dict[str, tuple[str, str]] = {}  # key -> (field path, expression)
         for key, sub in spec.items():
             sub_model = fields_info.get(key, (False, None))[1] if fields_info else None
-            parts.append(
-                (
-                    str(key),
-                    self.node(sub, (*loc, key), f"{path}.{key}" if path else str(key), sub_model),
-                )
-            )
+            field_path = f"{path}.{key}" if path else str(key)
+            if isinstance(sub, str):
+                # Plain expressions are guarded here, once per object, not per field.
+                node = self.expr(sub, (*loc, key), field_path, guard=False)
+                sources[str(key)] = (field_path, sub)
+            else:
+                node = self.node(sub, (*loc, key), field_path, sub_model)
+            parts.append((str(key), node))
+        mapping = self.name
 
         def build(s: Scope) -> Any:
             out = {}
-            for key, part in parts:
-                value = part(s)
-                if value is not None:
-                    out[key] = _out(value)
+            key = ""
+            try:
+                for key, part in parts:
+                    value = part(s)
+                    if value is not None:
+                        out[key] = format(value, "f") if type(value) is Decimal else value
+            except MappingFailed:
+                raise
+            except RUNTIME_ERRORS as exc:
+                field_path, source = sources.get(key, (key, ""))
+                reason = str(exc) or type(exc).__name__
+                raise MappingFailed(mapping, field_path, source or None, reason) from None
             return out
 
         return build
@@ -424,7 +436,7 @@ class _Builder:
 
         return run
 
-    def expr(self, source: Any, loc: Loc, path: str) -> Node:
+    def expr(self, source: Any, loc: Loc, path: str, *, guard: bool = True) -> Node:
         if not isinstance(source, str):
             value = _plain(source)
             return lambda _s: value
@@ -435,7 +447,7 @@ class _Builder:
             return lambda _s: None
         for tname in info.lookups:
             self.used_lookups.append((tname, loc))
-        return _guard(fn, self.name, path or format_loc(loc), source)
+        return _guard(fn, self.name, path or format_loc(loc), source) if guard else fn
 
     def _only(self, spec: dict[str, Any], loc: Loc, allowed: set[str]) -> None:
         extra = set(spec) - allowed

@@ -155,9 +155,13 @@ class _Compiler:
             return lambda s: s.item
         if name == "meta":
             return lambda s: s.meta
-        return lambda s: _get(s.item, name)
+        return _path((name,))
 
     def _Attribute(self, node: ast.Attribute) -> Compiled:
+        keys = _dotted(node)
+        if keys is not None:
+            self.info.paths.append(".".join(keys))
+            return _path(keys)
         base = self.compile(node.value)
         attr = node.attr
         return lambda s: _get(base(s), attr)
@@ -279,7 +283,26 @@ class _Compiler:
         if n == 1:
             (a0,) = args
             return lambda s: impl(a0(s))
+        if n == 2:
+            a0, a1 = args
+            return lambda s: impl(a0(s), a1(s))
         return lambda s: impl(*[a(s) for a in args])
+
+
+_ROOTS = frozenset({"root", "item", "meta", *_CONSTANT_NAMES})
+
+
+def _dotted(node: ast.Attribute) -> tuple[str, ...] | None:
+    """``a.b.c`` as ('a', 'b', 'c') when it starts at a plain field of the current item."""
+    keys: list[str] = []
+    cur: ast.expr = node
+    while isinstance(cur, ast.Attribute):
+        keys.append(cur.attr)
+        cur = cur.value
+    if not isinstance(cur, ast.Name) or cur.id in _ROOTS:
+        return None
+    keys.append(cur.id)
+    return tuple(reversed(keys))
 
 
 def _describe(node: ast.AST) -> str:
@@ -295,9 +318,36 @@ def _describe(node: ast.AST) -> str:
 
 
 def _get(obj: Any, key: str) -> Any:
+    if type(obj) is dict:  # the common case, without an ABC check
+        return obj.get(key)
     if isinstance(obj, Mapping):
         return obj.get(key)
     return None
+
+
+def _path(keys: tuple[str, ...]) -> Compiled:
+    """A dotted path from the current item (``customer.address.city``) as one closure."""
+    if len(keys) == 1:
+        (k0,) = keys
+
+        def get1(s: Scope) -> Any:
+            item = s.item
+            return item.get(k0) if type(item) is dict else _get(item, k0)
+
+        return get1
+
+    def get(s: Scope) -> Any:
+        value = s.item
+        for key in keys:
+            if type(value) is dict:
+                value = value.get(key)
+            elif isinstance(value, Mapping):
+                value = value.get(key)
+            else:
+                return None
+        return value
+
+    return get
 
 
 def _index(obj: Any, key: Any) -> Any:

@@ -82,7 +82,7 @@ def test_info_collects_functions_lookups_and_paths() -> None:
     _fn, info = compile_expr("lower(email) + lookup('status', customer.state)")
     assert info.functions == {"lower", "lookup"}
     assert info.lookups == {"status"}
-    assert info.paths == ["email", "customer"]
+    assert info.paths == ["email", "customer.state"]  # whole dotted paths
 
 
 # -- literals and operators ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,25 @@ import yaml
 from .errors import ConfigError, Problem
 
 Loc = tuple[str | int, ...]
+
+
+class Loader(yaml.SafeLoader):
+    """SafeLoader that reads decimals exactly as written: 4.50 is Decimal('4.50'), not 4.5."""
+
+
+def _decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return loader.construct_yaml_float(node)  # .inf, .nan
+
+
+Loader.add_constructor("tag:yaml.org,2002:float", _decimal)
+
+
+def safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=Loader)
 
 
 class YamlDoc:
@@ -49,8 +69,8 @@ def load_yaml(path: Path, text: str | None = None) -> YamlDoc:
     except OSError as exc:
         raise ConfigError([Problem(name, "", f"cannot read file: {exc.strerror}")]) from None
     try:
-        node = yaml.compose(source, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(source)
+        node = yaml.compose(source, Loader=Loader)
+        data = safe_load(source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

@@ -33,6 +33,7 @@ import hashlib
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from hub.errors import ConfigError, MappingFailed, Problem
 from hub.yamlfile import Loc, YamlDoc, format_loc, load_yaml
 
 from .expr import Compiled, ExprError, Lookup, MappingContext, Scope, compile_expr
-from .functions import MappingFunctionError
+from .functions import MappingFunctionError, str_
 
 RESERVED = {
     "const",
@@ -231,7 +232,7 @@ class _Builder:
                 self.fail(loc, f"unknown key(s) {', '.join(sorted(extra))}")
             self.lookups[str(tname)] = Lookup(
                 str(tname),
-                {str(k): _plain(v) for k, v in spec["values"].items()},
+                {_key(k): _plain(v) for k, v in spec["values"].items()},
                 _plain(spec.get("default")),
                 "default" in spec,
             )
@@ -275,7 +276,7 @@ class _Builder:
     def node(self, spec: Any, loc: Loc, path: str, model: Any) -> Node:
         if isinstance(spec, str):
             return self.expr(spec, loc, path)
-        if spec is None or isinstance(spec, bool | int | float):
+        if spec is None or isinstance(spec, bool | int | float | Decimal | date):
             value = _plain(spec)
             return lambda _s: value
         if isinstance(spec, list):
@@ -349,7 +350,8 @@ class _Builder:
                 for key, part in parts:
                     value = part(s)
                     if value is not None:
-                        out[key] = format(value, "f") if type(value) is Decimal else value
+                        kind = type(value)
+                        out[key] = value if kind is str or kind is int else _out(value)
             except MappingFailed:
                 raise
             except RUNTIME_ERRORS as exc:
@@ -474,9 +476,23 @@ def _guard(fn: Compiled, mapping: str, field_path: str, source: str) -> Node:
 
 
 def _out(value: Any) -> Any:
-    if isinstance(value, Decimal):
+    """JSON-ready: decimals as exact strings, dates as ISO 8601, all the way down."""
+    kind = type(value)
+    if kind is Decimal:
         return format(value, "f")
+    if kind is list:
+        return [_out(v) for v in value]
+    if kind is dict:
+        return {k: _out(v) for k, v in value.items()}
+    if isinstance(value, date | datetime):
+        return value.isoformat()
     return value
+
+
+def _key(value: Any) -> str:
+    """Lookup keys compare as the text lookup() makes of its input: true, 3, 4.50."""
+    text: str = str_(value) if value is not None else "null"
+    return text
 
 
 def _plain(value: Any) -> Any:

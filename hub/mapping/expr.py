@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import ast
 import operator
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, DivisionByZero, InvalidOperation
 from typing import Any
 
 from .functions import FUNCTIONS, Function, MappingFunctionError, to_decimal
@@ -92,17 +93,23 @@ _CMPOPS: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
 
 
 def compile_expr(source: str) -> tuple[Compiled, ExprInfo]:
+    text = source.strip()
     try:
-        tree = ast.parse(source.strip(), mode="eval")
+        with warnings.catch_warnings():
+            # '\.' in a regex literal: keep the backslash, as Python does, without a warning.
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise ExprError(f"syntax error in {source!r}: {exc.msg}") from None
     info = ExprInfo()
-    return _Compiler(info).compile(tree.body), info
+    return _Compiler(info, text).compile(tree.body), info
 
 
 class _Compiler:
-    def __init__(self, info: ExprInfo) -> None:
+    def __init__(self, info: ExprInfo, text: str = "") -> None:
         self.info = info
+        self.text = text
 
     def compile(self, node: ast.expr) -> Compiled:
         method = getattr(self, f"_{type(node).__name__}", None)
@@ -115,7 +122,9 @@ class _Compiler:
     def _Constant(self, node: ast.Constant) -> Compiled:
         value: Any = node.value
         if isinstance(value, float):
-            value = Decimal(repr(value))
+            # Exact, as written: 19.90 stays 19.90 (a float would make it 19.9).
+            written = ast.get_source_segment(self.text, node)
+            value = Decimal(written.replace("_", "")) if written else Decimal(repr(value))
         if not isinstance(value, str | int | Decimal | bool | type(None)):
             raise ExprError(f"literal {value!r} is not allowed")
         return lambda _s: value
@@ -180,13 +189,20 @@ class _Compiler:
             raise ExprError(f"operator {type(node.op).__name__} is not allowed")
         left, right = self.compile(node.left), self.compile(node.right)
 
+        symbol = _SYMBOLS[type(node.op)]
+
         def binop(s: Scope) -> Any:
             a, b = left(s), right(s)
             if a is None or b is None:
                 return None
-            if isinstance(a, str) and isinstance(b, str) and op is operator.add:
-                return a + b
-            return op(to_decimal(a), to_decimal(b))
+            try:
+                return op(_operand(a, symbol), _operand(b, symbol))
+            except (DivisionByZero, InvalidOperation, ZeroDivisionError):
+                if to_decimal(b) == 0:
+                    raise MappingFunctionError("division by zero") from None
+                raise
+
+        return binop
 
         return binop
 
@@ -368,6 +384,30 @@ def _cmpable(v: Any) -> Any:
     if isinstance(v, int | float) and not isinstance(v, bool):
         return Decimal(str(v))
     return v
+
+
+_SYMBOLS: dict[type[ast.operator], str] = {
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.Mod: "%",
+    ast.FloorDiv: "//",
+}
+
+
+def _operand(v: Any, symbol: str) -> Decimal:
+    """Arithmetic is on exact decimals only; numeric text ("4.50") counts as a number.
+    ``+`` never joins text: that is what concat() and f-strings are for."""
+    if isinstance(v, str):
+        try:
+            return to_decimal(v)
+        except MappingFunctionError:
+            hint = "; to join text use concat(a, b) or f'{a}{b}'" if symbol == "+" else ""
+            raise MappingFunctionError(
+                f"{v!r} is not a number, so it cannot take {symbol}{hint}"
+            ) from None
+    return to_decimal(v)
 
 
 def _kind(v: Any) -> str:

@@ -357,8 +357,8 @@ def lookup(scope: Scope, table: Any, key: Any) -> Any:
     t = tables.get(table)
     if t is None:
         raise MappingFunctionError(f"unknown lookup table {table!r}")
-    k = str_(key)
-    if k is not None and k in t.values:
+    k = str_(key) if key is not None else "null"
+    if k in t.values:
         return t.values[k]
     if t.has_default:
         return t.default

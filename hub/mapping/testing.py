@@ -25,6 +25,7 @@ import yaml
 
 from hub.errors import ConfigError, ProcessingError
 from hub.mdm import DeterministicResolver
+from hub.yamlfile import safe_load
 
 from .engine import MappingSet
 
@@ -57,7 +58,7 @@ def case_files(path: Path) -> list[Path]:
 def run_file(mappings: MappingSet, file: Path) -> list[CaseResult]:
     from hub.workers.mapper import validate
 
-    doc = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    doc = safe_load(file.read_text(encoding="utf-8")) or {}
     name = str(doc.get("mapping", ""))
     mapping = mappings.get(name)
     if mapping is None:

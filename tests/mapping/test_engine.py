@@ -381,7 +381,7 @@ def test_const_if_default_forms(tmp_path: Path) -> None:
     assert apply(m, {"total": "1500", "name": "Ann", "note": "", "kind": "b2b"}) == {
         "channel": "web",
         "literal_number": 5,
-        "literal_decimal": "2.5",
+        "literal_decimal": "2.50",  # exact as written in YAML
         "flag": True,
         "tier": "gold",
         "greeting": "Hello Ann",

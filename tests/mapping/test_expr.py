@@ -107,12 +107,24 @@ def test_arithmetic_with_null_is_null() -> None:
     assert ev("-nothing") is None
 
 
-def test_string_plus_string_joins() -> None:
-    assert ev("first + ' ' + last") == "Ann Lee"
-    # a numeric string plus a number is arithmetic, a non-numeric one fails
+def test_plus_is_arithmetic_even_on_numeric_text_and_never_joins_text() -> None:
+    # Sources send amounts as text: "4.50" + "0.86" must be 5.36, not "4.500.86".
+    assert ev("'4.50' + '0.86'") == Decimal("5.36")
     assert ev("price + 1") == Decimal("1.1")
+    with pytest.raises(MappingFunctionError, match=r"'Ann' is not a number.*concat"):
+        ev("first + ' ' + last")
     with pytest.raises(MappingFunctionError, match="'Ann' is not a number"):
         ev("first + 1")
+
+
+def test_number_literals_are_exact_as_written() -> None:
+    assert ev("19.90") == Decimal("19.90")
+    assert ev("12345678901234567.89 + 0") == Decimal("12345678901234567.89")
+
+
+def test_division_by_zero_says_so() -> None:
+    with pytest.raises(MappingFunctionError, match="division by zero"):
+        ev("price / 0")
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,10 @@ from typing import Any
 from sqlalchemy import Column, DateTime, MetaData, String, Table, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .errors import DatabaseUnavailable
 
 metadata = MetaData()
 
@@ -45,14 +48,22 @@ class Database:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
+        sqlite = parsed.get_backend_name() == "sqlite"
+        # A local file needs no liveness check per checkout (it cost ~1 ms per statement).
+        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=not sqlite)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
     async def start(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+        except (OSError, SQLAlchemyError) as exc:
+            raise DatabaseUnavailable(
+                f"cannot open the database {self.engine.url.render_as_string(hide_password=True)}"
+                f": {exc.__class__.__name__}: {exc}; check HUB_DATABASE_URL"
+            ) from None
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -81,17 +92,22 @@ class Database:
             return row.scalar_one_or_none()
 
     async def record_webhook(self, connection: str, delivery_id: str, event_id: str) -> None:
+        await self.record_webhooks([(connection, delivery_id, event_id)])
+
+    async def record_webhooks(self, rows: list[tuple[str, str, str]]) -> None:
+        """Record (connection, delivery id, event id) receipts in one transaction."""
+        if not rows:
+            return
+        now = _now()
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        statement = dialect.insert(webhook_receipts).on_conflict_do_nothing()
         async with self.engine.begin() as conn:
             await conn.execute(
-                self._insert_ignore(
-                    webhook_receipts,
-                    {
-                        "connection": connection,
-                        "delivery_id": delivery_id,
-                        "event_id": event_id,
-                        "received_at": _now(),
-                    },
-                )
+                statement,
+                [
+                    {"connection": c, "delivery_id": d, "event_id": e, "received_at": now}
+                    for c, d, e in rows
+                ],
             )
 
     async def delivered(self, destination: str, event_ids: list[str]) -> set[str]:

@@ -16,6 +16,7 @@
      │    └── DeliveryFailed         a destination refused or failed
      │         ├── DeliveryRetriable     5xx, 429, timeouts, connection errors
      │         └── DeliveryRejected      other 4xx: fatal
+     ├── DatabaseUnavailable    the state database cannot be opened
      └── BrokerStartError       the embedded broker could not be started
 
 Classification is by type: code that handles a failure asks `err.retriable`, never the message.
@@ -89,6 +90,10 @@ class MalformedPayload(WebhookRejected):
 
 class BrokerUnavailable(HubError):
     """The broker did not acknowledge a write in time; nothing was stored."""
+
+
+class DatabaseUnavailable(HubError):
+    """The hub's database cannot be opened."""
 
 
 class BrokerStartError(HubError):

@@ -24,6 +24,7 @@ from .db import Database
 from .errors import ConfigError
 from .mapping import MappingSet, load_mappings, mapping_files
 from .mdm import DeterministicResolver, IdResolver
+from .receipts import Receipts
 from .settings import Settings
 from .workers.base import Worker
 from .workers.delivery import DeliveryWorker
@@ -65,6 +66,7 @@ class Hub:
         self.broker: EmbeddedBroker | None = None
         self.bootstrap = settings.kafka_bootstrap_servers
         self.db = Database(settings.database_url)
+        self.receipts = Receipts(self.db)
         self._publisher: Publisher | None = None
         self._workers: dict[Worker, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []  # HTTP server, config watcher
@@ -96,6 +98,7 @@ class Hub:
             )
         await self._retry("create topics", lambda: ensure_topics(s, self.bootstrap, s.all_topics()))
         await self.db.start()
+        self.receipts.start()
         self._publisher = Publisher(s, self.bootstrap, s.ingress_publish_timeout_s)
 
         if "workers" in self.roles:
@@ -251,6 +254,7 @@ class Hub:
         if self._publisher is not None:
             await self._publisher.close()
             self._publisher = None
+        await self.receipts.close()
         await self.db.close()
         if self.broker is not None:
             await asyncio.to_thread(self.broker.stop)

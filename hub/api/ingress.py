@@ -62,7 +62,7 @@ async def receive_webhook(connection: str, request: Request, hub: HubDep) -> JSO
 
     if inbound.delivery_id:
         event_id = derived_id("webhook", connection, inbound.delivery_id)
-        if await hub.db.webhook_event(connection, inbound.delivery_id) is not None:
+        if await hub.receipts.seen(connection, inbound.delivery_id) is not None:
             log.info("duplicate webhook %s on %s: already stored", inbound.delivery_id, connection)
             return JSONResponse({"status": "duplicate", "id": event_id}, status_code=200)
     else:
@@ -87,12 +87,7 @@ async def receive_webhook(connection: str, request: Request, hub: HubDep) -> JSO
             headers={"Retry-After": "5"},
         )
     if inbound.delivery_id:
-        try:
-            await hub.db.record_webhook(connection, inbound.delivery_id, event_id)
-        except Exception:
-            # Stored in Kafka already; a redelivery would get the same event id and be
-            # deduplicated downstream, so this is not worth failing the request over.
-            log.exception("could not record webhook %s for deduplication", inbound.delivery_id)
+        hub.receipts.record(connection, inbound.delivery_id, event_id)
     log.info(
         "accepted %s %s from %s as %s", inbound.type, inbound.subject or "", connection, event_id
     )

@@ -39,8 +39,10 @@ class MapperWorker(Worker):
 
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:
         pending: list[asyncio.Future[None]] = []
-        for record in records:
+        for i, record in enumerate(records):
             pending.extend(self.map_record(record))
+            if i % 16 == 15:
+                await asyncio.sleep(0)  # mapping is CPU work: let ingress answer meanwhile
         await self.hub.publisher.wait(pending)
 
     def map_record(self, record: Any) -> list[asyncio.Future[None]]:

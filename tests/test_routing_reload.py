@@ -147,3 +147,36 @@ async def _until(check, timeout_s: float = 30) -> None:  # type: ignore[no-untyp
 
 
 __all__ = ["header"]
+
+
+async def test_an_outbound_route_applies_its_mapping(hubs: HubFactory, sink: RecordingSink) -> None:
+    config = f"""
+mappings: {ROOT / "mappings"}
+connections:
+  shop:
+    connector: shopify
+    options: {{webhook_secret: env:TEST_SHOPIFY_SECRET}}
+  erp:
+    connector: http
+    options: {{url: "{sink.url}"}}
+routes:
+  - name: shop-orders-in
+    from: shop
+    mapping: shopify/orders_create
+  - name: orders-to-erp
+    from: canonical.order
+    to: erp
+    mapping: generic/order_to_erp
+"""
+    hub = await hubs.start(config=config)
+    body = order_body(7001)
+    assert (await post(hub, body, shopify_headers(body))).status_code == 202
+    got = await sink.next()
+    assert got.body["order_no"] == "#7001"
+    assert got.body["order_date"] == "2022-01-01"
+    assert [line["item"] for line in got.body["lines"]] == [
+        "IPOD2008PINK",
+        "IPOD2008PINK",
+        "IPOD2009BLACK",
+    ]
+    assert got.headers["idempotency-key"] == got.headers["ce-id"]

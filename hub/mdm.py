@@ -9,6 +9,7 @@ systems gets two ids until MDM links them.
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 from typing import Protocol
 
 _NAMESPACE = uuid.UUID("0b7f5a8e-3d2c-5e61-8f4a-9c1d2e3f4a5b")
@@ -23,5 +24,10 @@ class IdResolver(Protocol):
 
 class DeterministicResolver:
     def golden_id(self, entity: str, system: str, external_id: str) -> str:
-        digest = uuid.uuid5(_NAMESPACE, f"{entity}\x1f{system}\x1f{external_id}").hex[:24]
-        return f"{PREFIX.get(entity, entity[:3])}_{digest}"
+        return _derive(entity, system, external_id)
+
+
+@lru_cache(maxsize=65_536)  # products and customers recur across orders
+def _derive(entity: str, system: str, external_id: str) -> str:
+    digest = uuid.uuid5(_NAMESPACE, f"{entity}\x1f{system}\x1f{external_id}").hex[:24]
+    return f"{PREFIX.get(entity, entity[:3])}_{digest}"

@@ -329,7 +329,7 @@ class _Builder:
             for fname, (required, _sub) in fields_info.items():
                 if required and fname not in spec:
                     self.fail(loc, f"required field {fname!r} of {model.__name__} is never set")
-        parts: list[tuple[str, Node]] = []
+        parts: list[tuple[str, Node, bool]] = []
         sources: dict[str, tuple[str, str]] = {}  # key -> (field path, expression)
         for key, sub in spec.items():
             sub_model = fields_info.get(key, (False, None))[1] if fields_info else None
@@ -340,18 +340,21 @@ class _Builder:
                 sources[str(key)] = (field_path, sub)
             else:
                 node = self.node(sub, (*loc, key), field_path, sub_model)
-            parts.append((str(key), node))
+            parts.append((str(key), node, _ready(sub)))
         mapping = self.name
 
         def build(s: Scope) -> Any:
             out = {}
             key = ""
             try:
-                for key, part in parts:
+                for key, part, ready in parts:
                     value = part(s)
                     if value is not None:
-                        kind = type(value)
-                        out[key] = value if kind is str or kind is int else _out(value)
+                        if not ready:
+                            kind = type(value)
+                            if kind is not str and kind is not int and kind is not bool:
+                                value = _out(value)
+                        out[key] = value
             except MappingFailed:
                 raise
             except RUNTIME_ERRORS as exc:
@@ -380,6 +383,7 @@ class _Builder:
             )
             return lambda _s: None
         mapping = self.name
+        body_ready = "value" not in spec
 
         def run(s: Scope) -> Any:
             seq = items(s)
@@ -402,7 +406,7 @@ class _Builder:
                         mapping, f"{path}[{i}]{rest}", exc.input_path, exc.reason
                     ) from None
                 if value is not None:
-                    out.append(_out(value))
+                    out.append(value if body_ready else _out(value))
             return out
 
         return run
@@ -473,6 +477,18 @@ def _guard(fn: Compiled, mapping: str, field_path: str, source: str) -> Node:
             ) from None
 
     return run
+
+
+def _ready(spec: Any) -> bool:
+    """Whether the node built from ``spec`` already gives JSON-ready values (objects, lists
+    and iterations convert their own parts), so its result need not be walked again."""
+    if isinstance(spec, list):
+        return True
+    if not isinstance(spec, dict):
+        return False
+    if spec.keys() & {"const", "expr", "if"}:
+        return False
+    return "value" not in spec
 
 
 def _out(value: Any) -> Any:

@@ -27,7 +27,7 @@ from typing import Any
 from .functions import FUNCTIONS, Function, MappingFunctionError, to_decimal
 
 
-@dataclass
+@dataclass(slots=True)
 class Scope:
     """What an expression sees while one record is mapped."""
 
@@ -37,7 +37,7 @@ class Scope:
     context: MappingContext
 
 
-@dataclass
+@dataclass(slots=True)
 class MappingContext:
     """Per-run services: lookup tables of the mapping, the ID resolver."""
 
@@ -295,6 +295,12 @@ class _Compiler:
         args = [self.compile(a) for a in node.args]
         impl = fn.impl
         if fn.needs_scope:
+            if n == 2:
+                b0, b1 = args
+                return lambda s: impl(s, b0(s), b1(s))
+            if n == 3:
+                c0, c1, c2 = args
+                return lambda s: impl(s, c0(s), c1(s), c2(s))
             return lambda s: impl(s, *[a(s) for a in args])
         if n == 1:
             (a0,) = args

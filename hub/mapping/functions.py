@@ -132,12 +132,15 @@ def bool_(v: Any) -> bool | None:
     raise MappingFunctionError(f"{v!r} is not a boolean")
 
 
+_EXPONENTS = {n: Decimal(1).scaleb(-n) for n in range(0, 7)}
+
+
 @fn(1, 2)
 def money(v: Any, places: Any = 2) -> str | None:
     """Decimal string rounded half-even to ``places`` (default 2): ``money(total_price)``."""
     if v is None or v == "":
         return None
-    exp = Decimal(1).scaleb(-int(places))
+    exp = _EXPONENTS.get(places) or Decimal(1).scaleb(-int(places))
     amount = to_decimal(v).quantize(exp, rounding=ROUND_HALF_EVEN)
     # an amount that rounds to zero is "0.00", never "-0.00"
     return format(amount.copy_abs() if amount.is_zero() else amount, "f")

@@ -44,6 +44,7 @@ from hub import canonical
 from hub.errors import ConfigError, MappingFailed, Problem
 from hub.yamlfile import Loc, YamlDoc, format_loc, load_yaml
 
+from . import types
 from .expr import Compiled, ExprError, Lookup, MappingContext, Scope, compile_expr
 from .functions import MappingFunctionError, str_
 
@@ -334,6 +335,8 @@ class _Builder:
         for key, sub in spec.items():
             sub_model = fields_info.get(key, (False, None))[1] if fields_info else None
             field_path = f"{path}.{key}" if path else str(key)
+            if fields_info is not None and key in fields_info:
+                self._check_type(model, str(key), sub, (*loc, key))
             if isinstance(sub, str):
                 # Plain expressions are guarded here, once per object, not per field.
                 node = self.expr(sub, (*loc, key), field_path, guard=False)
@@ -454,6 +457,26 @@ class _Builder:
         for tname in info.lookups:
             self.used_lookups.append((tname, loc))
         return _guard(fn, self.name, path or format_loc(loc), source) if guard else fn
+
+    def _check_type(self, model: Any, key: str, spec: Any, loc: Loc) -> None:
+        """Refuse, before any event runs, an expression that can never fit its field."""
+        want = types.expected(model.model_fields[key].annotation)
+        if want is None:
+            return
+        if isinstance(spec, str):
+            got = types.infer(spec, self.lookups)
+        elif isinstance(spec, dict) and set(spec) == {"const"}:
+            value = spec["const"]
+            got = (
+                types.Inferred(types.TEXT, frozenset({value}))
+                if isinstance(value, str)
+                else types.Inferred(types.ANY)
+            )
+        else:
+            return
+        reason = types.mismatch(got, want)
+        if reason is not None:
+            self.fail(loc, f"{model.__name__}.{key}: {reason}")
 
     def _only(self, spec: dict[str, Any], loc: Loc, allowed: set[str]) -> None:
         extra = set(spec) - allowed

@@ -187,9 +187,17 @@ class _Compiler:
         op = _BINOPS.get(type(node.op))
         if op is None:
             raise ExprError(f"operator {type(node.op).__name__} is not allowed")
-        left, right = self.compile(node.left), self.compile(node.right)
-
         symbol = _SYMBOLS[type(node.op)]
+        for side in (node.left, node.right):
+            if isinstance(side, ast.Constant) and isinstance(side.value, str):
+                try:
+                    to_decimal(side.value)
+                except MappingFunctionError:
+                    hint = " (to join text use concat() or an f-string)" if symbol == "+" else ""
+                    raise ExprError(
+                        f"{side.value!r} is text, not a number: it cannot take {symbol}{hint}"
+                    ) from None
+        left, right = self.compile(node.left), self.compile(node.right)
 
         def binop(s: Scope) -> Any:
             a, b = left(s), right(s)

@@ -112,7 +112,9 @@ def test_plus_is_arithmetic_even_on_numeric_text_and_never_joins_text() -> None:
     assert ev("'4.50' + '0.86'") == Decimal("5.36")
     assert ev("price + 1") == Decimal("1.1")
     with pytest.raises(MappingFunctionError, match=r"'Ann' is not a number.*concat"):
-        ev("first + ' ' + last")
+        ev("first + last")
+    with pytest.raises(ExprError, match=r"' ' is text, not a number.*concat"):  # seen statically
+        compile_expr("first + ' ' + last")
     with pytest.raises(MappingFunctionError, match="'Ann' is not a number"):
         ev("first + 1")
 

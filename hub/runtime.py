@@ -22,7 +22,8 @@ from .bus import Publisher, ensure_topics
 from .config import HubConfig, check_routes, load_config
 from .db import Database
 from .errors import ConfigError
-from .mapping import MappingSet, load_mappings, mapping_files
+from .mapping import MappingSet, load_mappings
+from .mapping.engine import yaml_files
 from .mdm import DeterministicResolver, IdResolver
 from .receipts import Receipts
 from .settings import Settings
@@ -149,11 +150,8 @@ class Hub:
     def _files_fingerprint(self) -> str:
         digest = hashlib.sha256()
         mappings_dir = self.settings.mappings_dir or self.config.mappings_dir
-        paths = (
-            [self.settings.config, *mapping_files(mappings_dir).values()]
-            if mappings_dir.is_dir()
-            else [self.settings.config]
-        )
+        # Every YAML file there, lookup tables included (tests/ changes only cost a reload).
+        paths = [self.settings.config, *(yaml_files(mappings_dir) if mappings_dir.is_dir() else [])]
         for path in paths:
             digest.update(str(path).encode())
             try:

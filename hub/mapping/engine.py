@@ -124,14 +124,21 @@ class MappingSet:
         return name in self.mappings
 
 
+NOT_MAPPINGS = ("tests", "lookups")  # folders of test cases and shared lookup tables
+
+
 def mapping_files(directory: Path) -> dict[str, Path]:
     files = {}
-    for path in sorted(directory.rglob("*.y*ml")):
+    for path in yaml_files(directory):
         rel = path.relative_to(directory)
-        if rel.parts[0] == "tests" or path.suffix not in (".yaml", ".yml"):
-            continue
-        files[rel.with_suffix("").as_posix()] = path
+        if rel.parts[0] not in NOT_MAPPINGS:
+            files[rel.with_suffix("").as_posix()] = path
     return files
+
+
+def yaml_files(directory: Path) -> list[Path]:
+    """Every YAML file below ``directory``: what hot reload watches."""
+    return sorted(p for p in directory.rglob("*.y*ml") if p.suffix in (".yaml", ".yml"))
 
 
 def load_mappings(directory: Path) -> MappingSet:
@@ -164,14 +171,16 @@ def load_mappings(directory: Path) -> MappingSet:
 def compile_mapping(name: str, path: Path, text: str | None = None) -> CompiledMapping:
     source_text = path.read_text(encoding="utf-8") if text is None else text
     doc = load_yaml(path, source_text)
-    return _Builder(name, doc, hashlib.sha256(source_text.encode()).hexdigest()[:12]).build()
+    root = path.parents[max(0, len(name.split("/")) - 1)]  # the mappings folder
+    return _Builder(name, doc, source_text, root).build()
 
 
 class _Builder:
-    def __init__(self, name: str, doc: YamlDoc, version: str) -> None:
+    def __init__(self, name: str, doc: YamlDoc, text: str, root: Path) -> None:
         self.name = name
         self.doc = doc
-        self.version = version
+        self.root = root
+        self._hash = hashlib.sha256(text.encode())
         self.problems: list[Problem] = []
         self.lookups: dict[str, Lookup] = {}
         self.uses: list[tuple[str, Loc]] = []
@@ -225,6 +234,10 @@ class _Builder:
 
         for tname, spec in (data.get("lookups") or {}).items():
             loc: Loc = ("lookups", tname)
+            if isinstance(spec, dict) and set(spec) == {"file"}:
+                spec = self._lookup_file(str(spec["file"]), loc)
+                if spec is None:
+                    continue
             if not isinstance(spec, dict) or not isinstance(spec.get("values"), dict):
                 self.fail(loc, "a lookup table needs 'values: {key: value, ...}'")
                 continue
@@ -258,7 +271,7 @@ class _Builder:
             raise ConfigError(self.problems)
         return CompiledMapping(
             name=self.name,
-            version=self.version,
+            version=self._hash.hexdigest()[:12],
             file=self.doc.file,
             description=str(data.get("description") or ""),
             source_connector=source.get("connector"),
@@ -457,6 +470,28 @@ class _Builder:
         for tname in info.lookups:
             self.used_lookups.append((tname, loc))
         return _guard(fn, self.name, path or format_loc(loc), source) if guard else fn
+
+    def _lookup_file(self, file: str, loc: Loc) -> dict[str, Any] | None:
+        """A lookup table shared by several mappings, in ``mappings/lookups/``."""
+        path = (self.root / file).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            self.fail((*loc, "file"), f"{file} is outside the mappings folder")
+            return None
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            self.fail((*loc, "file"), f"cannot read lookup table {file}: {exc.strerror}")
+            return None
+        self._hash.update(text.encode())  # the mapping's version covers its tables
+        try:
+            table = load_yaml(path, text).data
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
+            return None
+        if not isinstance(table, dict) or not isinstance(table.get("values"), dict):
+            self.fail((*loc, "file"), f"{file} must hold 'values: {{key: value, ...}}'")
+            return None
+        return table
 
     def _check_type(self, model: Any, key: str, spec: Any, loc: Loc) -> None:
         """Refuse, before any event runs, an expression that can never fit its field."""

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
     from .expr import Scope
@@ -164,26 +165,58 @@ def round_(v: Any, places: Any = 0, mode: str = "half_even") -> Decimal | None:
     return to_decimal(v).quantize(Decimal(1).scaleb(-int(places)), rounding=_ROUNDING[mode])
 
 
-@fn(1)
-def datetime_utc(v: Any) -> str | None:
-    """RFC 3339 UTC from an ISO 8601 timestamp with offset: ``'2026-11-22T10:15:00Z'``.
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise MappingFunctionError(
+            f"unknown time zone {name!r} (use IANA names like 'Europe/Berlin')"
+        ) from None
 
-    A timestamp without an offset is refused (its zone is unknown)."""
-    if v is None or v == "":
-        return None
+
+def _parse_timestamp(v: Any, assume: Any) -> datetime:
     if isinstance(v, datetime):
         dt = v
     else:
         text = str(v).strip()
+        if text[-1:] in ("Z", "z"):
+            text = text[:-1] + "+00:00"
         try:
-            dt = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+            dt = datetime.fromisoformat(text)
         except ValueError:
             raise MappingFunctionError(f"{v!r} is not an ISO 8601 timestamp") from None
     if dt.tzinfo is None:
-        raise MappingFunctionError(f"{v!r} has no time zone offset")
-    dt = dt.astimezone(UTC)
+        if assume is None:
+            raise MappingFunctionError(
+                f"{v!r} has no time zone offset; give the zone it is in, "
+                "e.g. datetime_utc(x, 'Europe/Berlin')"
+            )
+        dt = dt.replace(tzinfo=_zone(str(assume)))
+    return dt
+
+
+@fn(1, 2)
+def datetime_utc(v: Any, assume_zone: Any = None) -> str | None:
+    """RFC 3339 UTC from an ISO 8601 timestamp: ``'2026-11-22T10:15:00Z'``.
+
+    A timestamp without an offset is refused unless the zone it is in is given:
+    ``datetime_utc(created, 'Europe/Berlin')`` (daylight saving time is applied)."""
+    if v is None or v == "":
+        return None
+    dt = _parse_timestamp(v, assume_zone).astimezone(UTC)
     text = dt.isoformat(timespec="milliseconds" if dt.microsecond else "seconds")
     return text.replace("+00:00", "Z")
+
+
+@fn(2, 3)
+def format_datetime(v: Any, pattern: Any, zone: Any = "UTC") -> str | None:
+    """A timestamp in a destination's format and zone, with strftime codes:
+    ``format_datetime(created_at, '%d.%m.%Y %H:%M', 'Europe/Berlin')``."""
+    if v is None or v == "":
+        return None
+    dt = _parse_timestamp(v, None).astimezone(_zone(str(zone)))
+    return dt.strftime(str(pattern))
 
 
 @fn(1, name="date")

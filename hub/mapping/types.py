@@ -36,6 +36,7 @@ RETURNS: dict[str, str] = {
     "round": NUMBER,
     "sum": NUMBER,
     "length": NUMBER,
+    "format_datetime": TEXT,
     "str": TEXT,
     "money": TEXT,
     "datetime_utc": TEXT,

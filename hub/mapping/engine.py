@@ -30,6 +30,7 @@ Fields whose value is ``null`` are left out of the output.
 from __future__ import annotations
 
 import hashlib
+import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -343,7 +344,7 @@ class _Builder:
             for fname, (required, _sub) in fields_info.items():
                 if required and fname not in spec:
                     self.fail(loc, f"required field {fname!r} of {model.__name__} is never set")
-        parts: list[tuple[str, Node, bool]] = []
+        parts: list[tuple[str, Node, bool, str | None]] = []
         sources: dict[str, tuple[str, str]] = {}  # key -> (field path, expression)
         for key, sub in spec.items():
             sub_model = fields_info.get(key, (False, None))[1] if fields_info else None
@@ -356,15 +357,24 @@ class _Builder:
                 sources[str(key)] = (field_path, sub)
             else:
                 node = self.node(sub, (*loc, key), field_path, sub_model)
-            parts.append((str(key), node, _ready(sub)))
+            # A field that is just another field's name is read inline: no call at all.
+            direct = sub.strip() if isinstance(sub, str) and _PLAIN_FIELD.match(sub) else None
+            if direct in _RESERVED_NAMES:
+                direct = None
+            parts.append((str(key), node, _ready(sub), direct))
         mapping = self.name
 
         def build(s: Scope) -> Any:
             out = {}
             key = ""
+            item = s.item
+            plain = type(item) is dict
             try:
-                for key, part, ready in parts:
-                    value = part(s)
+                for key, part, ready, direct in parts:
+                    if direct is not None and plain:
+                        value = item.get(direct)
+                    else:
+                        value = part(s)
                     if value is not None:
                         if not ready:
                             kind = type(value)
@@ -535,6 +545,12 @@ def _guard(fn: Compiled, mapping: str, field_path: str, source: str) -> Node:
             ) from None
 
     return run
+
+
+_PLAIN_FIELD = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*$")
+_RESERVED_NAMES = frozenset(
+    {"root", "item", "meta", "true", "false", "null", "True", "False", "None"}
+)
 
 
 def _ready(spec: Any) -> bool:

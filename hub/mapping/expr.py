@@ -226,6 +226,9 @@ class _Compiler:
 
     def _BoolOp(self, node: ast.BoolOp) -> Compiled:
         parts = [self.compile(v) for v in node.values]
+        if isinstance(node.op, ast.Or) and len(parts) == 2:
+            first, second = parts
+            return lambda s: first(s) or second(s)
         if isinstance(node.op, ast.And):
 
             def all_(s: Scope) -> Any:
@@ -302,6 +305,8 @@ class _Compiler:
             self.info.lookups.add(str(node.args[0].value))
         args = [self.compile(a) for a in node.args]
         impl = fn.impl
+        if name in ("coalesce", "default"):
+            return _first_present(args)  # lazy: later arguments run only when needed
         if fn.needs_scope:
             if n == 2:
                 b0, b1 = args
@@ -312,6 +317,15 @@ class _Compiler:
             return lambda s: impl(s, *[a(s) for a in args])
         if n == 1:
             (a0,) = args
+            only = node.args[0]
+            if isinstance(only, ast.Name) and only.id not in _ROOTS:
+                key = only.id  # f(field): read the field inline, one call less per record
+
+                def call_field(s: Scope) -> Any:
+                    item = s.item
+                    return impl(item.get(key) if type(item) is dict else _get(item, key))
+
+                return call_field
             return lambda s: impl(a0(s))
         if n == 2:
             a0, a1 = args
@@ -422,6 +436,17 @@ def _operand(v: Any, symbol: str) -> Decimal:
                 f"{v!r} is not a number, so it cannot take {symbol}{hint}"
             ) from None
     return to_decimal(v)
+
+
+def _first_present(args: list[Compiled]) -> Compiled:
+    def first_present(s: Scope) -> Any:
+        for arg in args:
+            value = arg(s)
+            if value is not None and value != "":
+                return value
+        return None
+
+    return first_present
 
 
 def _kind(v: Any) -> str:

@@ -72,6 +72,30 @@ def fn(
 
 
 def to_decimal(v: Any) -> Decimal:
+    kind = type(v)
+    if kind is Decimal:
+        return v  # type: ignore[no-any-return]
+    if kind is str:  # the common case: sources send amounts as text
+        try:
+            d = Decimal(v)
+        except InvalidOperation:
+            d = _text_decimal(v)
+        if d.is_finite():
+            return d
+        raise MappingFunctionError(f"{v!r} is not a finite number")
+    if kind is int:
+        return Decimal(v)
+    return _other_decimal(v)
+
+
+def _text_decimal(v: str) -> Decimal:
+    try:
+        return Decimal(v.strip())
+    except InvalidOperation:
+        raise MappingFunctionError(f"{v!r} is not a number") from None
+
+
+def _other_decimal(v: Any) -> Decimal:
     if isinstance(v, Decimal):
         return v
     if isinstance(v, bool):
@@ -111,6 +135,11 @@ def int_(v: Any) -> int | None:
 @fn(1, name="str")
 def str_(v: Any) -> str | None:
     """Text; decimals keep their exact digits: ``str(id)``."""
+    kind = type(v)
+    if kind is str:
+        return v  # type: ignore[no-any-return]
+    if kind is int:
+        return str(v)
     if v is None:
         return None
     if isinstance(v, bool):

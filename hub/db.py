@@ -10,7 +10,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, event, select, text
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,6 +48,39 @@ deliveries = Table(
     Column("destination", String(64), primary_key=True),
     Column("event_id", String(64), primary_key=True),
     Column("delivered_at", DateTime(timezone=True), nullable=False),
+)
+
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("failed_at", DateTime(timezone=True), nullable=False),
+    Column("stage", String(16), nullable=False, index=True),
+    Column("error_class", String(64), nullable=False, index=True),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("connection", String(64), index=True),
+    Column("route", String(64)),
+    Column("mapping", String(255)),
+    Column("mapping_version", String(32)),
+    Column("destination", String(64), index=True),
+    Column("event_id", String(64), index=True),
+    Column("event_type", String(255)),
+    Column("correlation_id", String(64), index=True),
+    Column("source_topic", String(255), nullable=False),
+    Column("source_partition", Integer, nullable=False),
+    Column("source_offset", Integer, nullable=False),
+    Column("key", LargeBinary),
+    Column("value", LargeBinary),  # the original record's value, never changed
+    Column("headers", JSON, nullable=False),  # the original headers: [[name, text], ...]
+    Column("status", String(16), nullable=False, index=True),  # open | replayed | discarded
+    Column("replay_of", String(64)),  # set when this failure came from replaying another
+    Column("replays", Integer, nullable=False, default=0),
+    Column("replayed_at", DateTime(timezone=True)),
+    Column("replayed_value", LargeBinary),  # what the last replay sent, if edited
+    Column("outcome", Text),  # what became of the last replay, as far as the hub knows
+    Column("discarded_at", DateTime(timezone=True)),
 )
 
 

@@ -21,15 +21,18 @@ from .broker import EmbeddedBroker
 from .bus import Publisher, ensure_topics
 from .config import HubConfig, check_routes, load_config
 from .db import Database
+from .deadletters import DeadLetterStore
 from .errors import ConfigError
 from .mapping import MappingSet, load_mappings
 from .mapping.engine import yaml_files
 from .mdm import DeterministicResolver, IdResolver
 from .receipts import Receipts
+from .replay import ReplayJobs
 from .settings import Settings
 from .workers.base import Worker
 from .workers.delivery import DeliveryWorker
 from .workers.mapper import MapperWorker
+from .workers.recorder import DeadLetterRecorder
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ class Hub:
         self.bootstrap = settings.kafka_bootstrap_servers
         self.db = Database(settings.database_url)
         self.receipts = Receipts(self.db)
+        self.deadletters = DeadLetterStore(self.db)
+        self.replays = ReplayJobs(self)
         self._publisher: Publisher | None = None
         self._workers: dict[Worker, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []  # HTTP server, config watcher
@@ -104,6 +109,7 @@ class Hub:
 
         if "workers" in self.roles:
             self._start_worker(MapperWorker(self))
+            self._start_worker(DeadLetterRecorder(self))
             await self._sync_delivery_workers()
         if "ingress" in self.roles:
             await self._serve_http()
@@ -252,6 +258,7 @@ class Hub:
         if self._publisher is not None:
             await self._publisher.close()
             self._publisher = None
+        await self.replays.close()
         await self.receipts.close()
         await self.db.close()
         if self.broker is not None:

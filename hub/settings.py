@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
 
+    ops_token: SecretStr | None = Field(
+        None, description="Bearer token for /api; unset: /api answers on loopback only."
+    )
     ingress_max_body_bytes: int = Field(1024 * 1024, ge=1)
     ingress_publish_timeout_s: float = Field(10.0, gt=0)
 
@@ -59,7 +62,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("kafka_sasl_mechanism", mode="before")
+    @field_validator("kafka_sasl_mechanism", "ops_token", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from hub import __version__
 from hub.errors import WebhookRejected
 
-from . import health, ingress
+from . import health, ingress, ops
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -21,6 +21,11 @@ def create_app(hub: Hub) -> FastAPI:
     app.state.hub = hub
     app.include_router(health.router)
     app.include_router(ingress.router)
+    app.include_router(ops.router)
+
+    @app.exception_handler(ops.OpsDenied)
+    async def denied(_request: Request, exc: ops.OpsDenied) -> JSONResponse:
+        return JSONResponse({"error": "forbidden", "message": exc.message}, status_code=exc.status)
 
     @app.exception_handler(WebhookRejected)
     async def rejected(_request: Request, exc: WebhookRejected) -> JSONResponse:

@@ -1,0 +1,138 @@
+"""``/api``: the operator's API — dead letters: list, inspect, replay (as is or edited),
+replay in bulk with progress, discard.
+
+Access: with ``HUB_OPS_TOKEN`` set, requests need ``Authorization: Bearer <token>``; without
+it, the API answers only when the hub listens on a loopback address (the development default).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from hub.deadletters import Filter, public
+from hub.replay import UNCHANGED, ReplayJobs, ReplayRefused, replay
+
+from .deps import HubDep
+
+
+class OpsDenied(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+
+
+def require_operator(request: Request, hub: HubDep) -> None:
+    token = hub.settings.ops_token
+    if token is not None:
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise OpsDenied(401, "missing or wrong bearer token")
+        return
+    if not _loopback(hub.settings.http_host):
+        raise OpsDenied(
+            403, "the ops API is off on non-loopback addresses until HUB_OPS_TOKEN is set"
+        )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+router = APIRouter(prefix="/api", tags=["ops"], dependencies=[Depends(require_operator)])
+
+
+class ReplayBody(BaseModel):
+    payload: Any = None
+
+
+def _filter(
+    status: str | None = None,
+    stage: str | None = None,
+    connection: str | None = None,
+    destination: str | None = None,
+    error_class: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Filter:
+    return Filter(status, stage, connection, destination, error_class, since, until)
+
+
+FilterDep = Annotated[Filter, Depends(_filter)]
+
+
+@router.get("/deadletters")
+async def list_dead_letters(
+    hub: HubDep,
+    flt: FilterDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    total, rows = await hub.deadletters.search(flt, limit, offset)
+    return {"total": total, "items": [public(r) for r in rows]}
+
+
+@router.get("/deadletters/{id_}")
+async def get_dead_letter(id_: str, hub: HubDep) -> JSONResponse:
+    row = await hub.deadletters.get(id_)
+    if row is None:
+        return _error(404, "not_found", f"no dead letter {id_}")
+    return JSONResponse(public(row))
+
+
+@router.post("/deadletters/{id_}/replay")
+async def replay_dead_letter(id_: str, hub: HubDep, body: ReplayBody | None = None) -> JSONResponse:
+    """Replay as it is, or with ``{"payload": ...}``: an edited value, checked first."""
+    payload = body.payload if body is not None and "payload" in body.model_fields_set else UNCHANGED
+    try:
+        return JSONResponse(await replay(hub, id_, payload))
+    except ReplayRefused as exc:
+        return _error(exc.status, exc.code, str(exc))
+
+
+@router.post("/deadletters/{id_}/discard")
+async def discard_dead_letter(id_: str, hub: HubDep) -> JSONResponse:
+    if await hub.deadletters.get(id_) is None:
+        return _error(404, "not_found", f"no dead letter {id_}")
+    changed = await hub.deadletters.discard(id_)
+    return JSONResponse({"id": id_, "status": "discarded", "changed": changed})
+
+
+@router.post("/replays", status_code=202)
+async def start_bulk_replay(hub: HubDep, flt: FilterDep) -> dict[str, Any]:
+    """Replay every dead letter matching the filter (default: status=open)."""
+    if flt.status is None:
+        flt.status = "open"
+    return ReplayJobs.view(await hub.replays.start(flt))
+
+
+@router.get("/replays/{job_id}")
+async def bulk_replay_progress(job_id: str, hub: HubDep) -> JSONResponse:
+    job = hub.replays.jobs.get(job_id)
+    if job is None:
+        return _error(404, "not_found", f"no replay job {job_id}")
+    return JSONResponse(ReplayJobs.view(job))
+
+
+@router.delete("/replays/{job_id}")
+async def cancel_bulk_replay(job_id: str, hub: HubDep) -> JSONResponse:
+    job = hub.replays.cancel(job_id)
+    if job is None:
+        return _error(404, "not_found", f"no replay job {job_id}")
+    return JSONResponse(ReplayJobs.view(job))
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)

@@ -1,0 +1,217 @@
+"""The dead-letter store: every dead letter in the database, to list, inspect, replay, discard.
+
+Workers publish failures to the dead-letter topic (:mod:`hub.deadletter`); the recorder
+worker copies each into the ``dead_letters`` table. Replay republishes the record, as it was
+or with an edited value (checked first), into the stage where it failed: the ingest topic for
+ingest/map/validate/route failures, the canonical topic for delivery failures (destinations
+that already have the event skip it: deliveries are recorded). The original record is never
+changed; an edited replay keeps what it sent beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from .db import Database, dead_letters
+from .envelope import derived_id
+
+REPLAY_HEADER = "hub_replay_of"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _h(headers: list[tuple[str, bytes]], name: str) -> str | None:
+    for k, v in headers:
+        if k == name:
+            return bytes(v).decode(errors="replace") if v is not None else None
+    return None
+
+
+def row_from_record(record: Any) -> dict[str, Any]:
+    """The table row for one record of the dead-letter topic."""
+    headers = [(k, bytes(v) if v is not None else b"") for k, v in (record.headers or ())]
+    topic = _h(headers, "hub_dlq_topic") or ""
+    partition = int(_h(headers, "hub_dlq_partition") or -1)
+    offset = int(_h(headers, "hub_dlq_offset") or -1)
+    stage = _h(headers, "hub_dlq_stage") or "unknown"
+    destination = _h(headers, "hub_dlq_destination")
+    route = _h(headers, "hub_dlq_route")
+    failed_at = _h(headers, "hub_dlq_failed_at")
+    return {
+        # Deterministic: the same failure published twice (after a crash) is one row.
+        "id": derived_id(
+            "deadletter",
+            topic,
+            str(partition),
+            str(offset),
+            stage,
+            route or "",
+            destination or "",
+            _h(headers, "hub_dlq_failed_at") or "",
+        ),
+        "failed_at": _parse_time(failed_at),
+        "stage": stage,
+        "error_class": _h(headers, "hub_dlq_error_class") or "",
+        "error": _h(headers, "hub_dlq_error") or "",
+        "attempts": int(_h(headers, "hub_dlq_attempts") or 1),
+        "connection": _h(headers, "ce_hubconnection"),
+        "route": route,
+        "mapping": _h(headers, "hub_dlq_mapping"),
+        "mapping_version": _h(headers, "hub_dlq_mapping_version"),
+        "destination": destination,
+        "event_id": _h(headers, "ce_id"),
+        "event_type": _h(headers, "ce_type"),
+        "correlation_id": _h(headers, "ce_correlationid"),
+        "source_topic": topic,
+        "source_partition": partition,
+        "source_offset": offset,
+        "key": record.key,
+        "value": record.value,
+        "headers": [[k, v.decode(errors="replace")] for k, v in headers],
+        "status": "open",
+        "replay_of": _h(headers, REPLAY_HEADER),
+        "replays": 0,
+    }
+
+
+def _parse_time(text: str | None) -> datetime:
+    if not text:
+        return _now()
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return _now()
+
+
+@dataclass
+class Filter:
+    status: str | None = None
+    stage: str | None = None
+    connection: str | None = None
+    destination: str | None = None
+    error_class: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self) -> list[Any]:
+        c = dead_letters.c
+        out = []
+        for column, value in (
+            (c.status, self.status),
+            (c.stage, self.stage),
+            (c.connection, self.connection),
+            (c.destination, self.destination),
+            (c.error_class, self.error_class),
+        ):
+            if value is not None:
+                out.append(column == value)
+        if self.since is not None:
+            out.append(c.failed_at >= self.since)
+        if self.until is not None:
+            out.append(c.failed_at < self.until)
+        return out
+
+
+class DeadLetterStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(self, rows: list[dict[str, Any]]) -> None:
+        """Insert rows (ignoring ones already there); a failed replay updates its origin."""
+        if not rows:
+            return
+        async with self.db.engine.begin() as conn:
+            for row in rows:
+                await conn.execute(self.db._insert_ignore(dead_letters, row))
+                if row["replay_of"]:
+                    await conn.execute(
+                        update(dead_letters)
+                        .where(dead_letters.c.id == row["replay_of"])
+                        .values(outcome=f"failed again at {row['stage']}: dead letter {row['id']}")
+                    )
+
+    async def search(
+        self, flt: Filter, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[dict[str, Any]]]:
+        c = dead_letters.c
+        async with self.db.engine.connect() as conn:
+            total = (
+                await conn.execute(
+                    select(func.count()).select_from(dead_letters).where(*flt.where())
+                )
+            ).scalar_one()
+            rows = await conn.execute(
+                select(dead_letters)
+                .where(*flt.where())
+                .order_by(c.failed_at.desc(), c.id)
+                .limit(limit)
+                .offset(offset)
+            )
+            return int(total), [dict(r._mapping) for r in rows]
+
+    async def ids(self, flt: Filter) -> list[str]:
+        async with self.db.engine.connect() as conn:
+            rows = await conn.execute(
+                select(dead_letters.c.id).where(*flt.where()).order_by(dead_letters.c.failed_at)
+            )
+            return [r[0] for r in rows]
+
+    async def get(self, id_: str) -> dict[str, Any] | None:
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(select(dead_letters).where(dead_letters.c.id == id_))).first()
+            return dict(row._mapping) if row is not None else None
+
+    async def mark_replayed(self, id_: str, edited_value: bytes | None) -> None:
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                update(dead_letters)
+                .where(dead_letters.c.id == id_)
+                .values(
+                    status="replayed",
+                    replays=dead_letters.c.replays + 1,
+                    replayed_at=_now(),
+                    replayed_value=edited_value,
+                    outcome="replayed; no new failure recorded so far",
+                )
+            )
+
+    async def discard(self, id_: str) -> bool:
+        async with self.db.engine.begin() as conn:
+            result = await conn.execute(
+                update(dead_letters)
+                .where(dead_letters.c.id == id_, dead_letters.c.status != "discarded")
+                .values(status="discarded", discarded_at=_now())
+            )
+            return bool(result.rowcount)
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the ops API shows it: payload as JSON where it is JSON."""
+    out = {k: v for k, v in row.items() if k not in ("key", "value", "replayed_value")}
+    out["key"] = row["key"].decode(errors="replace") if row.get("key") else None
+    out["payload"] = _payload(row.get("value"))
+    if row.get("replayed_value") is not None:
+        out["replayed_payload"] = _payload(row["replayed_value"])
+    for k in ("failed_at", "replayed_at", "discarded_at"):
+        if isinstance(out.get(k), datetime):
+            out[k] = out[k].isoformat()
+    return out
+
+
+def _payload(value: bytes | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return value.decode(errors="replace")
+
+
+__all__ = ["REPLAY_HEADER", "DeadLetterStore", "Filter", "public", "row_from_record"]

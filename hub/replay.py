@@ -1,0 +1,147 @@
+"""Replaying dead letters into the stage where they failed, one or many (as a cancellable job)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .deadletters import REPLAY_HEADER, Filter
+from .envelope import from_kafka
+from .errors import HubError, ProcessingError
+from .workers.mapper import validate
+
+if TYPE_CHECKING:
+    from .runtime import Hub
+
+UNCHANGED: Any = object()
+
+
+class ReplayRefused(HubError):
+    """A replay cannot be done as asked; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+async def replay(hub: Hub, id_: str, payload: Any = UNCHANGED) -> dict[str, Any]:
+    """Republish one dead letter; with ``payload``, that edited value after checking it."""
+    row = await hub.deadletters.get(id_)
+    if row is None:
+        raise ReplayRefused(404, "not_found", f"no dead letter {id_}")
+    if row["status"] == "discarded":
+        raise ReplayRefused(409, "discarded", f"dead letter {id_} was discarded")
+    headers = [(k, v.encode()) for k, v in row["headers"] if not k.startswith("hub_dlq_")]
+    headers = [(k, v) for k, v in headers if k != REPLAY_HEADER] + [(REPLAY_HEADER, id_.encode())]
+    edited = None
+    if payload is not UNCHANGED:
+        edited = json.dumps(payload, ensure_ascii=False).encode()
+        check_edit(hub, row, headers, edited)
+    value = edited if edited is not None else row["value"]
+    await hub.publisher.wait(
+        [hub.publisher.send_raw(row["source_topic"], row["key"], value, headers)]
+    )
+    await hub.deadletters.mark_replayed(id_, edited)
+    return {
+        "id": id_,
+        "status": "replayed",
+        "topic": row["source_topic"],
+        "edited": edited is not None,
+    }
+
+
+def check_edit(
+    hub: Hub, row: dict[str, Any], headers: list[tuple[str, bytes]], value: bytes
+) -> None:
+    """An edited payload must pass the stage it goes back to, or the edit is refused."""
+    topic = row["source_topic"]
+    data = json.loads(value, parse_float=Decimal)
+    prefix = hub.settings.canonical_topic("")
+    try:
+        if topic.startswith(prefix):
+            validate(topic.removeprefix(prefix), json.loads(value))
+        elif topic == hub.settings.ingest_topic and row.get("mapping"):
+            mapping = hub.mappings.get(row["mapping"])
+            if mapping is None:
+                raise ReplayRefused(
+                    409, "mapping_gone", f"mapping {row['mapping']} is no longer loaded"
+                )
+            event = from_kafka(row["key"], value, headers)
+            meta = {
+                "connection": event.extensions.get("hubconnection", ""),
+                "event_type": event.extensions.get("hubevent", ""),
+                "event_id": event.id,
+                "subject": event.subject,
+            }
+            result = mapping.apply(data, meta, hub.resolver)
+            if result is not None and mapping.target_entity:
+                validate(mapping.target_entity, result)
+    except ProcessingError as exc:
+        raise ReplayRefused(
+            422, "edit_rejected", f"the edited payload still fails: {exc}"
+        ) from None
+
+
+@dataclass
+class ReplayJob:
+    id: str
+    total: int
+    done: int = 0
+    failed: int = 0
+    state: str = "running"  # running | finished | cancelled
+    errors: list[str] = field(default_factory=list)
+
+
+class ReplayJobs:
+    """Bulk replays run in the background; progress can be read and a job cancelled."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.jobs: dict[str, ReplayJob] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self, flt: Filter) -> ReplayJob:
+        ids = await self.hub.deadletters.ids(flt)
+        job = ReplayJob(str(uuid.uuid4()), len(ids))
+        self.jobs[job.id] = job
+        self._tasks[job.id] = asyncio.create_task(self._run(job, ids), name=f"replay-{job.id}")
+        return job
+
+    async def _run(self, job: ReplayJob, ids: list[str]) -> None:
+        for id_ in ids:
+            if job.state == "cancelled":
+                return
+            try:
+                await replay(self.hub, id_)
+                job.done += 1
+            except HubError as exc:
+                job.failed += 1
+                if len(job.errors) < 20:
+                    job.errors.append(f"{id_}: {exc}")
+        job.state = "finished"
+
+    def cancel(self, job_id: str) -> ReplayJob | None:
+        job = self.jobs.get(job_id)
+        if job is not None and job.state == "running":
+            job.state = "cancelled"
+        return job
+
+    async def wait(self, job_id: str) -> None:
+        task = self._tasks.get(job_id)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def close(self) -> None:
+        for job in self.jobs.values():
+            if job.state == "running":
+                job.state = "cancelled"
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    @staticmethod
+    def view(job: ReplayJob) -> dict[str, Any]:
+        return asdict(job)

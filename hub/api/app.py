@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub import __version__
 from hub.errors import WebhookRejected
@@ -26,6 +28,23 @@ def create_app(hub: Hub) -> FastAPI:
     @app.exception_handler(ops.OpsDenied)
     async def denied(_request: Request, exc: ops.OpsDenied) -> JSONResponse:
         return JSONResponse({"error": "forbidden", "message": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # The same {"error", "message"} shape as every other refusal (unknown path: 404 ...).
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            {"error": code, "message": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse({"error": "invalid_request", "message": errors}, status_code=422)
 
     @app.exception_handler(WebhookRejected)
     async def rejected(_request: Request, exc: WebhookRejected) -> JSONResponse:

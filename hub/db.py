@@ -122,9 +122,10 @@ class Database:
         except Exception:
             return False
 
-    def _insert_ignore(self, table: Table, values: dict[str, Any]) -> Any:
+    def insert_ignore(self, table: Table) -> Any:
+        """INSERT that skips rows whose primary key exists (execute with the rows)."""
         dialect = postgresql if self.dialect == "postgresql" else sqlite
-        return dialect.insert(table).values(**values).on_conflict_do_nothing()
+        return dialect.insert(table).on_conflict_do_nothing()
 
     async def webhook_event(self, connection: str, delivery_id: str) -> str | None:
         """The event id stored for an earlier delivery with this id, if any."""
@@ -145,11 +146,9 @@ class Database:
         if not rows:
             return
         now = _now()
-        dialect = postgresql if self.dialect == "postgresql" else sqlite
-        statement = dialect.insert(webhook_receipts).on_conflict_do_nothing()
         async with self.engine.begin() as conn:
             await conn.execute(
-                statement,
+                self.insert_ignore(webhook_receipts),
                 [
                     {"connection": c, "delivery_id": d, "event_id": e, "received_at": now}
                     for c, d, e in rows
@@ -170,10 +169,8 @@ class Database:
     async def record_delivery(self, destination: str, event_id: str) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
-                self._insert_ignore(
-                    deliveries,
-                    {"destination": destination, "event_id": event_id, "delivered_at": _now()},
-                )
+                self.insert_ignore(deliveries),
+                {"destination": destination, "event_id": event_id, "delivered_at": _now()},
             )
 
 

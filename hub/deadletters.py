@@ -129,7 +129,7 @@ class DeadLetterStore:
             return
         async with self.db.engine.begin() as conn:
             for row in rows:
-                await conn.execute(self.db._insert_ignore(dead_letters, row))
+                await conn.execute(self.db.insert_ignore(dead_letters), row)
                 if row["replay_of"]:
                     await conn.execute(
                         update(dead_letters)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from .db import Database, dead_letters
-from .envelope import derived_id
+from .envelope import derived_id, header_value
 
 REPLAY_HEADER = "hub_replay_of"
 
@@ -27,23 +27,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _h(headers: list[tuple[str, bytes]], name: str) -> str | None:
-    for k, v in headers:
-        if k == name:
-            return bytes(v).decode(errors="replace") if v is not None else None
-    return None
-
-
 def row_from_record(record: Any) -> dict[str, Any]:
     """The table row for one record of the dead-letter topic."""
     headers = [(k, bytes(v) if v is not None else b"") for k, v in (record.headers or ())]
-    topic = _h(headers, "hub_dlq_topic") or ""
-    partition = int(_h(headers, "hub_dlq_partition") or -1)
-    offset = int(_h(headers, "hub_dlq_offset") or -1)
-    stage = _h(headers, "hub_dlq_stage") or "unknown"
-    destination = _h(headers, "hub_dlq_destination")
-    route = _h(headers, "hub_dlq_route")
-    failed_at = _h(headers, "hub_dlq_failed_at")
+    topic = header_value(headers, "hub_dlq_topic") or ""
+    partition = int(header_value(headers, "hub_dlq_partition") or -1)
+    offset = int(header_value(headers, "hub_dlq_offset") or -1)
+    stage = header_value(headers, "hub_dlq_stage") or "unknown"
+    destination = header_value(headers, "hub_dlq_destination")
+    route = header_value(headers, "hub_dlq_route")
+    failed_at = header_value(headers, "hub_dlq_failed_at")
     return {
         # Deterministic: the same failure published twice (after a crash) is one row.
         "id": derived_id(
@@ -54,21 +47,21 @@ def row_from_record(record: Any) -> dict[str, Any]:
             stage,
             route or "",
             destination or "",
-            _h(headers, "hub_dlq_failed_at") or "",
+            failed_at or "",
         ),
         "failed_at": _parse_time(failed_at),
         "stage": stage,
-        "error_class": _h(headers, "hub_dlq_error_class") or "",
-        "error": _h(headers, "hub_dlq_error") or "",
-        "attempts": int(_h(headers, "hub_dlq_attempts") or 1),
-        "connection": _h(headers, "ce_hubconnection"),
+        "error_class": header_value(headers, "hub_dlq_error_class") or "",
+        "error": header_value(headers, "hub_dlq_error") or "",
+        "attempts": int(header_value(headers, "hub_dlq_attempts") or 1),
+        "connection": header_value(headers, "ce_hubconnection"),
         "route": route,
-        "mapping": _h(headers, "hub_dlq_mapping"),
-        "mapping_version": _h(headers, "hub_dlq_mapping_version"),
+        "mapping": header_value(headers, "hub_dlq_mapping"),
+        "mapping_version": header_value(headers, "hub_dlq_mapping_version"),
         "destination": destination,
-        "event_id": _h(headers, "ce_id"),
-        "event_type": _h(headers, "ce_type"),
-        "correlation_id": _h(headers, "ce_correlationid"),
+        "event_id": header_value(headers, "ce_id"),
+        "event_type": header_value(headers, "ce_type"),
+        "correlation_id": header_value(headers, "ce_correlationid"),
         "source_topic": topic,
         "source_partition": partition,
         "source_offset": offset,
@@ -76,7 +69,7 @@ def row_from_record(record: Any) -> dict[str, Any]:
         "value": record.value,
         "headers": [[k, v.decode(errors="replace")] for k, v in headers],
         "status": "open",
-        "replay_of": _h(headers, REPLAY_HEADER),
+        "replay_of": header_value(headers, REPLAY_HEADER),
         "replays": 0,
     }
 

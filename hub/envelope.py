@@ -94,6 +94,14 @@ def new_id() -> str:
 Headers = list[tuple[str, bytes]]
 
 
+def header_value(headers: Iterable[tuple[str, bytes | None]] | None, name: str) -> str | None:
+    """The text of one Kafka header, without decoding the whole envelope."""
+    for key, value in headers or ():
+        if key == name:
+            return bytes(value).decode(errors="replace") if value is not None else None
+    return None
+
+
 def to_kafka(event: CloudEvent) -> tuple[bytes | None, bytes, Headers]:
     headers: Headers = [(f"ce_{k}", v.encode()) for k, v in event.attributes().items()]
     headers.append(("content-type", event.datacontenttype.encode()))

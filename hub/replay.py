@@ -60,7 +60,6 @@ def check_edit(
 ) -> None:
     """An edited payload must pass the stage it goes back to, or the edit is refused."""
     topic = row["source_topic"]
-    data = json.loads(value, parse_float=Decimal)
     prefix = hub.settings.canonical_topic("")
     try:
         if topic.startswith(prefix):
@@ -78,6 +77,8 @@ def check_edit(
                 "event_id": event.id,
                 "subject": event.subject,
             }
+            # read as the mapper reads raw events: amounts as exact decimals
+            data = json.loads(value, parse_float=Decimal)
             result = mapping.apply(data, meta, hub.resolver)
             if result is not None and mapping.target_entity:
                 validate(mapping.target_entity, result)

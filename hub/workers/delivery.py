@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from connectors import Delivery, Sink
 from hub.config import OutboundRoute
 from hub.deadletter import Stage, dead_letter
-from hub.envelope import EnvelopeError, from_kafka
+from hub.envelope import EnvelopeError, from_kafka, header_value
 from hub.errors import DeliveryFailed, MappingFailed, ProcessingError, RouteConditionFailed
 
 from .base import Worker
@@ -178,7 +178,5 @@ def _reveal(value: Any) -> str:
 
 
 def _ce_id(record: Any) -> str:
-    for name, value in record.headers or ():
-        if name == "ce_id":
-            return bytes(value).decode(errors="replace")
-    return f"{record.topic}/{record.partition}/{record.offset}"
+    event_id = header_value(record.headers, "ce_id")
+    return event_id or f"{record.topic}/{record.partition}/{record.offset}"

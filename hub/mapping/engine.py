@@ -30,7 +30,6 @@ Fields whose value is ``null`` are left out of the output.
 from __future__ import annotations
 
 import hashlib
-import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from hub.errors import ConfigError, MappingFailed, Problem
 from hub.yamlfile import Loc, YamlDoc, format_loc, load_yaml
 
 from . import types
-from .expr import Compiled, ExprError, Lookup, MappingContext, Scope, compile_expr
+from .expr import Compiled, ExprError, ExprInfo, Lookup, MappingContext, Scope, compile_expr
 from .functions import MappingFunctionError, str_
 
 RESERVED = {
@@ -351,16 +350,15 @@ class _Builder:
             field_path = f"{path}.{key}" if path else str(key)
             if fields_info is not None and key in fields_info:
                 self._check_type(model, str(key), sub, (*loc, key))
+            direct = None
             if isinstance(sub, str):
                 # Plain expressions are guarded here, once per object, not per field.
-                node = self.expr(sub, (*loc, key), field_path, guard=False)
+                node, info = self.expr_info(sub, (*loc, key), field_path, guard=False)
                 sources[str(key)] = (field_path, sub)
+                # A field that is just another field's name is read inline: no call at all.
+                direct = info.field if info is not None else None
             else:
                 node = self.node(sub, (*loc, key), field_path, sub_model)
-            # A field that is just another field's name is read inline: no call at all.
-            direct = sub.strip() if isinstance(sub, str) and _PLAIN_FIELD.match(sub) else None
-            if direct in _RESERVED_NAMES:
-                direct = None
             parts.append((str(key), node, _ready(sub), direct))
         mapping = self.name
 
@@ -469,17 +467,23 @@ class _Builder:
         return run
 
     def expr(self, source: Any, loc: Loc, path: str, *, guard: bool = True) -> Node:
+        return self.expr_info(source, loc, path, guard=guard)[0]
+
+    def expr_info(
+        self, source: Any, loc: Loc, path: str, *, guard: bool = True
+    ) -> tuple[Node, ExprInfo | None]:
         if not isinstance(source, str):
             value = _plain(source)
-            return lambda _s: value
+            return (lambda _s: value), None
         try:
             fn, info = compile_expr(source)
         except ExprError as exc:
             self.fail(loc, str(exc))
-            return lambda _s: None
+            return (lambda _s: None), None
         for tname in info.lookups:
             self.used_lookups.append((tname, loc))
-        return _guard(fn, self.name, path or format_loc(loc), source) if guard else fn
+        node = _guard(fn, self.name, path or format_loc(loc), source) if guard else fn
+        return node, info
 
     def _lookup_file(self, file: str, loc: Loc) -> dict[str, Any] | None:
         """A lookup table shared by several mappings, in ``mappings/lookups/``."""
@@ -545,12 +549,6 @@ def _guard(fn: Compiled, mapping: str, field_path: str, source: str) -> Node:
             ) from None
 
     return run
-
-
-_PLAIN_FIELD = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*$")
-_RESERVED_NAMES = frozenset(
-    {"root", "item", "meta", "true", "false", "null", "True", "False", "None"}
-)
 
 
 def _ready(spec: Any) -> bool:

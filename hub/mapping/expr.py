@@ -69,6 +69,7 @@ class ExprInfo:
     functions: set[str] = field(default_factory=set)
     lookups: set[str] = field(default_factory=set)
     paths: list[str] = field(default_factory=list)
+    field: str | None = None  # the expression is just this field of the current item
 
 
 _CONSTANT_NAMES = {"true": True, "false": False, "null": None}
@@ -103,7 +104,10 @@ def compile_expr(source: str) -> tuple[Compiled, ExprInfo]:
     except SyntaxError as exc:
         raise ExprError(f"syntax error in {source!r}: {exc.msg}") from None
     info = ExprInfo()
-    return _Compiler(info, text).build(tree.body), info
+    body = tree.body
+    if isinstance(body, ast.Name) and body.id not in _ROOTS:
+        info.field = body.id
+    return _Compiler(info, text).build(body), info
 
 
 class _Compiler:

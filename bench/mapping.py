@@ -894,8 +894,8 @@ def validators() -> dict[str, tuple[str, Callable[[dict[str, Any]], None], Calla
     from jsonschema import Draft202012Validator
 
     from hub import schemas
+    from hub.canonical import validate as mapper_validate
     from hub.errors import SchemaViolation
-    from hub.workers.mapper import validate as mapper_validate
 
     schema = schemas.schema("order")
     plain = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)

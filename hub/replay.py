@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .canonical import validate
 from .deadletters import REPLAY_HEADER, Filter
 from .envelope import from_kafka
 from .errors import HubError, ProcessingError
-from .workers.mapper import validate
 
 if TYPE_CHECKING:
     from .runtime import Hub

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 
@@ -280,10 +280,12 @@ class Hub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    async def _retry(self, what: str, action: object, attempts: int = 20) -> None:
+    async def _retry(
+        self, what: str, action: Callable[[], Awaitable[object]], attempts: int = 20
+    ) -> None:
         for attempt in range(1, attempts + 1):
             try:
-                await action()  # type: ignore[operator]
+                await action()
                 return
             except Exception as exc:
                 if attempt == attempts:

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from hub.canonical import validate
 from hub.errors import ConfigError, ProcessingError
 from hub.mdm import DeterministicResolver
 from hub.yamlfile import safe_load
@@ -56,7 +57,6 @@ def case_files(path: Path) -> list[Path]:
 
 
 def run_file(mappings: MappingSet, file: Path) -> list[CaseResult]:
-    from hub.workers.mapper import validate
 
     doc = safe_load(file.read_text(encoding="utf-8")) or {}
     name = str(doc.get("mapping", ""))

@@ -14,6 +14,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from types import UnionType
 from typing import Any
 
 from pydantic import BaseModel
@@ -188,7 +189,7 @@ def _flatten(annotation: Any) -> list[Any]:
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _flatten(typing.get_args(annotation)[0])
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, UnionType):
         out: list[Any] = []
         for arg in typing.get_args(annotation):
             out.extend(_flatten(arg))

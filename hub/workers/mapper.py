@@ -14,13 +14,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
-from pydantic import ValidationError
 
-from hub.canonical import ENTITY_MODELS
+from hub.canonical import validate
 from hub.deadletter import Stage, dead_letter
 from hub.envelope import CloudEvent, EnvelopeError, derived_id, from_kafka
-from hub.errors import MappingFailed, ProcessingError, RouteConditionFailed, SchemaViolation
-from hub.yamlfile import format_loc
+from hub.errors import MappingFailed, ProcessingError, RouteConditionFailed
 
 from .base import Worker
 
@@ -154,20 +152,4 @@ class MapperWorker(Worker):
         return out
 
 
-def validate(entity: str, data: dict[str, Any]) -> None:
-    model = ENTITY_MODELS.get(entity)
-    if model is None:
-        raise SchemaViolation(entity, [f"unknown entity {entity!r}"])
-    try:
-        model.model_validate(data)
-    except ValidationError as exc:
-        raise SchemaViolation(
-            entity,
-            [
-                f"{format_loc(tuple(e['loc'])) or '(root)'}: {e['msg']}"
-                for e in exc.errors(include_url=False)
-            ],
-        ) from None
-
-
-__all__ = ["CloudEvent", "MapperWorker", "validate"]
+__all__ = ["CloudEvent", "MapperWorker"]

@@ -34,12 +34,12 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from hub.canonical import validate
 from hub.errors import ConfigError, ProcessingError
 from hub.mapping import compile_mapping, load_mappings
 from hub.mapping.engine import CompiledMapping
 from hub.mapping.functions import FUNCTIONS
 from hub.mapping.testing import StubResolver, run_file
-from hub.workers.mapper import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "mappings.md"

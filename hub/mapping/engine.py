@@ -1,4 +1,4 @@
-"""Mapping files: loaded, checked and compiled once into closures; applied per record.
+"""Mapping files: loaded, checked and compiled once; applied per record.
 
 A mapping file (``mappings/<name>.yaml``)::
 
@@ -25,6 +25,11 @@ A mapping file (``mappings/<name>.yaml``)::
       tier: {if: "decimal(total_price) > 1000", then: {const: gold}, else: {const: standard}}
 
 Fields whose value is ``null`` are left out of the output.
+
+Loading checks a file and builds its plan (:mod:`hub.mapping.plan`). Each event is mapped by
+one Python function generated for the whole mapping, its fragments inlined
+(:mod:`hub.mapping.codegen`); when that function fails, the same input is mapped again by the
+closures of :mod:`hub.mapping.closures`, which say exactly where and why.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ import hashlib
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +49,10 @@ from hub import canonical
 from hub.errors import ConfigError, MappingFailed, Problem
 from hub.yamlfile import Loc, YamlDoc, format_loc, load_yaml
 
-from . import types
-from .expr import Compiled, ExprError, ExprInfo, Lookup, MappingContext, Scope, compile_expr
-from .functions import MappingFunctionError, str_
+from . import closures, codegen, types
+from .expr import ExprError, Lookup, MappingContext, Scope, compile_expr
+from .functions import str_
+from .plan import Const, Default, Each, Expr, Field, If, Obj, Plan, Seq, Use
 
 RESERVED = {
     "const",
@@ -63,22 +69,8 @@ RESERVED = {
     "else",
 }
 TOP_KEYS = {"description", "source", "target", "when", "lookups", "fields"}
-RUNTIME_ERRORS = (
-    MappingFunctionError,
-    ArithmeticError,
-    InvalidOperation,
-    TypeError,
-    ValueError,
-    KeyError,
-    IndexError,
-    AttributeError,
-)
 
-Node = Callable[[Scope], Any]
-
-
-class _Dropped(Exception):
-    pass
+MapFunction = Callable[[Any, Mapping[str, Any], Any], dict[str, Any] | None]
 
 
 @dataclass
@@ -93,13 +85,44 @@ class CompiledMapping:
     target_model: type[BaseModel] | None
     lookups: dict[str, Lookup]
     uses: list[tuple[str, Loc]]
-    when: Node | None
-    build: Node
+    when_plan: Expr | Const | None
+    plan: Obj
     doc: YamlDoc = field(repr=False)
     set_: MappingSet | None = field(default=None, repr=False)
+    when: closures.Node | None = field(init=False, repr=False)
+    build: closures.Node = field(init=False, repr=False)
+    _fast: MapFunction | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.when = None
+        if self.when_plan is not None:
+            self.when = closures.build(self.when_plan, self.name)
+        self.build = closures.build(self.plan, self.name)
 
     def apply(self, payload: Any, meta: Mapping[str, Any], resolver: Any) -> dict[str, Any] | None:
         """The mapped output, or ``None`` if the mapping's ``when`` drops this event."""
+        try:
+            return self.apply_fast(payload, meta, resolver)
+        except Exception:
+            # The generated function does not say where it failed: map the same input again
+            # with the closures, which name the field, list index and expression. Resolvers
+            # are idempotent (the same ids again), so nothing changes by asking twice.
+            pass
+        return self.apply_precise(payload, meta, resolver)
+
+    def apply_fast(
+        self, payload: Any, meta: Mapping[str, Any], resolver: Any
+    ) -> dict[str, Any] | None:
+        """The generated function alone: the same output as :meth:`apply_precise` for every
+        input, and a failure where it fails, but one that says nothing of where or why."""
+        fast = self._fast if self._fast is not None else self.generate()
+        return fast(payload, meta, resolver)
+
+    def apply_precise(
+        self, payload: Any, meta: Mapping[str, Any], resolver: Any
+    ) -> dict[str, Any] | None:
+        """What :meth:`apply` gives, computed by the closures: slower, and every failure is a
+        :class:`MappingFailed` naming the field, list index and expression."""
         ctx = MappingContext(self.lookups, resolver, self.name, self.set_)
         scope = Scope(payload, payload, meta, ctx)
         if self.when is not None and not self.when(scope):
@@ -108,6 +131,11 @@ class CompiledMapping:
         if not isinstance(result, dict):
             raise MappingFailed(self.name, "(root)", None, "the mapping did not produce an object")
         return result
+
+    def generate(self) -> MapFunction:
+        """Generate the mapping's function (done once; ``load_mappings`` does it up front)."""
+        self._fast = codegen.generate(self)
+        return self._fast
 
 
 class MappingSet:
@@ -152,9 +180,7 @@ def load_mappings(directory: Path) -> MappingSet:
             compiled[name] = compile_mapping(name, path)
         except ConfigError as exc:
             problems.extend(exc.problems)
-    mset = MappingSet(directory, compiled)
     for m in compiled.values():
-        m.set_ = mset
         for used, loc in m.uses:
             target = compiled.get(used)
             if target is None:
@@ -165,6 +191,11 @@ def load_mappings(directory: Path) -> MappingSet:
                 )
     if problems:
         raise ConfigError(problems)
+    mset = MappingSet(directory, compiled)
+    for m in compiled.values():
+        m.set_ = mset
+    for m in compiled.values():
+        m.generate()
     return mset
 
 
@@ -255,11 +286,11 @@ class _Builder:
         if data.get("when") is not None:
             when = self.expr(data["when"], ("when",), "when")
         fields_spec = data.get("fields")
+        plan = Obj(())
         if not isinstance(fields_spec, dict) or not fields_spec:
             self.fail(("fields",), "a mapping needs 'fields'")
-            build: Node = lambda s: {}  # noqa: E731
         else:
-            build = self.object(fields_spec, ("fields",), "", model)
+            plan = self.object(fields_spec, ("fields",), "", model)
         for tname, loc in self.used_lookups:
             if tname not in self.lookups:
                 self.fail(
@@ -280,58 +311,58 @@ class _Builder:
             target_model=model,
             lookups=self.lookups,
             uses=self.uses,
-            when=when,
-            build=build,
+            when_plan=when,
+            plan=plan,
             doc=self.doc,
         )
 
-    # nodes -------------------------------------------------------------------------------------
+    # plans -------------------------------------------------------------------------------------
 
-    def node(self, spec: Any, loc: Loc, path: str, model: Any) -> Node:
+    def node(self, spec: Any, loc: Loc, path: str, model: Any) -> Plan:
         if isinstance(spec, str):
             return self.expr(spec, loc, path)
         if spec is None or isinstance(spec, bool | int | float | Decimal | date):
-            value = _plain(spec)
-            return lambda _s: value
+            return Const(_plain(spec))
         if isinstance(spec, list):
-            parts = [
-                self.node(v, (*loc, i), f"{path}[{i}]", _item_model(model))
-                for i, v in enumerate(spec)
-            ]
-            return lambda s: [_out(p(s)) for p in parts]
+            return Seq(
+                tuple(
+                    self.node(v, (*loc, i), f"{path}[{i}]", _item_model(model))
+                    for i, v in enumerate(spec)
+                )
+            )
         if not isinstance(spec, dict):
             self.fail(loc, f"unsupported value {spec!r}")
-            return lambda _s: None
+            return Const(None)
         keys = set(spec)
         if "const" in keys:
             self._only(spec, loc, {"const"})
-            value = _plain(spec["const"])
-            return lambda _s: value
+            return Const(_plain(spec["const"]))
         if "each" in keys:
             return self.each(spec, loc, path, model)
         if "if" in keys:
             self._only(spec, loc, {"if", "then", "else"})
-            test = self.expr(spec["if"], (*loc, "if"), path)
-            then = self.node(spec.get("then"), (*loc, "then"), path, model)
-            other = self.node(spec.get("else"), (*loc, "else"), path, model)
-            return lambda s: then(s) if test(s) else other(s)
+            return If(
+                self.expr(spec["if"], (*loc, "if"), path),
+                self.node(spec.get("then"), (*loc, "then"), path, model),
+                self.node(spec.get("else"), (*loc, "else"), path, model),
+            )
         if "use" in keys:
             self._only(spec, loc, {"use", "from"})
             return self.use(spec, loc, path)
         if "expr" in keys:
             self._only(spec, loc, {"expr", "default"})
-            inner = self.expr(spec["expr"], (*loc, "expr"), path)
-            fallback = _plain(spec.get("default"))
-            return lambda s: fallback if (v := inner(s)) is None or v == "" else v
+            return Default(
+                self.expr(spec["expr"], (*loc, "expr"), path), _plain(spec.get("default"))
+            )
         if "fields" in keys:
             self._only(spec, loc, {"fields"})
             return self.object(spec["fields"], (*loc, "fields"), path, model)
         return self.object(spec, loc, path, model)
 
-    def object(self, spec: Any, loc: Loc, path: str, model: Any) -> Node:
+    def object(self, spec: Any, loc: Loc, path: str, model: Any) -> Obj:
         if not isinstance(spec, dict):
             self.fail(loc, "expected an object of fields")
-            return lambda _s: None
+            return Obj(())
         fields_info = _model_fields(model)
         if fields_info is not None:
             for key in spec:
@@ -343,58 +374,22 @@ class _Builder:
             for fname, (required, _sub) in fields_info.items():
                 if required and fname not in spec:
                     self.fail(loc, f"required field {fname!r} of {model.__name__} is never set")
-        parts: list[tuple[str, Node, bool, str | None]] = []
-        sources: dict[str, tuple[str, str]] = {}  # key -> (field path, expression)
+        fields = []
         for key, sub in spec.items():
             sub_model = fields_info.get(key, (False, None))[1] if fields_info else None
             field_path = f"{path}.{key}" if path else str(key)
             if fields_info is not None and key in fields_info:
                 self._check_type(model, str(key), sub, (*loc, key))
-            direct = None
-            if isinstance(sub, str):
-                # Plain expressions are guarded here, once per object, not per field.
-                node, info = self.expr_info(sub, (*loc, key), field_path, guard=False)
-                sources[str(key)] = (field_path, sub)
-                # A field that is just another field's name is read inline: no call at all.
-                direct = info.field if info is not None else None
-            else:
-                node = self.node(sub, (*loc, key), field_path, sub_model)
-            parts.append((str(key), node, _ready(sub), direct))
-        mapping = self.name
+            plan = self.node(sub, (*loc, key), field_path, sub_model)
+            fields.append(Field(str(key), plan, field_path, _ready(sub)))
+        return Obj(tuple(fields))
 
-        def build(s: Scope) -> Any:
-            out = {}
-            key = ""
-            item = s.item
-            plain = type(item) is dict
-            try:
-                for key, part, ready, direct in parts:
-                    if direct is not None and plain:
-                        value = item.get(direct)
-                    else:
-                        value = part(s)
-                    if value is not None:
-                        if not ready:
-                            kind = type(value)
-                            if kind is not str and kind is not int and kind is not bool:
-                                value = _out(value)
-                        out[key] = value
-            except MappingFailed:
-                raise
-            except RUNTIME_ERRORS as exc:
-                field_path, source = sources.get(key, (key, ""))
-                reason = str(exc) or type(exc).__name__
-                raise MappingFailed(mapping, field_path, source or None, reason) from None
-            return out
-
-        return build
-
-    def each(self, spec: dict[str, Any], loc: Loc, path: str, model: Any) -> Node:
+    def each(self, spec: dict[str, Any], loc: Loc, path: str, model: Any) -> Plan:
         self._only(spec, loc, {"each", "where", "fields", "value", "use"})
         items = self.expr(spec["each"], (*loc, "each"), path)
         where = self.expr(spec["where"], (*loc, "where"), path) if "where" in spec else None
         item_model = _item_model(model)
-        body: Node
+        body: Plan
         if "fields" in spec:
             body = self.object(spec["fields"], (*loc, "fields"), path, item_model)
         elif "value" in spec:
@@ -405,85 +400,26 @@ class _Builder:
             self.fail(
                 loc, "'each' needs 'fields', 'value' or 'use' to say what each element becomes"
             )
-            return lambda _s: None
-        mapping = self.name
-        body_ready = "value" not in spec
+            return Const(None)
+        return Each(items, where, body, "value" not in spec, path, str(spec["each"]))
 
-        def run(s: Scope) -> Any:
-            seq = items(s)
-            if seq is None:
-                return None
-            if not isinstance(seq, list):
-                raise MappingFailed(
-                    mapping, path, str(spec["each"]), f"expected a list, got {type(seq).__name__}"
-                )
-            out = []
-            for i, element in enumerate(seq):
-                inner = Scope(element, s.root, s.meta, s.context)
-                try:
-                    if where is not None and not where(inner):
-                        continue
-                    value = body(inner)
-                except MappingFailed as exc:
-                    rest = exc.field[len(path) :] if exc.field.startswith(path) else "." + exc.field
-                    raise MappingFailed(
-                        mapping, f"{path}[{i}]{rest}", exc.input_path, exc.reason
-                    ) from None
-                if value is not None:
-                    out.append(value if body_ready else _out(value))
-            return out
-
-        return run
-
-    def use(self, spec: dict[str, Any], loc: Loc, path: str) -> Node:
+    def use(self, spec: dict[str, Any], loc: Loc, path: str) -> Use:
         name = str(spec["use"])
         self.uses.append((name, (*loc, "use")))
         source = self.expr(spec["from"], (*loc, "from"), path) if "from" in spec else None
-        holder: dict[str, CompiledMapping] = {}
-        this = self.name
+        return Use(name, source, path)
 
-        def run(s: Scope) -> Any:
-            target = holder.get("m")
-            if target is None:
-                mset = s.context.mappings
-                found = mset.get(name) if mset is not None else None
-                if found is None:
-                    raise MappingFailed(this, path, None, f"mapping {name!r} is not loaded")
-                target = holder.setdefault("m", found)
-            value = source(s) if source is not None else s.item
-            if value is None:
-                return None
-            ctx = MappingContext(
-                target.lookups, s.context.resolver, target.name, s.context.mappings
-            )
-            inner = Scope(value, s.root, s.meta, ctx)
-            try:
-                return target.build(inner)
-            except MappingFailed as exc:
-                raise MappingFailed(
-                    this, f"{path}.{exc.field}", exc.input_path, f"(in {name}) {exc.reason}"
-                ) from None
-
-        return run
-
-    def expr(self, source: Any, loc: Loc, path: str, *, guard: bool = True) -> Node:
-        return self.expr_info(source, loc, path, guard=guard)[0]
-
-    def expr_info(
-        self, source: Any, loc: Loc, path: str, *, guard: bool = True
-    ) -> tuple[Node, ExprInfo | None]:
+    def expr(self, source: Any, loc: Loc, path: str) -> Expr | Const:
         if not isinstance(source, str):
-            value = _plain(source)
-            return (lambda _s: value), None
+            return Const(_plain(source))
         try:
-            fn, info = compile_expr(source)
+            fn, info = compile_expr(source, self.lookups)
         except ExprError as exc:
             self.fail(loc, str(exc))
-            return (lambda _s: None), None
+            return Const(None)
         for tname in info.lookups:
             self.used_lookups.append((tname, loc))
-        node = _guard(fn, self.name, path or format_loc(loc), source) if guard else fn
-        return node, info
+        return Expr(source, fn, path or format_loc(loc))
 
     def _lookup_file(self, file: str, loc: Loc) -> dict[str, Any] | None:
         """A lookup table shared by several mappings, in ``mappings/lookups/``."""
@@ -537,20 +473,6 @@ class _Builder:
             )
 
 
-def _guard(fn: Compiled, mapping: str, field_path: str, source: str) -> Node:
-    def run(s: Scope) -> Any:
-        try:
-            return fn(s)
-        except MappingFailed:
-            raise
-        except RUNTIME_ERRORS as exc:
-            raise MappingFailed(
-                mapping, field_path, source, str(exc) or type(exc).__name__
-            ) from None
-
-    return run
-
-
 def _ready(spec: Any) -> bool:
     """Whether the node built from ``spec`` already gives JSON-ready values (objects, lists
     and iterations convert their own parts), so its result need not be walked again."""
@@ -561,20 +483,6 @@ def _ready(spec: Any) -> bool:
     if spec.keys() & {"const", "expr", "if"}:
         return False
     return "value" not in spec
-
-
-def _out(value: Any) -> Any:
-    """JSON-ready: decimals as exact strings, dates as ISO 8601, all the way down."""
-    kind = type(value)
-    if kind is Decimal:
-        return format(value, "f")
-    if kind is list:
-        return [_out(v) for v in value]
-    if kind is dict:
-        return {k: _out(v) for k, v in value.items()}
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    return value
 
 
 def _key(value: Any) -> str:

@@ -1,7 +1,10 @@
-"""Mapping expressions: parsed with Python's parser, checked, and compiled to closures.
+"""Mapping expressions: parsed with Python's parser, checked, and compiled to Python source.
 
-User text is never evaluated: :func:`compile_expr` walks the syntax tree, accepts only the node
-types listed here and turns each into a small closure. The language:
+User text is never evaluated: :class:`_Compiler` walks the syntax tree, accepts only the node
+types listed here and writes the source of each from our own templates, with every value from
+the expression bound as a constant of the namespace the code runs in. :func:`compile_expr`
+makes one function of one expression; :func:`expr_source` gives the source of an expression
+for a larger generated function (a whole mapping, :mod:`hub.mapping.codegen`). The language:
 
 - paths: ``customer.email``, ``line_items[0].sku``, ``note_attributes[-1]``; a missing key, an
   index out of range or a step through null gives ``null`` instead of failing;
@@ -9,7 +12,7 @@ types listed here and turns each into a small closure. The language:
   ``meta`` (``connection``, ``event_type``, ``event_id``, ``subject``);
 - literals: strings, numbers (exact decimals), ``true``/``false``/``null`` (Python spellings
   also work), lists ``[a, b]``, objects ``{'k': v}``; f-strings ``f"{first} {last}"``;
-- operators: ``+ - * / %`` (decimal arithmetic; ``+`` joins strings), comparisons, ``in``,
+- operators: ``+ - * / // %`` (decimal arithmetic, never joining text), comparisons, ``in``,
   ``and``/``or``/``not``, and ``a if cond else b``;
 - calls of the functions in :mod:`hub.mapping.functions` only.
 """
@@ -21,6 +24,7 @@ import operator
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal, DivisionByZero, InvalidOperation
 from typing import Any
 
@@ -93,8 +97,30 @@ _CMPOPS: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
 }
 
 
-def compile_expr(source: str) -> tuple[Compiled, ExprInfo]:
+def compile_expr(
+    source: str, lookups: Mapping[str, Lookup] | None = None
+) -> tuple[Compiled, ExprInfo]:
+    """One function of one expression, given the scope; ``lookups`` (the mapping's tables)
+    make the static checks more precise."""
     text = source.strip()
+    body = _parse(text, source)
+    info = ExprInfo()
+    if isinstance(body, ast.Name) and body.id not in _ROOTS:
+        info.field = body.id
+    ns = Namespace()
+    code = _Compiler(info, text, ns, Names(), lookups).compile(body)
+    fn: Compiled = ns.define(f"def _expr(s):\n    item = s.item\n    return {code}\n", "_expr")
+    return fn, info
+
+
+def expr_source(source: str, ns: Namespace, names: Names) -> str:
+    """The Python source of an expression that :func:`compile_expr` has already accepted, for
+    a function generated around it; its constants are bound in ``ns``."""
+    text = source.strip()
+    return _Compiler(ExprInfo(), text, ns, names, None).compile(_parse(text, source))
+
+
+def _parse(text: str, source: str) -> ast.expr:
     try:
         with warnings.catch_warnings():
             # '\.' in a regex literal: keep the backslash, as Python does, without a warning.
@@ -103,44 +129,70 @@ def compile_expr(source: str) -> tuple[Compiled, ExprInfo]:
             tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise ExprError(f"syntax error in {source!r}: {exc.msg}") from None
-    info = ExprInfo()
-    body = tree.body
-    if isinstance(body, ast.Name) and body.id not in _ROOTS:
-        info.field = body.id
-    return _Compiler(info, text).build(body), info
+    return tree.body
 
 
-class _Compiler:
-    """Turns a checked syntax tree into the source of one Python function.
+@dataclass(frozen=True)
+class Names:
+    """How generated code refers to what an expression sees. Every one is an identifier or
+    attribute path that our code generators chose, never text from a mapping."""
 
-    Only this class writes the source, from node types it allows: user text never becomes
-    code. Every value from the expression (field names, literals) is bound as a constant of
-    the function's namespace, so the source holds nothing but our own identifiers. One
-    generated function per expression avoids a closure call per node at run time."""
+    item: str = "item"
+    root: str = "s.root"
+    meta: str = "s.meta"
+    lookups: str = "s.context.lookups"
+    resolver: str = "s.context.resolver"
+    get: str | None = None  # a function reading a key of the item, when the code binds one
+    meta_get: str | None = None  # the same for meta
 
-    def __init__(self, info: ExprInfo, text: str = "") -> None:
-        self.info = info
-        self.text = text
-        self.namespace: dict[str, Any] = dict(_RUNTIME)
+
+class Namespace:
+    """The globals of generated code: the runtime helpers, no builtins but ``type``, ``dict``
+    and ``isinstance``, and every value of the mapping, bound under a name we make up."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = dict(_RUNTIME)
         self._n = 0
-
-    def build(self, node: ast.expr) -> Compiled:
-        body = self.compile(node)
-        source = f"def _expr(s):\n    item = s.item\n    return {body}\n"
-        code = compile(source, "<mapping expression>", "exec")
-        exec(code, self.namespace)
-        fn: Compiled = self.namespace["_expr"]
-        return fn
 
     def const(self, value: Any) -> str:
         self._n += 1
         name = f"_c{self._n}"
-        self.namespace[name] = value
+        self.values[name] = value
         return name
 
-    def temp(self) -> str:
+    def temp(self, prefix: str = "_t") -> str:
         self._n += 1
-        return f"_t{self._n}"
+        return f"{prefix}{self._n}"
+
+    def define(self, source: str, name: str) -> Any:
+        code = compile(source, "<mapping>", "exec")
+        exec(code, self.values)
+        return self.values[name]
+
+
+class _Compiler:
+    """Turns a checked syntax tree into Python source.
+
+    Only this class writes the source, from node types it allows: user text never becomes
+    code. Every value from the expression (field names, literals) is bound as a constant of
+    the namespace, so the source holds nothing but our own identifiers."""
+
+    def __init__(
+        self,
+        info: ExprInfo,
+        text: str,
+        ns: Namespace,
+        names: Names,
+        lookups: Mapping[str, Lookup] | None,
+    ) -> None:
+        self.info = info
+        self.text = text
+        self.ns = ns
+        self.names = names
+        self.lookups = lookups or {}
+
+    def const(self, value: Any) -> str:
+        return self.ns.const(value)
 
     def compile(self, node: ast.expr) -> str:
         method = getattr(self, f"_{type(node).__name__}", None)
@@ -193,20 +245,29 @@ class _Compiler:
             return repr(_CONSTANT_NAMES[name])
         self.info.paths.append(name)
         if name == "root":
-            return "s.root"
+            return self.names.root
         if name == "item":
-            return "item"
+            return self.names.item
         if name == "meta":
-            return "s.meta"
+            return self.names.meta
         key = self.const(name)
-        return f"(item.get({key}) if type(item) is dict else _get(item, {key}))"
+        if self.names.get is not None:
+            return f"{self.names.get}({key})"
+        item = self.names.item
+        return f"({item}.get({key}) if type({item}) is dict else _get({item}, {key}))"
 
     def _Attribute(self, node: ast.Attribute) -> str:
         keys = _dotted(node)
         if keys is not None:
             self.info.paths.append(".".join(keys))
-            return f"_walk(item, {self.const(keys)})"
-        return f"_get({self.compile(node.value)}, {self.const(node.attr)})"
+            if self.names.get is not None:
+                first = f"{self.names.get}({self.const(keys[0])})"
+                return f"_walk({first}, {self.const(keys[1:])})"
+            return f"_walk({self.names.item}, {self.const(keys)})"
+        key = self.const(node.attr)
+        if self.names.meta_get is not None and _is_name(node.value, "meta"):
+            return f"{self.names.meta_get}({key})"
+        return f"_get({self.compile(node.value)}, {key})"
 
     def _Subscript(self, node: ast.Subscript) -> str:
         if isinstance(node.slice, ast.Slice):
@@ -253,12 +314,17 @@ class _Compiler:
             if fn is None:
                 raise ExprError(f"comparison {type(op).__name__} is not allowed; use == or !=")
             right = self.compile(comp)
-            if len(node.ops) > 1:
-                t = self.temp()
-                steps.append(f"_compare({self.const(fn)}, {left}, ({t} := {right}))")
-                left = t
+            t = ""
+            if len(node.ops) > 1:  # a chain: each middle operand is computed once
+                t = self.ns.temp()
+                right = f"({t} := {right})"
+            if isinstance(op, ast.Eq):
+                steps.append(f"_eq({left}, {right})")
+            elif isinstance(op, ast.NotEq):
+                steps.append(f"(not _eq({left}, {right}))")
             else:
                 steps.append(f"_compare({self.const(fn)}, {left}, {right})")
+            left = t
         return "(" + " and ".join(steps) + ")"
 
     def _IfExp(self, node: ast.IfExp) -> str:
@@ -290,12 +356,14 @@ class _Compiler:
             # lazy: later arguments run only when the earlier ones are null or empty
             out = "None"
             for arg in reversed(args):
-                t = self.temp()
+                t = self.ns.temp()
                 out = f"({t} if ({t} := {arg}) is not None and {t} != '' else {out})"
             return out
         impl = self.const(fn.impl)
-        if fn.needs_scope:
-            args.insert(0, "s")
+        if fn.context == "lookups":
+            args.insert(0, self.names.lookups)
+        elif fn.context == "resolver":
+            args.insert(0, self.names.resolver)
         return f"{impl}({', '.join(args)})"
 
 
@@ -313,6 +381,10 @@ def _dotted(node: ast.Attribute) -> tuple[str, ...] | None:
         return None
     keys.append(cur.id)
     return tuple(reversed(keys))
+
+
+def _is_name(node: ast.expr, name: str) -> bool:
+    return isinstance(node, ast.Name) and node.id == name
 
 
 def _describe(node: ast.AST) -> str:
@@ -432,18 +504,62 @@ def _pos(v: Any) -> Any:
 
 def _compare(fn: Callable[[Any, Any], Any], a: Any, b: Any) -> bool:
     try:
+        if type(a) is type(b) and type(a) is not float:  # nothing to convert
+            return bool(fn(a, b))
         return bool(fn(_cmpable(a), _cmpable(b)))
     except TypeError:
         if a is None or b is None:
             return False  # a missing value is never greater or smaller
-        raise MappingFunctionError(
-            f"cannot compare {_kind(a)} {a!r} with {_kind(b)} {b!r}; convert one "
-            "side first, e.g. decimal(x) or str(x)"
-        ) from None
+        raise _incomparable(a, b) from None
+
+
+def _eq(a: Any, b: Any) -> bool:
+    """``==``: numbers by value whatever their form."""
+    if type(a) is type(b):
+        return bool(a == b)
+    return bool(_cmpable(a) == _cmpable(b))
+
+
+def _incomparable(a: Any, b: Any) -> MappingFunctionError:
+    return MappingFunctionError(
+        f"cannot compare {_kind(a)} {a!r} with {_kind(b)} {b!r}; convert one "
+        "side first, e.g. decimal(x) or str(x)"
+    )
+
+
+def json_ready(value: Any) -> Any:
+    """JSON-ready: decimals as exact strings, dates as ISO 8601, all the way down."""
+    kind = type(value)
+    if kind is Decimal:
+        return format(value, "f")
+    if kind is list:
+        return [json_ready(v) for v in value]
+    if kind is dict:
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value
+
+
+def _none(_key: Any) -> None:
+    return None
+
+
+def getter(obj: Any) -> Callable[[Any], Any]:
+    """What reads a key of ``obj``: its ``get`` if it is an object, else always null."""
+    if isinstance(obj, Mapping):
+        return obj.get
+    return _none
 
 
 _RUNTIME: dict[str, Any] = {
-    "__builtins__": {"type": type, "dict": dict},
+    "__builtins__": {
+        "type": type,
+        "dict": dict,
+        "list": list,
+        "str": str,
+        "isinstance": isinstance,
+    },
     "_get": _get,
     "_walk": _walk,
     "_index": _index,
@@ -451,5 +567,8 @@ _RUNTIME: dict[str, Any] = {
     "_neg": _neg,
     "_pos": _pos,
     "_compare": _compare,
+    "_eq": _eq,
     "_text": _text,
+    "_out": json_ready,
+    "_getter": getter,
 }

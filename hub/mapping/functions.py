@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperation
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
-    from .expr import Scope
+    from collections.abc import Mapping
+
+    from .expr import Lookup
 
 
 class MappingFunctionError(ValueError):
@@ -30,7 +32,9 @@ class Function:
     min_args: int
     max_args: int | None
     doc: str
-    needs_scope: bool = False
+    # what the implementation takes before its arguments: the mapping's lookup tables or the
+    # golden-id resolver (not counted as an argument)
+    context: Literal["lookups", "resolver"] | None = None
     lookup_table_arg: bool = False
 
     def arity_text(self) -> str:
@@ -49,7 +53,7 @@ def fn(
     max_args: int | None = -1,
     *,
     name: str | None = None,
-    needs_scope: bool = False,
+    context: Literal["lookups", "resolver"] | None = None,
     lookup_table_arg: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(impl: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,7 +64,7 @@ def fn(
             min_args,
             min_args if max_args == -1 else max_args,
             (impl.__doc__ or "").strip(),
-            needs_scope,
+            context,
             lookup_table_arg,
         )
         return impl
@@ -413,12 +417,11 @@ def pluck(values: Any, key: Any) -> list[Any] | None:
 # lookups and master data ----------------------------------------------------------------------
 
 
-@fn(2, needs_scope=True, lookup_table_arg=True)
-def lookup(scope: Scope, table: Any, key: Any) -> Any:
+@fn(2, context="lookups", lookup_table_arg=True)
+def lookup(tables: Mapping[str, Lookup], table: Any, key: Any) -> Any:
     """Value from a lookup table declared in the mapping: ``lookup('order_status', status)``.
 
     An unknown key gives the table's ``default``, or fails if the table declares none."""
-    tables = scope.context.lookups
     t = tables.get(table)
     if t is None:
         raise MappingFunctionError(f"unknown lookup table {table!r}")
@@ -430,11 +433,10 @@ def lookup(scope: Scope, table: Any, key: Any) -> Any:
     raise MappingFunctionError(f"{key!r} is not in lookup table {table!r} and it has no default")
 
 
-@fn(3, needs_scope=True)
-def golden_id(scope: Scope, entity: Any, system: Any, external_id: Any) -> str | None:
+@fn(3, context="resolver")
+def golden_id(resolver: Any, entity: Any, system: Any, external_id: Any) -> str | None:
     """The golden id of the ``entity`` known in ``system`` as ``external_id`` (master data)."""
     if external_id is None or external_id == "":
         return None
-    resolver = scope.context.resolver
     result: str = resolver.golden_id(str(entity), str(system), _s(external_id))
     return result

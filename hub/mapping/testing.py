@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -24,11 +25,11 @@ from typing import Any
 import yaml
 
 from hub.canonical import validate
-from hub.errors import ConfigError, ProcessingError
+from hub.errors import ConfigError, MappingFailed, ProcessingError
 from hub.mdm import DeterministicResolver
 from hub.yamlfile import safe_load
 
-from .engine import MappingSet
+from .engine import CompiledMapping, MappingSet
 
 
 @dataclass
@@ -67,16 +68,17 @@ def run_file(mappings: MappingSet, file: Path) -> list[CaseResult]:
     for i, case in enumerate(doc.get("cases") or []):
         title = str(case.get("name") or f"case {i + 1}")
         try:
-            payload = _input(file, case)
+            payload = case_input(file, case)
         except (OSError, ValueError) as exc:
             results.append(CaseResult(file, name, title, False, f"cannot read input: {exc}"))
             continue
-        meta = {
-            "connection": "test",
-            "event_type": mapping.source_event,
-            **(case.get("meta") or {}),
-        }
-        resolver = StubResolver({str(k): str(v) for k, v in (case.get("golden_ids") or {}).items()})
+        meta = case_meta(mapping, case)
+        resolver = case_resolver(case)
+        disagreement = paths_differ(mapping, payload, meta, resolver)
+        if disagreement:
+            detail = f"the engine's two paths disagree (a bug in the hub): {disagreement}"
+            results.append(CaseResult(file, name, title, False, detail))
+            continue
         try:
             output = mapping.apply(payload, meta, resolver)
             if output is not None and mapping.target_entity:
@@ -92,7 +94,47 @@ def run_file(mappings: MappingSet, file: Path) -> list[CaseResult]:
     return results
 
 
-def _input(file: Path, case: dict[str, Any]) -> Any:
+def case_meta(mapping: CompiledMapping, case: dict[str, Any]) -> dict[str, Any]:
+    """What the mapping sees as ``meta.*`` in a test case."""
+    return {"connection": "test", "event_type": mapping.source_event, **(case.get("meta") or {})}
+
+
+def case_resolver(case: dict[str, Any]) -> StubResolver:
+    """The golden-id resolver of a test case, with its stubs."""
+    return StubResolver({str(k): str(v) for k, v in (case.get("golden_ids") or {}).items()})
+
+
+def paths_differ(
+    mapping: CompiledMapping, payload: Any, meta: Mapping[str, Any], resolver: Any
+) -> str:
+    """``""`` when the generated function and the closures agree on this input: the same
+    output, exactly (types and key order too), or both fail and ``apply`` raises the closures'
+    error. Otherwise, what differs."""
+    try:
+        precise = mapping.apply_precise(payload, meta, resolver)
+    except MappingFailed as exc:
+        try:
+            fast = mapping.apply_fast(payload, meta, resolver)
+        except Exception:  # any failure: apply() asks the closures for the error
+            pass
+        else:
+            return f"the closures fail ({exc}), the generated function gives {fast!r}"
+        try:
+            mapping.apply(payload, meta, resolver)
+        except MappingFailed as again:
+            return "" if str(again) == str(exc) else f"apply() fails with {again}, not {exc}"
+        return f"apply() does not fail, the closures do: {exc}"
+    try:
+        fast = mapping.apply_fast(payload, meta, resolver)
+    except Exception as exc:
+        return f"the generated function fails ({exc!r}), the closures give {precise!r}"
+    if repr(fast) != repr(precise):
+        return f"the generated function gives {fast!r}, the closures {precise!r}"
+    return ""
+
+
+def case_input(file: Path, case: dict[str, Any]) -> Any:
+    """The input of a test case: inline, or read from its ``input_file``."""
     if "input_file" in case:
         text = (file.parent / str(case["input_file"])).read_text(encoding="utf-8")
         return json.loads(text, parse_float=Decimal)

@@ -39,7 +39,7 @@ from hub.errors import ConfigError, ProcessingError
 from hub.mapping import compile_mapping, load_mappings
 from hub.mapping.engine import CompiledMapping
 from hub.mapping.functions import FUNCTIONS
-from hub.mapping.testing import StubResolver, run_file
+from hub.mapping.testing import StubResolver, paths_differ, run_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "mappings.md"
@@ -206,15 +206,18 @@ def _write_set(folder: Path, example: Example) -> Path:
     return mappings
 
 
+def _compile(example: Example, folder: Path) -> CompiledMapping:
+    mapping: CompiledMapping | None = compile_mapping(example.name, DOC_LABEL, text=example.mapping)
+    if mapping is not None and mapping.uses:
+        mapping = load_mappings(_write_set(folder, example)).get(example.name)
+    assert mapping is not None
+    return mapping
+
+
 def _run(example: Example, folder: Path) -> tuple[Any, str | None]:
     """(output, None) or (None, error message)."""
     try:
-        mapping: CompiledMapping | None = compile_mapping(
-            example.name, DOC_LABEL, text=example.mapping
-        )
-        if mapping is not None and mapping.uses:
-            mapping = load_mappings(_write_set(folder, example)).get(example.name)
-        assert mapping is not None
+        mapping = _compile(example, folder)
         payload = json.loads(example.input, parse_float=Decimal)
         output = mapping.apply(payload, META, StubResolver({}))
         if output is not None and mapping.target_entity:
@@ -244,6 +247,19 @@ def test_example(example: Example, tmp_path: Path) -> None:
         assert error is not None, f"{where}: expected an error, got {output!r}"
         for line in example.expected.strip().splitlines():
             assert line.strip() in error, f"{where}: {line.strip()!r} not in error:\n{error}"
+
+
+@pytest.mark.parametrize("example", [pytest.param(e, id=e.id) for e in EXAMPLES])
+def test_example_gives_the_same_on_both_paths(example: Example, tmp_path: Path) -> None:
+    """The generated function and the closures agree (output, or both fail and the error is
+    the closures'): see tests/mapping/test_fast_path.py."""
+    try:
+        mapping = _compile(example, tmp_path)
+    except ConfigError:
+        assert example.kind == "error"
+        return
+    payload = json.loads(example.input, parse_float=Decimal)
+    assert paths_differ(mapping, payload, META, StubResolver({})) == ""
 
 
 def _console(block: Block) -> list[tuple[str, str]]:

@@ -175,19 +175,30 @@ def load_mappings(directory: Path) -> MappingSet:
         raise ConfigError([Problem(str(directory), "", "mappings folder does not exist")])
     problems: list[Problem] = []
     compiled: dict[str, CompiledMapping] = {}
-    for name, path in mapping_files(directory).items():
+    builders: list[_Builder] = []
+    files = mapping_files(directory)
+    for name, path in files.items():
         try:
-            compiled[name] = compile_mapping(name, path)
+            builder = _builder(name, path)
+        except ConfigError as exc:  # not even YAML
+            problems.extend(exc.problems)
+            continue
+        builders.append(builder)
+        try:
+            compiled[name] = builder.build()
         except ConfigError as exc:
             problems.extend(exc.problems)
-    for m in compiled.values():
-        for used, loc in m.uses:
+    # A file's use: are checked whether or not the rest of it compiled, so that every problem
+    # shows at once. A used file that exists but has problems of its own is not reported
+    # again here: its own problems are in the list.
+    for b in builders:
+        for used, loc in b.uses:
             target = compiled.get(used)
-            if target is None:
-                problems.append(m.doc.problem(loc, f"unknown mapping {used!r} in 'use'"))
-            elif target.target_entity is not None:
+            if used not in files:
+                problems.append(b.doc.problem(loc, f"unknown mapping {used!r} in 'use'"))
+            elif target is not None and target.target_entity is not None:
                 problems.append(
-                    m.doc.problem(loc, f"mapping {used!r} is an entity mapping, not a fragment")
+                    b.doc.problem(loc, f"mapping {used!r} is an entity mapping, not a fragment")
                 )
     if problems:
         raise ConfigError(problems)
@@ -200,10 +211,14 @@ def load_mappings(directory: Path) -> MappingSet:
 
 
 def compile_mapping(name: str, path: Path, text: str | None = None) -> CompiledMapping:
+    return _builder(name, path, text).build()
+
+
+def _builder(name: str, path: Path, text: str | None = None) -> _Builder:
     source_text = path.read_text(encoding="utf-8") if text is None else text
     doc = load_yaml(path, source_text)
     root = path.parents[max(0, len(name.split("/")) - 1)]  # the mappings folder
-    return _Builder(name, doc, source_text, root).build()
+    return _Builder(name, doc, source_text, root)
 
 
 class _Builder:

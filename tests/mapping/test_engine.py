@@ -572,6 +572,34 @@ def test_load_mappings_reports_problems_of_every_file(tmp_path: Path) -> None:
     ]
 
 
+def test_use_problems_are_reported_with_the_other_problems_of_the_file(tmp_path: Path) -> None:
+    """A misspelt use: is not hidden behind another mistake in the same file, and a used
+    fragment with mistakes of its own is reported once (not also as an unknown mapping)."""
+    root = write_mappings(
+        tmp_path,
+        {
+            "common/address": FRAGMENT.replace("upper(country)", "upcase(country)"),
+            "erp/customer": ORDER_OK,
+            "erp/order": (
+                "target: {format: x}\n"
+                "fields:\n"
+                "  a: nope(1)\n"
+                "  billing: {use: common/address, from: billing}\n"
+                "  shipping: {use: common/adress, from: shipping}\n"
+                "  customer: {use: erp/customer}\n"
+            ),
+        },
+    )
+    with pytest.raises(ConfigError) as info:
+        load_mappings(root)
+    assert [(Path(p.file).name, p.line, p.message) for p in info.value.problems] == [
+        ("address.yaml", 5, "unknown function upcase()"),
+        ("order.yaml", 3, "unknown function nope()"),
+        ("order.yaml", 5, "unknown mapping 'common/adress' in 'use'"),
+        ("order.yaml", 6, "mapping 'erp/customer' is an entity mapping, not a fragment"),
+    ]
+
+
 def test_missing_mappings_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="mappings folder does not exist"):
         load_mappings(tmp_path / "absent")

@@ -28,6 +28,8 @@ from datetime import date, datetime
 from decimal import Decimal, DivisionByZero, InvalidOperation
 from typing import Any
 
+from hub.settings import ENTITIES
+
 from .functions import FUNCTIONS, Function, MappingFunctionError, to_decimal
 
 
@@ -351,6 +353,12 @@ class _Compiler:
         self.info.functions.add(name)
         if fn.lookup_table_arg and node.args and isinstance(node.args[0], ast.Constant):
             self.info.lookups.add(str(node.args[0].value))
+        if name == "golden_id" and isinstance(node.args[0], ast.Constant):
+            entity = node.args[0].value
+            if entity not in ENTITIES:
+                raise ExprError(
+                    f"golden_id(): unknown entity {entity!r} (entities: {', '.join(ENTITIES)})"
+                )
         args = [self.compile(a) for a in node.args]
         if name in ("coalesce", "default"):
             # lazy: later arguments run only when the earlier ones are null or empty

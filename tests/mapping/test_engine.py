@@ -96,6 +96,16 @@ def test_unknown_lookup_table(tmp_path: Path) -> None:
     )
 
 
+def test_golden_id_of_an_unknown_entity(tmp_path: Path) -> None:
+    path, err = refused(ORDER_OK.replace("golden_id('order'", "golden_id('orders'"), tmp_path)
+    assert str(err) == (
+        f"{path}:5 at fields.id: golden_id(): unknown entity 'orders' "
+        "(entities: customer, product, order, inventory)"
+    )
+    # an entity that is not a literal is the resolver's business at run time
+    compile_text(ORDER_OK.replace("golden_id('order'", "golden_id(kind"), tmp_path)
+
+
 def test_bad_lookup_declaration(tmp_path: Path) -> None:
     text = ORDER_OK.replace(
         "fields:\n  id:",

@@ -30,6 +30,7 @@ from typing import Any
 
 from hub.settings import ENTITIES
 
+from . import types
 from .functions import FUNCTIONS, Function, MappingFunctionError, to_decimal
 
 
@@ -86,6 +87,14 @@ _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Div: operator.truediv,
     ast.Mod: operator.mod,
     ast.FloorDiv: operator.floordiv,
+}
+_CMP_SYMBOLS: dict[type[ast.cmpop], str] = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
 }
 _CMPOPS: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq,
@@ -310,11 +319,13 @@ class _Compiler:
 
     def _Compare(self, node: ast.Compare) -> str:
         left = self.compile(node.left)
+        before = node.left
         steps = []
         for op, comp in zip(node.ops, node.comparators, strict=True):
             fn = _CMPOPS.get(type(op))
             if fn is None:
                 raise ExprError(f"comparison {type(op).__name__} is not allowed; use == or !=")
+            self._check_kinds(before, op, comp)
             right = self.compile(comp)
             t = ""
             if len(node.ops) > 1:  # a chain: each middle operand is computed once
@@ -326,8 +337,27 @@ class _Compiler:
                 steps.append(f"(not _eq({left}, {right}))")
             else:
                 steps.append(f"_compare({self.const(fn)}, {left}, {right})")
-            left = t
+            left, before = t, comp
         return "(" + " and ".join(steps) + ")"
+
+    def _check_kinds(self, left: ast.expr, op: ast.cmpop, right: ast.expr) -> None:
+        """Text against a number, when both types are known here, is refused now: it would
+        fail (ordering) or never be equal (``==``) for every event."""
+        if isinstance(op, ast.In | ast.NotIn):
+            return
+        kinds = {
+            types.infer_node(left, self.lookups).kind,
+            types.infer_node(right, self.lookups).kind,
+        }
+        if kinds == {types.TEXT, types.NUMBER}:
+            shown = (
+                ast.get_source_segment(self.text, left),
+                ast.get_source_segment(self.text, right),
+            )
+            raise ExprError(
+                f"cannot compare text with a number ({shown[0]} {_CMP_SYMBOLS[type(op)]} "
+                f"{shown[1]}); convert one side first, e.g. decimal(x) or str(x)"
+            )
 
     def _IfExp(self, node: ast.IfExp) -> str:
         test, body, orelse = (
@@ -522,10 +552,21 @@ def _compare(fn: Callable[[Any, Any], Any], a: Any, b: Any) -> bool:
 
 
 def _eq(a: Any, b: Any) -> bool:
-    """``==``: numbers by value whatever their form."""
+    """``==``: numbers by value whatever their form; text against a number is an error,
+    as for ordering, since it would be false for every event (``'1' == 1``)."""
     if type(a) is type(b):
         return bool(a == b)
+    if (_is_text(a) and _is_number(b)) or (_is_text(b) and _is_number(a)):
+        raise _incomparable(a, b)
     return bool(_cmpable(a) == _cmpable(b))
+
+
+def _is_text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float | Decimal) and not isinstance(v, bool)
 
 
 def _incomparable(a: Any, b: Any) -> MappingFunctionError:

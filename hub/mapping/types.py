@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import UnionType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from .expr import Lookup
+if TYPE_CHECKING:
+    from .expr import Lookup
 
 TEXT, NUMBER, BOOLEAN, LIST, OBJECT, NULL, ANY = (
     "text",
@@ -79,10 +80,10 @@ def infer(source: str, lookups: Mapping[str, Lookup]) -> Inferred:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError:
         return Inferred(ANY)
-    return _infer(tree.body, lookups)
+    return infer_node(tree.body, lookups)
 
 
-def _infer(node: ast.expr, lookups: Mapping[str, Lookup]) -> Inferred:
+def infer_node(node: ast.expr, lookups: Mapping[str, Lookup]) -> Inferred:
     if isinstance(node, ast.Constant):
         v = node.value
         if isinstance(v, bool):
@@ -109,11 +110,11 @@ def _infer(node: ast.expr, lookups: Mapping[str, Lookup]) -> Inferred:
     if isinstance(node, ast.Compare):
         return Inferred(BOOLEAN)
     if isinstance(node, ast.IfExp):
-        return _infer(node.body, lookups) | _infer(node.orelse, lookups)
+        return infer_node(node.body, lookups) | infer_node(node.orelse, lookups)
     if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
-        result = _infer(node.values[0], lookups)
+        result = infer_node(node.values[0], lookups)
         for value in node.values[1:]:
-            result = result | _infer(value, lookups)
+            result = result | infer_node(value, lookups)
         return result
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         name = node.func.id
@@ -127,9 +128,9 @@ def _infer(node: ast.expr, lookups: Mapping[str, Lookup]) -> Inferred:
                     return Inferred(TEXT, frozenset(values))
             return Inferred(ANY)
         if name in ("coalesce", "default") and node.args:
-            result = _infer(node.args[0], lookups)
+            result = infer_node(node.args[0], lookups)
             for arg in node.args[1:]:
-                result = result | _infer(arg, lookups)
+                result = result | infer_node(arg, lookups)
             return result
         return Inferred(RETURNS.get(name, ANY))
     return Inferred(ANY)

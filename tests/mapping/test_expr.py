@@ -133,9 +133,12 @@ def test_division_by_zero_says_so() -> None:
     ("source", "expected"),
     [
         ("qty == 3", True),
-        ("qty == '3'", False),
-        ("price == 0.1", False),  # a string is not a number
+        ("qty == 3.00", True),
         ("decimal(price) == 0.1", True),
+        ("price == '0.1'", True),
+        ("str(qty) == '3'", True),
+        ("nothing == 3", False),  # null is a value, not a number or text
+        ("first == true", False),
         ("qty > 2.5", True),
         ("qty >= 3 and qty <= 3", True),
         ("1 < qty < 5", True),
@@ -161,11 +164,44 @@ def test_comparisons(source: str, expected: Any) -> None:
     assert ev(source) is expected
 
 
-@pytest.mark.parametrize("source", ["first < 1", "price > 0", "qty <= 'x'"])
-def test_ordering_text_against_a_number_is_an_error_not_false(source: str) -> None:
-    # Sources often send numbers as text ("4.50"): a silent False would drop data.
-    with pytest.raises(MappingFunctionError, match="cannot compare"):
+@pytest.mark.parametrize(
+    "source", ["first < 1", "price > 0", "qty <= 'x'", "qty == price", "price != 0.1", "empty == 0"]
+)
+def test_text_against_a_number_is_an_error_not_false(source: str) -> None:
+    # Sources often send numbers as text ("4.50"): a silent False would drop data, for
+    # ordering and equality alike.
+    with pytest.raises(MappingFunctionError, match=r"cannot compare (text|number) "):
         ev(source)
+
+
+@pytest.mark.parametrize(
+    ("source", "kinds"),
+    [
+        ("str(qty) == 3", "str(qty) == 3"),
+        ("'3' != qty + 0", "'3' != qty + 0"),
+        ("money(price) > 1", "money(price) > 1"),
+        ("0 < length(email) <= '9'", "length(email) <= '9'"),
+        ("f'{qty}' == 3", "f'{qty}' == 3"),
+    ],
+)
+def test_text_against_a_number_known_when_loaded_is_refused_then(source: str, kinds: str) -> None:
+    # (with a path on one side, as in "price == 0.1", the types are known only at run time)
+    with pytest.raises(ExprError) as info:
+        compile_expr(source)
+    assert str(info.value) == (
+        f"cannot compare text with a number ({kinds}); convert one side first, "
+        "e.g. decimal(x) or str(x)"
+    )
+
+
+def test_text_orders_by_code_point_not_by_number() -> None:
+    # documented: compare numbers held as text after decimal() or int()
+    assert ev("'9' > '10'") is True
+    assert ev("decimal('9') > decimal('10')") is False
+    assert ev("int('9') > 10") is False
+    assert ev("'B' < 'a'") is True  # upper case sorts before lower case
+    # ISO 8601 timestamps in one format and one zone order as text the way they do in time
+    assert ev("'2026-11-22T10:15:00Z' < '2026-11-23T09:00:00Z'") is True
 
 
 def test_if_else() -> None:

@@ -69,3 +69,21 @@ def test_text_literal_in_arithmetic_is_refused_at_load_time() -> None:
     text = HEAD + "  status: pending\n  note: \"name + ' ' + name\"\n"
     with pytest.raises(ConfigError, match="' ' is text, not a number"):
         compile_mapping("m", Path("m.yaml"), text)
+
+
+def test_text_compared_with_a_number_is_refused_at_load_time() -> None:
+    text = HEAD + "  status: \"'paid' if str(total) == 0 else 'pending'\"\n"
+    with pytest.raises(ConfigError) as info:
+        compile_mapping("m", Path("m.yaml"), text)
+    line = len(text.splitlines())
+    assert str(info.value) == (
+        f"m.yaml:{line} at fields.status: cannot compare text with a number (str(total) == 0); "
+        "convert one side first, e.g. decimal(x) or str(x)"
+    )
+
+
+def test_lookup_values_give_the_type_of_a_comparison() -> None:
+    # every value of the table is text, so comparing its result with a number is refused
+    text = HEAD + "  status: pending\nwhen: \"lookup('status', s) == 1\"\n"
+    with pytest.raises(ConfigError, match=r"at when: cannot compare text with a number"):
+        compile_mapping("m", Path("m.yaml"), text)

@@ -5,7 +5,10 @@ The transform is the hub's Shopify ``orders/create`` -> canonical order mapping
 fragments) applied to ``tests/fixtures/shopify/orders_create.json``, parsed as the hub parses it
 (``json.loads(..., parse_float=Decimal)``). Contenders, measured in one run, one process:
 
-* ``compiled`` - ``load_mappings(Path("mappings")).get("shopify/orders_create").apply(...)``;
+* ``compiled`` - ``load_mappings(Path("mappings")).get("shopify/orders_create").apply(...)``:
+  the mapping's generated function, what the hub runs for every event;
+* ``closures`` - the same mapping through ``apply_precise``: the closures that the hub runs only
+  when the generated function fails, to name the field of the failure;
 * ``hand`` - a hand-written Python function producing the same output (:func:`hand_written`);
 * ``jmespath`` - one JMESPath expression plus custom functions (Python) for what JMESPath has no
   function for, and a Python pass that drops null fields;
@@ -262,6 +265,7 @@ def hand_written(order: dict[str, Any], meta: Meta, resolver: Any) -> dict[str, 
 # What each library contender leaves to Python, for the report.
 GLUE = {
     "compiled": "none (the YAML mapping as the hub runs it)",
+    "closures": "none (the same mapping, through the closures that report errors)",
     "hand": "all of it is Python",
     "jmespath": (
         "custom functions (Python): gid, conn, str, upper, lower, trim, concat, money, "
@@ -578,12 +582,22 @@ def make_compiled(resolver: Any) -> MapFn:
     return functools.partial(mapping.apply, resolver=resolver)
 
 
+def make_closures(resolver: Any) -> MapFn:
+    from hub.mapping import load_mappings
+
+    mapping = load_mappings(MAPPINGS).get(MAPPING_NAME)
+    if mapping is None:
+        raise BenchError(f"mapping {MAPPING_NAME} not found in {MAPPINGS}")
+    return functools.partial(mapping.apply_precise, resolver=resolver)
+
+
 def make_hand(resolver: Any) -> MapFn:
     return functools.partial(hand_written, resolver=resolver)
 
 
 CONTENDERS: dict[str, tuple[str, Callable[[Any], MapFn]]] = {
     "compiled": ("compiled mapping (YAML)", make_compiled),
+    "closures": ("same, closures (errors)", make_closures),
     "hand": ("hand-written Python", make_hand),
     "jmespath": ("jmespath + glue", make_jmespath),
     "glom": ("glom (+ callables)", make_glom),

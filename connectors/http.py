@@ -6,7 +6,9 @@ headers (``ce-id``, ``ce-type``, ...), so a receiver can deduplicate and trace i
 
 from __future__ import annotations
 
+import email.utils
 import json
+from datetime import UTC, datetime
 from typing import Literal
 
 import httpx
@@ -78,5 +80,23 @@ class Http(Sink):
         if self.options.authorization is not None:  # a destination may echo the header back
             detail = detail.replace(self.options.authorization.get_secret_value(), "***")
         if status >= 500 or status in RETRIABLE_STATUS:
-            raise DeliveryRetriable(self.connection, detail, status)
+            wait = _retry_after(response.headers.get("retry-after"))
+            raise DeliveryRetriable(self.connection, detail, status, wait)
         raise DeliveryRejected(self.connection, detail, status)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), capped at 1 hour."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(seconds, 0.0), 3600.0)

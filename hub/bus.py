@@ -115,10 +115,12 @@ class Publisher:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
-    def send(self, topic: str, event: CloudEvent) -> asyncio.Future[None]:
+    def send(
+        self, topic: str, event: CloudEvent, extra_headers: Sequence[tuple[str, bytes]] = ()
+    ) -> asyncio.Future[None]:
         """Queue one event; the future resolves when the broker acknowledged it."""
         key, value, headers = to_kafka(event)
-        return self.send_raw(topic, key, value, headers)
+        return self.send_raw(topic, key, value, [*headers, *extra_headers])
 
     def send_raw(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, Any]]

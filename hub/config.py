@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 import connectors
@@ -38,7 +38,8 @@ from connectors import Connector, Sink, WebhookSource
 from .errors import ConfigError, Problem
 from .mapping import MappingSet
 from .mapping.expr import ExprError, MappingContext, Scope, compile_expr
-from .settings import ENTITIES
+from .retry import RetryPolicy
+from .settings import ENTITIES, Settings
 from .yamlfile import Loc, YamlDoc, load_yaml
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -48,9 +49,62 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+def _seconds(value: Any) -> Any:
+    """A duration: a number of seconds, or text with a unit: ``250ms``, ``5s``, ``10m``, ``1h``."""
+    if isinstance(value, str):
+        text = value.strip()
+        for unit, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)):
+            number = text.removesuffix(unit)
+            if number != text:
+                try:
+                    return float(number) * factor
+                except ValueError:
+                    break
+        raise ValueError(
+            f"{value!r} is not a duration (a number of seconds, or 250ms, 5s, 10m, 1h)"
+        )
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+
+
+class BreakerSpec(_Strict):
+    failures: int = Field(
+        default=5, ge=1, description="Consecutive failures (of different events)."
+    )
+    open_for: Seconds = 5.0
+    max_open_for: Seconds = 300.0
+
+
+class LimitsSpec(_Strict):
+    rate: float | None = Field(default=None, gt=0, description="Attempts per second at most.")
+    burst: int | None = Field(default=None, ge=1)
+    circuit_breaker: BreakerSpec | None = None
+
+
+class RetrySpec(_Strict):
+    max_attempts: int | None = Field(default=None, ge=1)
+    initial_delay: Seconds | None = None
+    max_delay: Seconds | None = None
+    max_total: Seconds | None = None
+    ordered: bool | None = None
+
+    @model_validator(mode="after")
+    def _delays_in_order(self) -> RetrySpec:
+        if (
+            self.initial_delay is not None
+            and self.max_delay is not None
+            and self.initial_delay > self.max_delay
+        ):
+            raise ValueError("initial_delay is longer than max_delay, which caps every delay")
+        return self
+
+
 class ConnectionSpec(_Strict):
     connector: str
     options: dict[str, Any] = Field(default_factory=dict)
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
 
 
 class RouteSpec(_Strict):
@@ -61,6 +115,7 @@ class RouteSpec(_Strict):
     when: str | None = None
     enabled: bool = True
     description: str = ""
+    retry: RetrySpec | None = None
 
 
 class HubFile(_Strict):
@@ -86,6 +141,21 @@ class OutboundRoute:
     mapping: str | None
     enabled: bool
     when: Condition | None = None
+    retry: RetrySpec | None = None  # unset fields: the HUB_RETRY_* defaults
+
+    def policy(self, settings: Settings) -> RetryPolicy:
+        spec = self.retry or RetrySpec()
+        return RetryPolicy(
+            max_attempts=spec.max_attempts or settings.retry_max_attempts,
+            initial_delay_s=_pick(spec.initial_delay, settings.retry_initial_delay_s),
+            max_delay_s=_pick(spec.max_delay, settings.retry_max_delay_s),
+            max_total_s=_pick(spec.max_total, settings.retry_max_total_s),
+            ordered=settings.retry_ordered if spec.ordered is None else spec.ordered,
+        )
+
+
+def _pick(value: float | None, default: float) -> float:
+    return default if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -118,6 +188,7 @@ class HubConfig:
     mappings_dir: Path
     doc: YamlDoc | None = None
     connections: dict[str, Connector] = field(default_factory=dict)
+    limits: dict[str, LimitsSpec] = field(default_factory=dict)
     inbound: list[InboundRoute] = field(default_factory=list)
     outbound: list[OutboundRoute] = field(default_factory=list)
 
@@ -170,6 +241,7 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
             problems.extend(_problems(doc, (*loc, "options"), exc))
             continue
         config.connections[name] = cls(name, options)
+        config.limits[name] = spec.limits
 
     seen: set[str] = set()
     for i, route in enumerate(raw.routes):
@@ -204,6 +276,7 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
                     route.mapping,
                     route.enabled,
                     _condition(doc, loc, route.when, problems),
+                    route.retry,
                 )
             )
         else:
@@ -225,6 +298,13 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
                     doc.problem(
                         (*loc, "to"),
                         "an inbound route publishes to its mapping's entity; remove 'to'",
+                    )
+                )
+            if route.retry is not None:
+                problems.append(
+                    doc.problem(
+                        (*loc, "retry"),
+                        "retries apply to deliveries; put 'retry' on a route to a destination",
                     )
                 )
             if route.mapping is None:

@@ -1,7 +1,8 @@
 """The hub's own state (SQLAlchemy 2 async): SQLite by default, PostgreSQL in production.
 
-Tables so far: webhook receipts (ingress deduplication) and deliveries (so a redelivered event
-does not repeat its effect in a destination).
+Tables: webhook receipts (ingress deduplication), deliveries (so a redelivered event does not
+repeat its effect in a destination), dead letters, and retries (events parked until their next
+attempt, see :mod:`hub.retry`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from sqlalchemy import (
     JSON,
     Column,
     DateTime,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
     event,
     select,
     text,
@@ -81,6 +84,35 @@ dead_letters = Table(
     Column("replayed_value", LargeBinary),  # what the last replay sent, if edited
     Column("outcome", Text),  # what became of the last replay, as far as the hub knows
     Column("discarded_at", DateTime(timezone=True)),
+    Column("attempt_times", JSON),  # when each attempt was made (retried failures)
+)
+
+
+retries = Table(
+    "retries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # order of parking
+    Column("worker", String(128), nullable=False),  # the consumer group that parked it
+    Column("event_id", String(64), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("route", String(64)),
+    Column("order_key", String(255)),  # events of one key wait behind it; NULL: unordered
+    Column("source_topic", String(255), nullable=False),
+    Column("source_partition", Integer, nullable=False),
+    Column("source_offset", Integer, nullable=False),
+    Column("key", LargeBinary),
+    Column("value", LargeBinary),
+    Column("headers", JSON, nullable=False),  # [[name, hex of value], ...]
+    Column("attempts", Integer, nullable=False),  # attempts that count against the policy
+    Column("attempt_times", JSON, nullable=False),  # every attempt's time, counted or not
+    Column("first_failed_at", DateTime(timezone=True)),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text),
+    Column("error_class", String(64)),
+    Column("parked_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("worker", "event_id"),
+    Index("ix_retries_due", "worker", "next_attempt_at"),
+    Index("ix_retries_key", "worker", "order_key", "id"),
 )
 
 
@@ -167,10 +199,20 @@ class Database:
             return {r[0] for r in rows}
 
     async def record_delivery(self, destination: str, event_id: str) -> None:
+        await self.record_deliveries(destination, [event_id])
+
+    async def record_deliveries(self, destination: str, event_ids: list[str]) -> None:
+        """Record successful deliveries in one transaction."""
+        if not event_ids:
+            return
+        now = _now()
         async with self.engine.begin() as conn:
             await conn.execute(
                 self.insert_ignore(deliveries),
-                {"destination": destination, "event_id": event_id, "delivered_at": _now()},
+                [
+                    {"destination": destination, "event_id": e, "delivered_at": now}
+                    for e in event_ids
+                ],
             )
 
 

@@ -1,15 +1,16 @@
 """Dead letters: a record that failed for good is copied whole to the dead-letter topic.
 
 The copy keeps the original key, value and headers, and adds ``hub_dlq_*`` headers saying where
-and why it failed. (The database table, replay and the dashboard come with the failure-handling
-issue.)
+and why it failed, after how many attempts and when each was made. The recorder worker copies
+the topic into the ``dead_letters`` table (:mod:`hub.deadletters`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -35,6 +36,7 @@ def dead_letter(
     error: BaseException,
     *,
     attempts: int = 1,
+    attempt_times: Sequence[str] = (),
     context: Mapping[str, str | None] | None = None,
 ) -> asyncio.Future[None]:
     headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("hub_dlq_")]
@@ -44,12 +46,13 @@ def dead_letter(
         "error": str(error)[:2000],
         "attempts": str(attempts),
         "failed_at": now_rfc3339(),
+        "attempt_times": json.dumps(list(attempt_times)) if attempt_times else None,
         "topic": record.topic,
         "partition": str(record.partition),
         "offset": str(record.offset),
-        **{k: v for k, v in (context or {}).items() if v is not None},
+        **(context or {}),
     }
-    headers += [(f"hub_dlq_{k}", v.encode()) for k, v in extra.items()]
+    headers += [(f"hub_dlq_{k}", v.encode()) for k, v in extra.items() if v is not None]
     log.warning(
         "dead letter from %s at %s/%s@%s: %s: %s",
         stage.value,

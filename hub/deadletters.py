@@ -54,6 +54,7 @@ def row_from_record(record: Any) -> dict[str, Any]:
         "error_class": header_value(headers, "hub_dlq_error_class") or "",
         "error": header_value(headers, "hub_dlq_error") or "",
         "attempts": int(header_value(headers, "hub_dlq_attempts") or 1),
+        "attempt_times": _json_list(header_value(headers, "hub_dlq_attempt_times")),
         "connection": header_value(headers, "ce_hubconnection"),
         "route": route,
         "mapping": header_value(headers, "hub_dlq_mapping"),
@@ -72,6 +73,16 @@ def row_from_record(record: Any) -> dict[str, Any]:
         "replay_of": header_value(headers, REPLAY_HEADER),
         "replays": 0,
     }
+
+
+def _json_list(text: str | None) -> list[Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, list) else None
 
 
 def _parse_time(text: str | None) -> datetime:
@@ -161,18 +172,35 @@ class DeadLetterStore:
             row = (await conn.execute(select(dead_letters).where(dead_letters.c.id == id_))).first()
             return dict(row._mapping) if row is not None else None
 
+    async def get_many(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        async with self.db.engine.connect() as conn:
+            rows = await conn.execute(select(dead_letters).where(dead_letters.c.id.in_(ids)))
+            return {r.id: dict(r._mapping) for r in rows}
+
     async def mark_replayed(self, id_: str, edited_value: bytes | None) -> None:
         async with self.db.engine.begin() as conn:
             await conn.execute(
                 update(dead_letters)
                 .where(dead_letters.c.id == id_)
-                .values(
-                    status="replayed",
-                    replays=dead_letters.c.replays + 1,
-                    replayed_at=_now(),
-                    replayed_value=edited_value,
-                    outcome="replayed; no new failure recorded so far",
-                )
+                .values(**_replayed(), replayed_value=edited_value)
+            )
+
+    async def mark_replayed_many(self, ids: list[str]) -> None:
+        """Unedited replays of many dead letters, in one transaction."""
+        if not ids:
+            return
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                update(dead_letters)
+                .where(dead_letters.c.id.in_(ids))
+                .values(**_replayed(), replayed_value=None)
+            )
+
+    async def set_outcome(self, id_: str, outcome: str) -> None:
+        """What became of a replay (e.g. delivered), as far as the hub saw it."""
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                update(dead_letters).where(dead_letters.c.id == id_).values(outcome=outcome)
             )
 
     async def discard(self, id_: str) -> bool:
@@ -183,6 +211,15 @@ class DeadLetterStore:
                 .values(status="discarded", discarded_at=_now())
             )
             return bool(result.rowcount)
+
+
+def _replayed() -> dict[str, Any]:
+    return {
+        "status": "replayed",
+        "replays": dead_letters.c.replays + 1,
+        "replayed_at": _now(),
+        "outcome": "replayed; no new failure recorded so far",
+    }
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:

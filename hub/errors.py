@@ -130,9 +130,16 @@ class RouteConditionFailed(ProcessingError):
 
 
 class DeliveryFailed(ProcessingError):
-    def __init__(self, destination: str, message: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        destination: str,
+        message: str,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         self.destination = destination
         self.status = status
+        self.retry_after_s = retry_after_s  # the destination asked to wait (Retry-After)
         super().__init__(f"delivery to {destination} failed: {message}")
 
 

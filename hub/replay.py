@@ -34,6 +34,18 @@ async def replay(hub: Hub, id_: str, payload: Any = UNCHANGED) -> dict[str, Any]
     row = await hub.deadletters.get(id_)
     if row is None:
         raise ReplayRefused(404, "not_found", f"no dead letter {id_}")
+    topic, value, headers, edited = _prepare(hub, row, payload)
+    await hub.publisher.wait([hub.publisher.send_raw(topic, row["key"], value, headers)])
+    await hub.deadletters.mark_replayed(id_, edited)
+    return {"id": id_, "status": "replayed", "topic": topic, "edited": edited is not None}
+
+
+def _prepare(
+    hub: Hub, row: dict[str, Any], payload: Any = UNCHANGED
+) -> tuple[str, bytes | None, list[tuple[str, bytes]], bytes | None]:
+    """The record a replay publishes: topic, value, headers (linking it to the dead letter),
+    and the edited value if there is one."""
+    id_ = row["id"]
     if row["status"] == "discarded":
         raise ReplayRefused(409, "discarded", f"dead letter {id_} was discarded")
     headers = [(k, v.encode()) for k, v in row["headers"] if not k.startswith("hub_dlq_")]
@@ -43,16 +55,7 @@ async def replay(hub: Hub, id_: str, payload: Any = UNCHANGED) -> dict[str, Any]
         edited = json.dumps(payload, ensure_ascii=False).encode()
         check_edit(hub, row, headers, edited)
     value = edited if edited is not None else row["value"]
-    await hub.publisher.wait(
-        [hub.publisher.send_raw(row["source_topic"], row["key"], value, headers)]
-    )
-    await hub.deadletters.mark_replayed(id_, edited)
-    return {
-        "id": id_,
-        "status": "replayed",
-        "topic": row["source_topic"],
-        "edited": edited is not None,
-    }
+    return row["source_topic"], value, headers, edited
 
 
 def check_edit(
@@ -94,12 +97,14 @@ class ReplayJob:
     total: int
     done: int = 0
     failed: int = 0
-    state: str = "running"  # running | finished | cancelled
+    state: str = "running"  # running | finished | cancelled | failed
     errors: list[str] = field(default_factory=list)
 
 
 class ReplayJobs:
     """Bulk replays run in the background; progress can be read and a job cancelled."""
+
+    CHUNK = 200
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -114,16 +119,38 @@ class ReplayJobs:
         return job
 
     async def _run(self, job: ReplayJob, ids: list[str]) -> None:
-        for id_ in ids:
+        """In chunks: publish a chunk, wait for the broker's acks, mark it replayed; progress
+        and cancellation take effect between chunks."""
+        hub = self.hub
+        for start in range(0, len(ids), self.CHUNK):
             if job.state == "cancelled":
                 return
+            chunk = ids[start : start + self.CHUNK]
+            rows = await hub.deadletters.get_many(chunk)
+            sent: list[str] = []
+            futures = []
+            for id_ in chunk:
+                try:
+                    row = rows.get(id_)
+                    if row is None:
+                        raise ReplayRefused(404, "not_found", f"no dead letter {id_}")
+                    topic, value, headers, _ = _prepare(hub, row)
+                except HubError as exc:
+                    job.failed += 1
+                    if len(job.errors) < 20:
+                        job.errors.append(f"{id_}: {exc}")
+                    continue
+                futures.append(hub.publisher.send_raw(topic, row["key"], value, headers))
+                sent.append(id_)
             try:
-                await replay(self.hub, id_)
-                job.done += 1
-            except HubError as exc:
-                job.failed += 1
-                if len(job.errors) < 20:
-                    job.errors.append(f"{id_}: {exc}")
+                await hub.publisher.wait(futures)
+            except HubError as exc:  # not acknowledged: not marked; the job stops here
+                job.failed += len(sent)
+                job.errors.append(f"chunk from {chunk[0]}: {exc}")
+                job.state = "failed"
+                return
+            await hub.deadletters.mark_replayed_many(sent)
+            job.done += len(sent)
         job.state = "finished"
 
     def cancel(self, job_id: str) -> ReplayJob | None:

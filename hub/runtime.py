@@ -143,7 +143,10 @@ class Hub:
             if routes:
                 wanted[name] = (sink, routes)
         for name, worker in running.items():
-            if name not in wanted or worker.signature != DeliveryWorker.signature_of(*wanted[name]):
+            limits = self.config.limits.get(name)
+            if name not in wanted or worker.signature != DeliveryWorker.signature_of(
+                *wanted[name], limits
+            ):
                 log.info("stopping delivery worker for %s (configuration changed)", name)
                 await self._stop_worker(worker)
                 del worker

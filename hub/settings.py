@@ -50,10 +50,19 @@ class Settings(BaseSettings):
     ingress_max_body_bytes: int = Field(1024 * 1024, ge=1)
     ingress_publish_timeout_s: float = Field(10.0, gt=0)
 
-    delivery_max_attempts: int = Field(5, ge=1)
-    delivery_backoff_initial_s: float = Field(0.5, ge=0)
-    delivery_backoff_max_s: float = Field(30.0, ge=0)
-    delivery_timeout_s: float = Field(10.0, gt=0)
+    # Defaults of every route's retry policy (a route's `retry:` overrides them).
+    retry_max_attempts: int = Field(8, ge=1, description="Attempts before a dead letter.")
+    retry_initial_delay_s: float = Field(1.0, ge=0)
+    retry_max_delay_s: float = Field(300.0, ge=0)
+    retry_max_total_s: float = Field(24 * 3600.0, ge=0, description="Time budget of retries.")
+    retry_ordered: bool = Field(True, description="Later events of a key wait for a retry.")
+    # Defaults of every destination's circuit breaker (a connection's `limits:` overrides them).
+    breaker_failures: int = Field(5, ge=1)
+    breaker_open_s: float = Field(5.0, ge=0)
+    breaker_max_open_s: float = Field(300.0, ge=0)
+    delivery_concurrency: int = Field(
+        16, ge=1, description="Events in flight per destination and partition (different keys)."
+    )
 
     reload_interval_s: float = Field(
         2.0, ge=0, description="How often hub.yaml and mappings are checked for changes; 0: never."

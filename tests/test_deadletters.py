@@ -63,6 +63,14 @@ async def test_an_unmappable_order_is_fixed_by_an_edited_replay(
     assert got.body["status"] == "paid"
     assert got.headers["ce-correlationid"] == accepted.json()["id"]  # still one story
 
+    async def outcome() -> str:
+        return str((await api(hub, "GET", f"/deadletters/{letter['id']}")).json()["outcome"])
+
+    async with asyncio.timeout(30):  # the delivery worker records it after the sink's 2xx
+        while True:
+            if (await outcome()).startswith("delivered to erp at "):
+                break
+            await asyncio.sleep(0.05)
     after = (await api(hub, "GET", f"/deadletters/{letter['id']}")).json()
     assert after["status"] == "replayed"
     assert after["replays"] == 1
@@ -73,12 +81,19 @@ async def test_an_unmappable_order_is_fixed_by_an_edited_replay(
 async def test_bulk_replay_after_a_destination_refused_events(
     hubs: HubFactory, sink: RecordingSink
 ) -> None:
-    n = 20
+    n = 1000
     sink.status_script = [422] * n  # the destination refuses the first n, then accepts
     hub = await hubs.start(sink.url)
-    for i in range(n):
-        body = order_body(9000 + i)
-        assert (await post(hub, body, shopify_headers(body))).status_code == 202
+
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def send(i: int) -> None:
+            body = order_body(9000 + i)
+            response = await post(hub, body, shopify_headers(body), client=client)
+            assert response.status_code == 202
+
+        for start in range(0, n, 50):
+            await asyncio.gather(*(send(i) for i in range(start, min(n, start + 50))))
     letters = await until_listed(hub, n, status="open", stage="deliver")
     assert {item["destination"] for item in letters} == {"erp"}
 

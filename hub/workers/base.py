@@ -27,6 +27,7 @@ class Worker:
 
     group: str
     topics: Sequence[str]
+    poll_timeout_ms = 500
 
     def __init__(self, settings: Settings, bootstrap: str) -> None:
         self.settings = settings
@@ -34,22 +35,45 @@ class Worker:
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
+        self.assigned: set[TopicPartition] = set()
 
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:
         raise NotImplementedError
+
+    # Hooks for workers with a retry loop (see hub.workers.delivery); no-ops by default.
+
+    async def on_assignment(self, partitions: set[TopicPartition]) -> None:
+        """Called before the first batch after the partitions assigned to us changed."""
+
+    def paused(self) -> bool:
+        """True while the worker must not fetch (e.g. its destination's circuit is open)."""
+        return False
+
+    async def housekeeping(self) -> None:
+        """Called between batches (at least every poll interval): parked events, probes."""
 
     async def run(self) -> None:
         self._consumer = consumer(self.settings, self.bootstrap, self.group, self.topics)
         try:
             await self._consumer.start()
             log.info("%s consuming %s", self.group, ", ".join(self.topics))
+            assigned: set[TopicPartition] = set()
             while not self._stopping.is_set():
-                batch = await self._consumer.getmany(timeout_ms=500)
+                current = set(self._consumer.assignment())
+                if current != assigned:
+                    assigned = self.assigned = current
+                    await self.on_assignment(assigned)
+                if current:
+                    if self.paused():
+                        self._consumer.pause(*current)
+                    else:
+                        self._consumer.resume(*current)
+                batch = await self._consumer.getmany(timeout_ms=self.poll_timeout_ms)
                 if not self.ready.is_set() and self._consumer.assignment():
                     self.ready.set()
-                if not batch:
-                    continue
-                await asyncio.gather(*(self._one(tp, recs) for tp, recs in batch.items()))
+                if batch:
+                    await asyncio.gather(*(self._one(tp, recs) for tp, recs in batch.items()))
+                await self.housekeeping()
         finally:
             await self._consumer.stop()
             self._consumer = None

@@ -17,6 +17,7 @@ from aiokafka import TopicPartition
 
 from hub.canonical import validate
 from hub.deadletter import Stage, dead_letter
+from hub.deadletters import REPLAY_HEADER
 from hub.envelope import CloudEvent, EnvelopeError, derived_id, from_kafka
 from hub.errors import MappingFailed, ProcessingError, RouteConditionFailed
 
@@ -146,7 +147,9 @@ class MapperWorker(Worker):
                     "hubmappingversion": mapping.version,
                 },
             )
-            out.append(hub.publisher.send(settings.canonical_topic(entity), canonical))
+            # A replayed event's outputs say so, so the dead letter can learn its outcome.
+            replay = [(k, bytes(v)) for k, v in record.headers or () if k == REPLAY_HEADER]
+            out.append(hub.publisher.send(settings.canonical_topic(entity), canonical, replay))
         if not routed:
             log.info("no route for %s from %s (%s); not mapped", event_type, connection, event.id)
         return out

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,15 +65,19 @@ class _Server(uvicorn.Server):
 class Received:
     headers: dict[str, str]
     body: Any
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
 class RecordingSink:
     """A real HTTP server on 127.0.0.1 that records what it receives.
 
-    ``fail_next`` answers that many requests with 503 first (a destination that is down)."""
+    ``status_script`` answers the first requests with those statuses; ``respond`` (if set)
+    picks the status of each request; ``down`` answers 503 to everything while it is set."""
 
     status_script: list[int] = field(default_factory=list)
+    respond: Callable[[Received], int] | None = None
+    down: bool = False
     received: list[Received] = field(default_factory=list)
     attempts: list[Received] = field(default_factory=list)
     port: int = 0
@@ -89,7 +94,12 @@ class RecordingSink:
     async def _handle(self, request: Request) -> JSONResponse:
         item = Received(dict(request.headers), json.loads(await request.body()))
         self.attempts.append(item)
-        status = self.status_script.pop(0) if self.status_script else 200
+        if self.down:
+            status = 503
+        elif self.status_script:
+            status = self.status_script.pop(0)
+        else:
+            status = self.respond(item) if self.respond is not None else 200
         if status < 300:
             self.received.append(item)
             self._queue.put_nowait(item)
@@ -166,8 +176,10 @@ class HubFactory:
             "state_dir": state,
             "http_port": 0,
             "ingress_publish_timeout_s": 10.0,
-            "delivery_backoff_initial_s": 0.01,
-            "delivery_backoff_max_s": 0.05,
+            "retry_initial_delay_s": 0.05,
+            "retry_max_delay_s": 0.2,
+            "breaker_open_s": 0.1,
+            "breaker_max_open_s": 0.5,
             "config": state / "hub.yaml",
         }
         values.update(overrides)
@@ -180,9 +192,11 @@ class HubFactory:
         wait: bool = True,
         config: str | None = None,
         roles: frozenset[str] = frozenset({"ingress", "workers"}),
+        settings: Settings | None = None,
         **overrides: Any,
     ) -> Hub:
-        settings = self.settings(**overrides)
+        """A hub on new topics; or, given the ``settings`` of an earlier one, a restart of it."""
+        settings = settings or self.settings(**overrides)
         settings.config.write_text(config or config_text(destination_url))
         cfg = load_config(settings.config)
         mappings = load_mappings(cfg.mappings_dir)
@@ -200,10 +214,19 @@ class HubFactory:
 
 
 async def post(
-    hub: Hub, body: bytes, headers: dict[str, str], connection: str = "shop"
+    hub: Hub,
+    body: bytes,
+    headers: dict[str, str],
+    connection: str = "shop",
+    client: httpx.AsyncClient | None = None,
 ) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=hub.base_url, timeout=30) as client:
-        return await client.post(f"/webhooks/{connection}", content=body, headers=headers)
+    """POST a webhook; pass ``client`` when sending many (a new client per request is slow)."""
+    if client is not None:
+        return await client.post(
+            f"{hub.base_url}/webhooks/{connection}", content=body, headers=headers
+        )
+    async with httpx.AsyncClient(timeout=30) as new:
+        return await post(hub, body, headers, connection, new)
 
 
 async def topic_records(bootstrap: str, topic: str) -> list[Any]:

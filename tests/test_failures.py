@@ -1,0 +1,220 @@
+"""Failure handling end to end: retries that do not block, per-key order, the circuit breaker,
+rate limits, parked events across a restart. Real broker, real HTTP destination."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from hub.deadletters import Filter
+from hub.runtime import Hub
+from hub.workers.delivery import DeliveryWorker
+
+from .support.harness import (
+    ROOT,
+    HubFactory,
+    Received,
+    RecordingSink,
+    header,
+    order_body,
+    post,
+    shopify_headers,
+    topic_records,
+)
+
+
+def config(url: str, retry: str = "", limits: str = "") -> str:
+    return f"""
+mappings: {ROOT / "mappings"}
+connections:
+  shop:
+    connector: shopify
+    options:
+      webhook_secret: env:TEST_SHOPIFY_SECRET
+  erp:
+    connector: http
+    options:
+      url: {url}
+    limits: {{{limits}}}
+routes:
+  - name: shop-orders-in
+    from: shop
+    mapping: shopify/orders_create
+  - name: orders-to-erp
+    from: canonical.order
+    to: erp
+    retry: {{{retry}}}
+"""
+
+
+def worker(hub: Hub) -> DeliveryWorker:
+    (found,) = [w for w in hub.workers if isinstance(w, DeliveryWorker)]
+    return found
+
+
+async def send(hub: Hub, order_id: int, note: str) -> None:
+    body = order_body(order_id, note=note)
+    response = await post(hub, body, shopify_headers(body))
+    assert response.status_code == 202, response.text
+
+
+async def until(predicate: Any, timeout_s: float = 60.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if await predicate():
+                return
+            await asyncio.sleep(0.05)
+
+
+def by_note(note: str) -> Any:
+    return lambda r: r.body.get("note") == note
+
+
+async def test_a_poison_event_does_not_delay_other_keys_of_its_partition(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    # One partition: every event below shares it. The poison fails with 503 forever; its next
+    # attempt is an hour away, so anything delivered meanwhile went past it.
+    sink.respond = lambda r: 503 if r.body.get("note") == "poison" else 200
+    hub = await hubs.start(config=config(sink.url, retry="initial_delay: 1h, max_delay: 1h"))
+    await send(hub, 7000, "poison")
+    await send(hub, 7000, "same key, later")
+    for i in range(1, 21):
+        await send(hub, 7000 + i, "other")
+
+    async def others_delivered() -> bool:
+        return sum(1 for r in sink.received if r.body["note"] == "other") == 20
+
+    await until(others_delivered)
+    assert [r.body["note"] for r in sink.attempts].count("poison") == 1
+    # The later event of the poison's key waits behind it, unattempted, in the retry table.
+    assert not [r for r in sink.attempts if r.body["note"] == "same key, later"]
+    w = worker(hub)
+    assert await w.queue.count() == 2
+    assert len(w.blocked) == 1
+    assert await topic_records(hub.bootstrap, hub.settings.deadletter_topic) == []
+
+
+async def test_a_destination_that_fails_then_recovers_gets_each_event_once_in_key_order(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    sink.status_script = [503] * 6  # fewer than the 8 attempts an event is allowed
+    hub = await hubs.start(config=config(sink.url))
+    keys = range(7100, 7105)
+    for version in range(1, 5):  # v1 of every key, then v2 of every key, ...
+        for order_id in keys:
+            await send(hub, order_id, f"v{version}")
+
+    async def all_delivered() -> bool:
+        return len(sink.received) >= 20
+
+    await until(all_delivered)
+    ids = [r.headers["idempotency-key"] for r in sink.received]
+    assert len(ids) == len(set(ids)) == 20  # each once
+    assert len(sink.attempts) == 26  # the 6 failures were retried
+    versions: dict[str, list[str]] = defaultdict(list)
+    for r in sink.received:
+        versions[r.body["number"]].append(r.body["note"])
+    assert versions == {f"#{k}": ["v1", "v2", "v3", "v4"] for k in keys}
+    assert await topic_records(hub.bootstrap, hub.settings.deadletter_topic) == []
+    assert await worker(hub).queue.count() == 0
+
+
+async def test_exhausted_retries_make_a_dead_letter_with_every_attempt(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    sink.respond = lambda r: 503
+    hub = await hubs.start(
+        config=config(sink.url, retry="max_attempts: 3, initial_delay: 10ms, max_delay: 50ms")
+    )
+    await send(hub, 7200, "doomed")
+
+    async def dead_lettered() -> bool:
+        letters = await hub.deadletters.search(Filter(status="open"))
+        return letters[0] == 1
+
+    await until(dead_lettered)
+    _, (letter,) = await hub.deadletters.search(Filter(status="open"))
+    assert letter["stage"] == "deliver"
+    assert letter["error_class"] == "DeliveryRetriable"
+    assert "HTTP 503" in letter["error"]
+    assert letter["attempts"] == 3
+    assert len(letter["attempt_times"]) == 3
+    assert len(sink.attempts) == 3
+    assert await worker(hub).queue.count() == 0
+    assert not worker(hub).blocked
+
+
+async def test_an_outage_opens_the_circuit_and_dead_letters_nothing(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    # One attempt allowed per event: any failure counted against an event would dead-letter it.
+    sink.down = True
+    hub = await hubs.start(
+        config=config(
+            sink.url,
+            retry="max_attempts: 1",
+            limits="circuit_breaker: {failures: 1, open_for: 100ms, max_open_for: 300ms}",
+        )
+    )
+    n = 60
+    await asyncio.gather(*(send(hub, 7300 + i, "outage") for i in range(n)))
+    w = worker(hub)
+
+    async def probed_while_open() -> bool:
+        # open, and at least three probes refused since
+        return w.breaker.state != "closed" and len(sink.attempts) >= 4
+
+    await until(probed_while_open)
+    assert w.paused()
+    sink.down = False
+
+    async def all_delivered() -> bool:
+        return len({r.headers["idempotency-key"] for r in sink.received}) == n
+
+    await until(all_delivered)
+    assert w.breaker.closed
+    assert len(sink.received) == n  # once each
+    failed = len(sink.attempts) - n
+    assert failed < n  # no retry storm: most events were never tried while it was down
+    assert await topic_records(hub.bootstrap, hub.settings.deadletter_topic) == []
+
+
+async def test_a_rate_limit_spaces_requests_out(hubs: HubFactory, sink: RecordingSink) -> None:
+    hub = await hubs.start(config=config(sink.url, limits="rate: 20, burst: 1"))
+    n = 10
+    await asyncio.gather(*(send(hub, 7400 + i, "limited") for i in range(n)))
+
+    async def all_delivered() -> bool:
+        return len(sink.received) == n
+
+    await until(all_delivered)
+    span = sink.received[-1].at - sink.received[0].at
+    # A lower bound only: a loaded machine makes it longer, never shorter.
+    assert span >= (n - 1) / 20 * 0.95
+
+
+async def test_parked_events_survive_a_restart(hubs: HubFactory, sink: RecordingSink) -> None:
+    sink.respond = lambda r: 503
+    text = config(sink.url, retry="initial_delay: 500ms, max_delay: 500ms")
+    first = await hubs.start(config=text)
+    await send(first, 7500, "parked")
+
+    async def parked() -> bool:
+        return await worker(first).queue.count() == 1
+
+    await until(parked)
+    await first.stop()  # its offset is committed: only the retry table holds the event now
+
+    accepted: list[Received] = []
+    sink.respond = lambda r: accepted.append(r) or 200
+    second = await hubs.start(config=text, settings=first.settings)
+    got = await sink.next()
+    assert got.body["note"] == "parked"
+    assert [r.headers["idempotency-key"] for r in sink.attempts].count(
+        got.headers["idempotency-key"]
+    ) == len(sink.attempts)
+    assert await worker(second).queue.count() == 0
+    ingest = await topic_records(second.bootstrap, second.settings.canonical_topic("order"))
+    assert [header(r, "ce_id") for r in ingest] == [got.headers["ce-id"]]

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    inspect,
     select,
     text,
 )
@@ -137,6 +138,7 @@ class Database:
         try:
             async with self.engine.begin() as conn:
                 await conn.run_sync(metadata.create_all)
+                await conn.run_sync(_add_new_columns)
         except (OSError, SQLAlchemyError) as exc:
             raise DatabaseUnavailable(
                 f"cannot open the database {self.engine.url.render_as_string(hide_password=True)}"
@@ -214,6 +216,23 @@ class Database:
                     for e in event_ids
                 ],
             )
+
+
+def _add_new_columns(conn: Any) -> None:
+    """Columns added to a table since it was created are added to it (nullable ones only).
+
+    create_all makes missing tables, never missing columns. Until the schema needs real
+    migrations, new columns are nullable and appear here."""
+    inspector = inspect(conn)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present or not column.nullable:
+                continue
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
 from hub.db import Database
+from hub.retry import RetryQueue, StoredRecord, later, now_utc
 
 POSTGRES_URL = os.environ.get(
     "HUB_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -136,3 +138,70 @@ async def test_ping_is_false_when_the_database_is_unreachable(tmp_path: Path) ->
         assert await database.ping() is False
     finally:
         await database.close()
+
+
+async def test_the_retry_table_releases_one_key_in_order(db: Database) -> None:
+    await db.start()
+    queue = RetryQueue(db, "w")
+
+    def rec(offset: int) -> StoredRecord:
+        return StoredRecord("t", 0, offset, b"k", b"v", [("ce_id", b"x")])
+
+    await queue.park(
+        rec(1),
+        event_id="e1",
+        stage="deliver",
+        route="r",
+        order_key="k",
+        next_attempt_at=later(3600),
+        error=RuntimeError("503"),
+    )
+    await queue.park(
+        rec(2),
+        event_id="e2",
+        stage="deliver",
+        route="r",
+        order_key="k",
+        next_attempt_at=later(0),
+    )
+    await queue.park(
+        rec(3),
+        event_id="e3",
+        stage="deliver",
+        route="r",
+        order_key=None,
+        next_attempt_at=later(0),
+    )
+    await queue.park(
+        rec(1),
+        event_id="e1",
+        stage="deliver",
+        route="r",
+        order_key="k",
+        next_attempt_at=later(0),
+    )  # parked again after a crash: ignored
+    assert await queue.count() == 3
+    assert await queue.blocked_keys([("t", 0)]) == {"k": 2}
+    assert await queue.blocked_keys([("t", 1)]) == {}
+
+    due = await queue.due([("t", 0)], now_utc())
+    assert [p.event_id for p in due] == ["e3"]  # e2 waits behind e1, whose time has not come
+    assert due[0].record.headers == [("ce_id", b"x")]
+    assert due[0].first_failed_at is None  # never failed itself
+
+    (e1,) = [p for p in await queue.due([("t", 0)], later(7200)) if p.event_id == "e1"]
+    await queue.failed_again(e1, RuntimeError("503 again"), later(0), charged=True)
+    assert e1.attempts == 1 and len(e1.attempt_times) == 1
+    await queue.remove(e1)
+    due = await queue.due([("t", 0)], now_utc())
+    assert [p.event_id for p in due] == ["e2", "e3"]  # e1 gone: e2 is released
+
+
+async def test_a_column_added_since_the_table_was_made_is_added(db: Database) -> None:
+    await db.start()
+    async with db.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE dead_letters DROP COLUMN attempt_times"))
+    await db.start()
+    async with db.engine.connect() as conn:
+        columns = await conn.run_sync(lambda c: inspect(c).get_columns("dead_letters"))
+    assert "attempt_times" in {c["name"] for c in columns}

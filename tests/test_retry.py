@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from hub.config import load_config
-from hub.db import Database
 from hub.errors import ConfigError
-from hub.retry import CircuitBreaker, RetryPolicy, RetryQueue, StoredRecord, later, now_utc
+from hub.retry import CircuitBreaker, RetryPolicy, now_utc
 from hub.settings import Settings
 
 
@@ -64,67 +63,6 @@ def test_while_open_nothing_is_allowed_until_its_time() -> None:
     breaker.failure("a")
     assert not breaker.allow()
     assert 3500 < breaker.retry_in() <= 3600
-
-
-async def test_the_retry_table_releases_one_key_in_order(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
-    await db.start()
-    try:
-        queue = RetryQueue(db, "w")
-
-        def rec(offset: int) -> StoredRecord:
-            return StoredRecord("t", 0, offset, b"k", b"v", [("ce_id", b"x")])
-
-        await queue.park(
-            rec(1),
-            event_id="e1",
-            stage="deliver",
-            route="r",
-            order_key="k",
-            next_attempt_at=later(3600),
-            error=RuntimeError("503"),
-        )
-        await queue.park(
-            rec(2),
-            event_id="e2",
-            stage="deliver",
-            route="r",
-            order_key="k",
-            next_attempt_at=later(0),
-        )
-        await queue.park(
-            rec(3),
-            event_id="e3",
-            stage="deliver",
-            route="r",
-            order_key=None,
-            next_attempt_at=later(0),
-        )
-        await queue.park(
-            rec(1),
-            event_id="e1",
-            stage="deliver",
-            route="r",
-            order_key="k",
-            next_attempt_at=later(0),
-        )  # parked again after a crash: ignored
-        assert await queue.count() == 3
-        assert await queue.blocked_keys([("t", 0)]) == {"k": 2}
-        assert await queue.blocked_keys([("t", 1)]) == {}
-
-        due = await queue.due([("t", 0)], now_utc())
-        assert [p.event_id for p in due] == ["e3"]  # e2 waits behind e1, whose time has not come
-        assert due[0].record.headers == [("ce_id", b"x")]
-        assert due[0].first_failed_at is None  # never failed itself
-
-        (e1,) = [p for p in await queue.due([("t", 0)], later(7200)) if p.event_id == "e1"]
-        await queue.failed_again(e1, RuntimeError("503 again"), later(0), charged=True)
-        assert e1.attempts == 1 and len(e1.attempt_times) == 1
-        await queue.remove(e1)
-        due = await queue.due([("t", 0)], now_utc())
-        assert [p.event_id for p in due] == ["e2", "e3"]  # e1 gone: e2 is released
-    finally:
-        await db.close()
 
 
 def _config(tmp_path: Path, route_extra: str, limits: str = "{}") -> Path:

@@ -17,15 +17,20 @@ function's namespace, which has no builtins but ``type``, ``dict``, ``list`` and
 from __future__ import annotations
 
 import ast
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .expr import Names, Namespace, expr_source
 from .plan import Const, Default, Each, Expr, Field, If, Obj, Plan, Seq, Use
 
 if TYPE_CHECKING:
     from .engine import CompiledMapping
+
+MapFunction = Callable[[Any, Mapping[str, Any], Any], dict[str, Any] | None]
+
+log = logging.getLogger(__name__)
 
 MAX_INLINE_DEPTH = 8  # fragments inside fragments; deeper (or recursive) use: runs the closures
 
@@ -55,15 +60,31 @@ class FastPathFailed(Exception):
     """The generated function cannot go on; the closures will say why."""
 
 
-def _fail() -> None:
+def _fail() -> NoReturn:
     raise FastPathFailed
 
 
-def generate(mapping: CompiledMapping) -> Callable[[Any, Mapping[str, Any], Any], Any]:
+def generate(mapping: CompiledMapping) -> MapFunction:
     """The mapping's function, ``(payload, meta, resolver) -> output or None``."""
     gen = _Generator(mapping)
-    fn: Callable[[Any, Mapping[str, Any], Any], Any] = gen.ns.define(gen.source(), "_map")
+    source = gen.source()
+    try:
+        fn: MapFunction = gen.ns.define(source, "_map", f"<mapping {mapping.name}>")
+    except (SyntaxError, RecursionError) as exc:
+        # Python's own limits (20 nested loops, 100 levels of indentation): only reached by
+        # mappings nested far deeper than any real one. They run through the closures.
+        log.warning(
+            "mapping %s is nested too deeply for one generated function (%s); its events are "
+            "mapped by the slower closures",
+            mapping.name,
+            exc.msg if isinstance(exc, SyntaxError) else exc,
+        )
+        return _closures_only
     return fn
+
+
+def _closures_only(_payload: Any, _meta: Mapping[str, Any], _resolver: Any) -> NoReturn:
+    raise FastPathFailed
 
 
 def generated_source(mapping: CompiledMapping) -> str:

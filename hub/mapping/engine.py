@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -70,8 +70,6 @@ RESERVED = {
 }
 TOP_KEYS = {"description", "source", "target", "when", "lookups", "fields"}
 
-MapFunction = Callable[[Any, Mapping[str, Any], Any], dict[str, Any] | None]
-
 
 @dataclass
 class CompiledMapping:
@@ -91,7 +89,7 @@ class CompiledMapping:
     set_: MappingSet | None = field(default=None, repr=False)
     when: closures.Node | None = field(init=False, repr=False)
     build: closures.Node = field(init=False, repr=False)
-    _fast: MapFunction | None = field(default=None, init=False, repr=False)
+    _fast: codegen.MapFunction | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.when = None
@@ -132,7 +130,7 @@ class CompiledMapping:
             raise MappingFailed(self.name, "(root)", None, "the mapping did not produce an object")
         return result
 
-    def generate(self) -> MapFunction:
+    def generate(self) -> codegen.MapFunction:
         """Generate the mapping's function (done once; ``load_mappings`` does it up front)."""
         self._fast = codegen.generate(self)
         return self._fast

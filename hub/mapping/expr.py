@@ -175,8 +175,8 @@ class Namespace:
         self._n += 1
         return f"{prefix}{self._n}"
 
-    def define(self, source: str, name: str) -> Any:
-        code = compile(source, "<mapping>", "exec")
+    def define(self, source: str, name: str, filename: str = "<mapping expression>") -> Any:
+        code = compile(source, filename, "exec")
         exec(code, self.values)
         return self.values[name]
 

@@ -238,3 +238,18 @@ def test_load_mappings_generates_every_function_up_front(tmp_path: Path) -> None
     mset = compile_set(tmp_path, {"shop/line": LINE, "shop/orders": ORDERS})
     generated: list[CompiledMapping] = [m for m in mset.mappings.values() if m._fast is not None]
     assert len(generated) == 2
+
+
+def test_a_mapping_too_deep_for_python_runs_through_the_closures(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """25 nested each: more nested loops than Python compiles (20). It still loads and maps."""
+    spec, payload, want = "v", {"v": 1}, 1
+    for _ in range(25):
+        spec = "{each: x, value: " + spec + "}"
+        payload, want = {"x": [payload]}, [want]
+    mset = compile_set(tmp_path, {"deep": f"target: {{format: x}}\nfields:\n  a: {spec}\n"})
+    m = mset.get("deep")
+    assert m is not None
+    assert "nested too deeply for one generated function" in caplog.text
+    assert m.apply(payload, META, None) == {"a": want}

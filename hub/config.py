@@ -131,6 +131,10 @@ class InboundRoute:
     mapping: str
     enabled: bool
     when: Condition | None = None
+    retry: RetrySpec | None = None  # for retriable mapping failures (e.g. master data lookups)
+
+    def policy(self, settings: Settings) -> RetryPolicy:
+        return _policy(self.retry, settings)
 
 
 @dataclass(frozen=True)
@@ -144,14 +148,19 @@ class OutboundRoute:
     retry: RetrySpec | None = None  # unset fields: the HUB_RETRY_* defaults
 
     def policy(self, settings: Settings) -> RetryPolicy:
-        spec = self.retry or RetrySpec()
-        return RetryPolicy(
-            max_attempts=spec.max_attempts or settings.retry_max_attempts,
-            initial_delay_s=_pick(spec.initial_delay, settings.retry_initial_delay_s),
-            max_delay_s=_pick(spec.max_delay, settings.retry_max_delay_s),
-            max_total_s=_pick(spec.max_total, settings.retry_max_total_s),
-            ordered=settings.retry_ordered if spec.ordered is None else spec.ordered,
-        )
+        return _policy(self.retry, settings)
+
+
+def _policy(retry: RetrySpec | None, settings: Settings) -> RetryPolicy:
+    """A route's retry policy: its ``retry:`` keys, the HUB_RETRY_* defaults for the rest."""
+    spec = retry or RetrySpec()
+    return RetryPolicy(
+        max_attempts=spec.max_attempts or settings.retry_max_attempts,
+        initial_delay_s=_pick(spec.initial_delay, settings.retry_initial_delay_s),
+        max_delay_s=_pick(spec.max_delay, settings.retry_max_delay_s),
+        max_total_s=_pick(spec.max_total, settings.retry_max_total_s),
+        ordered=settings.retry_ordered if spec.ordered is None else spec.ordered,
+    )
 
 
 def _pick(value: float | None, default: float) -> float:
@@ -300,13 +309,6 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
                         "an inbound route publishes to its mapping's entity; remove 'to'",
                     )
                 )
-            if route.retry is not None:
-                problems.append(
-                    doc.problem(
-                        (*loc, "retry"),
-                        "retries apply to deliveries; put 'retry' on a route to a destination",
-                    )
-                )
             if route.mapping is None:
                 problems.append(doc.problem(loc, "an inbound route needs 'mapping'"))
                 continue
@@ -317,6 +319,7 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
                     route.mapping,
                     route.enabled,
                     _condition(doc, loc, route.when, problems),
+                    route.retry,
                 )
             )
 

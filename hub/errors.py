@@ -13,6 +13,7 @@
      │    ├── MappingFailed          a mapping raised (fatal): mapping, field, input path
      │    ├── SchemaViolation        output fails its canonical schema (fatal)
      │    ├── RouteConditionFailed   a route's `when:` could not be evaluated (fatal)
+     │    ├── MasterDataUnavailable  a golden-id lookup could not be answered now (retriable)
      │    └── DeliveryFailed         a destination refused or failed
      │         ├── DeliveryRetriable     5xx, 429, timeouts, connection errors
      │         └── DeliveryRejected      other 4xx: fatal
@@ -127,6 +128,12 @@ class RouteConditionFailed(ProcessingError):
     def __init__(self, route: str, condition: str, error: BaseException) -> None:
         self.route = route
         super().__init__(f"route {route}: condition {condition!r} failed: {error}")
+
+
+class MasterDataUnavailable(ProcessingError):
+    """The master-data service could not answer now; the event is retried later."""
+
+    retriable = True
 
 
 class DeliveryFailed(ProcessingError):

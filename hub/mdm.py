@@ -18,7 +18,10 @@ PREFIX = {"customer": "cus", "product": "prd", "order": "ord", "inventory": "inv
 
 class IdResolver(Protocol):
     def golden_id(self, entity: str, system: str, external_id: str) -> str:
-        """The golden id of ``entity`` known in ``system`` as ``external_id``."""
+        """The golden id of ``entity`` known in ``system`` as ``external_id``.
+
+        Raise :class:`hub.errors.MasterDataUnavailable` when it cannot be answered now: the
+        event is parked and mapped again later (and later events of its key wait)."""
         ...
 
 

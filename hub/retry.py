@@ -238,6 +238,56 @@ class RetryQueue:
             )
 
 
+class RetryTable:
+    """The whole ``retries`` table, as operators see it (every worker's parked events)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def search(
+        self, worker: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[dict[str, Any]]]:
+        c = retries.c
+        where = [c.worker == worker] if worker else []
+        async with self.db.engine.connect() as conn:
+            total = (
+                await conn.execute(select(func.count()).select_from(retries).where(*where))
+            ).scalar_one()
+            rows = await conn.execute(
+                select(retries).where(*where).order_by(c.id).limit(limit).offset(offset)
+            )
+            return int(total), [_public(r._mapping) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        """Parked events per worker (consumer group)."""
+        c = retries.c
+        async with self.db.engine.connect() as conn:
+            rows = await conn.execute(select(c.worker, func.count()).group_by(c.worker))
+            return {w: int(n) for w, n in rows}
+
+    async def retry_now(self, id_: int) -> bool:
+        """Make a parked event due now (e.g. after the destination was fixed)."""
+        async with self.db.engine.begin() as conn:
+            result = await conn.execute(
+                update(retries).where(retries.c.id == id_).values(next_attempt_at=now_utc())
+            )
+            return bool(result.rowcount)
+
+
+def _public(m: Any) -> dict[str, Any]:
+    out = {k: v for k, v in m.items() if k not in ("key", "value", "headers")}
+    for k in ("first_failed_at", "next_attempt_at", "parked_at"):
+        if isinstance(out.get(k), datetime):
+            out[k] = out[k].isoformat()
+    out["key"] = m["key"].decode(errors="replace") if m["key"] is not None else None
+    try:
+        out["payload"] = json.loads(m["value"]) if m["value"] is not None else None
+    except (ValueError, UnicodeDecodeError):
+        out["payload"] = m["value"].decode(errors="replace")
+    out["waiting_behind"] = m["first_failed_at"] is None  # not failed itself: waits for its key
+    return out
+
+
 def _parked(m: Any) -> Parked:
     first = m["first_failed_at"]
     if first is not None and first.tzinfo is None:
@@ -368,6 +418,7 @@ __all__ = [
     "RateLimiter",
     "RetryPolicy",
     "RetryQueue",
+    "RetryTable",
     "StoredRecord",
     "attempts_header",
     "later",

@@ -7,9 +7,14 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
+import httpx
+
 from hub.deadletters import Filter
+from hub.errors import MasterDataUnavailable
+from hub.mdm import DeterministicResolver
 from hub.runtime import Hub
 from hub.workers.delivery import DeliveryWorker
+from hub.workers.mapper import MapperWorker
 
 from .support.harness import (
     ROOT,
@@ -94,6 +99,33 @@ async def test_a_poison_event_does_not_delay_other_keys_of_its_partition(
     assert await w.queue.count() == 2
     assert len(w.blocked) == 1
     assert await topic_records(hub.bootstrap, hub.settings.deadletter_topic) == []
+
+    # What an operator sees, and the fix: the destination accepts it now, retry it now.
+    async with httpx.AsyncClient(base_url=f"{hub.base_url}/api") as api:
+        parked = (await api.get("/retries")).json()
+        assert parked["total"] == 2
+        poison, later = parked["items"]
+        assert (poison["payload"]["note"], poison["attempts"]) == ("poison", 1)
+        assert "HTTP 503" in poison["last_error"] and not poison["waiting_behind"]
+        assert (later["payload"]["note"], later["waiting_behind"]) == ("same key, later", True)
+        (erp,) = (await api.get("/destinations")).json()["items"]
+        assert (erp["name"], erp["circuit"], erp["parked"], erp["keys_waiting"]) == (
+            "erp",
+            "closed",
+            2,
+            1,
+        )
+        sink.respond = None
+        assert (await api.post(f"/retries/{poison['id']}/retry-now")).status_code == 200
+        assert (await api.post("/retries/999999/retry-now")).status_code == 404
+
+    async def released() -> bool:
+        return any(r.body["note"] == "same key, later" for r in sink.received)
+
+    await until(released)
+    notes = [r.body["note"] for r in sink.received if r.body["number"] == "#7000"]
+    assert notes == ["poison", "same key, later"]  # in order
+    assert await w.queue.count() == 0
 
 
 async def test_a_destination_that_fails_then_recovers_gets_each_event_once_in_key_order(
@@ -218,3 +250,45 @@ async def test_parked_events_survive_a_restart(hubs: HubFactory, sink: Recording
     assert await worker(second).queue.count() == 0
     ingest = await topic_records(second.bootstrap, second.settings.canonical_topic("order"))
     assert [header(r, "ce_id") for r in ingest] == [got.headers["ce-id"]]
+
+
+class FlakyMasterData:
+    """An MDM that cannot answer for one order until told it is back."""
+
+    def __init__(self, unavailable_for: str) -> None:
+        self.unavailable_for = unavailable_for
+        self.back = False
+        self.refused = 0
+        self.inner = DeterministicResolver()
+
+    def golden_id(self, entity: str, system: str, external_id: str) -> str:
+        if entity == "order" and external_id == self.unavailable_for and not self.back:
+            self.refused += 1
+            raise MasterDataUnavailable(f"MDM has no answer for order {external_id} now")
+        return self.inner.golden_id(entity, system, external_id)
+
+
+async def test_master_data_unavailable_parks_the_event_at_the_map_stage(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    mdm = FlakyMasterData("7600")
+    hub = await hubs.start(sink.url, resolver=mdm, retry_initial_delay_s=0.05)
+    await send(hub, 7600, "first")
+    await send(hub, 7601, "other key")
+
+    async def other_delivered() -> bool:
+        return any(r.body["note"] == "other key" for r in sink.received)
+
+    await until(other_delivered)  # the stuck lookup holds nothing else up
+    mapper = next(w for w in hub.workers if isinstance(w, MapperWorker))
+
+    async def parked() -> bool:
+        return await mapper.queue.count() == 1 and mdm.refused >= 2
+
+    await until(parked)  # ... and is being retried
+    mdm.back = True
+    got = await sink.next()
+    got = got if got.body["note"] == "first" else await sink.next()
+    assert got.body["number"] == "#7600"
+    assert await mapper.queue.count() == 0
+    assert await topic_records(hub.bootstrap, hub.settings.deadletter_topic) == []

@@ -1,5 +1,5 @@
 """``/api``: the operator's API — dead letters: list, inspect, replay (as is or edited),
-replay in bulk with progress, discard.
+replay in bulk with progress, discard; events parked for a retry; destinations' circuits.
 
 Access: with ``HUB_OPS_TOKEN`` set, requests need ``Authorization: Bearer <token>``; without
 it, the API answers only when the hub listens on a loopback address (the development default).
@@ -18,6 +18,8 @@ from pydantic import BaseModel
 
 from hub.deadletters import Filter, public
 from hub.replay import UNCHANGED, ReplayJobs, ReplayRefused, replay
+from hub.retry import RetryTable
+from hub.workers.delivery import DeliveryWorker
 
 from .deps import HubDep
 
@@ -132,6 +134,50 @@ async def cancel_bulk_replay(job_id: str, hub: HubDep) -> JSONResponse:
     if job is None:
         return _error(404, "not_found", f"no replay job {job_id}")
     return JSONResponse(ReplayJobs.view(job))
+
+
+@router.get("/retries")
+async def list_parked(
+    hub: HubDep,
+    worker: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Events parked for a retry (oldest first), with attempts, next attempt and last error.
+    ``worker`` is a consumer group, e.g. ``hub.deliver.erp`` or ``hub.mapper``."""
+    total, rows = await RetryTable(hub.db).search(worker, limit, offset)
+    return {"total": total, "items": rows}
+
+
+@router.post("/retries/{id_}/retry-now")
+async def retry_parked_now(id_: int, hub: HubDep) -> JSONResponse:
+    """Make a parked event due now; it is retried within a poll interval (its key's order is
+    kept: an event waiting behind another still waits)."""
+    if not await RetryTable(hub.db).retry_now(id_):
+        return _error(404, "not_found", f"no parked event {id_}")
+    return JSONResponse({"id": id_, "status": "due"})
+
+
+@router.get("/destinations")
+async def destinations(hub: HubDep) -> dict[str, Any]:
+    """Each destination: its circuit (when its worker runs in this process) and parked events."""
+    parked = await RetryTable(hub.db).counts()
+    running = {w.destination: w for w in hub.workers if isinstance(w, DeliveryWorker)}
+    out = []
+    for name in sorted(hub.config.sinks()):
+        worker = running.get(name)
+        breaker = worker.breaker if worker is not None else None
+        out.append(
+            {
+                "name": name,
+                "routes": [r.name for r in hub.config.outbound_for(name)],
+                "circuit": breaker.state if breaker is not None else None,
+                "next_probe_in_s": round(breaker.retry_in(), 3) if breaker is not None else None,
+                "parked": parked.get(hub.settings.topic(f"deliver.{name}"), 0),
+                "keys_waiting": len(worker.blocked) if worker is not None else None,
+            }
+        )
+    return {"items": out, "mapper_parked": parked.get(hub.settings.topic("mapper"), 0)}
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import TopicPartition
 
 from hub.canonical import validate
+from hub.config import InboundRoute
 from hub.deadletter import Stage, dead_letter
 from hub.deadletters import REPLAY_HEADER
-from hub.envelope import CloudEvent, EnvelopeError, derived_id, from_kafka
+from hub.envelope import CloudEvent, EnvelopeError, derived_id, from_kafka, header_value
 from hub.errors import MappingFailed, ProcessingError, RouteConditionFailed
+from hub.retry import Parked
 
-from .base import Worker
+from .retrying import Outcome, RetryingWorker
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -29,20 +31,53 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class MapperWorker(Worker):
+class _Retriable(Exception):
+    """A mapping failed in a way worth retrying (e.g. master data unavailable)."""
+
+    def __init__(self, error: ProcessingError, route: InboundRoute, context: dict[str, str]):
+        self.error = error
+        self.route = route
+        self.context = context
+
+
+class MapperWorker(RetryingWorker):
+    """Mapping and validation are CPU work with fatal failures, except a retriable
+    ProcessingError (a master-data lookup that is unavailable): that one is parked and retried
+    like a failed delivery, and later events of its key wait behind it."""
+
+    stage = Stage.MAP
+
     def __init__(self, hub: Hub) -> None:
-        super().__init__(hub.settings, hub.bootstrap)
-        self.hub = hub
-        self.group = hub.settings.topic("mapper")
+        super().__init__(hub, hub.settings.topic("mapper"))
         self.topics = [hub.settings.ingest_topic]
 
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:
         pending: list[asyncio.Future[None]] = []
         for i, record in enumerate(records):
-            pending.extend(self.map_record(record))
+            if self.blocked and self.waits_behind(_key(record)):
+                await self.park_behind(record, _ce_id(record), None, _key(record) or "")
+                continue
+            try:
+                pending.extend(self.map_record(record))
+            except _Retriable as r:
+                outcome = await self._failed(record, r, None)
+                pending.extend(outcome.futures)
             if i % 16 == 15:
                 await asyncio.sleep(0)  # mapping is CPU work: let ingress answer meanwhile
         await self.hub.publisher.wait(pending)
+
+    async def handle(self, record: Any, parked: Parked | None) -> Outcome:
+        try:
+            return Outcome(done=True, futures=self.map_record(record))
+        except _Retriable as r:
+            return await self._failed(record, r, parked)
+
+    async def _failed(self, record: Any, r: _Retriable, parked: Parked | None) -> Outcome:
+        policy = r.route.policy(self.settings)
+        key = _key(record) if policy.ordered else None
+        return await self.failed(
+            record, _ce_id(record), r.error, policy, key=key, parked=parked, context=r.context
+        )
 
     def map_record(self, record: Any) -> list[asyncio.Future[None]]:
         hub = self.hub
@@ -121,6 +156,8 @@ class MapperWorker(Worker):
                 )
                 continue
             except ProcessingError as exc:
+                if exc.retriable:  # e.g. master data unavailable: the whole event waits
+                    raise _Retriable(exc, route, context) from exc
                 out.append(
                     dead_letter(
                         hub.publisher,
@@ -153,6 +190,14 @@ class MapperWorker(Worker):
         if not routed:
             log.info("no route for %s from %s (%s); not mapped", event_type, connection, event.id)
         return out
+
+
+def _key(record: Any) -> str | None:
+    return record.key.decode(errors="replace") if record.key is not None else None
+
+
+def _ce_id(record: Any) -> str:
+    return header_value(record.headers, "ce_id") or f"{record.topic}/{record.offset}"
 
 
 __all__ = ["CloudEvent", "MapperWorker"]

@@ -193,6 +193,7 @@ class HubFactory:
         config: str | None = None,
         roles: frozenset[str] = frozenset({"ingress", "workers"}),
         settings: Settings | None = None,
+        resolver: Any = None,
         **overrides: Any,
     ) -> Hub:
         """A hub on new topics; or, given the ``settings`` of an earlier one, a restart of it."""
@@ -201,7 +202,7 @@ class HubFactory:
         cfg = load_config(settings.config)
         mappings = load_mappings(cfg.mappings_dir)
         check_routes(cfg, mappings)
-        hub = Hub(settings, cfg, mappings, roles=roles)
+        hub = Hub(settings, cfg, mappings, resolver=resolver, roles=roles)
         self._hubs.append(hub)
         await hub.start()
         if wait:

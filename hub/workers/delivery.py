@@ -30,8 +30,7 @@ from pydantic import SecretStr
 
 from connectors import Delivery, Sink
 from hub.config import LimitsSpec, OutboundRoute
-from hub.deadletter import Stage
-from hub.deadletters import REPLAY_HEADER
+from hub.deadletters import REPLAY_HEADER, Stage
 from hub.envelope import EnvelopeError, from_kafka, header_value, now_rfc3339
 from hub.errors import DeliveryFailed, MappingFailed, ProcessingError, RouteConditionFailed
 from hub.retry import CircuitBreaker, Parked, RateLimiter

@@ -17,8 +17,7 @@ from aiokafka import TopicPartition
 
 from hub.canonical import validate
 from hub.config import InboundRoute
-from hub.deadletter import Stage, dead_letter
-from hub.deadletters import REPLAY_HEADER
+from hub.deadletters import REPLAY_HEADER, Stage, dead_letter
 from hub.envelope import CloudEvent, EnvelopeError, derived_id, from_kafka, header_value
 from hub.errors import MappingFailed, ProcessingError, RouteConditionFailed
 from hub.retry import Parked

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
 
-from hub.deadletter import Stage, dead_letter
+from hub.deadletters import Stage, dead_letter
 from hub.envelope import now_rfc3339
 from hub.errors import ProcessingError
 from hub.retry import CircuitBreaker, Parked, RetryPolicy, RetryQueue, later, now_utc

@@ -2,7 +2,7 @@
 
 The copy keeps the original key, value and headers, and adds ``hub_dlq_*`` headers saying where
 and why it failed, after how many attempts and when each was made. The recorder worker copies
-the topic into the ``dead_letters`` table (:mod:`hub.deadletters`).
+the topic into the ``dead_letters`` table (:mod:`hub.deadletters.store`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-from .bus import Publisher
-from .envelope import now_rfc3339
+from ..bus import Publisher
+from ..envelope import now_rfc3339
 
 log = logging.getLogger(__name__)
 

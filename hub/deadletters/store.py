@@ -1,6 +1,6 @@
 """The dead-letter store: every dead letter in the database, to list, inspect, replay, discard.
 
-Workers publish failures to the dead-letter topic (:mod:`hub.deadletter`); the recorder
+Workers publish failures to the dead-letter topic (:mod:`hub.deadletters.topic`); the recorder
 worker copies each into the ``dead_letters`` table. Replay republishes the record, as it was
 or with an edited value (checked first), into the stage where it failed: the ingest topic for
 ingest/map/validate/route failures, the canonical topic for delivery failures (destinations
@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from .db import Database, dead_letters
-from .envelope import derived_id, header_value
+from ..db import Database, dead_letters
+from ..envelope import derived_id, header_value
 
 REPLAY_HEADER = "hub_replay_of"
 

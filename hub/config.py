@@ -132,6 +132,7 @@ class InboundRoute:
     enabled: bool
     when: Condition | None = None
     retry: RetrySpec | None = None  # for retriable mapping failures (e.g. master data lookups)
+    index: int = 0  # position in hub.yaml's routes, for problems found after loading
 
     def policy(self, settings: Settings) -> RetryPolicy:
         return _policy(self.retry, settings)
@@ -146,6 +147,7 @@ class OutboundRoute:
     enabled: bool
     when: Condition | None = None
     retry: RetrySpec | None = None  # unset fields: the HUB_RETRY_* defaults
+    index: int = 0  # position in hub.yaml's routes, for problems found after loading
 
     def policy(self, settings: Settings) -> RetryPolicy:
         return _policy(self.retry, settings)
@@ -286,6 +288,7 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
                     route.enabled,
                     _condition(doc, loc, route.when, problems),
                     route.retry,
+                    i,
                 )
             )
         else:
@@ -320,6 +323,7 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
                     route.enabled,
                     _condition(doc, loc, route.when, problems),
                     route.retry,
+                    i,
                 )
             )
 
@@ -339,9 +343,8 @@ def check_routes(config: HubConfig, mappings: MappingSet) -> None:
             problem = doc.problem(("routes", index, "mapping"), message)
         problems.append(problem)
 
-    index = {name: i for i, name in enumerate(_route_names(config))}
     for route in config.inbound:
-        i = index.get(route.name, 0)
+        i = route.index
         mapping = mappings.get(route.mapping)
         if mapping is None:
             fail(i, f"no mapping {route.mapping!r} in {mappings.directory}")
@@ -357,15 +360,9 @@ def check_routes(config: HubConfig, mappings: MappingSet) -> None:
             )
     for out in config.outbound:
         if out.mapping is not None and out.mapping not in mappings:
-            fail(index.get(out.name, 0), f"no mapping {out.mapping!r} in {mappings.directory}")
+            fail(out.index, f"no mapping {out.mapping!r} in {mappings.directory}")
     if problems:
         raise ConfigError(problems)
-
-
-def _route_names(config: HubConfig) -> list[str]:
-    if config.doc is None or not isinstance(config.doc.data, dict):
-        return []
-    return [str(r.get("name")) for r in config.doc.data.get("routes") or [] if isinstance(r, dict)]
 
 
 def _valid_name(name: str) -> bool:

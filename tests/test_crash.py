@@ -124,8 +124,10 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
 
         delivered = [r.headers["idempotency-key"] for r in sink.received]
         assert set(delivered) == expected  # every event, and nothing else
-        # Redeliveries after a kill carry the same idempotency key, so an idempotent
-        # destination applies each event once; how many were repeated is the cost of a kill.
+        # Deliveries are recorded one by one as they succeed, so a kill can repeat only what was
+        # in flight: at most HUB_DELIVERY_CONCURRENCY per partition. Repeats carry the same
+        # idempotency key, so an idempotent destination applies each event once.
         repeated = len(delivered) - len(expected)
-        assert repeated < EVENTS
+        in_flight = Settings().delivery_concurrency * 3
+        assert repeated <= 2 * in_flight
         print(f"\n{repeated} deliveries repeated after two SIGKILLs (same idempotency keys)")

@@ -12,8 +12,10 @@ Each destination has a circuit breaker and, if configured, a rate limit (``limit
 connection). While the circuit is open the worker stops fetching, so events wait in Kafka,
 nothing is retried in a storm, and nothing is dead-lettered for the outage.
 
-Successful deliveries are recorded, so an event redelivered by Kafka after a crash is not sent
-twice; the destination also gets the event id as ``Idempotency-Key``.
+Each successful delivery is recorded as soon as the destination accepted it, so an event
+redelivered by Kafka after a crash is not sent twice: only events in flight at the moment of a
+crash can be (at most ``HUB_DELIVERY_CONCURRENCY`` per partition), and they carry the event id as
+``Idempotency-Key``.
 """
 
 from __future__ import annotations
@@ -83,19 +85,14 @@ class DeliveryWorker(RetryingWorker):
                 continue
             by_key[record.key if record.key is not None else _ce_id(record)].append(record)
         gate = asyncio.Semaphore(self.settings.delivery_concurrency)
-        delivered: list[str] = []
         futures: list[asyncio.Future[None]] = []
 
         async def one_key(group: list[Any]) -> None:
             async with gate:
                 for record in group:  # one key: strictly one after the other
-                    outcome = await self.handle(record, None)
-                    if outcome.done:
-                        delivered.append(_ce_id(record))
-                    futures.extend(outcome.futures)
+                    futures.extend((await self.handle(record, None)).futures)
 
         await asyncio.gather(*(one_key(g) for g in by_key.values()))
-        await self.hub.db.record_deliveries(self.destination, delivered)
         await self.hub.publisher.wait(futures)
 
     async def retry(self, parked: Parked) -> None:
@@ -105,10 +102,6 @@ class DeliveryWorker(RetryingWorker):
             self._release(parked.order_key)
             return
         await super().retry(parked)
-
-    async def retried(self, parked: Parked, outcome: Outcome) -> None:
-        if outcome.done:
-            await self.hub.db.record_deliveries(self.destination, [parked.event_id])
 
     async def handle(self, record: Any, parked: Parked | None) -> Outcome:
         """Deliver one record through every enabled route of this destination that takes it."""
@@ -172,6 +165,9 @@ class DeliveryWorker(RetryingWorker):
             return await self.failed(
                 record, event.id, error, policy, key=key, parked=parked, context=context
             )
+        # Recorded at once, not per batch: after a crash only the events in flight at that
+        # moment can reach a destination twice (with the same Idempotency-Key).
+        await hub.db.record_deliveries(self.destination, [event.id])
         replay_of = header_value(record.headers, REPLAY_HEADER)
         if replay_of:
             await hub.deadletters.set_outcome(

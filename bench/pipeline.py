@@ -474,6 +474,7 @@ def start_topology(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitSt
         env["HUB_DATABASE_URL"] = args.database_url
     if args.partitions:
         env["HUB_KAFKA_PARTITIONS"] = str(args.partitions)
+    env.update(args.hub_env)
 
     def hub(role: str, index: int, port: int | None) -> Server:
         argv = [sys.executable, "-m", "hub.cli", "up", "-c", str(config), "--role", role]
@@ -946,6 +947,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "checkout, e.g. `git archive HEAD | tar -x -C DIR` to compare commits",
     )
     p.add_argument(
+        "--hub-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for every hub process, e.g. HUB_DELIVERY_CONCURRENCY=1 "
+        "(repeatable; the bench's own HUB_* variables are never passed through)",
+    )
+    p.add_argument(
         "--timeout",
         type=float,
         default=30.0,
@@ -1002,6 +1011,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--ingress-processes and --worker-processes must be >= 1")
     if args.concurrency < 1 or args.window < 1:
         p.error("--concurrency and --window must be >= 1")
+    env = {}
+    for item in args.hub_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            p.error(f"--hub-env: expected NAME=VALUE, got {item!r}")
+        env[name] = value
+    args.hub_env = env
     if args.profile is not None and pyspy.py_spy() is None:
         p.error("--profile needs py-spy: .venv/bin/pip install py-spy")
     if args.hub_source and not (args.hub_source / "hub" / "cli.py").is_file():
@@ -1143,6 +1159,7 @@ def main(argv: list[str] | None = None) -> int:
             "ingress_processes": args.ingress_processes,
             "worker_processes": args.worker_processes,
             "partitions": args.partitions or "hub default",
+            "hub_env": args.hub_env,
             "failing_destination": args.failing_destination,
             "database": _redact(args.database_url) if args.database_url else "SQLite",
             "hub_source": str(args.hub_source) if args.hub_source else "this checkout",

@@ -172,6 +172,17 @@ class Database:
             )
             return row.scalar_one_or_none()
 
+    async def webhook_events(self, connection: str, delivery_ids: list[str]) -> dict[str, str]:
+        """Event ids stored for earlier deliveries with these ids (the ones found)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(webhook_receipts.c.delivery_id, webhook_receipts.c.event_id).where(
+                    webhook_receipts.c.connection == connection,
+                    webhook_receipts.c.delivery_id.in_(delivery_ids),
+                )
+            )
+            return {r[0]: r[1] for r in rows}
+
     async def record_webhook(self, connection: str, delivery_id: str, event_id: str) -> None:
         await self.record_webhooks([(connection, delivery_id, event_id)])
 

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(3, ge=1)
     kafka_replication_factor: int = Field(1, ge=1)
     kafka_client_id: str = "hub"
+    kafka_fetch_max_wait_ms: int = Field(
+        50, ge=0, description="How long a consumer fetch may wait for data (latency vs idle CPU)."
+    )
     tansu_binary: Path | None = Field(None, description="Override the bundled Tansu binary.")
 
     state_dir: Path = Field(Path(".hub"), description="Local files: SQLite database, broker log.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -52,4 +53,25 @@ async def test_an_unreachable_database_is_a_clear_error() -> None:
     message = str(info.value)
     assert "HUB_DATABASE_URL" in message
     assert "secret-pw" not in message
+    await db.close()
+
+
+async def test_lookups_made_together_share_one_query(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
+    await db.start()
+    await db.record_webhooks([("shop", f"wh-{i}", f"ev-{i}") for i in range(0, 40, 2)])
+    queries: list[tuple[str, int]] = []
+    real = db.webhook_events
+
+    async def counted(connection: str, ids: list[str]) -> dict[str, str]:
+        queries.append((connection, len(ids)))
+        return await real(connection, ids)
+
+    db.webhook_events = counted  # type: ignore[method-assign]
+    receipts = Receipts(db, batch=25)
+    asks = [("shop", f"wh-{i}") for i in range(40)] + [("crm", "wh-0"), ("shop", "wh-0")]
+    found = await asyncio.gather(*(receipts.seen(c, d) for c, d in asks))
+    assert found[:40] == [f"ev-{i}" if i % 2 == 0 else None for i in range(40)]
+    assert found[40:] == [None, "ev-0"]  # per connection; the same id asked twice
+    assert sorted(queries) == [("crm", 1), ("shop", 15), ("shop", 25)]  # chunks of `batch`
     await db.close()

@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from hub.runtime import Hub
 
 
-def get_hub(request: Request) -> Hub:
+async def get_hub(request: Request) -> Hub:
+    # async: a sync dependency would run in FastAPI's thread pool, a thread hop per request
     hub: Hub = request.app.state.hub
     return hub
 

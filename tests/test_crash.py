@@ -16,31 +16,9 @@ from hub.bus import Publisher, ensure_topics
 from hub.envelope import CloudEvent, derived_id
 from hub.settings import Settings
 
-from .support.harness import ROOT, SECRET, RecordingSink, order_body
+from .support.harness import SECRET, RecordingSink, config_text, order_body
 
 EVENTS = 5000
-
-
-def _config(url: str) -> str:
-    return f"""
-mappings: {ROOT / "mappings"}
-connections:
-  shop:
-    connector: shopify
-    options:
-      webhook_secret: env:TEST_SHOPIFY_SECRET
-  erp:
-    connector: http
-    options:
-      url: {url}
-routes:
-  - name: shop-orders-in
-    from: shop
-    mapping: shopify/orders_create
-  - name: orders-to-erp
-    from: canonical.order
-    to: erp
-"""
 
 
 def _raw_event(i: int) -> CloudEvent:
@@ -99,7 +77,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
         "HUB_LOG_LEVEL": "WARNING",
     }
     async with RecordingSink() as sink:
-        (tmp_path / "hub.yaml").write_text(_config(sink.url))
+        (tmp_path / "hub.yaml").write_text(config_text(sink.url))
 
         def distinct() -> int:
             return len({r.headers["idempotency-key"] for r in sink.received})

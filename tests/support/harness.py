@@ -128,7 +128,11 @@ class RecordingSink:
         await self._task
 
 
-def config_text(destination_url: str | None, extra_routes: str = "") -> str:
+def config_text(
+    destination_url: str | None, extra_routes: str = "", *, retry: str = "", limits: str = ""
+) -> str:
+    """hub.yaml: the Shopify source, and with a destination URL the `erp` HTTP destination and
+    its route (``retry`` and ``limits`` are inline YAML for that route and connection)."""
     text = f"""
 mappings: {ROOT / "mappings"}
 connections:
@@ -143,6 +147,7 @@ connections:
     connector: http
     options:
       url: {destination_url}
+    limits: {{{limits}}}
 """
     text += """
 routes:
@@ -151,10 +156,11 @@ routes:
     mapping: shopify/orders_create
 """
     if destination_url:
-        text += """
+        text += f"""
   - name: orders-to-erp
     from: canonical.order
     to: erp
+    retry: {{{retry}}}
 """
     return text + extra_routes
 

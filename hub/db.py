@@ -161,17 +161,6 @@ class Database:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
         return dialect.insert(table).on_conflict_do_nothing()
 
-    async def webhook_event(self, connection: str, delivery_id: str) -> str | None:
-        """The event id stored for an earlier delivery with this id, if any."""
-        async with self.engine.connect() as conn:
-            row = await conn.execute(
-                select(webhook_receipts.c.event_id).where(
-                    webhook_receipts.c.connection == connection,
-                    webhook_receipts.c.delivery_id == delivery_id,
-                )
-            )
-            return row.scalar_one_or_none()
-
     async def webhook_events(self, connection: str, delivery_ids: list[str]) -> dict[str, str]:
         """Event ids stored for earlier deliveries with these ids (the ones found)."""
         async with self.engine.connect() as conn:
@@ -182,9 +171,6 @@ class Database:
                 )
             )
             return {r[0]: r[1] for r in rows}
-
-    async def record_webhook(self, connection: str, delivery_id: str, event_id: str) -> None:
-        await self.record_webhooks([(connection, delivery_id, event_id)])
 
     async def record_webhooks(self, rows: list[tuple[str, str, str]]) -> None:
         """Record (connection, delivery id, event id) receipts in one transaction."""
@@ -210,9 +196,6 @@ class Database:
                 )
             )
             return {r[0] for r in rows}
-
-    async def record_delivery(self, destination: str, event_id: str) -> None:
-        await self.record_deliveries(destination, [event_id])
 
     async def record_deliveries(self, destination: str, event_ids: list[str]) -> None:
         """Record successful deliveries in one transaction."""

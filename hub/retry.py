@@ -20,7 +20,6 @@ blamed on the destination, not on the event: they never exhaust an event's retri
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -33,6 +32,7 @@ from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.orm import aliased
 
 from .db import Database, retries
+from .deadletters.store import decode_payload
 
 log = logging.getLogger(__name__)
 
@@ -185,19 +185,6 @@ class RetryQueue:
                 out.append(_parked(m))
             return out
 
-    async def next_due_at(self) -> datetime | None:
-        c = retries.c
-        async with self.db.engine.connect() as conn:
-            value = (
-                await conn.execute(
-                    select(func.min(c.next_attempt_at)).where(c.worker == self.worker)
-                )
-            ).scalar_one_or_none()
-        if value is None:
-            return None
-        when: datetime = value
-        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)  # SQLite: no zone
-
     async def failed_again(
         self, parked: Parked, error: BaseException, next_attempt_at: datetime, charged: bool
     ) -> None:
@@ -280,10 +267,7 @@ def _public(m: Any) -> dict[str, Any]:
         if isinstance(out.get(k), datetime):
             out[k] = out[k].isoformat()
     out["key"] = m["key"].decode(errors="replace") if m["key"] is not None else None
-    try:
-        out["payload"] = json.loads(m["value"]) if m["value"] is not None else None
-    except (ValueError, UnicodeDecodeError):
-        out["payload"] = m["value"].decode(errors="replace")
+    out["payload"] = decode_payload(m["value"])
     out["waiting_behind"] = m["first_failed_at"] is None  # not failed itself: waits for its key
     return out
 
@@ -329,7 +313,6 @@ class CircuitBreaker:
     _open_until: float = 0.0
     _current_open_s: float = 0.0
     _probing: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def closed(self) -> bool:
@@ -360,7 +343,6 @@ class CircuitBreaker:
             log.info("circuit closed: the destination answers again")
             self.state = "closed"
             self._current_open_s = 0.0
-            self.changed.set()
 
     def failure(self, event_id: str) -> None:
         self._probing = False
@@ -379,7 +361,6 @@ class CircuitBreaker:
         self._open_until = time.monotonic() + seconds
         self._failed_events.clear()
         log.warning("circuit open for %.1fs: the destination keeps failing", seconds)
-        self.changed.set()
 
 
 class RateLimiter:
@@ -412,10 +393,6 @@ class RateLimiter:
                 await self._sleep((1 - self._tokens) / self.rate)
 
 
-def attempts_header(times: Sequence[str]) -> str:
-    return json.dumps(list(times))
-
-
 def later(seconds: float) -> datetime:
     return now_utc() + timedelta(seconds=seconds)
 
@@ -428,7 +405,6 @@ __all__ = [
     "RetryQueue",
     "RetryTable",
     "StoredRecord",
-    "attempts_header",
     "later",
     "now_utc",
 ]

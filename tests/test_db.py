@@ -82,46 +82,50 @@ async def test_sqlite_folder_is_created(tmp_path: Path) -> None:
         await database.close()
 
 
+async def event_of(db: Database, connection: str, delivery_id: str) -> str | None:
+    return (await db.webhook_events(connection, [delivery_id])).get(delivery_id)
+
+
 async def test_webhook_receipts(db: Database) -> None:
     await db.start()
-    assert await db.webhook_event("shop", "d-1") is None
-    await db.record_webhook("shop", "d-1", "evt-1")
-    assert await db.webhook_event("shop", "d-1") == "evt-1"
+    assert await event_of(db, "shop", "d-1") is None
+    await db.record_webhooks([("shop", "d-1", "evt-1")])
+    assert await event_of(db, "shop", "d-1") == "evt-1"
     # the same delivery id on another connection is another delivery
-    assert await db.webhook_event("crm", "d-1") is None
-    await db.record_webhook("crm", "d-1", "evt-9")
-    assert await db.webhook_event("crm", "d-1") == "evt-9"
+    assert await event_of(db, "crm", "d-1") is None
+    await db.record_webhooks([("crm", "d-1", "evt-9")])
+    assert await event_of(db, "crm", "d-1") == "evt-9"
 
 
 async def test_recording_a_webhook_twice_keeps_the_first_event(db: Database) -> None:
     await db.start()
-    await db.record_webhook("shop", "d-1", "evt-1")
-    await db.record_webhook("shop", "d-1", "evt-1")  # a retry of the same request
-    await db.record_webhook("shop", "d-1", "evt-2")  # a race: the first one wins
-    assert await db.webhook_event("shop", "d-1") == "evt-1"
+    await db.record_webhooks([("shop", "d-1", "evt-1")])
+    await db.record_webhooks([("shop", "d-1", "evt-1")])  # a retry of the same request
+    await db.record_webhooks([("shop", "d-1", "evt-2")])  # a race: the first one wins
+    assert await event_of(db, "shop", "d-1") == "evt-1"
 
 
 async def test_deliveries(db: Database) -> None:
     await db.start()
     assert await db.delivered("erp", []) == set()
     assert await db.delivered("erp", ["e1", "e2"]) == set()
-    await db.record_delivery("erp", "e1")
-    await db.record_delivery("erp", "e1")  # recording twice is not an error
-    await db.record_delivery("crm", "e2")
+    await db.record_deliveries("erp", ["e1"])
+    await db.record_deliveries("erp", ["e1"])  # recording twice is not an error
+    await db.record_deliveries("crm", ["e2"])
     assert await db.delivered("erp", ["e1", "e2", "e3"]) == {"e1"}
     assert await db.delivered("crm", ["e1", "e2"]) == {"e2"}
 
 
 async def test_state_survives_a_new_database_object(db: Database) -> None:
     await db.start()
-    await db.record_delivery("erp", "e1")
-    await db.record_webhook("shop", "d-1", "evt-1")
+    await db.record_deliveries("erp", ["e1"])
+    await db.record_webhooks([("shop", "d-1", "evt-1")])
     await db.close()
     again = Database(db.url)
     try:
         await again.start()
         assert await again.delivered("erp", ["e1"]) == {"e1"}
-        assert await again.webhook_event("shop", "d-1") == "evt-1"
+        assert await event_of(again, "shop", "d-1") == "evt-1"
     finally:
         await again.close()
 

@@ -226,16 +226,17 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
     """A row as the ops API shows it: payload as JSON where it is JSON."""
     out = {k: v for k, v in row.items() if k not in ("key", "value", "replayed_value")}
     out["key"] = row["key"].decode(errors="replace") if row.get("key") else None
-    out["payload"] = _payload(row.get("value"))
+    out["payload"] = decode_payload(row.get("value"))
     if row.get("replayed_value") is not None:
-        out["replayed_payload"] = _payload(row["replayed_value"])
+        out["replayed_payload"] = decode_payload(row["replayed_value"])
     for k in ("failed_at", "replayed_at", "discarded_at"):
         if isinstance(out.get(k), datetime):
             out[k] = out[k].isoformat()
     return out
 
 
-def _payload(value: bytes | None) -> Any:
+def decode_payload(value: bytes | None) -> Any:
+    """A stored record value as JSON where it is JSON, else as text."""
     if value is None:
         return None
     try:
@@ -244,4 +245,11 @@ def _payload(value: bytes | None) -> Any:
         return value.decode(errors="replace")
 
 
-__all__ = ["REPLAY_HEADER", "DeadLetterStore", "Filter", "public", "row_from_record"]
+__all__ = [
+    "REPLAY_HEADER",
+    "DeadLetterStore",
+    "Filter",
+    "decode_payload",
+    "public",
+    "row_from_record",
+]

@@ -37,7 +37,7 @@ from hub.envelope import EnvelopeError, from_kafka, header_value, now_rfc3339
 from hub.errors import DeliveryFailed, MappingFailed, ProcessingError, RouteConditionFailed
 from hub.retry import CircuitBreaker, Parked, RateLimiter
 
-from .retrying import CircuitOpen, Outcome, RetryingWorker
+from .retrying import CircuitOpen, Outcome, RetryingWorker, event_id_of, order_key_of
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -77,13 +77,15 @@ class DeliveryWorker(RetryingWorker):
         return (sink.name, digest, tuple(sorted({r.entity for r in routes})))
 
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:
-        done = await self.hub.db.delivered(self.destination, [_ce_id(r) for r in records])
+        done = await self.hub.db.delivered(self.destination, [event_id_of(r) for r in records])
         by_key: dict[Any, list[Any]] = defaultdict(list)
         for record in records:
-            if _ce_id(record) in done:
-                log.info("%s already delivered to %s; skipped", _ce_id(record), self.destination)
+            if event_id_of(record) in done:
+                log.info(
+                    "%s already delivered to %s; skipped", event_id_of(record), self.destination
+                )
                 continue
-            by_key[record.key if record.key is not None else _ce_id(record)].append(record)
+            by_key[record.key if record.key is not None else event_id_of(record)].append(record)
         gate = asyncio.Semaphore(self.settings.delivery_concurrency)
         futures: list[asyncio.Future[None]] = []
 
@@ -142,7 +144,7 @@ class DeliveryWorker(RetryingWorker):
 
         policies = [r.policy(self.settings) for r, _ in taken]
         ordered = any(p.ordered for p in policies)
-        key = record.key.decode(errors="replace") if ordered and record.key is not None else None
+        key = order_key_of(record) if ordered else None
         if parked is None and self.waits_behind(key):
             assert key is not None
             return await self.park_behind(record, event.id, taken[0][0].name, key)
@@ -199,8 +201,3 @@ def _reveal(value: Any) -> str:
     if isinstance(value, SecretStr):
         return value.get_secret_value()
     return str(value)
-
-
-def _ce_id(record: Any) -> str:
-    event_id = header_value(record.headers, "ce_id")
-    return event_id or f"{record.topic}/{record.partition}/{record.offset}"

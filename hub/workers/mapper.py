@@ -17,12 +17,12 @@ from aiokafka import TopicPartition
 
 from hub.canonical import validate
 from hub.config import InboundRoute
-from hub.deadletters import REPLAY_HEADER, Stage, dead_letter
-from hub.envelope import CloudEvent, EnvelopeError, derived_id, from_kafka, header_value
+from hub.deadletters import REPLAY_HEADER, Stage
+from hub.envelope import CloudEvent, EnvelopeError, derived_id, from_kafka
 from hub.errors import MappingFailed, ProcessingError, RouteConditionFailed
 from hub.retry import Parked
 
-from .retrying import Outcome, RetryingWorker
+from .retrying import Outcome, RetryingWorker, event_id_of, order_key_of
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -53,8 +53,8 @@ class MapperWorker(RetryingWorker):
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:
         pending: list[asyncio.Future[None]] = []
         for i, record in enumerate(records):
-            if self.blocked and self.waits_behind(_key(record)):
-                await self.park_behind(record, _ce_id(record), None, _key(record) or "")
+            if self.blocked and (key := order_key_of(record)) and self.waits_behind(key):
+                await self.park_behind(record, event_id_of(record), None, key)
                 continue
             try:
                 pending.extend(self.map_record(record))
@@ -73,9 +73,9 @@ class MapperWorker(RetryingWorker):
 
     async def _failed(self, record: Any, r: _Retriable, parked: Parked | None) -> Outcome:
         policy = r.route.policy(self.settings)
-        key = _key(record) if policy.ordered else None
+        key = order_key_of(record) if policy.ordered else None
         return await self.failed(
-            record, _ce_id(record), r.error, policy, key=key, parked=parked, context=r.context
+            record, event_id_of(record), r.error, policy, key=key, parked=parked, context=r.context
         )
 
     def map_record(self, record: Any) -> list[asyncio.Future[None]]:
@@ -84,18 +84,14 @@ class MapperWorker(RetryingWorker):
         try:
             event = from_kafka(record.key, record.value, record.headers)
         except EnvelopeError as exc:
-            return [
-                dead_letter(hub.publisher, settings.deadletter_topic, record, Stage.INGEST, exc)
-            ]
+            return [self.dead_letter(record, Stage.INGEST, exc)]
         connection = event.extensions.get("hubconnection", "")
         event_type = event.extensions.get("hubevent", "")
         try:
             payload = json.loads(event.data, parse_float=Decimal)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             err = EnvelopeError(f"data is not JSON: {exc}")
-            return [
-                dead_letter(hub.publisher, settings.deadletter_topic, record, Stage.INGEST, err)
-            ]
+            return [self.dead_letter(record, Stage.INGEST, err)]
 
         out: list[asyncio.Future[None]] = []
         routed = False
@@ -124,16 +120,7 @@ class MapperWorker(RetryingWorker):
                 failure = RouteConditionFailed(
                     route.name, route.when.source if route.when else "", exc
                 )
-                out.append(
-                    dead_letter(
-                        hub.publisher,
-                        settings.deadletter_topic,
-                        record,
-                        Stage.ROUTE,
-                        failure,
-                        context=context,
-                    )
-                )
+                out.append(self.dead_letter(record, Stage.ROUTE, failure, context))
                 continue
             try:
                 result = mapping.apply(payload, meta, hub.resolver)
@@ -143,30 +130,12 @@ class MapperWorker(RetryingWorker):
                 entity = mapping.target_entity or ""
                 validate(entity, result)
             except MappingFailed as exc:
-                out.append(
-                    dead_letter(
-                        hub.publisher,
-                        settings.deadletter_topic,
-                        record,
-                        Stage.MAP,
-                        exc,
-                        context=context,
-                    )
-                )
+                out.append(self.dead_letter(record, Stage.MAP, exc, context))
                 continue
             except ProcessingError as exc:
                 if exc.retriable:  # e.g. master data unavailable: the whole event waits
                     raise _Retriable(exc, route, context) from exc
-                out.append(
-                    dead_letter(
-                        hub.publisher,
-                        settings.deadletter_topic,
-                        record,
-                        Stage.VALIDATE,
-                        exc,
-                        context=context,
-                    )
-                )
+                out.append(self.dead_letter(record, Stage.VALIDATE, exc, context))
                 continue
             golden = str(result["id"])
             canonical = event.derive(
@@ -189,14 +158,6 @@ class MapperWorker(RetryingWorker):
         if not routed:
             log.info("no route for %s from %s (%s); not mapped", event_type, connection, event.id)
         return out
-
-
-def _key(record: Any) -> str | None:
-    return record.key.decode(errors="replace") if record.key is not None else None
-
-
-def _ce_id(record: Any) -> str:
-    return header_value(record.headers, "ce_id") or f"{record.topic}/{record.offset}"
 
 
 __all__ = ["CloudEvent", "MapperWorker"]

@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
 
 from hub.deadletters import Stage, dead_letter
-from hub.envelope import now_rfc3339
+from hub.envelope import header_value, now_rfc3339
 from hub.errors import ProcessingError
 from hub.retry import CircuitBreaker, Parked, RetryPolicy, RetryQueue, later, now_utc
 
@@ -185,7 +185,19 @@ class RetryingWorker(Worker):
         attempts: int,
         times: list[str],
     ) -> Outcome:
-        future = dead_letter(
+        return Outcome(futures=[self.dead_letter(record, stage, error, context, attempts, times)])
+
+    def dead_letter(
+        self,
+        record: Any,
+        stage: Stage,
+        error: BaseException,
+        context: Mapping[str, str | None] | None = None,
+        attempts: int = 1,
+        times: Sequence[str] = (),
+    ) -> asyncio.Future[None]:
+        """Publish ``record`` whole to the dead-letter topic, with where and why it failed."""
+        return dead_letter(
             self.hub.publisher,
             self.settings.deadletter_topic,
             record,
@@ -195,7 +207,6 @@ class RetryingWorker(Worker):
             attempt_times=times,
             context=context,
         )
-        return Outcome(futures=[future])
 
     def dead_now(
         self,
@@ -245,3 +256,16 @@ class RetryingWorker(Worker):
             self.blocked[key] = left
         else:
             self.blocked.pop(key, None)
+
+
+def event_id_of(record: Any) -> str:
+    """The record's event id (``ce_id``), or where it sits when it has none."""
+    return (
+        header_value(record.headers, "ce_id")
+        or f"{record.topic}/{record.partition}/{record.offset}"
+    )
+
+
+def order_key_of(record: Any) -> str | None:
+    """The Kafka key as text: events with the same key keep their order through retries."""
+    return record.key.decode(errors="replace") if record.key is not None else None

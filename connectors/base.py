@@ -6,6 +6,7 @@ of Kafka. A *connection* in hub.yaml is a configured instance of a connector.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -83,16 +84,55 @@ class WebhookSource(Connector):
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One canonical event to be written to a destination."""
+_UNSET: Any = object()
 
-    event_id: str
-    event_type: str
-    subject: str | None
-    correlation_id: str
-    data: Any
-    headers: Mapping[str, str]
+
+class Delivery:
+    """One canonical event to be written to a destination.
+
+    Its data is given either parsed (``data``) or as the compact UTF-8 JSON the canonical event
+    carries on the bus (``body``); each form is made from the other only when a sink asks for
+    it. An event that no route changes is thus never parsed nor encoded again on its way to an
+    HTTP destination (bench/pipeline: ~10% of the delivery worker's CPU)."""
+
+    __slots__ = ("_body", "_data", "correlation_id", "event_id", "event_type", "headers", "subject")
+
+    def __init__(
+        self,
+        event_id: str,
+        event_type: str,
+        subject: str | None,
+        correlation_id: str,
+        headers: Mapping[str, str],
+        data: Any = _UNSET,
+        body: bytes | None = None,
+    ) -> None:
+        if data is _UNSET and body is None:
+            raise TypeError("Delivery needs data or body (or both, when they agree)")
+        self.event_id = event_id
+        self.event_type = event_type
+        self.subject = subject
+        self.correlation_id = correlation_id
+        self.headers = headers
+        self._data = data
+        self._body = body
+
+    @property
+    def data(self) -> Any:
+        if self._data is _UNSET:
+            assert self._body is not None
+            self._data = json.loads(self._body)
+        return self._data
+
+    @property
+    def body(self) -> bytes:
+        """``data`` as compact UTF-8 JSON."""
+        if self._body is None:
+            self._body = json.dumps(self._data, separators=(",", ":"), ensure_ascii=False).encode()
+        return self._body
+
+    def __repr__(self) -> str:
+        return f"Delivery({self.event_id!r}, {self.event_type!r}, subject={self.subject!r})"
 
 
 class Sink(Connector):

@@ -31,6 +31,7 @@ from aiokafka import TopicPartition
 from pydantic import SecretStr
 
 from connectors import Delivery, Sink
+from hub.batching import GroupCommit
 from hub.config import LimitsSpec, OutboundRoute
 from hub.deadletters import REPLAY_HEADER, Stage
 from hub.envelope import EnvelopeError, from_kafka, header_value, now_rfc3339
@@ -65,6 +66,9 @@ class DeliveryWorker(RetryingWorker):
         self._entity_by_topic = {s.canonical_topic(r.entity): r.entity for r in routes}
         self.signature = self.signature_of(sink, routes, limits)
         self.limiter = RateLimiter(limits.rate, limits.burst) if limits.rate else None
+        self._records: GroupCommit[str] = GroupCommit(
+            lambda ids: hub.db.record_deliveries(destination, ids)
+        )
 
     @staticmethod
     def signature_of(
@@ -127,7 +131,7 @@ class DeliveryWorker(RetryingWorker):
             except (ValueError, TypeError, ArithmeticError) as exc:
                 err = RouteConditionFailed(route.name, route.when.source if route.when else "", exc)
                 return self.dead_now(record, Stage.ROUTE, err, parked, context)
-            body = data
+            body: Any = _AS_IS
             if route.mapping is not None:
                 mapping = hub.mappings.get(route.mapping)
                 try:
@@ -151,13 +155,15 @@ class DeliveryWorker(RetryingWorker):
 
         for (route, body), policy in zip(taken, policies, strict=True):
             context = {"route": route.name, "destination": self.destination}
+            as_is = body is _AS_IS  # the canonical JSON goes out as it came, not re-encoded
             delivery = Delivery(
                 event_id=event.id,
                 event_type=event.type,
                 subject=event.subject,
                 correlation_id=event.correlationid,
-                data=body,
                 headers=event.attributes(),
+                data=data if as_is else body,
+                body=event.data if as_is else None,
             )
             error = await self._attempt(delivery)
             if error is None:
@@ -167,9 +173,10 @@ class DeliveryWorker(RetryingWorker):
             return await self.failed(
                 record, event.id, error, policy, key=key, parked=parked, context=context
             )
-        # Recorded at once, not per batch: after a crash only the events in flight at that
-        # moment can reach a destination twice (with the same Idempotency-Key).
-        await hub.db.record_deliveries(self.destination, [event.id])
+        # Recorded before the event counts as done, not per batch: after a crash only the events
+        # in flight at that moment can reach a destination twice (with the same Idempotency-Key).
+        # Deliveries that finish together share one transaction (hub.batching).
+        await self._records.add(event.id)
         replay_of = header_value(record.headers, REPLAY_HEADER)
         if replay_of:
             await hub.deadletters.set_outcome(
@@ -195,6 +202,9 @@ class DeliveryWorker(RetryingWorker):
         breaker.success()
         log.debug("delivered %s to %s", delivery.event_id, self.destination)
         return None
+
+
+_AS_IS: Any = object()
 
 
 def _reveal(value: Any) -> str:

@@ -31,7 +31,8 @@ class Received:
 
 @dataclass
 class Recorder:
-    """A tiny ASGI app: ``/status/<code>`` answers with that code; ``/hang`` never answers
+    """A tiny ASGI app: ``/status/<code>`` answers with that code; ``/retry-after/<value>``
+    answers 429 with that Retry-After; ``/hang`` never answers
     until the client goes away; everything else is 200. Every request is recorded."""
 
     requests: list[Received] = field(default_factory=list)
@@ -69,13 +70,11 @@ class Recorder:
                 pass
             return
         status = int(path.rsplit("/", 1)[1]) if path.startswith("/status/") else 200
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"text/plain")],
-            }
-        )
+        headers = [(b"content-type", b"text/plain")]
+        if path.startswith("/retry-after/"):
+            status = 429
+            headers.append((b"retry-after", path.removeprefix("/retry-after/").encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": f"answer {status}".encode()})
 
 
@@ -207,6 +206,22 @@ async def test_server_errors_and_throttling_are_retriable(server: Server, status
     assert SECRET not in str(err)
 
 
+@pytest.mark.parametrize(
+    ("value", "wait"), [("7", 7.0), ("0", 0.0), ("99999", 3600.0), ("soon", None)]
+)
+async def test_retry_after_is_read_off_the_answer(
+    server: Server, value: str, wait: float | None
+) -> None:
+    http = sink(f"{server.base}/retry-after/{value}")
+    try:
+        with pytest.raises(DeliveryRetriable) as info:
+            await http.deliver(delivery())
+    finally:
+        await http.close()
+    assert info.value.status == 429
+    assert info.value.retry_after_s == wait
+
+
 @pytest.mark.parametrize("status", [400, 401, 404, 409, 422])
 async def test_other_client_errors_are_rejected(server: Server, status: int) -> None:
     http = sink(f"{server.base}/status/{status}", authorization="env:TEST_ERP_AUTH")
@@ -244,7 +259,7 @@ async def test_connection_refused_is_retriable() -> None:
     finally:
         await http.close()
     assert info.value.status is None
-    assert "ConnectError" in str(info.value)
+    assert "cannot connect" in str(info.value)
     assert SECRET not in str(info.value)
 
 
@@ -282,3 +297,28 @@ def test_options_are_validated() -> None:
         HttpOptions.model_validate({"url": "http://127.0.0.1/x", "timeout_s": 0})
     with pytest.raises(ValidationError, match="must not be written inline"):
         HttpOptions.model_validate({"url": "http://127.0.0.1/x", "authorization": "Bearer x"})
+
+
+async def test_proxy_from_the_environment_is_used_and_no_proxy_is_honoured(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.base)  # our recorder plays the proxy
+    http = sink("http://erp.invalid/orders")
+    try:
+        await http.deliver(delivery())
+    finally:
+        await http.close()
+    [req] = server.app.requests
+    assert req.path == "/orders"
+    assert req.headers["host"] == "erp.invalid"
+
+    monkeypatch.setenv("NO_PROXY", "erp.invalid")
+    direct = sink("http://erp.invalid/orders")
+    try:
+        with pytest.raises(DeliveryRetriable, match="cannot connect"):
+            await direct.deliver(delivery())
+    finally:
+        await direct.close()
+    assert len(server.app.requests) == 1

@@ -1,10 +1,14 @@
-"""Ingress refusals: each with its status and JSON body, and nothing written to Kafka."""
+"""Ingress refusals: each with its status and JSON body, and nothing written to Kafka.
+
+Webhooks are served by a plain ASGI fast path in front of FastAPI, and by a FastAPI route (for
+the OpenAPI document and the app mounted alone); the refusal tests run through both."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
+from hub.api.app import create_api
 from hub.broker import EmbeddedBroker
 
 from .support.harness import ORDER_BODY, HubFactory, post, shopify_headers, topic_records
@@ -16,7 +20,17 @@ async def hub(hubs: HubFactory):  # type: ignore[no-untyped-def]
     return await hubs.start(None, roles=frozenset({"ingress"}), ingress_max_body_bytes=16 * 1024)
 
 
-async def test_refusals_answer_with_status_and_json_and_store_nothing(hub) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["fast path", "FastAPI route"])
+async def client(request: pytest.FixtureRequest, hub):  # type: ignore[no-untyped-def]
+    if request.param == "fast path":
+        transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport()
+    else:
+        transport = httpx.ASGITransport(app=create_api(hub))
+    async with httpx.AsyncClient(transport=transport, timeout=30) as c:
+        yield c
+
+
+async def test_refusals_answer_with_status_and_json_and_store_nothing(hub, client) -> None:  # type: ignore[no-untyped-def]
     cases: list[tuple[str, bytes, dict[str, str], int, str]] = []
     good = shopify_headers(ORDER_BODY)
 
@@ -58,33 +72,39 @@ async def test_refusals_answer_with_status_and_json_and_store_nothing(hub) -> No
     cases.append(("missing topic", ORDER_BODY, no_topic, 400, "malformed_payload"))
 
     for name, body, headers, status, code in cases:
-        response = await post(hub, body, headers)
+        response = await post(hub, body, headers, client=client)
         assert response.status_code == status, name
         assert response.json()["error"] == code, name
         assert response.json()["message"], name
 
-    unknown = await post(hub, ORDER_BODY, good, connection="nope")
+    unknown = await post(hub, ORDER_BODY, good, connection="nope", client=client)
     assert unknown.status_code == 404
     assert unknown.json()["error"] == "unknown_connection"
 
     assert await topic_records(hub.bootstrap, hub.settings.ingest_topic) == []
 
     # Control: the same request, correctly signed, is stored.
-    accepted = await post(hub, ORDER_BODY, good)
+    accepted = await post(hub, ORDER_BODY, good, client=client)
     assert accepted.status_code == 202
+    assert accepted.json()["status"] == "accepted"
     assert len(await topic_records(hub.bootstrap, hub.settings.ingest_topic)) == 1
+    again = await post(hub, ORDER_BODY, good, client=client)
+    assert again.status_code == 200
+    assert again.json() == {"status": "duplicate", "id": accepted.json()["id"]}
 
 
-async def test_chunked_body_over_the_limit_is_refused(hub) -> None:  # type: ignore[no-untyped-def]
+async def test_chunked_body_over_the_limit_is_refused(hub, client) -> None:  # type: ignore[no-untyped-def]
     async def chunks():  # type: ignore[no-untyped-def]
         for _ in range(40):
             yield b"x" * 1024
 
-    async with httpx.AsyncClient(base_url=hub.base_url) as client:
-        response = await client.post(
-            "/webhooks/shop", content=chunks(), headers={"content-type": "application/json"}
-        )
+    response = await client.post(
+        f"{hub.base_url}/webhooks/shop",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
     assert await topic_records(hub.bootstrap, hub.settings.ingest_topic) == []
 
 
@@ -118,3 +138,18 @@ async def test_broker_down_gives_503_and_never_a_2xx(hubs: HubFactory) -> None:
         assert ready.json()["checks"]["broker"] == "unavailable"
     finally:
         own.stop()
+
+
+async def test_only_post_to_one_webhook_name_takes_the_fast_path(hub) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=hub.base_url) as client:
+        wrong_method = await client.get("/webhooks/shop")
+        nested = await client.post("/webhooks/shop/extra", content=b"{}")
+        empty = await client.post("/webhooks/", content=b"{}")
+        docs = await client.get("/openapi.json")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"] == "method_not_allowed"
+    assert nested.status_code == 404
+    assert nested.json()["error"] == "not_found"
+    assert empty.status_code == 404, empty.text
+    assert "/webhooks/{connection}" in docs.json()["paths"]
+    assert await topic_records(hub.bootstrap, hub.settings.ingest_topic) == []

@@ -18,7 +18,12 @@ if TYPE_CHECKING:
     from hub.runtime import Hub
 
 
-def create_app(hub: Hub) -> FastAPI:
+def create_app(hub: Hub) -> ingress.WebhookFastPath:
+    """The hub's ASGI app: webhooks on the fast path, the rest through FastAPI."""
+    return ingress.WebhookFastPath(hub, create_api(hub))
+
+
+def create_api(hub: Hub) -> FastAPI:
     app = FastAPI(title="hub", version=__version__, docs_url="/docs", redoc_url=None)
     app.state.hub = hub
     app.include_router(health.router)

@@ -7,7 +7,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import ConfigError, HubError
@@ -58,9 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, help="HTTP port (HUB_HTTP_PORT)")
     up.add_argument(
         "--role",
-        choices=["all", "ingress", "workers"],
+        choices=["all", "ingress", "workers", "mapper", "delivery"],
         default="all",
-        help="run only the HTTP ingress, only the workers, or both (default: all)",
+        help="run only the HTTP ingress, only the workers (mapper and delivery), or only one "
+        "kind of worker (default: all)",
     )
     up.set_defaults(func=cmd_up)
 
@@ -173,8 +176,19 @@ def cmd_up(args: argparse.Namespace) -> int:
             await stop.wait()
             log.info("shutting down")
 
-    asyncio.run(run())
+    _run_loop(run())
     return 0
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """uvloop where it is installed (it is a dependency except on Windows): the event loop was
+    ~15% of a worker's CPU on asyncio's own loop (bench/README.md)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -37,9 +37,12 @@ from .workers.recorder import DeadLetterRecorder
 log = logging.getLogger(__name__)
 
 
-ROLES = frozenset({"ingress", "workers"})
-"""ingress: the HTTP server (webhooks, health); workers: mapper and delivery consumers.
-One process runs both by default; in production they can be scaled apart."""
+ROLES = frozenset({"ingress", "mapper", "delivery"})
+"""ingress: the HTTP server (webhooks, health, ops API); mapper: the mapper and the dead-letter
+recorder; delivery: one delivery worker per destination. One process runs all three by default;
+in production they can be scaled apart (``hub up --role``)."""
+
+WORKERS = frozenset({"mapper", "delivery"})
 
 
 class _Server(uvicorn.Server):
@@ -59,6 +62,8 @@ class Hub:
         resolver: IdResolver | None = None,
         roles: frozenset[str] = ROLES,
     ) -> None:
+        if "workers" in roles:  # both worker roles, as `hub up --role workers` says
+            roles = (roles - {"workers"}) | WORKERS
         unknown = roles - ROLES
         if unknown or not roles:
             raise ValueError(f"roles must be among {sorted(ROLES)}, got {sorted(roles)}")
@@ -107,9 +112,10 @@ class Hub:
         self.receipts.start()
         self._publisher = Publisher(s, self.bootstrap, s.ingress_publish_timeout_s)
 
-        if "workers" in self.roles:
+        if "mapper" in self.roles:
             self._start_worker(MapperWorker(self))
             self._start_worker(DeadLetterRecorder(self))
+        if "delivery" in self.roles:
             await self._sync_delivery_workers()
         if "ingress" in self.roles:
             await self._serve_http()
@@ -197,7 +203,7 @@ class Hub:
             return False
         old = self.mappings
         self.config, self.mappings = config, mappings
-        if "workers" in self.roles:
+        if "delivery" in self.roles:
             await self._sync_delivery_workers()
         changed = sorted(
             n

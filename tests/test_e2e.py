@@ -137,3 +137,28 @@ async def test_refused_delivery_becomes_a_dead_letter(
     assert header(letters[0], "hub_dlq_error_class") == "DeliveryRejected"
     assert header(letters[0], "hub_dlq_destination") == "erp"
     assert json.loads(letters[0].value)["number"] == "#4001"
+
+
+async def test_ingress_mapper_and_delivery_can_run_in_separate_hubs(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    """`hub up --role ingress|mapper|delivery`: three processes' worth of hub on one broker and
+    one database, each doing only its part."""
+    from hub.workers.delivery import DeliveryWorker
+    from hub.workers.mapper import MapperWorker
+
+    delivery = await hubs.start(sink.url, roles=frozenset({"delivery"}))
+    settings = delivery.settings
+    mapper = await hubs.start(sink.url, roles=frozenset({"mapper"}), settings=settings)
+    ingress = await hubs.start(sink.url, roles=frozenset({"ingress"}), settings=settings)
+
+    assert {type(w) for w in delivery.workers} == {DeliveryWorker}
+    assert MapperWorker in {type(w) for w in mapper.workers}
+    assert DeliveryWorker not in {type(w) for w in mapper.workers}
+    assert ingress.workers == []
+
+    response = await post(ingress, ORDER_BODY, shopify_headers(ORDER_BODY, webhook_id="roles-1"))
+    assert response.status_code == 202, response.text
+    got = await sink.next()
+    assert got.headers["ce-correlationid"] == response.json()["id"]
+    assert got.body["number"] == "#9999"

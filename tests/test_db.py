@@ -116,6 +116,42 @@ async def test_deliveries(db: Database) -> None:
     assert await db.delivered("crm", ["e1", "e2"]) == {"e2"}
 
 
+async def test_reads_see_writes_made_through_the_other_connections(db: Database) -> None:
+    """On SQLite the per-event reads use a connection of their own on the loop thread, the
+    writes the database thread: every read must see every committed write."""
+    await db.start()
+    for i in range(20):
+        assert await db.delivered("erp", [f"e{i}"]) == set()
+        await db.record_deliveries("erp", [f"e{i}"])
+        assert await db.delivered("erp", [f"e{j}" for j in range(25)]) == {
+            f"e{j}" for j in range(i + 1)
+        }
+        await db.record_webhooks([("shop", f"d{i}", f"evt{i}")])
+        assert await event_of(db, "shop", f"d{i}") == f"evt{i}"
+
+
+async def test_a_busy_sqlite_read_falls_back_to_the_database_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    import hub.db
+
+    def busy(_path: str) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(hub.db, "_open_reader", busy)
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
+    try:
+        await db.start()
+        await db.record_deliveries("erp", ["e1"])
+        await db.record_webhooks([("shop", "d-1", "evt-1")])
+        assert await db.delivered("erp", ["e1", "e2"]) == {"e1"}
+        assert await event_of(db, "shop", "d-1") == "evt-1"
+    finally:
+        await db.close()
+
+
 async def test_state_survives_a_new_database_object(db: Database) -> None:
     await db.start()
     await db.record_deliveries("erp", ["e1"])

@@ -492,12 +492,13 @@ def start_topology(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitSt
     took = ingress[0].wait_ready(f"http://{HOST}:{ports[0]}/readyz", 90)
     print(f"ingress1 ready on port {ports[0]} after {took:.1f}s (pid {ingress[0].pid})")
     ingress += [hub("ingress", i + 1, ports[i]) for i in range(1, len(ports))]
-    workers = [hub("workers", i + 1, None) for i in range(args.worker_processes)]
+    roles = ["mapper", "delivery"] if args.split_workers else ["workers"]
+    workers = [hub(r, i + 1, None) for i in range(args.worker_processes) for r in roles]
     for server, port in zip(ingress[1:], ports[1:], strict=True):
         took = server.wait_ready(f"http://{HOST}:{port}/readyz", 90)
         print(f"{server.name} ready on port {port} after {took:.1f}s (pid {server.pid})")
     print(
-        "workers (mapper, delivery) in "
+        "workers in "
         + ", ".join(f"{w.name} (pid {w.pid})" for w in workers)
         + f"; sink on port {sink_port} (pid {sink.pid})"
     )
@@ -609,7 +610,7 @@ def pass_stats(p: Pass, load: Load, arr: Arrivals, ramp_s: float) -> dict[str, A
         return round(sum(cpu[n] for n in names) / 100 * (c1 - c0) / events * 1000, 2)
 
     ingress_names = [n for n in cpu if n.startswith("ingress")]
-    worker_names = [n for n in cpu if n.startswith("workers")]
+    worker_names = [n for n in cpu if n.startswith(("workers", "mapper", "delivery"))]
     return {
         "pass": p.label,
         "mode": p.mode,
@@ -694,12 +695,12 @@ async def run_passes(
             meter = CpuMeter(topo.pids())
             meter.start()
             cpu_t0 = time.time()
+            profiling = asyncio.create_task(profile_hubs(args, topo, p, first=p is plan[0]))
             if p.mode == "throughput":
-                profiling = asyncio.create_task(profile_hubs(args, topo, p))
                 await throughput_loop(load, watch, p, args.concurrency, args.window)
-                await profiling
             else:
                 await open_loop(load, watch, p, args.overload_s)
+            await profiling
             p.cpu = meter.stop()
             p.cpu_span = (cpu_t0, time.time())
             passes.append(p)
@@ -722,13 +723,13 @@ async def run_passes(
         load.close()
 
 
-async def profile_hubs(args: argparse.Namespace, topo: Topology, p: Pass) -> None:
-    """With --profile: py-spy on every hub process over the throughput pass, after its ramp."""
-    if args.profile is None:
+async def profile_hubs(args: argparse.Namespace, topo: Topology, p: Pass, first: bool) -> None:
+    """With --profile: py-spy on every hub process over the first pass, after its ramp."""
+    if args.profile is None or not first:
         return
     seconds = round(p.duration - args.ramp - 1)
     if seconds < 1:
-        print("--profile: the throughput pass is too short to profile after its ramp")
+        print(f"--profile: the {p.label} pass is too short to profile after its ramp")
         return
     await asyncio.sleep(args.ramp)
     args.profile.mkdir(parents=True, exist_ok=True)
@@ -876,6 +877,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "group; more than --partitions of them leaves some idle (default: 1)",
     )
     p.add_argument(
+        "--split-workers",
+        action="store_true",
+        help="run each worker process as two: `hub up --role mapper` and `--role delivery`",
+    )
+    p.add_argument(
         "--partitions",
         type=int,
         default=0,
@@ -983,7 +989,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="run py-spy (GIL samples) on every hub process during the throughput pass, keep "
+        help="run py-spy (GIL samples) on every hub process during the first pass (the "
+        "throughput pass, or with --duration 0 the first --rate), keep "
         "the raw stacks in DIR and print where each spends its Python CPU (needs "
         "`.venv/bin/pip install py-spy`; costs the machine a little CPU)",
     )
@@ -1045,7 +1052,7 @@ def main(argv: list[str] | None = None) -> int:
     info = _machine_info(MACHINE_PACKAGES)
     topology = (
         f"{args.ingress_processes} ingress process(es), {args.worker_processes} worker "
-        f"process(es), database "
+        f"process(es){' (each as mapper + delivery)' if args.split_workers else ''}, database "
         + (_redact(args.database_url) if args.database_url else "SQLite (temporary state dir)")
         + (
             f", destinations {HEALTHY} (200) and {FAILING} (503)"
@@ -1158,6 +1165,7 @@ def main(argv: list[str] | None = None) -> int:
             "topology": topology,
             "ingress_processes": args.ingress_processes,
             "worker_processes": args.worker_processes,
+            "split_workers": args.split_workers,
             "partitions": args.partitions or "hub default",
             "hub_env": args.hub_env,
             "failing_destination": args.failing_destination,

@@ -102,7 +102,7 @@ class Publisher:
             {
                 **librdkafka_config(settings, bootstrap),
                 "acks": "all",
-                "linger.ms": 1,
+                "linger.ms": settings.kafka_linger_ms,
                 "message.timeout.ms": max(1, int(timeout_s * 1000) - 50),
                 "socket.keepalive.enable": True,
             }

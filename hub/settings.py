@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(
         50, ge=0, description="How long a consumer fetch may wait for data (latency vs idle CPU)."
     )
+    kafka_commit_interval_ms: int = Field(
+        100, ge=0, description="How often workers commit the offsets of the work done."
+    )
     kafka_linger_ms: float = Field(
         5, ge=0, description="How long the producer waits to fill a batch (latency vs broker CPU)."
     )

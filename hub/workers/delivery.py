@@ -32,11 +32,11 @@ from pydantic import SecretStr
 
 from connectors import Delivery, Sink
 from hub.batching import GroupCommit
-from hub.config import LimitsSpec, OutboundRoute
+from hub.config import HubConfig, LimitsSpec, OutboundRoute
 from hub.deadletters import REPLAY_HEADER, Stage
 from hub.envelope import EnvelopeError, from_kafka, header_value, now_rfc3339
 from hub.errors import DeliveryFailed, MappingFailed, ProcessingError, RouteConditionFailed
-from hub.retry import CircuitBreaker, Parked, RateLimiter
+from hub.retry import CircuitBreaker, Parked, RateLimiter, RetryPolicy
 
 from .retrying import CircuitOpen, Outcome, RetryingWorker, event_id_of, order_key_of
 
@@ -66,6 +66,8 @@ class DeliveryWorker(RetryingWorker):
         self._entity_by_topic = {s.canonical_topic(r.entity): r.entity for r in routes}
         self.signature = self.signature_of(sink, routes, limits)
         self.limiter = RateLimiter(limits.rate, limits.burst) if limits.rate else None
+        self._routes_of: HubConfig | None = None
+        self._routes_by_entity: dict[str | None, list[tuple[OutboundRoute, RetryPolicy]]] = {}
         self._records: GroupCommit[str] = GroupCommit(
             lambda ids: hub.db.record_deliveries(destination, ids)
         )
@@ -118,12 +120,11 @@ class DeliveryWorker(RetryingWorker):
             data = json.loads(event.data)
         except (EnvelopeError, ValueError) as exc:
             return self.dead_now(record, Stage.DELIVER, exc, parked, context)
-        entity = self._entity_by_topic.get(record.topic)
-        routes = [r for r in hub.config.outbound_for(self.destination) if r.entity == entity]
+        routes = self._routes(self._entity_by_topic.get(record.topic))
         meta = {"connection": self.destination, "event_id": event.id}
 
-        taken: list[tuple[OutboundRoute, Any]] = []
-        for route in routes:  # re-read each time: hot reload
+        taken: list[tuple[OutboundRoute, RetryPolicy, Any]] = []
+        for route, policy in routes:
             context = {"route": route.name, "destination": self.destination}
             try:
                 if route.when is not None and not route.when(data, meta):
@@ -142,18 +143,17 @@ class DeliveryWorker(RetryingWorker):
                     return self.dead_now(record, Stage.MAP, exc, parked, context)
                 if body is None:
                     continue
-            taken.append((route, body))
+            taken.append((route, policy, body))
         if not taken:
             return Outcome()
 
-        policies = [r.policy(self.settings) for r, _ in taken]
-        ordered = any(p.ordered for p in policies)
+        ordered = any(p.ordered for _, p, _ in taken)
         key = order_key_of(record) if ordered else None
         if parked is None and self.waits_behind(key):
             assert key is not None
             return await self.park_behind(record, event.id, taken[0][0].name, key)
 
-        for (route, body), policy in zip(taken, policies, strict=True):
+        for route, policy, body in taken:
             context = {"route": route.name, "destination": self.destination}
             as_is = body is _AS_IS  # the canonical JSON goes out as it came, not re-encoded
             delivery = Delivery(
@@ -183,6 +183,21 @@ class DeliveryWorker(RetryingWorker):
                 replay_of, f"delivered to {self.destination} at {now_rfc3339()}"
             )
         return Outcome(done=True)
+
+    def _routes(self, entity: str | None) -> list[tuple[OutboundRoute, RetryPolicy]]:
+        """This destination's enabled routes for ``entity`` with their retry policies, as of
+        the current configuration (a hot reload replaces ``hub.config``)."""
+        config = self.hub.config
+        if config is not self._routes_of:
+            self._routes_of, self._routes_by_entity = config, {}
+        routes = self._routes_by_entity.get(entity)
+        if routes is None:
+            routes = self._routes_by_entity[entity] = [
+                (r, r.policy(self.settings))
+                for r in config.outbound_for(self.destination)
+                if r.entity == entity
+            ]
+        return routes
 
     async def _attempt(self, delivery: Delivery) -> ProcessingError | None:
         breaker = self.breaker

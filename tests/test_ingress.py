@@ -153,3 +153,37 @@ async def test_only_post_to_one_webhook_name_takes_the_fast_path(hub) -> None:  
     assert empty.status_code == 404, empty.text
     assert "/webhooks/{connection}" in docs.json()["paths"]
     assert await topic_records(hub.bootstrap, hub.settings.ingest_topic) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            b'{"id": 820982911946154508, "total": "1.10"}',
+            {"id": 820982911946154508, "total": "1.10"},
+        ),
+        (b'{"a": NaN}', None),  # beyond strict JSON: json decides, as before orjson
+        (b'\xef\xbb\xbf{"a": 1}', {"a": 1}),
+        ('{"a": "é"}'.encode("utf-16"), {"a": "é"}),
+    ],
+)
+def test_bodies_parse_as_json_did(body: bytes, expected: object) -> None:
+    import json
+    import math
+
+    from hub.api.ingress import parse
+
+    got = parse(body)
+    if expected is None:
+        assert math.isnan(got["a"]) and math.isnan(json.loads(body)["a"])
+    else:
+        assert got == expected == json.loads(body)
+
+
+@pytest.mark.parametrize("body", [b'{"a": ', b"\xff\xfe\xfd", b"{'a': 1}", b""])
+def test_malformed_bodies_are_refused_with_the_json_error(body: bytes) -> None:
+    from hub.api.ingress import parse
+    from hub.errors import MalformedPayload
+
+    with pytest.raises(MalformedPayload, match="body is not valid JSON"):
+        parse(body)

@@ -12,6 +12,8 @@ import uuid
 from functools import lru_cache
 from typing import Protocol
 
+from .envelope import uuid5_hex
+
 _NAMESPACE = uuid.UUID("0b7f5a8e-3d2c-5e61-8f4a-9c1d2e3f4a5b")
 PREFIX = {"customer": "cus", "product": "prd", "order": "ord", "inventory": "inv"}
 
@@ -32,5 +34,5 @@ class DeterministicResolver:
 
 @lru_cache(maxsize=65_536)  # products and customers recur across orders
 def _derive(entity: str, system: str, external_id: str) -> str:
-    digest = uuid.uuid5(_NAMESPACE, f"{entity}\x1f{system}\x1f{external_id}").hex[:24]
+    digest = uuid5_hex(_NAMESPACE, f"{entity}\x1f{system}\x1f{external_id}")[:24]
     return f"{PREFIX.get(entity, entity[:3])}_{digest}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hub.envelope import (
     SPECVERSION,
@@ -163,3 +165,22 @@ def test_new_ids_are_unique_and_time_is_rfc3339_utc() -> None:
     assert stamp.endswith("Z") and "+" not in stamp
     assert len(stamp) == len("2026-11-22T10:15:00.000Z")
     assert SPECVERSION == "1.0"
+
+
+_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)))
+
+
+@given(st.lists(_TEXT, min_size=1, max_size=4))
+def test_derived_ids_are_uuid5_of_the_joined_parts(parts: list[str]) -> None:
+    """Ids must never change between versions: the fast uuid5 is uuid.uuid5, bit for bit."""
+    from hub.envelope import HUB_NAMESPACE, derived_id
+
+    assert derived_id(*parts) == str(uuid.uuid5(HUB_NAMESPACE, "\x1f".join(parts)))
+
+
+@given(_TEXT)
+def test_golden_ids_keep_their_uuid5_digest(external_id: str) -> None:
+    from hub import mdm
+
+    expected = uuid.uuid5(mdm._NAMESPACE, f"customer\x1fshop\x1f{external_id}").hex[:24]
+    assert mdm._derive("customer", "shop", external_id) == f"cus_{expected}"

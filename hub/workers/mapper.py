@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
 
-from hub.canonical import validate
+from hub.canonical import encode, validate
 from hub.config import InboundRoute
 from hub.deadletters import REPLAY_HEADER, Stage
 from hub.envelope import CloudEvent, EnvelopeError, derived_id, from_kafka
@@ -142,7 +142,7 @@ class MapperWorker(RetryingWorker):
                 id=derived_id(event.id, route.name, mapping.name),
                 source=f"/mappings/{mapping.name}",
                 type=f"hub.{entity}",
-                data=json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode(),
+                data=encode(result),
                 subject=golden,
                 key=golden,
                 extensions={

@@ -185,6 +185,24 @@ class RetryQueue:
                 out.append(_parked(m))
             return out
 
+    async def claim(self, due: list[Parked], now: datetime, hold_s: float = 120.0) -> list[Parked]:
+        """The due events this worker may attempt now: each is moved ``hold_s`` ahead, and only
+        the worker whose update did that attempts it. During a rebalance the old and the new
+        owner of a partition can both find a row due; without a claim both would send it. A
+        worker that dies mid-attempt leaves the row due again after ``hold_s``."""
+        claimed = []
+        until = now + timedelta(seconds=hold_s)
+        async with self.db.engine.begin() as conn:
+            for parked in due:
+                result = await conn.execute(
+                    update(retries)
+                    .where(retries.c.id == parked.id, retries.c.next_attempt_at <= now)
+                    .values(next_attempt_at=until)
+                )
+                if result.rowcount:
+                    claimed.append(parked)
+        return claimed
+
     async def failed_again(
         self, parked: Parked, error: BaseException, next_attempt_at: datetime, charged: bool
     ) -> None:

@@ -237,6 +237,37 @@ async def test_the_retry_table_releases_one_key_in_order(db: Database) -> None:
     assert [p.event_id for p in due] == ["e2", "e3"]  # e1 gone: e2 is released
 
 
+async def test_a_due_event_is_claimed_by_one_worker_only(db: Database) -> None:
+    """Two workers of one group (e.g. the old and the new owner of a partition during a
+    rebalance) both find an event due: only one may attempt it, until its hold runs out."""
+    await db.start()
+    first, second = RetryQueue(db, "w"), RetryQueue(db, "w")
+    for offset in (1, 2):
+        await first.park(
+            StoredRecord("t", 0, offset, b"k", b"v", []),
+            event_id=f"e{offset}",
+            stage="deliver",
+            route="r",
+            order_key=None,
+            next_attempt_at=later(0),
+        )
+    now = now_utc()
+    seen_by_first = await first.due([("t", 0)], now)
+    seen_by_second = await second.due([("t", 0)], now)
+    assert [p.event_id for p in seen_by_first] == [p.event_id for p in seen_by_second]
+    assert len(seen_by_first) == 2
+
+    claimed = await first.claim(seen_by_first, now, hold_s=60)
+    assert [p.event_id for p in claimed] == ["e1", "e2"]
+    assert await second.claim(seen_by_second, now, hold_s=60) == []
+    assert await second.due([("t", 0)], now) == []  # held while it is being attempted
+
+    # The holder died mid-attempt: once the hold has run out, another worker takes it.
+    after = later(61)
+    retaken = await second.claim(await second.due([("t", 0)], after), after, hold_s=60)
+    assert [p.event_id for p in retaken] == ["e1", "e2"]
+
+
 async def test_a_column_added_since_the_table_was_made_is_added(db: Database) -> None:
     await db.start()
     async with db.engine.begin() as conn:

@@ -95,13 +95,15 @@ class RetryingWorker(Worker):
         breaker = self.breaker
         if breaker is not None and breaker.state == "open" and breaker.retry_in() > 0:
             return
-        due = await self.queue.due(((tp.topic, tp.partition) for tp in self.assigned), now_utc())
+        now = now_utc()
+        due = await self.queue.due(((tp.topic, tp.partition) for tp in self.assigned), now)
         if breaker is not None and not breaker.closed:
             # Time for a probe: a parked event if there is one, else the next fresh one.
             self._probe_from_stream = not due
             due = due[:1]
         if not due:
             return
+        due = await self.queue.claim(due, now)
         gate = asyncio.Semaphore(self.settings.delivery_concurrency)
 
         async def one(parked: Parked) -> None:

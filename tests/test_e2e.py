@@ -162,3 +162,40 @@ async def test_ingress_mapper_and_delivery_can_run_in_separate_hubs(
     got = await sink.next()
     assert got.headers["ce-correlationid"] == response.json()["id"]
     assert got.body["number"] == "#9999"
+
+
+async def test_a_canonical_event_twice_in_one_batch_is_delivered_once(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    """After a crash the mapper publishes again what it had published: the copy can land in
+    the same delivery batch as the original, where the "already delivered" check made before
+    the batch cannot see it."""
+    from hub.bus import Publisher, ensure_topics
+    from hub.envelope import CloudEvent
+
+    settings = hubs.settings()
+    await ensure_topics(settings, hubs.bootstrap, settings.all_topics())
+
+    def canonical(event_id: str, golden: str) -> CloudEvent:
+        return CloudEvent(
+            id=event_id,
+            source="/mappings/shopify/orders_create",
+            type="hub.order",
+            data=json.dumps({"id": golden}).encode(),
+            subject=golden,
+            key=golden,
+        )
+
+    # One key, so one after the other: when c-2 arrives, the copy of c-1 has been handled.
+    events = [canonical("c-1", "ord_a"), canonical("c-1", "ord_a"), canonical("c-2", "ord_a")]
+    publisher = Publisher(settings, hubs.bootstrap, 10.0)
+    try:  # all three are waiting before the delivery worker starts: one batch
+        await publisher.wait([publisher.send(settings.canonical_topic("order"), e) for e in events])
+    finally:
+        await publisher.close()
+
+    await hubs.start(sink.url, settings=settings)
+    keys: list[str] = []
+    while "c-2" not in keys:
+        keys.append((await sink.next()).headers["idempotency-key"])
+    assert keys == ["c-1", "c-2"]

@@ -86,12 +86,14 @@ class DeliveryWorker(RetryingWorker):
         done = await self.hub.db.delivered(self.destination, [event_id_of(r) for r in records])
         by_key: dict[Any, list[Any]] = defaultdict(list)
         for record in records:
-            if event_id_of(record) in done:
-                log.info(
-                    "%s already delivered to %s; skipped", event_id_of(record), self.destination
-                )
+            event_id = event_id_of(record)
+            if event_id in done:
+                log.info("%s already delivered to %s; skipped", event_id, self.destination)
                 continue
-            by_key[record.key if record.key is not None else event_id_of(record)].append(record)
+            # A copy later in the same batch (the mapper published it again after a crash) is
+            # skipped too: the check above only knows what was delivered before the batch.
+            done.add(event_id)
+            by_key[record.key if record.key is not None else event_id].append(record)
         gate = asyncio.Semaphore(self.settings.delivery_concurrency)
         futures: list[asyncio.Future[None]] = []
 

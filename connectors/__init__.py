@@ -1,10 +1,14 @@
 """Adapters for external systems. Each module registers one connector under its name."""
 
 from .base import (
+    Change,
     Connector,
     ConnectorOptions,
     Delivery,
     InboundEvent,
+    Page,
+    PollingOptions,
+    PollingSource,
     Secret,
     Sink,
     WebhookSource,
@@ -12,10 +16,14 @@ from .base import (
 from .registry import get, names, register
 
 __all__ = [
+    "Change",
     "Connector",
     "ConnectorOptions",
     "Delivery",
     "InboundEvent",
+    "Page",
+    "PollingOptions",
+    "PollingSource",
     "Secret",
     "Sink",
     "WebhookSource",

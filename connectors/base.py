@@ -6,6 +6,7 @@ of Kafka. A *connection* in hub.yaml is a configured instance of a connector.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationInfo
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationInfo
 
 
 def _resolve_secret(value: Any, info: ValidationInfo) -> SecretStr:
@@ -71,6 +72,12 @@ class Connector:
         self.connection = connection
         self.options = options
 
+    def fingerprint(self) -> str:
+        """A digest of the connector and its options, secrets included (compared on a reload to
+        see whether a connection changed; the secrets themselves are never kept)."""
+        options = json.dumps(self.options.model_dump(), default=_reveal, sort_keys=True)
+        return hashlib.sha256(f"{self.name}\n{options}".encode()).hexdigest()
+
 
 class WebhookSource(Connector):
     """A connector whose system pushes changes as signed webhooks."""
@@ -84,7 +91,62 @@ class WebhookSource(Connector):
         raise NotImplementedError
 
 
+class PollingOptions(ConnectorOptions):
+    """Options every polling connector has (its own Options extend these)."""
+
+    poll_interval_s: float = Field(
+        60.0, gt=0, description="Seconds between polls when the last one found nothing more."
+    )
+
+
+@dataclass(frozen=True)
+class Change:
+    """One changed record, as a polling source reports it."""
+
+    type: str  # the event type, e.g. "sale.changed"
+    subject: str | None  # the record's id in its system
+    version: str  # what tells this state of the record from others (e.g. its write date)
+    data: bytes  # the record as JSON, kept as the raw event's data
+
+
+@dataclass(frozen=True)
+class Page:
+    """What one poll found: the changes, where the next poll starts, and whether more are
+    ready at once (a full page)."""
+
+    changes: list[Change]
+    cursor: str | None  # None: the cursor stays where it was
+    more: bool = False
+
+
+class PollingSource(Connector):
+    """A connector whose system is asked for its changes on a schedule.
+
+    ``poll(cursor)`` returns the changes after ``cursor`` (None: from the start) and the cursor
+    after them. The hub stores the new cursor only once every change of the page is stored in
+    Kafka, so a crash repeats a page, never skips one; the events of a repeated page get the
+    same ids (connection, subject, version), so they are deduplicated downstream. A failure
+    should raise :class:`hub.errors.PollFailed`."""
+
+    options: PollingOptions
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def poll(self, cursor: str | None) -> Page:
+        raise NotImplementedError
+
+
 _UNSET: Any = object()
+
+
+def _reveal(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return str(value)
 
 
 class Delivery:

@@ -33,7 +33,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic import ValidationError as PydanticValidationError
 
 import connectors
-from connectors import Connector, Sink, WebhookSource
+from connectors import Connector, PollingSource, Sink, WebhookSource
 
 from .errors import ConfigError, Problem
 from .mapping import MappingSet
@@ -207,6 +207,9 @@ class HubConfig:
         conn = self.connections.get(name)
         return conn if isinstance(conn, WebhookSource) else None
 
+    def polling_sources(self) -> dict[str, PollingSource]:
+        return {n: c for n, c in self.connections.items() if isinstance(c, PollingSource)}
+
     def sinks(self) -> dict[str, Sink]:
         return {n: c for n, c in self.connections.items() if isinstance(c, Sink)}
 
@@ -301,7 +304,7 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
                         "or canonical.<entity>)",
                     )
                 )
-            elif conn is not None and not isinstance(conn, WebhookSource):
+            elif conn is not None and not isinstance(conn, WebhookSource | PollingSource):
                 problems.append(
                     doc.problem((*loc, "from"), f"connection {route.source!r} is not a source")
                 )

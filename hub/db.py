@@ -1,8 +1,8 @@
 """The hub's own state (SQLAlchemy 2 async): SQLite by default, PostgreSQL in production.
 
-Tables: webhook receipts (ingress deduplication), deliveries (so a redelivered event does not
-repeat its effect in a destination), dead letters, and retries (events parked until their next
-attempt, see :mod:`hub.retry`).
+Tables: webhook receipts (ingress deduplication), poll cursors (see :mod:`hub.polling`),
+deliveries (so a redelivered event does not repeat its effect in a destination), dead letters,
+and retries (events parked until their next attempt, see :mod:`hub.retry`).
 
 The statements made for every event (receipts, deliveries) go through :meth:`Database.run`.
 On SQLite it runs them with the plain sqlite3 driver on a thread of the database's own, one
@@ -60,6 +60,16 @@ webhook_receipts = Table(
     Column("delivery_id", String(255), primary_key=True),
     Column("event_id", String(64), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+poll_cursors = Table(
+    "poll_cursors",
+    metadata,
+    Column("connection", String(64), primary_key=True),
+    Column("cursor", Text),  # NULL: never polled through yet
+    Column("polled_at", DateTime(timezone=True)),  # when the cursor last moved
+    Column("owner", String(64)),  # the hub process polling it (see hub.polling)
+    Column("lease_until", DateTime(timezone=True)),
 )
 
 deliveries = Table(

@@ -98,6 +98,27 @@ def derived_id(*parts: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def raw_event(
+    event_id: str,
+    connection: str,
+    connector: str,
+    event_type: str,
+    subject: str | None,
+    data: bytes,
+) -> CloudEvent:
+    """A source system's event as it goes to the ingest topic (from a webhook or a poll): keyed
+    by connection and subject, so one record's events stay in order."""
+    return CloudEvent(
+        id=event_id,
+        source=f"/connections/{connection}",
+        type=f"{connector}.{event_type}",
+        subject=subject,
+        data=data,
+        key=f"{connection}/{subject}" if subject else connection,
+        extensions={"hubconnection": connection, "hubevent": event_type},
+    )
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 

@@ -93,6 +93,14 @@ class BrokerUnavailable(HubError):
     """The broker did not acknowledge a write in time; nothing was stored."""
 
 
+class PollFailed(HubError):
+    """A polling source could not be read this time (its system is down, refused, ...)."""
+
+    def __init__(self, connection: str, message: str) -> None:
+        self.connection = connection
+        super().__init__(f"polling {connection}: {message}")
+
+
 class DatabaseUnavailable(HubError):
     """The hub's database cannot be opened."""
 

@@ -26,6 +26,7 @@ from .errors import ConfigError
 from .mapping import MappingSet, load_mappings
 from .mapping.engine import yaml_files
 from .mdm import DeterministicResolver, IdResolver
+from .polling import Poller
 from .receipts import Receipts
 from .replay import ReplayJobs
 from .settings import Settings
@@ -80,6 +81,7 @@ class Hub:
         self.replays = ReplayJobs(self)
         self._publisher: Publisher | None = None
         self._workers: dict[Worker, asyncio.Task[None]] = {}
+        self.pollers: dict[str, Poller] = {}
         self._tasks: list[asyncio.Task[None]] = []  # HTTP server, config watcher
         self._server: _Server | None = None
         self._fingerprint = ""
@@ -118,6 +120,7 @@ class Hub:
         if "delivery" in self.roles:
             await self._sync_delivery_workers()
         if "ingress" in self.roles:
+            await self._sync_pollers()
             await self._serve_http()
         if s.reload_interval_s > 0:
             self._fingerprint = self._files_fingerprint()
@@ -162,6 +165,22 @@ class Hub:
                 await sink.open()
                 self._start_worker(DeliveryWorker(self, name, sink, routes))
 
+    async def _sync_pollers(self) -> None:
+        """One poller per polling connection (sources are read where webhooks are received);
+        a connection whose settings changed gets a new poller, which goes on from the stored
+        cursor."""
+        wanted = self.config.polling_sources()
+        for name, poller in list(self.pollers.items()):
+            source = wanted.get(name)
+            if source is None or source.fingerprint() != poller.source.fingerprint():
+                log.info("stopping the poller of %s (configuration changed)", name)
+                del self.pollers[name]
+                await poller.stop()
+        for name, source in wanted.items():
+            if name not in self.pollers:
+                self.pollers[name] = poller = Poller(self, name, source)
+                poller.start()
+
     def _files_fingerprint(self) -> str:
         digest = hashlib.sha256()
         mappings_dir = self.settings.mappings_dir or self.config.mappings_dir
@@ -205,6 +224,8 @@ class Hub:
         self.config, self.mappings = config, mappings
         if "delivery" in self.roles:
             await self._sync_delivery_workers()
+        if "ingress" in self.roles:
+            await self._sync_pollers()
         changed = sorted(
             n
             for n, m in mappings.mappings.items()
@@ -254,6 +275,8 @@ class Hub:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
+        pollers, self.pollers = list(self.pollers.values()), {}
+        await asyncio.gather(*(p.stop() for p in pollers))
         await asyncio.gather(*(self._stop_worker(w) for w in list(self._workers)))
         for task in self._tasks:
             if task.get_name() == "reload":

@@ -27,6 +27,7 @@ from .support.harness import (
     post,
     shopify_headers,
     topic_records,
+    until,
 )
 
 
@@ -43,14 +44,6 @@ async def send(hub: Hub, order_id: int, note: str) -> None:
     body = order_body(order_id, note=note)
     response = await post(hub, body, shopify_headers(body))
     assert response.status_code == 202, response.text
-
-
-async def until(predicate: Any, timeout_s: float = 60.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            if await predicate():
-                return
-            await asyncio.sleep(0.05)
 
 
 def drained(queue: RetryQueue) -> Any:

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
 
-from hub.envelope import CloudEvent, derived_id, new_id
+from hub.envelope import derived_id, new_id, raw_event
 from hub.errors import (
     BrokerUnavailable,
     MalformedPayload,
@@ -69,15 +69,7 @@ async def accept(hub: Hub, connection: str, headers: Mapping[str, str], body: by
     else:
         event_id = new_id()
 
-    event = CloudEvent(
-        id=event_id,
-        source=f"/connections/{connection}",
-        type=f"{source.name}.{inbound.type}",
-        subject=inbound.subject,
-        data=body,
-        key=f"{connection}/{inbound.subject}" if inbound.subject else connection,
-        extensions={"hubconnection": connection, "hubevent": inbound.type},
-    )
+    event = raw_event(event_id, connection, source.name, inbound.type, inbound.subject, body)
     try:
         await hub.publisher.publish(hub.settings.ingest_topic, event)
     except BrokerUnavailable as exc:

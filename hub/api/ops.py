@@ -1,5 +1,6 @@
 """``/api``: the operator's API — dead letters: list, inspect, replay (as is or edited),
-replay in bulk with progress, discard; events parked for a retry; destinations' circuits.
+replay in bulk with progress, discard; events parked for a retry; destinations' circuits;
+polling sources' cursors.
 
 Access: with ``HUB_OPS_TOKEN`` set, requests need ``Authorization: Bearer <token>``; without
 it, the API answers only when the hub listens on a loopback address (the development default).
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from hub.deadletters import Filter, public
+from hub.polling import CursorStore
 from hub.replay import UNCHANGED, ReplayJobs, ReplayRefused, replay
 from hub.retry import RetryTable
 from hub.workers.delivery import DeliveryWorker
@@ -178,6 +180,35 @@ async def destinations(hub: HubDep) -> dict[str, Any]:
             }
         )
     return {"items": out, "mapper_parked": parked.get(hub.settings.topic("mapper"), 0)}
+
+
+@router.get("/sources")
+async def sources(hub: HubDep) -> dict[str, Any]:
+    """Each polling connection: its stored cursor, when it last moved, who holds the lease, and
+    (when its poller runs in this process) its polls and last error."""
+    rows = await CursorStore(hub.db).all()
+    out = []
+    for name, source in sorted(hub.config.polling_sources().items()):
+        row = rows.get(name, {})
+        poller = hub.pollers.get(name)
+        until = row.get("lease_until")
+        out.append(
+            {
+                "name": name,
+                "connector": source.name,
+                "cursor": row.get("cursor"),
+                "cursor_moved_at": _iso(row.get("polled_at")),
+                "polled_here": poller is not None and row.get("owner") == poller.owner,
+                "lease_until": _iso(until),
+                "polls": poller.polls if poller is not None else None,
+                "last_error": poller.last_error if poller is not None else None,
+            }
+        )
+    return {"items": out}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

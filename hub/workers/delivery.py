@@ -28,7 +28,6 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
-from pydantic import SecretStr
 
 from connectors import Delivery, Sink
 from hub.batching import GroupCommit
@@ -77,9 +76,8 @@ class DeliveryWorker(RetryingWorker):
         sink: Sink, routes: list[OutboundRoute], limits: LimitsSpec | None = None
     ) -> tuple[str, str, tuple[str, ...]]:
         """What a running worker depends on: its connection's settings, limits and topics."""
-        options = json.dumps(sink.options.model_dump(), default=_reveal, sort_keys=True)
-        options += (limits or LimitsSpec()).model_dump_json()
-        digest = hashlib.sha256(options.encode()).hexdigest()  # secrets compared, never kept
+        limits_json = (limits or LimitsSpec()).model_dump_json()
+        digest = hashlib.sha256(f"{sink.fingerprint()}\n{limits_json}".encode()).hexdigest()
         return (sink.name, digest, tuple(sorted({r.entity for r in routes})))
 
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:
@@ -222,9 +220,3 @@ class DeliveryWorker(RetryingWorker):
 
 
 _AS_IS: Any = object()
-
-
-def _reveal(value: Any) -> str:
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    return str(value)

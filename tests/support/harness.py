@@ -271,3 +271,12 @@ def header(record: Any, name: str) -> str | None:
         if k == name:
             return bytes(v).decode()
     return None
+
+
+async def until(predicate: Callable[[], Any], timeout_s: float = 60.0) -> None:
+    """Wait until ``await predicate()`` is true (a test fails on the timeout, never on time)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if await predicate():
+                return
+            await asyncio.sleep(0.05)

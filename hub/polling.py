@@ -137,10 +137,13 @@ class Poller:
         await self.source.close()
 
     async def run(self) -> None:
-        await self.source.open()
         backoff = self.min_backoff_s
+        opened = False
         while not self._stopping.is_set():
             try:
+                if not opened:
+                    await self.source.open()
+                    opened = True
                 if await self.store.lease(self.connection, self.owner, now_utc(), self.hold_s):
                     wait = await self.round()
                 else:

@@ -14,6 +14,7 @@ costs ~150 us (bench/README.md). The loop never waits on SQLite's locks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -143,23 +144,38 @@ retries = Table(
 )
 
 
-# The reads made for every event, for sqlite3 and for SQLAlchemy; built once: a statement made
-# per call costs SQLAlchemy a cache key each time.
-_WEBHOOK_EVENTS = (
-    "SELECT delivery_id, event_id FROM webhook_receipts"
-    " WHERE connection = ? AND delivery_id IN (?ids)",
-    select(webhook_receipts.c.delivery_id, webhook_receipts.c.event_id).where(
-        webhook_receipts.c.connection == bindparam("connection"),
-        webhook_receipts.c.delivery_id.in_(bindparam("ids", expanding=True)),
-    ),
+# The reads made for every event; built once: a statement made per call costs SQLAlchemy a
+# cache key each time. On SQLite they run through sqlite3 as compiled by _sqlite_sql.
+_WEBHOOK_EVENTS = select(webhook_receipts.c.delivery_id, webhook_receipts.c.event_id).where(
+    webhook_receipts.c.connection == bindparam("connection"),
+    webhook_receipts.c.delivery_id.in_(bindparam("ids", expanding=True)),
 )
-_DELIVERED = (
-    "SELECT event_id FROM deliveries WHERE destination = ? AND event_id IN (?ids)",
-    select(deliveries.c.event_id).where(
-        deliveries.c.destination == bindparam("destination"),
-        deliveries.c.event_id.in_(bindparam("ids", expanding=True)),
-    ),
+_DELIVERED = select(deliveries.c.event_id).where(
+    deliveries.c.destination == bindparam("destination"),
+    deliveries.c.event_id.in_(bindparam("ids", expanding=True)),
 )
+
+
+@functools.cache
+def _sqlite_sql(query: Any) -> tuple[str, tuple[str, ...]]:
+    """``query`` as SQLite text, with its parameter names in placeholder order."""
+    compiled = query.compile(dialect=sqlite.dialect())
+    return str(compiled), tuple(compiled.positiontup or ())
+
+
+def _sqlite_args(query: Any, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The text and positional arguments for sqlite3; a list parameter (``IN``) gets one
+    placeholder per value."""
+    sql, names = _sqlite_sql(query)
+    args: list[Any] = []
+    for name in names:
+        value = params[name]
+        if isinstance(value, list):
+            sql = sql.replace(f"__[POSTCOMPILE_{name}]", ",".join("?" * len(value)))
+            args.extend(value)
+        else:
+            args.append(value)
+    return sql, args
 
 
 def _open_reader(path: str) -> sqlite3.Connection:
@@ -193,22 +209,16 @@ class Database:
         self._reader: sqlite3.Connection | None = None
         self._reader_path = parsed.database if self._sync is not None else None
 
-    async def _select(self, sql: str, query: Any, params: dict[str, Any]) -> list[Any]:
+    async def _select(self, query: Any, params: dict[str, Any]) -> list[Any]:
         """A read made for every event. On SQLite it runs on the loop's own thread, over a
         read-only connection of its own: WAL readers never wait for writers, and a statement
-        costs ~10 us where a hop to another thread costs ~100 us of CPU. ``sql`` is ``query``
-        for sqlite3, with ``?`` for the ``ids`` list. Should SQLite be busy all the same (WAL
-        recovery), the read goes to the database thread."""
+        costs ~10 us where a hop to another thread costs ~100 us of CPU. Should SQLite be busy
+        all the same (WAL recovery), the read goes to the database thread."""
         if self._reader_path is not None:
             try:
                 if self._reader is None:
                     self._reader = _open_reader(self._reader_path)
-                ids = params["ids"]
-                others = [v for k, v in params.items() if k != "ids"]
-                marks = ",".join("?" * len(ids))
-                return self._reader.execute(
-                    sql.replace("(?ids)", f"({marks})"), [*others, *ids]
-                ).fetchall()
+                return self._reader.execute(*_sqlite_args(query, params)).fetchall()
             except sqlite3.OperationalError as exc:
                 log.info("SQLite read on the loop thread failed (%s); using the thread", exc)
         return await self.run(lambda conn: list(conn.execute(query, params)))
@@ -264,7 +274,7 @@ class Database:
     async def webhook_events(self, connection: str, delivery_ids: list[str]) -> dict[str, str]:
         """Event ids stored for earlier deliveries with these ids (the ones found)."""
         params = {"connection": connection, "ids": delivery_ids}
-        return {r[0]: r[1] for r in await self._select(*_WEBHOOK_EVENTS, params)}
+        return {r[0]: r[1] for r in await self._select(_WEBHOOK_EVENTS, params)}
 
     async def record_webhooks(self, rows: list[tuple[str, str, str]]) -> None:
         """Record (connection, delivery id, event id) receipts in one transaction."""
@@ -282,7 +292,7 @@ class Database:
         if not event_ids:
             return set()
         params = {"destination": destination, "ids": event_ids}
-        return {r[0] for r in await self._select(*_DELIVERED, params)}
+        return {r[0] for r in await self._select(_DELIVERED, params)}
 
     async def record_deliveries(self, destination: str, event_ids: list[str]) -> None:
         """Record successful deliveries in one transaction."""

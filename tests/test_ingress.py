@@ -58,6 +58,9 @@ async def test_refusals_answer_with_status_and_json_and_store_nothing(hub, clien
     cases.append(("too large", big, shopify_headers(big), 413, "payload_too_large"))
     broken = b'{"id": 1, "name": '
     cases.append(("malformed JSON", broken, shopify_headers(broken), 400, "malformed_payload"))
+    # beyond Python's integer digit limit: json raises a plain ValueError (it was a 500)
+    huge = b'{"id": 1, "n": ' + b"9" * 5000 + b"}"
+    cases.append(("5,000-digit number", huge, shopify_headers(huge), 400, "malformed_payload"))
     text = b"id=1"
     cases.append(
         (

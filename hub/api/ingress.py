@@ -133,7 +133,7 @@ def parse(body: bytes) -> Any:
         pass
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # also UnicodeDecodeError, and an integer beyond the digit limit
         raise MalformedPayload(f"body is not valid JSON: {exc}") from None
 
 

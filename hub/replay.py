@@ -6,9 +6,9 @@ import asyncio
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from . import exactjson
 from .canonical import validate
 from .deadletters import REPLAY_HEADER, Filter
 from .envelope import from_kafka
@@ -81,7 +81,7 @@ def check_edit(
                 "subject": event.subject,
             }
             # read as the mapper reads raw events: amounts as exact decimals
-            data = json.loads(value, parse_float=Decimal)
+            data = exactjson.loads(value)
             result = mapping.apply(data, meta, hub.resolver)
             if result is not None and mapping.target_entity:
                 validate(mapping.target_entity, result)

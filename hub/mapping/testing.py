@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from hub import exactjson
 from hub.canonical import validate
 from hub.errors import ConfigError, MappingFailed, ProcessingError
 from hub.mdm import DeterministicResolver
@@ -137,7 +138,7 @@ def case_input(file: Path, case: dict[str, Any]) -> Any:
     """The input of a test case: inline, or read from its ``input_file``."""
     if "input_file" in case:
         text = (file.parent / str(case["input_file"])).read_text(encoding="utf-8")
-        return json.loads(text, parse_float=Decimal)
+        return exactjson.loads(text)
     return _decimals(case.get("input"))
 
 

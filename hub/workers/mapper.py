@@ -8,13 +8,12 @@ matches; each output is validated against its canonical model and published to
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
 
+from hub import exactjson
 from hub.canonical import encode, validate
 from hub.config import InboundRoute
 from hub.deadletters import REPLAY_HEADER, Stage
@@ -88,8 +87,8 @@ class MapperWorker(RetryingWorker):
         connection = event.extensions.get("hubconnection", "")
         event_type = event.extensions.get("hubevent", "")
         try:
-            payload = json.loads(event.data, parse_float=Decimal)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            payload = exactjson.loads(event.data)
+        except ValueError as exc:  # not JSON, not UTF-8, or an integer beyond the digit limit
             err = EnvelopeError(f"data is not JSON: {exc}")
             return [self.dead_letter(record, Stage.INGEST, err)]
 

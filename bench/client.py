@@ -1,0 +1,132 @@
+"""Delivery HTTP client: CPU per POST of hub.httpclient, aiohttp and httpx against bench.sink.
+
+The sink runs in its own process; this process only sends. Each client POSTs the same ~2 KB JSON
+body with the headers the http destination sends (content-type, Idempotency-Key, ce-*), keeping
+``--in-flight`` requests going, and the figure is this process's CPU time per request
+(``time.process_time``), so the sink's share is not in it. Each client is run ``--rounds``
+times, alternating, and the best round is reported.
+
+    .venv/bin/python -m bench.client
+    .venv/bin/python -m bench.client --requests 5000 --clients hub,aiohttp,httpx
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+import uvloop
+
+BODY = b'{"id": "ord_1", "note": "' + b"x" * 2000 + b'"}'
+HEADERS = {
+    "content-type": "application/json",
+    "idempotency-key": "0b6f6c1ce4c95c7f9c1e0f6a2b8a4e11",
+    "ce-id": "0b6f6c1ce4c95c7f9c1e0f6a2b8a4e11",
+    "ce-source": "/mappings/shopify/orders_create",
+    "ce-type": "hub.order",
+    "ce-specversion": "1.0",
+    "ce-time": "2026-12-02T06:00:00.000Z",
+    "ce-subject": "ord_1",
+    "ce-correlationid": "6a1c9e0b4f3d4c2a8e7b5d9f1a3c5e7b",
+}
+
+Post = Callable[[], Awaitable[int]]
+
+
+async def make(kind: str, url: str) -> tuple[Post, Callable[[], Awaitable[None]]]:
+    if kind == "hub":
+        from hub.httpclient import Client
+
+        client = Client(url, timeout=30)
+        headers = list(HEADERS.items())
+
+        async def post_hub() -> int:
+            return (await client.request("POST", headers, BODY)).status
+
+        return post_hub, client.close
+    if kind == "aiohttp":
+        import aiohttp
+
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()
+        )
+
+        async def post_aiohttp() -> int:
+            async with session.post(url, data=BODY, headers=HEADERS, allow_redirects=False) as r:
+                return r.status
+
+        return post_aiohttp, session.close
+    if kind == "httpx":
+        import httpx
+
+        hx = httpx.AsyncClient(trust_env=False, timeout=30)
+
+        async def post_httpx() -> int:
+            return (await hx.post(url, content=BODY, headers=HEADERS)).status_code
+
+        return post_httpx, hx.aclose
+    raise SystemExit(f"unknown client {kind!r}")
+
+
+async def round_(kind: str, url: str, requests: int, in_flight: int) -> tuple[float, float]:
+    post, close = await make(kind, url)
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one() -> int:
+        async with gate:
+            return await post()
+
+    try:
+        await asyncio.gather(*(one() for _ in range(min(500, requests))))  # connections, caches
+        wall, cpu = time.perf_counter(), time.process_time()
+        statuses = await asyncio.gather(*(one() for _ in range(requests)))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        await close()
+    if set(statuses) != {200}:
+        raise SystemExit(f"{kind}: unexpected answers {sorted(set(statuses))}")
+    return requests / wall, cpu / requests * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.client", description=__doc__.split("\n")[0])
+    p.add_argument("--clients", default="hub,aiohttp", help="comma-separated: hub,aiohttp,httpx")
+    p.add_argument("--requests", type=int, default=20_000, help="requests per round")
+    p.add_argument("--in-flight", type=int, default=16, help="requests in flight")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per client (best is shown)")
+    args = p.parse_args(argv)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sink = subprocess.Popen([sys.executable, "-m", "bench.sink", "--port", str(port)])
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/ok/erp"
+        best: dict[str, tuple[float, float]] = {}
+        for _ in range(args.rounds):
+            for kind in args.clients.split(","):
+                rate, cpu = uvloop.run(round_(kind, url, args.requests, args.in_flight))
+                if kind not in best or cpu < best[kind][1]:
+                    best[kind] = (rate, cpu)
+        print(f"{'client':10} {'req/s':>8} {'CPU us/request':>15}")
+        for kind, (rate, cpu) in best.items():
+            print(f"{kind:10} {rate:8,.0f} {cpu:15.1f}")
+        print(f"{args.requests} POSTs of {len(BODY)} bytes per round, {args.in_flight} in flight")
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

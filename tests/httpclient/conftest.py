@@ -1,0 +1,17 @@
+"""Every test here runs twice: on asyncio's own event loop and on uvloop, which ``hub up`` runs
+on. uvloop's transports are not asyncio's classes: an ``isinstance(transport,
+asyncio.Transport)`` holds on one loop and fails on the other."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+import pytest
+import uvloop
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}

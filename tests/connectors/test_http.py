@@ -275,6 +275,24 @@ async def test_timeout_is_retriable(server: Server) -> None:
     assert len(server.app.requests) == 1
 
 
+async def test_a_header_that_would_split_the_request_is_rejected_and_nothing_sent(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_ERP_AUTH", "Bearer a\r\nx-injected: 1")  # a secret that is broken
+    bad = delivery()
+    bad.headers["subject"] = "ord_1\r\nx-injected: 1"  # e.g. an id taken from a source system
+    http = sink(f"{server.base}/orders", authorization="env:TEST_ERP_AUTH")
+    try:
+        with pytest.raises(DeliveryRejected, match="header ce-subject") as info:
+            await http.deliver(bad)
+        with pytest.raises(DeliveryRejected, match="header authorization") as info2:
+            await http.deliver(delivery())
+    finally:
+        await http.close()
+    assert "x-injected" not in str(info.value) and "x-injected" not in str(info2.value)
+    assert server.app.requests == []
+
+
 def test_secret_is_not_in_repr_of_options(monkeypatch: pytest.MonkeyPatch) -> None:
     options = HttpOptions.model_validate(
         {"url": "http://127.0.0.1:1/x", "authorization": "env:TEST_ERP_AUTH"}

@@ -197,6 +197,7 @@ def consumer(
         # time instead of answering when data arrives: at the default 500 ms that added ~100 ms
         # per hop (bench/pipeline); 50 ms costs a few % of a core when idle.
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        fetch_min_bytes=settings.kafka_fetch_min_bytes,
     )
 
 

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(
         50, ge=0, description="How long a consumer fetch may wait for data (latency vs idle CPU)."
     )
+    kafka_fetch_min_bytes: int = Field(
+        1, ge=1, description="How much data a consumer fetch waits for, up to the max wait."
+    )
     kafka_commit_interval_ms: int = Field(
         100, ge=0, description="How often workers commit the offsets of the work done."
     )

@@ -220,6 +220,17 @@ def encode(data: dict[str, Any]) -> bytes:
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def decode(data: bytes) -> Any:
+    """A canonical event's data as it came off the bus: the reverse of ``encode``.
+
+    orjson (a canonical order: ~5x json); json for what orjson refuses (an integer beyond 64
+    bits, NaN from a foreign producer). Raises ``ValueError`` for what is not JSON."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
 def validate(entity: str, data: dict[str, Any]) -> None:
     """Raise SchemaViolation, listing every error with its path, unless ``data`` is a valid
     canonical ``entity``. (pydantic: ~68k orders/s here, against ~1.4k for jsonschema.)"""

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from aiokafka import TopicPartition
 
 from connectors import Delivery, Sink
 from hub.batching import GroupCommit
+from hub.canonical import decode
 from hub.config import HubConfig, LimitsSpec, OutboundRoute
 from hub.deadletters import REPLAY_HEADER, Stage
 from hub.envelope import EnvelopeError, from_kafka, header_value, now_rfc3339
@@ -117,7 +117,7 @@ class DeliveryWorker(RetryingWorker):
         context: dict[str, str | None] = {"destination": self.destination}
         try:
             event = from_kafka(record.key, record.value, record.headers)
-            data = json.loads(event.data)
+            data = decode(event.data)
         except (EnvelopeError, ValueError) as exc:
             return self.dead_now(record, Stage.DELIVER, exc, parked, context)
         routes = self._routes(self._entity_by_topic.get(record.topic))

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import ssl
 import threading
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,6 +94,9 @@ async def ensure_topics(settings: Settings, bootstrap: str, topics: Sequence[str
         await admin.close()
 
 
+_Ack = tuple[asyncio.Future[None], "confluent_kafka.KafkaError | None"]
+
+
 class Publisher:
     """Publishes CloudEvents with acks=all; ``publish`` returns once the broker has them."""
 
@@ -108,12 +112,34 @@ class Publisher:
             }
         )
         self._stop = threading.Event()
+        # delivery reports, appended during poll() or flush(), drained by the poller thread
+        self._acks: deque[_Ack] = deque()
         self._poller = threading.Thread(target=self._poll, name="kafka-publisher", daemon=True)
         self._poller.start()
 
     def _poll(self) -> None:
+        """Serve librdkafka's delivery reports; hand each round's to the loop in one call.
+
+        One ``call_soon_threadsafe`` per record was a wake-up of the event loop (and a GIL
+        hand-over) per record; a produce request acknowledges many records at once."""
         while not self._stop.is_set():
             self._producer.poll(0.05)
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        acks = self._acks
+        if not acks:
+            return
+        batch: list[_Ack] = []
+        try:
+            while True:
+                batch.append(acks.popleft())
+        except IndexError:
+            pass
+        try:
+            batch[0][0].get_loop().call_soon_threadsafe(_settle_all, batch)
+        except RuntimeError:  # the loop is closed: nobody waits for these any more
+            pass
 
     def send(
         self, topic: str, event: CloudEvent, extra_headers: Sequence[tuple[str, bytes]] = ()
@@ -126,11 +152,11 @@ class Publisher:
         self, topic: str, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, Any]]
     ) -> asyncio.Future[None]:
         """Queue one record as it is (dead letters keep the original record whole)."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acks = self._acks
 
         def delivered(err: confluent_kafka.KafkaError | None, _msg: Any) -> None:
-            loop.call_soon_threadsafe(_settle, fut, err)
+            acks.append((fut, err))  # in the thread that runs poll() or flush()
 
         try:
             record_headers: list[tuple[str, str | bytes | None]] = list(headers)
@@ -171,6 +197,12 @@ class Publisher:
         await asyncio.to_thread(self._producer.flush, self.timeout_s)
         self._stop.set()
         await asyncio.to_thread(self._poller.join)
+        self._hand_over()  # reports that flush() served after the poller's last round
+
+
+def _settle_all(acks: list[_Ack]) -> None:
+    for fut, err in acks:
+        _settle(fut, err)
 
 
 def _settle(fut: asyncio.Future[None], err: confluent_kafka.KafkaError | None) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import uvicorn
 
 from .api.app import create_app
+from .api.protocol import CorkedHttpToolsProtocol
 from .broker import EmbeddedBroker
 from .bus import Publisher, ensure_topics
 from .config import HubConfig, check_routes, load_config
@@ -250,6 +251,7 @@ class Hub:
                 log_config=None,
                 lifespan="off",
                 access_log=False,
+                http=CorkedHttpToolsProtocol,  # one write per response (hub/api/protocol.py)
             )
         )
         serving = asyncio.create_task(self._server.serve(), name="http")

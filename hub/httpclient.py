@@ -226,8 +226,10 @@ class _Connection(asyncio.Protocol):
     # CONNECT through a proxy
     def _tunnel_data(self, data: bytes) -> None:
         assert self.tunnel is not None
+        if self.tunnel.done():
+            return
         self._tunnel_buf += data
-        if b"\r\n\r\n" in self._tunnel_buf and not self.tunnel.done():
+        if b"\r\n\r\n" in self._tunnel_buf:
             self.tunnel.set_result(self._tunnel_buf)
         elif len(self._tunnel_buf) > 65536:
             self.tunnel.set_exception(ConnectFailed("the proxy's answer to CONNECT is too long"))

@@ -352,6 +352,7 @@ class ConnectProxy:
 
     heads: list[str] = field(default_factory=list)
     refuse: bool = False
+    flood: bool = False  # answer CONNECT with an endless head
     port: int = 0
 
     async def __aenter__(self) -> ConnectProxy:
@@ -365,6 +366,13 @@ class ConnectProxy:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
         self.heads.append(head)
+        if self.flood:
+            writer.write(b"HTTP/1.1 200 OK\r\nx-pad: ")
+            for _ in range(64):  # 256 KiB and never a blank line
+                writer.write(b"a" * 4096)
+                await writer.drain()
+            writer.close()
+            return
         if self.refuse:
             writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
             writer.close()
@@ -428,3 +436,16 @@ async def test_plain_http_through_a_proxy_uses_the_absolute_form(ok_server: RawS
     assert seen.target == "http://erp.invalid:8080/orders"
     assert seen.header("host") == "erp.invalid:8080"
     assert seen.header("proxy-authorization") == "Basic " + base64.b64encode(b"u:p").decode()
+
+
+async def test_an_endless_answer_to_connect_is_refused(ca: trustme.CA) -> None:
+    async with ConnectProxy(flood=True) as proxy:
+        client = Client(
+            "https://127.0.0.1:9/never",
+            proxy=f"http://127.0.0.1:{proxy.port}",
+            tls=client_tls(ca),
+            timeout=10,
+        )
+        with pytest.raises(ConnectFailed, match="too long"):
+            await client.request("POST", [], b"x")
+    assert len(proxy.heads) == 1

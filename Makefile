@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= examples/hub.yaml
 
-.PHONY: run test lint bench bench-mapping bench-pipeline install clean
+.PHONY: run test lint bench bench-mapping bench-pipeline bench-client bench-broker install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ bench-mapping: $(STAMP)
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python -m bench.pipeline $(BENCH_ARGS)
+
+bench-client: $(STAMP)
+	$(BIN)/python -m bench.client --clients hub,aiohttp,httpx --requests 10000
+
+bench-broker: $(STAMP)
+	$(BIN)/python -m bench.broker
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -221,10 +221,12 @@ def encode(data: dict[str, Any]) -> bytes:
 
 
 def decode(data: bytes) -> Any:
-    """A canonical event's data as it came off the bus: the reverse of ``encode``.
+    """A canonical event's data as it came off the bus: the reverse of ``encode``; ingress
+    reads webhook bodies with it too (``hub.api.ingress.parse``).
 
     orjson (a canonical order: ~5x json); json for what orjson refuses (an integer beyond 64
-    bits, NaN from a foreign producer). Raises ``ValueError`` for what is not JSON."""
+    bits, NaN from a foreign producer, a byte order mark, UTF-16). Raises ``ValueError`` for
+    what is not JSON."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:

@@ -19,11 +19,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
 
+from hub.canonical import decode
 from hub.envelope import derived_id, new_id, raw_event
 from hub.errors import (
     BrokerUnavailable,
@@ -123,16 +123,13 @@ async def answer(
 def parse(body: bytes) -> Any:
     """The body as JSON, for the connector's ``describe``; the event keeps the bytes as sent.
 
-    orjson where it can (a 10 KB Shopify order: 13 us against json's 36 us; parsing was a
-    third of ingress CPU); what it refuses beyond strict UTF-8 JSON (NaN, a byte order mark,
-    UTF-16) json decides, as before. orjson reads an integer beyond 64 bits as a float, so
-    such an id would reach ``describe`` rounded (JavaScript could not read it either)."""
+    ``hub.canonical.decode``: orjson where it can (a 10 KB Shopify order: 13 us against json's
+    36 us; parsing was a third of ingress CPU); what it refuses beyond strict UTF-8 JSON (NaN,
+    a byte order mark, UTF-16) json decides, as before. orjson reads an integer beyond 64 bits
+    as a float, so such an id would reach ``describe`` rounded (JavaScript could not read it
+    either)."""
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(body)
+        return decode(body)
     except ValueError as exc:  # also UnicodeDecodeError, and an integer beyond the digit limit
         raise MalformedPayload(f"body is not valid JSON: {exc}") from None
 

@@ -4,8 +4,8 @@ Each request carries ``Idempotency-Key`` (the event id) and the CloudEvents HTTP
 headers (``ce-id``, ``ce-type``, ...), so a receiver can deduplicate and trace it.
 
 The client is the hub's own lean HTTP/1.1 client (``hub.httpclient``): this is the hub's hottest
-path, and against a local sink with 16 requests in flight one POST costs it 26-29 µs of CPU where
-aiohttp cost 115-121 µs and httpx ~1,200 µs (bench/README.md, "Delivery HTTP client").
+path, and against a local sink with 16 requests in flight one POST costs it ~31-35 µs of CPU
+where aiohttp cost ~86-104 µs and httpx ~1,300-1,500 µs (``make bench-client``; bench/README.md).
 """
 
 from __future__ import annotations

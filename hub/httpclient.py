@@ -1,8 +1,8 @@
 """A lean HTTP/1.1 client for one origin: the delivery hot path.
 
 Each event the hub delivers is one request, so the client's own CPU is paid per event. aiohttp
-cost 115-121 us of CPU per POST against a local sink where this client costs 26-29 us (same
-sink, 16 in flight, bench/README.md "Delivery HTTP client"); it was half of the delivery
+cost ~86-104 us of CPU per POST against a local sink where this client costs ~31-35 us (same
+sink, 16 in flight: ``make bench-client``, bench/README.md); aiohttp was half of the delivery
 worker's CPU in bench/pipeline's profile.
 
 What it does, and nothing more:

@@ -16,6 +16,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationInfo
 
+from hub.canonical import decode
+
 
 def _resolve_secret(value: Any, info: ValidationInfo) -> SecretStr:
     """Secrets are referenced, never inlined: ``env:NAME`` or ``file:PATH``."""
@@ -183,7 +185,7 @@ class Delivery:
     def data(self) -> Any:
         if self._data is _UNSET:
             assert self._body is not None
-            self._data = json.loads(self._body)
+            self._data = decode(self._body)
         return self._data
 
     @property

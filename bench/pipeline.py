@@ -13,7 +13,9 @@ state folder, or --database-url). It is black-box: HTTP in, HTTP out; the hub's 
 not imported. Every order is a different order (its own id, hence its own golden id and Kafka
 key) and every request a different delivery (X-Shopify-Webhook-Id), signed.
 
-Passes, after a warm-up that waits for the whole pipeline (consumer groups joined):
+Each pass runs on a fresh broker, hub state and hub processes of its own, after a warm-up that
+waits for the whole pipeline (consumer groups joined); with --one-broker all passes share one
+(the embedded Tansu's cost per event grows with the records earlier passes left in it). Passes:
 
 * ``throughput`` - a closed loop around the whole pipeline: at most --window events between
   the generator and the sink, at most --concurrency requests in flight at ingress. Delivered
@@ -38,6 +40,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -656,9 +659,27 @@ def pass_stats(p: Pass, load: Load, arr: Arrivals, ramp_s: float) -> dict[str, A
 # --------------------------------------------------------------------------- the run
 
 
+def planned_passes(args: argparse.Namespace) -> list[Pass]:
+    """The measured passes in the order they run: the open-loop rates, then the throughput
+    pass. On one broker (--one-broker) that order matters: the embedded Tansu (memory storage)
+    costs more CPU per event the more records it holds (bench/README.md), so a pass run after
+    the throughput pass's tens of thousands of events would measure that instead."""
+    plan = [Pass(f"open {r:g}/s", "open", rate=r, duration=args.rate_duration) for r in args.rates]
+    if args.duration > 0:
+        plan.append(Pass("throughput", "throughput", duration=args.duration))
+    return plan
+
+
 async def run_passes(
-    args: argparse.Namespace, topo: Topology, load: Load, passes: list[Pass]
+    args: argparse.Namespace,
+    topo: Topology,
+    load: Load,
+    passes: list[Pass],
+    plan: list[Pass],
+    profile: bool,
 ) -> None:
+    """A warm-up, then ``plan``'s passes one after the other on ``topo``; each pass run is
+    appended to ``passes``."""
     watch = SinkWatch(topo.sink_port)
     await watch.poll()
     watch.start()
@@ -683,21 +704,15 @@ async def run_passes(
             f"warm-up: {accepted} events accepted, all at the sink {warm.drained_after_s:.1f}s "
             "after the last one was sent"
         )
-        # Open-loop passes first, the throughput pass last: the embedded Tansu (memory storage)
-        # costs more CPU per event the more records it holds (bench/README.md), so a pass run
-        # after the throughput pass's tens of thousands of events would measure that instead.
-        plan = [
-            Pass(f"open {r:g}/s", "open", rate=r, duration=args.rate_duration) for r in args.rates
-        ]
-        if args.duration > 0:
-            plan.append(Pass("throughput", "throughput", duration=args.duration))
         for p in plan:
             await asyncio.sleep(args.pause)
             p.loadavg = os.getloadavg()
             meter = CpuMeter(topo.pids())
             meter.start()
             cpu_t0 = time.time()
-            profiling = asyncio.create_task(profile_hubs(args, topo, p, first=p is plan[0]))
+            profiling = asyncio.create_task(
+                profile_hubs(args, topo, p, first=profile and p is plan[0])
+            )
             if p.mode == "throughput":
                 await throughput_loop(load, watch, p, args.concurrency, args.window)
             else:
@@ -851,6 +866,59 @@ def table(stats: list[dict[str, Any]], failing: bool, topology: str) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class Segment:
+    """One broker, one hub state and one set of hub processes, and the passes run on them."""
+
+    label: str
+    passes: list[Pass]
+    stats: list[dict[str, Any]]
+    checks: dict[str, Any]
+    problems: list[str]
+    hub_logs: dict[str, Any]
+
+
+def run_segment(args: argparse.Namespace, tmp: Path, plan: list[Pass], profile: bool) -> Segment:
+    """Start a topology in ``tmp``, warm it up, run ``plan`` on it, stop it and check what the
+    sink received against what ingress accepted."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    passes: list[Pass] = []
+    hub_logs: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        topo = start_topology(args, tmp, stack)
+        load = Load(
+            Orders(FIXTURE.read_bytes(), SECRET),
+            topo.ingress_ports,
+            max(args.concurrency, 256),
+            args.timeout,
+        )
+        asyncio.run(run_passes(args, topo, load, passes, plan, profile))
+        records = fetch_records(topo.sink_port)
+        for server in topo.hubs:
+            code = server.stop()
+            lines = server.tail(1_000_000).splitlines()
+            bad = [ln for ln in lines if " WARNING " in ln or " ERROR " in ln]
+            hub_logs[server.name] = {
+                "exit_code": code,
+                "warnings_and_errors": len(bad),
+                "last": bad[-5:],
+            }
+    arr = arrivals(records, load)
+    stats = [pass_stats(p, load, arr, args.ramp) for p in passes if p.mode != "warmup"]
+    checks, problems = verify(load, arr, args.failing_destination)
+    for name, log in hub_logs.items():
+        if log["exit_code"] not in (0, None):
+            problems.append(f"{name} exited with code {log['exit_code']}")
+    return Segment(plan[0].label, passes, stats, checks, problems, hub_logs)
+
+
+def add_up(a: Any, b: Any) -> Any:
+    """The counts of two runs' checks added up, key by key (nested dicts too)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: add_up(a[k], b[k]) if k in a and k in b else a.get(k, b.get(k)) for k in a | b}
+    return a + b
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -898,8 +966,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--concurrency",
         type=int,
-        default=32,
-        help="throughput pass: requests in flight at ingress (default: 32)",
+        default=128,
+        help="throughput pass: requests in flight at ingress (default: 128; with 32 the "
+        "closed loop was bound by ingress latency, the broker's acknowledgement, and left "
+        "15-25%% of the 2 cores idle)",
     )
     p.add_argument(
         "--window",
@@ -935,6 +1005,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=4.0, help="seconds of warm-up load (default: 4)")
     p.add_argument(
         "--warmup-rate", type=float, default=50.0, help="warm-up rate in events/s (default: 50)"
+    )
+    p.add_argument(
+        "--one-broker",
+        action="store_true",
+        help="run every pass on one broker and one set of hub processes, after one warm-up "
+        "(default: a fresh broker, hub state and processes for each pass; the embedded "
+        "broker's cost per event grows with the records the earlier passes left in it)",
     )
     p.add_argument(
         "--failing-destination",
@@ -1072,28 +1149,18 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    body = FIXTURE.read_bytes()
-    orders = Orders(body, SECRET)
+    body_bytes = len(FIXTURE.read_bytes())
+    plan = planned_passes(args)
+    # A fresh broker, hub state and hub processes for each pass, unless --one-broker.
+    groups = [plan] if args.one_broker or len(plan) < 2 else [[p] for p in plan]
     tmp = Path(tempfile.mkdtemp(prefix="hub-pipeline-", dir=args.tmp_dir))
-    passes: list[Pass] = []
-    records: list[list[Any]] = []
-    hub_logs: dict[str, Any] = {}
-    load: Load | None = None
+    segments: list[Segment] = []
     try:
-        with contextlib.ExitStack() as stack:
-            topo = start_topology(args, tmp, stack)
-            load = Load(orders, topo.ingress_ports, max(args.concurrency, 256), args.timeout)
-            asyncio.run(run_passes(args, topo, load, passes))
-            records = fetch_records(topo.sink_port)
-            for server in topo.hubs:
-                code = server.stop()
-                lines = server.tail(1_000_000).splitlines()
-                bad = [ln for ln in lines if " WARNING " in ln or " ERROR " in ln]
-                hub_logs[server.name] = {
-                    "exit_code": code,
-                    "warnings_and_errors": len(bad),
-                    "last": bad[-5:],
-                }
+        for i, group in enumerate(groups):
+            if len(groups) > 1:
+                print(f"--- {group[0].label}: a fresh broker, hub state and hub processes")
+            seg_tmp = tmp / f"run{i + 1}" if len(groups) > 1 else tmp
+            segments.append(run_segment(args, seg_tmp, group, profile=i == 0))
     except KeyboardInterrupt:
         print("\ninterrupted: subprocesses stopped", file=sys.stderr)
         return 130
@@ -1110,21 +1177,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"temporary files kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    assert load is not None
 
-    arr = arrivals(records, load)
-    stats = [pass_stats(p, load, arr, args.ramp) for p in passes if p.mode != "warmup"]
-    checks, problems = verify(load, arr, args.failing_destination)
-    for name, log in hub_logs.items():
-        if log["exit_code"] not in (0, None):
-            problems.append(f"{name} exited with code {log['exit_code']}")
+    stats = [s for seg in segments for s in seg.stats]
+    passes = [p for seg in segments for p in seg.passes]
+    checks: dict[str, Any] = functools.reduce(add_up, (seg.checks for seg in segments))
+    problems = [
+        f"{seg.label}: {x}" if len(segments) > 1 else x for seg in segments for x in seg.problems
+    ]
+    hub_logs = {
+        f"{seg.label}: {name}" if len(segments) > 1 else name: log
+        for seg in segments
+        for name, log in seg.hub_logs.items()
+    }
     print()
     print(table(stats, args.failing_destination, topology))
     for p in passes:
         if p.profiled_s:
             print()
             print(f"where the hub processes spend their Python CPU (py-spy, {p.label}):")
-            for server_name in hub_logs:
+            for server_name in segments[0].hub_logs:
                 path = args.profile / f"{server_name}.txt"
                 if path.exists():
                     print(pyspy.report(server_name, path, p.profiled_s))
@@ -1180,7 +1251,8 @@ def main(argv: list[str] | None = None) -> int:
             "rate_duration_s": args.rate_duration,
             "overload_s": args.overload_s,
             "ramp_s": args.ramp,
-            "body_bytes": orders.length,
+            "one_broker": len(groups) == 1,
+            "body_bytes": body_bytes,
         },
         "passes": stats,
         "checks": checks,

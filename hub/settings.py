@@ -113,6 +113,17 @@ class Settings(BaseSettings):
     def canonical_topic(self, entity: str) -> str:
         return self.topic(f"canonical.{entity}")
 
+    @property
+    def mapper_group(self) -> str:
+        return self.topic("mapper")
+
+    @property
+    def recorder_group(self) -> str:
+        return self.topic("deadletter-recorder")
+
+    def delivery_group(self, destination: str) -> str:
+        return self.topic(f"deliver.{destination}")
+
     def all_topics(self) -> list[str]:
         return [
             self.ingest_topic,

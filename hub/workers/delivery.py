@@ -57,7 +57,7 @@ class DeliveryWorker(RetryingWorker):
             open_s=float(cb.open_for) if cb else s.breaker_open_s,
             max_open_s=float(cb.max_open_for) if cb else s.breaker_max_open_s,
         )
-        super().__init__(hub, s.topic(f"deliver.{destination}"), breaker)
+        super().__init__(hub, s.delivery_group(destination), breaker)
         self.destination = destination
         self.sink = sink
         self.routes = routes

@@ -46,7 +46,7 @@ class MapperWorker(RetryingWorker):
     stage = Stage.MAP
 
     def __init__(self, hub: Hub) -> None:
-        super().__init__(hub, hub.settings.topic("mapper"))
+        super().__init__(hub, hub.settings.mapper_group)
         self.topics = [hub.settings.ingest_topic]
 
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:

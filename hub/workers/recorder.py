@@ -19,7 +19,7 @@ class DeadLetterRecorder(Worker):
     def __init__(self, hub: Hub) -> None:
         super().__init__(hub.settings, hub.bootstrap)
         self.hub = hub
-        self.group = hub.settings.topic("deadletter-recorder")
+        self.group = hub.settings.recorder_group
         self.topics = [hub.settings.deadletter_topic]
 
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
-from hub.db import Database
+from hub.db import Database, deliveries, webhook_receipts
 from hub.retry import RetryQueue, StoredRecord, later, now_utc
 
 POSTGRES_URL = os.environ.get(
@@ -114,6 +117,36 @@ async def test_deliveries(db: Database) -> None:
     await db.record_deliveries("crm", ["e2"])
     assert await db.delivered("erp", ["e1", "e2", "e3"]) == {"e1"}
     assert await db.delivered("crm", ["e1", "e2"]) == {"e2"}
+
+
+async def test_recorded_times_read_back_through_sqlalchemy(db: Database) -> None:
+    """On SQLite receipts and deliveries are written through sqlite3, not SQLAlchemy: what
+    they write must read back as SQLAlchemy writes it (a datetime, to the microsecond)."""
+    await db.start()
+    before = datetime.now(UTC).replace(tzinfo=None)
+    await db.record_deliveries("erp", ["e1", "e2"])
+    await db.record_webhooks([("shop", "d-1", "evt-1")])
+    after = datetime.now(UTC).replace(tzinfo=None)
+    rows = await db.run(lambda c: list(c.execute(select(deliveries.c.delivered_at))))
+    received = await db.run(lambda c: list(c.execute(select(webhook_receipts.c.received_at))))
+    for (at,) in [*rows, *received]:
+        assert isinstance(at, datetime)
+        if at.tzinfo is not None:  # PostgreSQL keeps the zone; SQLite stores UTC without it
+            at = at.astimezone(UTC).replace(tzinfo=None)
+        assert before <= at <= after
+
+
+async def test_a_failed_write_writes_nothing_and_leaves_no_transaction_open(db: Database) -> None:
+    await db.start()
+    now = datetime.now(UTC)
+    rows = [
+        {"destination": "erp", "event_id": "e1", "delivered_at": now},
+        {"destination": "erp", "event_id": "e2", "delivered_at": None},  # NOT NULL
+    ]
+    with pytest.raises((sqlite3.IntegrityError, IntegrityError)):
+        await db._insert_ignore(deliveries, rows)
+    await db.record_deliveries("erp", ["e3"])  # the next transaction begins and commits
+    assert await db.delivered("erp", ["e1", "e2", "e3"]) == {"e3"}
 
 
 async def test_reads_see_writes_made_through_the_other_connections(db: Database) -> None:

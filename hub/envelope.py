@@ -9,10 +9,11 @@ the data as the record value and the partition key as the record key. Every even
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ProcessingError
 
@@ -23,6 +24,9 @@ REQUIRED = ("id", "source", "type", "specversion")
 
 class EnvelopeError(ProcessingError):
     """A Kafka record is not a CloudEvent the hub can read."""
+
+
+_SAME: Any = object()  # CloudEvent.derive: keep this attribute of the cause
 
 
 @dataclass(frozen=True)
@@ -45,19 +49,31 @@ class CloudEvent:
             object.__setattr__(self, "correlationid", self.id)
 
     def derive(
-        self, *, id: str, source: str, type: str, data: bytes, **changes: object
+        self,
+        *,
+        id: str,
+        source: str,
+        type: str,
+        data: bytes,
+        subject: str | None = _SAME,
+        key: str | None = _SAME,
+        extensions: Mapping[str, str] = _SAME,
     ) -> CloudEvent:
-        """A new event caused by this one: keeps the correlation id, names this as its cause."""
-        return replace(
-            self,
+        """A new event caused by this one: keeps the correlation id, names this as its cause;
+        subject, key and extensions are this one's unless given. (Built directly:
+        ``dataclasses.replace`` cost twice as much, once per mapped event.)"""
+        return CloudEvent(
             id=id,
             source=source,
             type=type,
             data=data,
+            subject=self.subject if subject is _SAME else subject,
             time=now_rfc3339(),
-            causationid=self.id,
+            datacontenttype=self.datacontenttype,
             correlationid=self.correlationid,
-            **changes,  # type: ignore[arg-type]
+            causationid=self.id,
+            key=self.key if key is _SAME else key,
+            extensions=self.extensions if extensions is _SAME else extensions,
         )
 
     def attributes(self) -> dict[str, str]:
@@ -78,8 +94,21 @@ class CloudEvent:
         return attrs
 
 
+_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text
+
+
 def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The time now in UTC, to the millisecond: ``2026-12-02T10:15:00.123Z``.
+
+    Every event gets one; formatting the second once per second instead of per call (through
+    ``datetime.isoformat``) takes a sixth of the time."""
+    now = time.time()
+    second = int(now)
+    cached = _second
+    if second != cached[0]:
+        cached[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        cached[0] = second
+    return f"{cached[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def uuid5_hex(namespace: uuid.UUID, name: str) -> str:
@@ -162,16 +191,6 @@ def from_kafka(
         )
     if attrs["specversion"] != SPECVERSION:
         raise EnvelopeError(f"unsupported CloudEvents specversion {attrs['specversion']!r}")
-    known = {
-        "id",
-        "source",
-        "type",
-        "specversion",
-        "time",
-        "subject",
-        "correlationid",
-        "causationid",
-    }
     return CloudEvent(
         id=attrs["id"],
         source=attrs["source"],
@@ -183,5 +202,11 @@ def from_kafka(
         correlationid=attrs.get("correlationid") or attrs["id"],
         causationid=attrs.get("causationid"),
         key=key.decode(errors="replace") if key is not None else None,
-        extensions={k: v for k, v in attrs.items() if k not in known},
+        extensions={k: v for k, v in attrs.items() if k not in _ATTRIBUTES},
     )
+
+
+_ATTRIBUTES = frozenset(
+    ("id", "source", "type", "specversion", "time", "subject", "correlationid", "causationid")
+)
+"""The context attributes CloudEvent has fields for; other ``ce_`` headers are extensions."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hub import envelope
 from hub.envelope import (
     SPECVERSION,
     CloudEvent,
@@ -165,6 +167,18 @@ def test_new_ids_are_unique_and_time_is_rfc3339_utc() -> None:
     assert stamp.endswith("Z") and "+" not in stamp
     assert len(stamp) == len("2026-11-22T10:15:00.000Z")
     assert SPECVERSION == "1.0"
+
+
+def test_now_is_the_clock_to_the_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
+    """now_rfc3339 formats each second once; every call must still give its own time."""
+    for clock in (1795086299.9995, 1795086300.0004, 1795086300.25, 1795086299.5):
+        monkeypatch.setattr(envelope.time, "time", lambda clock=clock: clock)
+        expected = datetime.fromtimestamp(clock, UTC).isoformat(timespec="milliseconds")
+        assert now_rfc3339() == expected.replace("+00:00", "Z")
+    monkeypatch.undo()
+    before = datetime.now(UTC)
+    at = datetime.fromisoformat(now_rfc3339())
+    assert before - timedelta(milliseconds=1) <= at <= datetime.now(UTC)
 
 
 _TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)))

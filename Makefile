@@ -30,10 +30,14 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingress
 	$(BIN)/python -m bench.mapping
-	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 
 bench-mapping: $(STAMP)
 	$(BIN)/python -m bench.mapping
+
+# The layout that suits 2 cores: ingress, mapper and delivery in a process each, 1 partition.
+# BENCH_ARGS='' gives bench.pipeline's own default (1 ingress + 1 workers process, 3 partitions).
+BENCH_ARGS ?= --split-workers --partitions 1
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python -m bench.pipeline $(BENCH_ARGS)

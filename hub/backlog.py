@@ -125,9 +125,15 @@ async def save(
 
 
 def _write(path: Path, records: list[Any]) -> None:
-    """All of them or nothing: a file written to its side, synced, then renamed."""
+    """All of them or nothing: a file written to its side, synced, then renamed. A file still
+    there (its records not yet published again: the start failed) is kept at its head."""
     tmp = path.with_name(path.name + ".tmp")
+    try:
+        earlier = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        earlier = ""
     with tmp.open("w", encoding="utf-8") as f:
+        f.write(earlier)
         for r in records:
             line = {
                 "topic": r.topic,

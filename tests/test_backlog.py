@@ -5,9 +5,12 @@ Each hub here runs its own embedded Tansu, as `make run` does: its memory goes w
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 
-from hub.backlog import backlog_path
+from hub.backlog import backlog_path, save
+from hub.broker import EmbeddedBroker
+from hub.bus import Publisher, ensure_topics
 from hub.runtime import Hub
 from hub.workers.delivery import DeliveryWorker
 
@@ -105,3 +108,28 @@ async def test_events_no_worker_read_yet_survive_a_restart(
     ingest = await topic_records(second.bootstrap, second.settings.ingest_topic)
     assert len(ingest) == n  # published again once, in the new broker
     assert not backlog_path(first.settings).exists()
+
+
+async def test_a_backlog_not_yet_published_again_is_kept_by_the_next_save(
+    hubs: HubFactory, broker: EmbeddedBroker
+) -> None:
+    """A start that failed before publishing the saved records again stops, and saves what its
+    broker holds: the records of the earlier file must stay in it."""
+    settings = hubs.settings()
+    await ensure_topics(settings, broker.bootstrap_servers, [settings.ingest_topic])
+    publisher = Publisher(settings, broker.bootstrap_servers, 10.0)
+    try:
+        await publisher.wait(
+            [publisher.send_raw(settings.ingest_topic, b"k", b"new %d" % i, []) for i in range(3)]
+        )
+    finally:
+        await publisher.close()
+    path = backlog_path(settings)
+    earlier = {"topic": settings.ingest_topic, "partition": 0, "offset": 7, "key": None}
+    earlier |= {"value": base64.b64encode(b"earlier").decode(), "headers": []}
+    path.write_text(json.dumps(earlier) + "\n")
+
+    readers = {settings.ingest_topic: {settings.mapper_group}}
+    assert await save(settings, broker.bootstrap_servers, readers, path) == 3
+    values = [base64.b64decode(json.loads(line)["value"]) for line in path.read_text().splitlines()]
+    assert values == [b"earlier", b"new 0", b"new 1", b"new 2"]

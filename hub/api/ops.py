@@ -175,11 +175,11 @@ async def destinations(hub: HubDep) -> dict[str, Any]:
                 "routes": [r.name for r in hub.config.outbound_for(name)],
                 "circuit": breaker.state if breaker is not None else None,
                 "next_probe_in_s": round(breaker.retry_in(), 3) if breaker is not None else None,
-                "parked": parked.get(hub.settings.topic(f"deliver.{name}"), 0),
+                "parked": parked.get(hub.settings.delivery_group(name), 0),
                 "keys_waiting": len(worker.blocked) if worker is not None else None,
             }
         )
-    return {"items": out, "mapper_parked": parked.get(hub.settings.topic("mapper"), 0)}
+    return {"items": out, "mapper_parked": parked.get(hub.settings.mapper_group, 0)}
 
 
 @router.get("/sources")

@@ -10,9 +10,12 @@ worker runs, it publishes them again, waits for the broker's acknowledgement and
 removes the file. Records that some group had already handled come back too: their outputs carry
 deterministic ids and deliveries are recorded, so they have no second effect.
 
-What this cannot cover: a hub killed outright (SIGKILL, a power cut) loses what only the embedded
-broker held. That is why it is for trying the hub and for tests; production uses a Kafka
-cluster (``HUB_KAFKA_BOOTSTRAP_SERVERS``), which keeps its records itself.
+A hub killed outright (SIGKILL, the OOM killer) cannot save anything, but Tansu outlives it: the
+next start in the same state folder finds it (``hub.broker.EmbeddedBroker.orphan``), saves what
+it holds the same way, stops it, and goes on as above. What this cannot cover is the broker's
+own end: a power cut, or Tansu killed too. That is why the embedded broker is for trying the hub
+and for tests; production uses a Kafka cluster (``HUB_KAFKA_BOOTSTRAP_SERVERS``), which keeps its
+records itself.
 """
 
 from __future__ import annotations

@@ -2,15 +2,18 @@
 
 Used when no ``HUB_KAFKA_BOOTSTRAP_SERVERS`` is set. It keeps everything in memory, so nothing
 the hub must not lose may rely on it surviving a restart: what the workers have not finished is
-kept across a graceful stop by :mod:`hub.backlog`.
+kept across a stop of the hub by :mod:`hub.backlog`, graceful or not
+(:meth:`EmbeddedBroker.orphan`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -54,11 +57,13 @@ class EmbeddedBroker:
         host: str = "127.0.0.1",
         port: int | None = None,
         log_file: Path | None = None,
+        state_file: Path | None = None,
     ) -> None:
         self.binary = binary or tansu_binary()
         self.host = host
         self.port = port or free_port(host)
         self.log_file = log_file
+        self.state_file = state_file  # pid and port while running: see orphan()
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -101,6 +106,9 @@ class EmbeddedBroker:
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
                     log.info("embedded Tansu broker listening on %s (pid %s)", url, self._proc.pid)
+                    if self.state_file is not None:
+                        state = {"pid": self._proc.pid, "host": self.host, "port": self.port}
+                        self.state_file.write_text(json.dumps(state))
                     return
             except OSError:
                 time.sleep(0.05)
@@ -117,10 +125,34 @@ class EmbeddedBroker:
                 proc.kill()
                 proc.wait()
             log.info("embedded Tansu broker stopped")
+        if self.state_file is not None:
+            self.state_file.unlink(missing_ok=True)
         if self._log is not None:
             with contextlib.suppress(OSError):
                 self._log.close()
             self._log = None
+
+    @staticmethod
+    def orphan(state_file: Path) -> Orphan | None:
+        """The embedded broker an earlier hub left running, if it is still there.
+
+        A hub killed outright (SIGKILL) cannot stop its broker, and Tansu outlives it, with the
+        records the hub had not finished. The next start finds it by ``state_file`` and takes
+        them over (:mod:`hub.backlog`) before stopping it."""
+        try:
+            state = json.loads(state_file.read_text())
+            pid, host, port = int(state["pid"]), str(state["host"]), int(state["port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # gone (or not Linux: then it is not looked for)
+            state_file.unlink(missing_ok=True)
+            return None
+        if b"tansu" not in cmdline or f":{port}".encode() not in cmdline:
+            state_file.unlink(missing_ok=True)  # the pid now belongs to another process
+            return None
+        return Orphan(pid, f"{host}:{port}", state_file)
 
     def __enter__(self) -> EmbeddedBroker:
         self.start()
@@ -128,3 +160,31 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Orphan:
+    """A Tansu process an earlier hub started and could not stop."""
+
+    def __init__(self, pid: int, bootstrap_servers: str, state_file: Path) -> None:
+        self.pid = pid
+        self.bootstrap_servers = bootstrap_servers
+        self.state_file = state_file
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while self.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self.alive():
+                os.kill(self.pid, signal.SIGKILL)
+        self.state_file.unlink(missing_ok=True)
+        log.info("stopped the embedded broker an earlier hub left running (pid %s)", self.pid)
+
+    def alive(self) -> bool:
+        """Running: not gone, and not a zombie that nobody has reaped (it is not our child)."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat[stat.rfind(")") + 2 :][:1] != "Z"

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import uvicorn
 
@@ -105,7 +106,11 @@ class Hub:
     async def start(self) -> None:
         s = self.settings
         if s.embedded_broker:
-            self.broker = EmbeddedBroker(binary=s.tansu_binary, log_file=s.state_dir / "tansu.log")
+            state_file = s.state_dir / "embedded-broker.json"
+            await self._take_over_orphan(state_file)
+            self.broker = EmbeddedBroker(
+                binary=s.tansu_binary, log_file=s.state_dir / "tansu.log", state_file=state_file
+            )
             await asyncio.to_thread(self.broker.start)
             self.bootstrap = self.broker.bootstrap_servers
             log.info(
@@ -340,6 +345,33 @@ class Hub:
                 count,
                 path,
             )
+
+    async def _take_over_orphan(self, state_file: Path) -> None:
+        """An earlier hub killed outright left its embedded broker running, with what it had
+        not finished: keep that (:mod:`hub.backlog`), then stop the orphan."""
+        orphan = EmbeddedBroker.orphan(state_file)
+        if orphan is None:
+            return
+        log.warning(
+            "the embedded broker of an earlier hub is still running (pid %s): that hub did not "
+            "stop cleanly; taking over what it holds",
+            orphan.pid,
+        )
+        path = backlog.backlog_path(self.settings)
+        try:
+            async with asyncio.timeout(60):
+                count = await backlog.save(
+                    self.settings, orphan.bootstrap_servers, self.consumer_groups(), path
+                )
+            log.info("%d record(s) of the earlier embedded broker kept in %s", count, path)
+        except Exception as exc:
+            log.error(
+                "could not take over the records of the earlier embedded broker (%s: %s)",
+                type(exc).__name__,
+                exc,
+            )
+        finally:
+            await asyncio.to_thread(orphan.stop)
 
     async def _restore_backlog(self) -> None:
         path = backlog.backlog_path(self.settings)

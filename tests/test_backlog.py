@@ -7,14 +7,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
 
 from hub.backlog import backlog_path, save
-from hub.broker import EmbeddedBroker
+from hub.broker import EmbeddedBroker, free_port
 from hub.bus import Publisher, ensure_topics
 from hub.runtime import Hub
 from hub.workers.delivery import DeliveryWorker
 
 from .support.harness import (
+    SECRET,
     HubFactory,
     RecordingSink,
     config_text,
@@ -133,3 +141,87 @@ async def test_a_backlog_not_yet_published_again_is_kept_by_the_next_save(
     assert await save(settings, broker.bootstrap_servers, readers, path) == 3
     values = [base64.b64decode(json.loads(line)["value"]) for line in path.read_text().splitlines()]
     assert values == [b"earlier", b"new 0", b"new 1", b"new 2"]
+
+
+def _start_hub(state: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "hub.cli", "up", "-c", str(state / "hub.yaml")]
+    with (state / "hub.log").open("ab") as log:
+        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def test_a_hub_killed_outright_leaves_its_broker_and_the_next_start_takes_it_over(
+    hubs: HubFactory, sink: RecordingSink, tmp_path: Path
+) -> None:
+    """SIGKILL gives the hub no chance to save anything, but Tansu outlives it: the next start
+    takes over what the orphaned broker holds, then stops it."""
+    sink.down = True
+    text = config_text(
+        sink.url,
+        retry="initial_delay: 50ms, max_delay: 200ms",
+        limits="circuit_breaker: {failures: 2, open_for: 1h, max_open_for: 1h}",
+    )
+    (tmp_path / "hub.yaml").write_text(text)
+    port = free_port()
+    env = {
+        **os.environ,
+        "TEST_SHOPIFY_SECRET": SECRET,
+        "HUB_STATE_DIR": str(tmp_path),
+        "HUB_HTTP_PORT": str(port),
+        "HUB_KAFKA_PARTITIONS": "1",
+        "HUB_RELOAD_INTERVAL_S": "0",
+    }
+    env.pop("HUB_KAFKA_BOOTSTRAP_SERVERS", None)  # its own embedded broker
+    proc = _start_hub(tmp_path, env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+
+            async def ready() -> bool:
+                assert proc.poll() is None, (tmp_path / "hub.log").read_text()
+                try:
+                    return (await client.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await until(ready)
+
+            async def send_over_http(order_id: int) -> None:
+                body = order_body(order_id, note="killed")
+                r = await client.post("/webhooks/shop", content=body, headers=shopify_headers(body))
+                assert r.status_code == 202, r.text
+
+            async def circuit_open() -> bool:
+                items = (await client.get("/api/destinations")).json()["items"]
+                return [d["circuit"] for d in items] == ["open"]
+
+            await asyncio.gather(*(send_over_http(8300 + i) for i in range(10)))
+            await until(circuit_open)
+            await asyncio.gather(*(send_over_http(8310 + i) for i in range(30)))
+    finally:
+        proc.send_signal(signal.SIGKILL)  # no chance to save anything
+        await asyncio.to_thread(proc.wait)
+
+    orphan = EmbeddedBroker.orphan(tmp_path / "embedded-broker.json")
+    assert orphan is not None  # Tansu outlived the hub, with the 30 events in it
+
+    sink.down = False
+    settings = hubs.settings(
+        kafka_bootstrap_servers="", state_dir=tmp_path, kafka_topic_prefix="hub."
+    )
+    try:
+        second = await hubs.start(config=text, settings=settings)
+        assert not orphan.alive()  # stopped, once its records were taken over
+    finally:
+        if orphan.alive():
+            await asyncio.to_thread(orphan.stop)  # never leave a broker behind
+    (queue,) = [w.queue for w in second.workers if isinstance(w, DeliveryWorker)]
+
+    def delivered() -> list[str]:
+        return [r.body["external_refs"][0]["id"] for r in sink.received]
+
+    async def accounted_for() -> bool:
+        got = set(delivered())
+        return {str(8310 + i) for i in range(30)} <= got and len(got) + await queue.count() == 40
+
+    await until(accounted_for)
+    assert len(delivered()) == len(set(delivered()))  # none twice

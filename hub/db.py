@@ -246,9 +246,13 @@ class Database:
         if self._sync is None:
             async with self.engine.begin() as conn:
                 return await conn.run_sync(work)
+        return await self._on_thread(self._in_thread, work)
+
+    async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the database's own thread (SQLite)."""
         if self._thread is None:  # made on first use, again after close()
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._in_thread, work)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     def _in_thread(self, work: Callable[[Connection], T]) -> T:
         assert self._sync is not None
@@ -266,10 +270,7 @@ class Database:
             insert = self.insert_ignore(table)
             await self.run(lambda conn: conn.execute(insert, rows))
             return
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._write_rows, table, rows)
+        await self._on_thread(self._write_rows, table, rows)
 
     def _write_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
         sql, names, processors = _sqlite_insert_ignore(table)

@@ -303,7 +303,15 @@ class Hub:
         await self.receipts.close()
         await self.db.close()
         if self.broker is not None:
-            await self._save_backlog()
+            count = await self._save_backlog(self.bootstrap)
+            if count:
+                log.warning(
+                    "the embedded broker keeps its records in memory only: %d record(s) not yet "
+                    "handled by every consumer group were saved to %s and are published again "
+                    "at the next start",
+                    count,
+                    backlog.backlog_path(self.settings),
+                )
             await asyncio.to_thread(self.broker.stop)
             self.broker = None
         log.info("hub stopped")
@@ -319,15 +327,14 @@ class Hub:
                 readers.setdefault(topic, set()).add(s.delivery_group(destination))
         return readers
 
-    async def _save_backlog(self) -> None:
-        """Keep what the embedded broker holds and the workers have not finished
-        (:mod:`hub.backlog`): it would be lost with the broker."""
+    async def _save_backlog(self, bootstrap: str) -> int | None:
+        """Keep what the embedded broker at ``bootstrap`` holds and the workers have not
+        finished (:mod:`hub.backlog`): it would be lost with the broker. Returns how many
+        records; None when they could not be kept (logged)."""
         path = backlog.backlog_path(self.settings)
         try:
             async with asyncio.timeout(60):
-                count = await backlog.save(
-                    self.settings, self.bootstrap, self.consumer_groups(), path
-                )
+                return await backlog.save(self.settings, bootstrap, self.consumer_groups(), path)
         except Exception as exc:
             log.error(
                 "could not keep the embedded broker's unfinished events in %s (%s: %s): they "
@@ -336,15 +343,7 @@ class Hub:
                 type(exc).__name__,
                 exc,
             )
-            return
-        if count:
-            log.warning(
-                "the embedded broker keeps its records in memory only: %d record(s) not yet "
-                "handled by every consumer group were saved to %s and are published again at "
-                "the next start",
-                count,
-                path,
-            )
+            return None
 
     async def _take_over_orphan(self, state_file: Path) -> None:
         """An earlier hub killed outright left its embedded broker running, with what it had
@@ -357,19 +356,10 @@ class Hub:
             "stop cleanly; taking over what it holds",
             orphan.pid,
         )
-        path = backlog.backlog_path(self.settings)
         try:
-            async with asyncio.timeout(60):
-                count = await backlog.save(
-                    self.settings, orphan.bootstrap_servers, self.consumer_groups(), path
-                )
-            log.info("%d record(s) of the earlier embedded broker kept in %s", count, path)
-        except Exception as exc:
-            log.error(
-                "could not take over the records of the earlier embedded broker (%s: %s)",
-                type(exc).__name__,
-                exc,
-            )
+            count = await self._save_backlog(orphan.bootstrap_servers)
+            if count is not None:
+                log.info("%d record(s) of the earlier embedded broker kept", count)
         finally:
             await asyncio.to_thread(orphan.stop)
 

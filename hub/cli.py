@@ -246,8 +246,7 @@ def _mapping_kind(m: CompiledMapping) -> str:
     if m.target_format is not None:
         source = f"canonical {m.source_entity}" if m.source_entity else "canonical events"
         return f"outbound: {source} -> {m.target_format}"
-    model = m.target_model.__name__ if m.target_model is not None else "?"
-    return f"fragment: {model}"
+    return "fragment"
 
 
 def cmd_mappings_test(args: argparse.Namespace) -> int:

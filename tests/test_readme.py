@@ -251,3 +251,34 @@ def test_the_environment_table_lists_every_setting_with_its_default() -> None:
                 assert default.strip("`") == shown(field.default), name
             elif default.startswith("*("):
                 assert field.default in (None, ""), name
+
+
+def test_the_demo_receiver_refuses_a_wrong_authorization_and_never_prints_it(
+    tmp_path: Path,
+) -> None:
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "ERP_AUTHORIZATION": "Bearer right-token"}
+    receiver = Background(
+        f"exec {sys.executable} {ROOT / 'examples' / 'receiver.py'} --port {port}",
+        tmp_path,
+        env,
+        tmp_path / "receiver.log",
+    )
+    try:
+        receiver.wait_for(lambda o: "demo ERP listening" in o, "receiver listening")
+        url = f"http://127.0.0.1:{port}/orders"
+        headers = {"idempotency-key": "k1", "content-type": "application/json"}
+        wrong = httpx.post(url, json={"n": 1}, headers={**headers, "authorization": "Bearer no"})
+        assert wrong.status_code == 401
+        right = {**headers, "authorization": "Bearer right-token"}
+        assert httpx.post(url, json={"n": 1}, headers=right).json() == {"status": "received"}
+        assert httpx.post(url, json={"n": 1}, headers=right).status_code == 200
+        receiver.wait_for(lambda o: "a repeat of an idempotency key" in o, "the repeat noted")
+        out = receiver.output()
+        assert "authorization: wrong or missing -> 401" in out
+        assert "authorization: ok" in out
+        assert "right-token" not in out and "Bearer no" not in out
+    finally:
+        receiver.stop()

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= examples/hub.yaml
 
-.PHONY: run test lint bench bench-mapping bench-pipeline bench-client bench-broker install clean
+.PHONY: run demo-erp test lint bench bench-mapping bench-pipeline bench-client bench-broker install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,9 +15,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: export SHOPIFY_WEBHOOK_SECRET ?= hub-demo-secret
+# The demo's secrets (examples/hub.yaml reads them with env:NAME); set them to override.
+run demo-erp: export SHOPIFY_WEBHOOK_SECRET ?= hub-demo-secret
+run demo-erp: export ERP_AUTHORIZATION ?= Bearer hub-demo-erp-token
+DEMO_ERP_PORT ?= 9000
+
 run: $(STAMP)
 	$(BIN)/hub up --config $(CONFIG)
+
+# A stand-in ERP for the `erp` connection of examples/hub.yaml: prints what it receives.
+demo-erp: $(STAMP)
+	$(BIN)/python examples/receiver.py --port $(DEMO_ERP_PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

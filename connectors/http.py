@@ -32,11 +32,11 @@ class HttpOptions(ConnectorOptions):
     url: HttpUrl = Field(
         description="Where events are sent.", examples=["https://erp.example/api/orders"]
     )
-    method: Literal["POST", "PUT"] = "POST"
+    method: Literal["POST", "PUT"] = Field("POST", description="HTTP method of each request.")
     timeout_s: float = Field(10.0, gt=0, description="Timeout of one request.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra, non-secret headers.")
     authorization: Secret | None = Field(
-        None, description="Value of the Authorization header (env:NAME or file:PATH)."
+        None, description="Value of the Authorization header sent with each request."
     )
 
 

@@ -23,9 +23,7 @@ from .registry import register
 
 
 class ShopifyOptions(ConnectorOptions):
-    webhook_secret: Secret = Field(
-        description="The app's client secret that signs webhooks (env:NAME or file:PATH)."
-    )
+    webhook_secret: Secret = Field(description="The app's client secret that signs webhooks.")
     previous_webhook_secret: Secret | None = Field(
         None, description="Also accepted while a rotated secret is rolled out."
     )

@@ -5,16 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import AnyUrl, SecretStr
+from pydantic.fields import FieldInfo
 
 from . import __version__
 from .errors import ConfigError, HubError
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .mapping.engine import CompiledMapping
 
 log = logging.getLogger("hub")
 
@@ -228,9 +236,17 @@ def cmd_mappings_check(args: argparse.Namespace) -> int:
 
     mappings = load_mappings(args.directory)
     for name, m in sorted(mappings.mappings.items()):
-        target = f"canonical {m.target_entity}" if m.target_entity else "fragment"
-        print(f"ok  {name}  ({target}, version {m.version})")
+        print(f"ok  {name}  ({_mapping_kind(m)}, version {m.version})")
     return 0
+
+
+def _mapping_kind(m: CompiledMapping) -> str:
+    if m.target_entity is not None:
+        return f"canonical {m.target_entity}"
+    if m.target_format is not None:
+        source = f"canonical {m.source_entity}" if m.source_entity else "canonical events"
+        return f"outbound: {source} -> {m.target_format}"
+    return "fragment"
 
 
 def cmd_mappings_test(args: argparse.Namespace) -> int:
@@ -277,9 +293,49 @@ def cmd_connectors(args: argparse.Namespace) -> int:
         assert cls is not None
         print(f"{name}: {cls.title} - {cls.description}")
         for field_name, f in cls.Options.model_fields.items():
-            req = "required" if f.is_required() else f"default {f.default!r}"
-            print(f"    {field_name} ({req}): {f.description or ''}")
+            print(f"    {field_name} ({_option_kind(f)}): {f.description or ''}")
     return 0
+
+
+def _option_kind(f: FieldInfo) -> str:
+    """An option's type, then 'required', its default, or 'optional' (unset by default)."""
+    kind = _type_name(f.annotation)
+    if f.is_required():
+        return f"{kind}, required"
+    default = f.get_default(call_default_factory=True)
+    if default is None:
+        return f"{kind}, optional"
+    return f"{kind}, default {json.dumps(default)}"
+
+
+_TYPE_NAMES: dict[Any, str] = {
+    str: "text",
+    int: "integer",
+    float: "number",
+    bool: "true or false",
+    Path: "path",
+    # Connectors take secrets only as references (connectors.base.Secret).
+    SecretStr: "secret: env:NAME or file:PATH",
+}
+
+
+def _type_name(annotation: Any) -> str:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin in (Union, UnionType):
+        return " or ".join(_type_name(a) for a in args if a is not type(None))
+    if origin is Literal:
+        return " or ".join(json.dumps(a) for a in args)
+    if origin is dict:
+        return f"mapping of {_type_name(args[0])} to {_type_name(args[1])}"
+    if origin is list:
+        return f"list of {_type_name(args[0])}"
+    if annotation in _TYPE_NAMES:
+        return _TYPE_NAMES[annotation]
+    if isinstance(annotation, type) and issubclass(annotation, AnyUrl):
+        return "URL"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 if __name__ == "__main__":

@@ -302,6 +302,11 @@ class Database:
     async def start(self) -> None:
         try:
             async with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    # Replicas starting together on an empty database would each create the
+                    # tables and all but one fail (pg_type's unique index): one at a time,
+                    # until the transaction ends.
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), _SCHEMA_LOCK)
                 await conn.run_sync(metadata.create_all)
                 await conn.run_sync(_add_new_columns)
         except (OSError, SQLAlchemyError) as exc:
@@ -365,6 +370,10 @@ class Database:
             {"destination": destination, "event_id": e, "delivered_at": now} for e in event_ids
         ]
         await self._insert_ignore(deliveries, values)
+
+
+# The advisory lock key of the schema step (any constant: the same in every hub process).
+_SCHEMA_LOCK = {"key": 0x6875625F736368}  # b"hub_sch"
 
 
 def _add_new_columns(conn: Any) -> None:

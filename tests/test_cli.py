@@ -100,7 +100,9 @@ def test_check_refuses_a_route_to_a_missing_mapping(tmp_path: Path) -> None:
 
 
 def test_check_accepts_the_example_config() -> None:
-    result = hub("check", "-c", "examples/hub.yaml", SHOPIFY_WEBHOOK_SECRET="demo")
+    result = hub(
+        "check", "-c", "examples/hub.yaml", SHOPIFY_WEBHOOK_SECRET="demo", ERP_AUTHORIZATION="x"
+    )
     assert result.returncode == 0, result.stderr
     assert "examples/hub.yaml: ok" in result.stdout
     assert "route shop-orders-in: shop -> shopify/orders_create" in result.stdout
@@ -112,6 +114,10 @@ def test_mappings_check() -> None:
     assert result.returncode == 0, result.stderr
     assert "ok  shopify/orders_create  (canonical order, version " in result.stdout
     assert "ok  shopify/address  (fragment, version " in result.stdout
+    assert (
+        "ok  generic/order_to_erp  (outbound: canonical order -> erp-order, version "
+        in result.stdout
+    )
 
 
 def test_mappings_check_refuses_a_bad_mapping(tmp_path: Path) -> None:
@@ -181,8 +187,24 @@ def test_schemas_export_then_check_and_detect_drift(tmp_path: Path) -> None:
 def test_connectors_lists_connectors_and_options() -> None:
     result = hub("connectors")
     assert result.returncode == 0, result.stderr
-    assert "shopify: Shopify" in result.stdout
-    assert "    webhook_secret (required): " in result.stdout
-    assert "http: HTTP endpoint" in result.stdout
-    assert "    timeout_s (default 10.0): " in result.stdout
-    assert "file: JSON Lines file" in result.stdout
+    out = result.stdout
+    assert "shopify: Shopify" in out
+    assert "    webhook_secret (secret: env:NAME or file:PATH, required): The app's" in out
+    assert "    shop_domain (text, optional): If set, " in out
+    assert "http: HTTP endpoint" in out
+    assert '    method ("POST" or "PUT", default "POST"): HTTP method of each request.' in out
+    assert "    timeout_s (number, default 10.0): Timeout of one request." in out
+    assert "    headers (mapping of text to text, default {}): Extra, non-secret headers." in out
+    assert "    url (URL, required): Where events are sent." in out
+    assert "file: JSON Lines file" in out
+    assert "PydanticUndefined" not in out
+
+
+def test_every_connector_option_has_a_description() -> None:
+    import connectors
+
+    for name in connectors.names():
+        cls = connectors.get(name)
+        assert cls is not None
+        for option, f in cls.Options.model_fields.items():
+            assert f.description, f"{name}.{option} has no description"

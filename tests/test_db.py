@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import uuid
@@ -309,3 +310,21 @@ async def test_a_column_added_since_the_table_was_made_is_added(db: Database) ->
     async with db.engine.connect() as conn:
         columns = await conn.run_sync(lambda c: inspect(c).get_columns("dead_letters"))
     assert "attempt_times" in {c["name"] for c in columns}
+
+
+@pytest.mark.postgres
+async def test_replicas_starting_together_on_an_empty_postgresql_database_all_start() -> None:
+    """Two or more hubs creating the schema at once: each start waits for the one before."""
+    for _round in range(3):
+        url, name = await _postgres_database()
+        databases = [Database(url) for _ in range(3)]
+        try:
+            results = await asyncio.gather(*(d.start() for d in databases), return_exceptions=True)
+            assert [r for r in results if r is not None] == []
+            async with databases[0].engine.connect() as conn:
+                tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
+            assert {"webhook_receipts", "deliveries"} <= set(tables)
+        finally:
+            for d in databases:
+                await d.close()
+            await _drop_postgres_database(name)

@@ -30,6 +30,7 @@ def test_hub_up_with_the_demo_config_delivers_an_order_and_stops_cleanly(tmp_pat
     env = {
         **os.environ,
         "SHOPIFY_WEBHOOK_SECRET": "demo-secret",
+        "ERP_AUTHORIZATION": "Bearer demo",
         "HUB_HTTP_PORT": str(port),
         "HUB_STATE_DIR": str(tmp_path / "state"),
         "HUB_KAFKA_BOOTSTRAP_SERVERS": "",

@@ -87,6 +87,8 @@ class CompiledMapping:
     plan: Obj
     doc: YamlDoc = field(repr=False)
     set_: MappingSet | None = field(default=None, repr=False)
+    target_format: str | None = None  # an outbound mapping's destination format
+    source_entity: str | None = None  # an outbound mapping reads this canonical entity
     when: closures.Node | None = field(init=False, repr=False)
     build: closures.Node = field(init=False, repr=False)
     _fast: codegen.MapFunction | None = field(default=None, init=False, repr=False)
@@ -327,6 +329,10 @@ class _Builder:
             when_plan=when,
             plan=plan,
             doc=self.doc,
+            target_format=str(target["format"])
+            if isinstance(target, dict) and "format" in target
+            else None,
+            source_entity=str(source["entity"]) if "entity" in source else None,
         )
 
     # plans -------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The hub's own state (SQLAlchemy 2 async): SQLite by default, PostgreSQL in production.
 
 Tables: webhook receipts (ingress deduplication), poll cursors (see :mod:`hub.polling`),
-deliveries (so a redelivered event does not repeat its effect in a destination), dead letters,
-and retries (events parked until their next attempt, see :mod:`hub.retry`).
+deliveries (so a redelivered event does not repeat its effect in a destination), dead letters
+and their replay attempts, and retries (events parked until their next attempt, see
+:mod:`hub.retry`).
 
 The statements made for every event (receipts, deliveries) skip aiosqlite on SQLite: writes
 go to a thread of the database's own, one thread hop per transaction, where a sqlite3
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -111,10 +113,33 @@ dead_letters = Table(
     Column("replay_of", String(64)),  # set when this failure came from replaying another
     Column("replays", Integer, nullable=False, default=0),
     Column("replayed_at", DateTime(timezone=True)),
-    Column("replayed_value", LargeBinary),  # what the last replay sent, if edited
-    Column("outcome", Text),  # what became of the last replay, as far as the hub knows
+    Column("replayed_value", LargeBinary),  # the last edited payload a replay sent
+    Column("outcome", Text),  # replays made before replay_attempts existed: the last outcome
     Column("discarded_at", DateTime(timezone=True)),
     Column("attempt_times", JSON),  # when each attempt was made (retried failures)
+)
+
+# Every replay of a dead letter, and everything the hub learnt of each (see hub.replay).
+replay_attempts = Table(
+    "replay_attempts",
+    metadata,
+    Column("id", String(36), primary_key=True),  # sent with the replay: hub_replay_attempt
+    Column("dead_letter_id", String(64), nullable=False, index=True),
+    Column("replayed_at", DateTime(timezone=True), nullable=False),
+    Column("edited", Boolean, nullable=False),  # the request carried an edited payload
+    Column("value", LargeBinary),  # the edited payload sent; NULL: the original
+    Column("job_id", String(36)),  # the bulk replay it was part of
+    Column("sent", Boolean, nullable=False),  # the broker acknowledged it
+    Column("error", Text),  # why it was not sent
+)
+
+replay_outcomes = Table(
+    "replay_outcomes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("attempt_id", String(36), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("outcome", Text, nullable=False),  # delivered to X at ... | failed again at ...
 )
 
 

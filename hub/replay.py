@@ -1,4 +1,9 @@
-"""Replaying dead letters into the stage where they failed, one or many (as a cancellable job)."""
+"""Replaying dead letters into the stage where they failed, one or many (as a cancellable job).
+
+Every replay is an attempt of its own, recorded before it is sent and carried by the replayed
+record (``hub_replay_attempt``), so each outcome the hub learns goes to the attempt it belongs
+to and none overwrites another. A replay without an edit sends what the last replay sent: the
+last edited payload if there was one, else the original record."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import exactjson
 from .canonical import validate
-from .deadletters import REPLAY_HEADER, Filter
+from .deadletters import ATTEMPT_HEADER, REPLAY_HEADER, REPLAY_HEADERS, Filter, new_attempt
 from .envelope import from_kafka
 from .errors import HubError, ProcessingError
 
@@ -35,22 +40,36 @@ async def replay(hub: Hub, id_: str, payload: Any = UNCHANGED) -> dict[str, Any]
     if row is None:
         raise ReplayRefused(404, "not_found", f"no dead letter {id_}")
     topic, value, headers, edited = _prepare(hub, row, payload)
-    await hub.publisher.wait([hub.publisher.send_raw(topic, row["key"], value, headers)])
-    await hub.deadletters.mark_replayed(id_, edited)
-    return {"id": id_, "status": "replayed", "topic": topic, "edited": edited is not None}
+    attempt = new_attempt(id_, payload is not UNCHANGED, edited)
+    await hub.deadletters.begin_replays([attempt])
+    headers.append((ATTEMPT_HEADER, attempt["id"].encode()))
+    try:
+        await hub.publisher.wait([hub.publisher.send_raw(topic, row["key"], value, headers)])
+    except HubError as exc:
+        await hub.deadletters.replays_not_sent([attempt], str(exc))
+        raise ReplayRefused(503, "broker_unavailable", f"not replayed: {exc}") from None
+    await hub.deadletters.replays_sent([attempt])
+    return {
+        "id": id_,
+        "status": "replayed",
+        "topic": topic,
+        "edited": attempt["edited"],
+        "attempt": attempt["id"],
+    }
 
 
 def _prepare(
     hub: Hub, row: dict[str, Any], payload: Any = UNCHANGED
 ) -> tuple[str, bytes | None, list[tuple[str, bytes]], bytes | None]:
     """The record a replay publishes: topic, value, headers (linking it to the dead letter),
-    and the edited value if there is one."""
+    and the edited value it sends, if any (a new edit, else the last one)."""
     id_ = row["id"]
     if row["status"] == "discarded":
         raise ReplayRefused(409, "discarded", f"dead letter {id_} was discarded")
     headers = [(k, v.encode()) for k, v in row["headers"] if not k.startswith("hub_dlq_")]
-    headers = [(k, v) for k, v in headers if k != REPLAY_HEADER] + [(REPLAY_HEADER, id_.encode())]
-    edited = None
+    headers = [(k, v) for k, v in headers if k not in REPLAY_HEADERS]
+    headers.append((REPLAY_HEADER, id_.encode()))
+    edited = row["replayed_value"]
     if payload is not UNCHANGED:
         edited = json.dumps(payload, ensure_ascii=False).encode()
         check_edit(hub, row, headers, edited)
@@ -127,30 +146,34 @@ class ReplayJobs:
                 return
             chunk = ids[start : start + self.CHUNK]
             rows = await hub.deadletters.get_many(chunk)
-            sent: list[str] = []
-            futures = []
+            attempts: list[dict[str, Any]] = []
+            records = []
             for id_ in chunk:
                 try:
                     row = rows.get(id_)
                     if row is None:
                         raise ReplayRefused(404, "not_found", f"no dead letter {id_}")
-                    topic, value, headers, _ = _prepare(hub, row)
+                    topic, value, headers, edited = _prepare(hub, row)
                 except HubError as exc:
                     job.failed += 1
                     if len(job.errors) < 20:
                         job.errors.append(f"{id_}: {exc}")
                     continue
-                futures.append(hub.publisher.send_raw(topic, row["key"], value, headers))
-                sent.append(id_)
+                attempt = new_attempt(id_, False, edited, job.id)
+                headers.append((ATTEMPT_HEADER, attempt["id"].encode()))
+                attempts.append(attempt)
+                records.append((topic, row["key"], value, headers))
+            await hub.deadletters.begin_replays(attempts)
             try:
-                await hub.publisher.wait(futures)
+                await hub.publisher.wait([hub.publisher.send_raw(*r) for r in records])
             except HubError as exc:  # not acknowledged: not marked; the job stops here
-                job.failed += len(sent)
+                await hub.deadletters.replays_not_sent(attempts, str(exc))
+                job.failed += len(attempts)
                 job.errors.append(f"chunk from {chunk[0]}: {exc}")
                 job.state = "failed"
                 return
-            await hub.deadletters.mark_replayed_many(sent)
-            job.done += len(sent)
+            await hub.deadletters.replays_sent(attempts)
+            job.done += len(attempts)
         job.state = "finished"
 
     def cancel(self, job_id: str) -> ReplayJob | None:

@@ -7,10 +7,10 @@ the process itself runs: broker, database, HTTP listener, limits.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENTITIES = ("customer", "product", "order", "inventory")
 
@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     ops_token: SecretStr | None = Field(
         None, description="Bearer token for /api; unset: /api answers on loopback only."
     )
+    ops_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port], comma-separated) of web pages other than "
+        "the hub's own that may send writes to /api, e.g. a dashboard served elsewhere.",
+    )
     ingress_max_body_bytes: int = Field(1024 * 1024, ge=1)
     ingress_publish_timeout_s: float = Field(10.0, gt=0)
 
@@ -87,6 +92,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("ops_allowed_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        return value
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from hub import __version__
 from hub.errors import WebhookRejected
@@ -30,22 +31,31 @@ def create_api(hub: Hub) -> FastAPI:
     app.include_router(ingress.router)
     app.include_router(ops.router)
 
-    @app.exception_handler(ops.OpsDenied)
-    async def denied(_request: Request, exc: ops.OpsDenied) -> JSONResponse:
-        return JSONResponse({"error": "forbidden", "message": exc.message}, status_code=exc.status)
+    @app.exception_handler(ops.OpsError)
+    async def refused(_request: Request, exc: ops.OpsError) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # The same {"error", "message"} shape as every other refusal (unknown path: 404 ...).
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route that matched the path only
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request))}
         return JSONResponse(
             {"error": code, "message": str(exc.detail)},
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            return JSONResponse(
+                {"error": "malformed_json", "message": "the body is not valid JSON"},
+                status_code=400,
+            )
         errors = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
@@ -58,3 +68,13 @@ def create_api(hub: Hub) -> FastAPI:
         )
 
     return app
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route of ``app`` takes at the request's path."""
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return allowed

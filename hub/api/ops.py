@@ -3,51 +3,99 @@ replay in bulk with progress, discard; events parked for a retry; destinations' 
 polling sources' cursors.
 
 Access: with ``HUB_OPS_TOKEN`` set, requests need ``Authorization: Bearer <token>``; without
-it, the API answers only when the hub listens on a loopback address (the development default).
+it, the API answers only when the hub listens on a loopback address (the development default),
+and only requests addressed to a loopback name or address (``Host``: no DNS rebinding).
+Writes (POST, PUT, PATCH, DELETE), token or not, are refused when a browser says they come from
+a page of another origin (``Origin``, ``Sec-Fetch-Site``) unless that origin is in
+``HUB_OPS_ALLOWED_ORIGINS``, and take a body only as ``application/json``: the requests a
+page elsewhere can send without a CORS preflight are refused.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from hub.deadletters import Filter, public
+from hub.deadletters import Filter
 from hub.polling import CursorStore
 from hub.replay import UNCHANGED, ReplayJobs, ReplayRefused, replay
 from hub.retry import RetryTable
+from hub.settings import Settings
 from hub.workers.delivery import DeliveryWorker
 
 from .deps import HubDep
 
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_OFFSET = 2**63 - 1  # the largest OFFSET SQLite and PostgreSQL (bigint) take
+MAX_ROW_ID = 2**31 - 1  # an Integer primary key: 32 bits on PostgreSQL
+STATUSES = ("open", "replayed", "discarded")
 
-class OpsDenied(Exception):
-    def __init__(self, status: int, message: str) -> None:
+
+class OpsError(Exception):
+    """A refusal of the ops API, answered as ``{"error": code, "message": message}``."""
+
+    def __init__(self, status: int, message: str, code: str = "forbidden") -> None:
         self.status = status
+        self.code = code
         self.message = message
 
 
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+
+
+_MEANING = {
+    400: "Bad filter or unparseable JSON body",
+    401: "Missing or wrong bearer token (HUB_OPS_TOKEN set)",
+    403: "Refused: not a loopback Host without a token, or a write from another web origin",
+    404: "No such item",
+    409: "Not possible in the item's current state",
+    415: "A write with a body that is not application/json",
+    422: "Invalid parameter or body",
+    503: "The broker did not acknowledge the replay",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the refusals a route gives, all of them :class:`ErrorBody`."""
+    return {s: {"model": ErrorBody, "description": _MEANING[s]} for s in statuses}
+
+
 def require_operator(request: Request, hub: HubDep) -> None:
-    token = hub.settings.ops_token
-    if token is not None:
+    settings = hub.settings
+    token = settings.ops_token
+    if token is None:
+        if not _loopback(settings.http_host):
+            raise OpsError(
+                403, "the ops API is off on non-loopback addresses until HUB_OPS_TOKEN is set"
+            )
+        if not _loopback_host(request.headers.get("host"), settings.http_host):
+            raise OpsError(
+                403,
+                "without HUB_OPS_TOKEN the ops API answers only requests to a loopback "
+                "address or to localhost",
+            )
+    else:
         given = request.headers.get("authorization", "")
         expected = f"Bearer {token.get_secret_value()}"
         if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise OpsDenied(401, "missing or wrong bearer token")
-        return
-    if not _loopback(hub.settings.http_host):
-        raise OpsDenied(
-            403, "the ops API is off on non-loopback addresses until HUB_OPS_TOKEN is set"
-        )
+            raise OpsError(401, "missing or wrong bearer token")
+    if request.method in WRITES:
+        _check_origin(request, settings)
+        _check_content_type(request)
 
 
 def _loopback(host: str) -> bool:
-    if host == "localhost":
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -55,50 +103,149 @@ def _loopback(host: str) -> bool:
         return False
 
 
-router = APIRouter(prefix="/api", tags=["ops"], dependencies=[Depends(require_operator)])
+def _loopback_host(header: str | None, listening: str) -> bool:
+    """Whether a request's ``Host`` names this hub on loopback (a name that resolves
+    elsewhere, say by DNS rebinding, does not). No ``Host``: not from a browser."""
+    if header is None:
+        return True
+    name = urlsplit(f"//{header}").hostname or ""
+    return _loopback(name) or name == listening.lower()
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """Scheme, host and port of an origin or URL; None for ``null`` or anything unparseable."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def _check_origin(request: Request, settings: Settings) -> None:
+    origin = request.headers.get("origin")
+    allowed = origin is not None and _origin(origin) in {
+        _origin(o) for o in settings.ops_allowed_origins
+    }
+    if allowed:
+        return
+    if origin is not None:
+        own = _origin(f"{request.url.scheme}://{request.headers.get('host', '')}")
+        if own is None or _origin(origin) != own:
+            raise OpsError(
+                403,
+                "a web page of another origin may not change anything here; a dashboard "
+                "served elsewhere needs its origin in HUB_OPS_ALLOWED_ORIGINS",
+            )
+    if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+        raise OpsError(403, "a cross-site request may not change anything here")
+
+
+def _check_content_type(request: Request) -> None:
+    """A body only as JSON; no content type only without a body. Forms and text/plain are
+    what a page elsewhere can send without asking first (a CORS "simple request")."""
+    kind = request.headers.get("content-type")
+    if kind is not None:
+        media = kind.split(";")[0].strip().lower()
+        if media == "application/json" or (
+            media.startswith("application/") and media.endswith("+json")
+        ):
+            return
+        raise OpsError(
+            415, f"expected application/json, got {media or 'nothing'}", "unsupported_media_type"
+        )
+    length = request.headers.get("content-length", "0").strip()
+    if "transfer-encoding" in request.headers or length not in ("", "0"):
+        raise OpsError(415, "a body needs content-type: application/json", "unsupported_media_type")
+
+
+router = APIRouter(
+    prefix="/api",
+    tags=["ops"],
+    dependencies=[Depends(require_operator)],
+    responses=responses(401, 403),
+)
 
 
 class ReplayBody(BaseModel):
     payload: Any = None
 
 
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+_TIME = "RFC 3339 date-time with its offset, e.g. 2026-12-01T00:00:00Z"
+
+
+def _time(name: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    if _RFC3339.fullmatch(text.upper()):
+        try:
+            return datetime.fromisoformat(text.upper()).astimezone(UTC)
+        except (ValueError, OverflowError):
+            pass
+    raise OpsError(400, f"{name}: expected an {_TIME}, got {text!r}", "invalid_filter")
+
+
 def _filter(
-    status: str | None = None,
+    status: Annotated[str | None, Query(description=f"One of {', '.join(STATUSES)}")] = None,
     stage: str | None = None,
     connection: str | None = None,
     destination: str | None = None,
     error_class: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[str | None, Query(description=f"Failed at or after: {_TIME}")] = None,
+    until: Annotated[str | None, Query(description=f"Failed before: {_TIME}")] = None,
 ) -> Filter:
-    return Filter(status, stage, connection, destination, error_class, since, until)
+    if status is not None and status not in STATUSES:
+        raise OpsError(
+            400, f"status: expected one of {', '.join(STATUSES)}, got {status!r}", "invalid_filter"
+        )
+    return Filter(
+        status,
+        stage,
+        connection,
+        destination,
+        error_class,
+        _time("since", since),
+        _time("until", until),
+    )
 
 
 FilterDep = Annotated[Filter, Depends(_filter)]
 
 
-@router.get("/deadletters")
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("/deadletters", responses=responses(400))
 async def list_dead_letters(
-    hub: HubDep,
-    flt: FilterDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    hub: HubDep, flt: FilterDep, limit: Limit = 100, offset: Offset = 0
 ) -> dict[str, Any]:
-    total, rows = await hub.deadletters.search(flt, limit, offset)
-    return {"total": total, "items": [public(r) for r in rows]}
+    """Dead letters, newest first, as summaries: the payload's size and first characters
+    (``payload_bytes``, ``payload_preview``); the item has the payload."""
+    total, items = await hub.deadletters.search(flt, limit, offset)
+    return {"total": total, "items": items}
 
 
-@router.get("/deadletters/{id_}")
+@router.get("/deadletters/{id_}", responses=responses(404))
 async def get_dead_letter(id_: str, hub: HubDep) -> JSONResponse:
-    row = await hub.deadletters.get(id_)
-    if row is None:
+    """One dead letter whole: payload, headers, the last edit sent, every replay attempt
+    with its outcomes."""
+    item = await hub.deadletters.item(id_)
+    if item is None:
         return _error(404, "not_found", f"no dead letter {id_}")
-    return JSONResponse(public(row))
+    return JSONResponse(item)
 
 
-@router.post("/deadletters/{id_}/replay")
+@router.post("/deadletters/{id_}/replay", responses=responses(400, 404, 409, 415, 503))
 async def replay_dead_letter(id_: str, hub: HubDep, body: ReplayBody | None = None) -> JSONResponse:
-    """Replay as it is, or with ``{"payload": ...}``: an edited value, checked first."""
+    """Replay as it is, or with ``{"payload": ...}``: an edited value, checked first (422 when
+    it still fails). Without a payload, the last edited payload is sent again if there is
+    one, else the original. Every replay is an attempt of its own."""
     payload = body.payload if body is not None and "payload" in body.model_fields_set else UNCHANGED
     try:
         return JSONResponse(await replay(hub, id_, payload))
@@ -106,15 +253,22 @@ async def replay_dead_letter(id_: str, hub: HubDep, body: ReplayBody | None = No
         return _error(exc.status, exc.code, str(exc))
 
 
-@router.post("/deadletters/{id_}/discard")
+@router.post("/deadletters/{id_}/discard", responses=responses(404, 409, 415))
 async def discard_dead_letter(id_: str, hub: HubDep) -> JSONResponse:
-    if await hub.deadletters.get(id_) is None:
+    """Discard an open dead letter (again: nothing changes); a replayed one is 409."""
+    changed, status = await hub.deadletters.discard(id_)
+    if status is None:
         return _error(404, "not_found", f"no dead letter {id_}")
-    changed = await hub.deadletters.discard(id_)
-    return JSONResponse({"id": id_, "status": "discarded", "changed": changed})
+    if status == "replayed":
+        return _error(
+            409,
+            "replayed",
+            f"dead letter {id_} was replayed; its replay attempts say what became of it",
+        )
+    return JSONResponse({"id": id_, "status": status, "changed": changed})
 
 
-@router.post("/replays", status_code=202)
+@router.post("/replays", status_code=202, responses=responses(400, 415))
 async def start_bulk_replay(hub: HubDep, flt: FilterDep) -> dict[str, Any]:
     """Replay every dead letter matching the filter (default: status=open)."""
     if flt.status is None:
@@ -122,7 +276,7 @@ async def start_bulk_replay(hub: HubDep, flt: FilterDep) -> dict[str, Any]:
     return ReplayJobs.view(await hub.replays.start(flt))
 
 
-@router.get("/replays/{job_id}")
+@router.get("/replays/{job_id}", responses=responses(404))
 async def bulk_replay_progress(job_id: str, hub: HubDep) -> JSONResponse:
     job = hub.replays.jobs.get(job_id)
     if job is None:
@@ -130,7 +284,7 @@ async def bulk_replay_progress(job_id: str, hub: HubDep) -> JSONResponse:
     return JSONResponse(ReplayJobs.view(job))
 
 
-@router.delete("/replays/{job_id}")
+@router.delete("/replays/{job_id}", responses=responses(404, 415))
 async def cancel_bulk_replay(job_id: str, hub: HubDep) -> JSONResponse:
     job = hub.replays.cancel(job_id)
     if job is None:
@@ -142,8 +296,8 @@ async def cancel_bulk_replay(job_id: str, hub: HubDep) -> JSONResponse:
 async def list_parked(
     hub: HubDep,
     worker: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Events parked for a retry (oldest first), with attempts, next attempt and last error.
     ``worker`` is a consumer group, e.g. ``hub.deliver.erp`` or ``hub.mapper``."""
@@ -151,8 +305,10 @@ async def list_parked(
     return {"total": total, "items": rows}
 
 
-@router.post("/retries/{id_}/retry-now")
-async def retry_parked_now(id_: int, hub: HubDep) -> JSONResponse:
+@router.post("/retries/{id_}/retry-now", responses=responses(404, 415))
+async def retry_parked_now(
+    id_: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], hub: HubDep
+) -> JSONResponse:
     """Make a parked event due now; it is retried within a poll interval (its key's order is
     kept: an event waiting behind another still waits)."""
     if not await RetryTable(hub.db).retry_now(id_):

@@ -2,15 +2,29 @@
 ``dead_letters`` table by the recorder worker, and searched, replayed or discarded there
 (:mod:`.store`)."""
 
-from .store import REPLAY_HEADER, DeadLetterStore, Filter, public, row_from_record
+from .store import (
+    ATTEMPT_HEADER,
+    REPLAY_HEADER,
+    REPLAY_HEADERS,
+    DeadLetterStore,
+    Filter,
+    new_attempt,
+    public,
+    row_from_record,
+    summary,
+)
 from .topic import Stage, dead_letter
 
 __all__ = [
+    "ATTEMPT_HEADER",
     "REPLAY_HEADER",
+    "REPLAY_HEADERS",
     "DeadLetterStore",
     "Filter",
     "Stage",
     "dead_letter",
+    "new_attempt",
     "public",
     "row_from_record",
+    "summary",
 ]

@@ -5,22 +5,28 @@ worker copies each into the ``dead_letters`` table. Replay republishes the recor
 or with an edited value (checked first), into the stage where it failed: the ingest topic for
 ingest/map/validate/route failures, the canonical topic for delivery failures (destinations
 that already have the event skip it: deliveries are recorded). The original record is never
-changed; an edited replay keeps what it sent beside it.
+changed; an edited replay keeps what it sent beside it. Every replay is an attempt of its own
+(``replay_attempts``), with every outcome the hub learns of it (``replay_outcomes``).
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 
-from ..db import Database, dead_letters
+from ..db import Database, dead_letters, replay_attempts, replay_outcomes
 from ..envelope import derived_id, header_value
 
 REPLAY_HEADER = "hub_replay_of"
+ATTEMPT_HEADER = "hub_replay_attempt"
+REPLAY_HEADERS = (REPLAY_HEADER, ATTEMPT_HEADER)
+"""Headers a replayed record carries, kept on what the mapper makes of it."""
+PREVIEW_CHARS = 200
 
 
 def _now() -> datetime:
@@ -128,18 +134,17 @@ class DeadLetterStore:
         self.db = db
 
     async def record(self, rows: list[dict[str, Any]]) -> None:
-        """Insert rows (ignoring ones already there); a failed replay updates its origin."""
+        """Insert rows (ignoring ones already there); a failed replay is an outcome of the
+        attempt it came from."""
         if not rows:
             return
         async with self.db.engine.begin() as conn:
             for row in rows:
-                await conn.execute(self.db.insert_ignore(dead_letters), row)
-                if row["replay_of"]:
-                    await conn.execute(
-                        update(dead_letters)
-                        .where(dead_letters.c.id == row["replay_of"])
-                        .values(outcome=f"failed again at {row['stage']}: dead letter {row['id']}")
-                    )
+                inserted = (await conn.execute(self.db.insert_ignore(dead_letters), row)).rowcount
+                if row["replay_of"] and inserted:
+                    attempt = next((v for k, v in row["headers"] if k == ATTEMPT_HEADER), None)
+                    outcome = f"failed again at {row['stage']}: dead letter {row['id']}"
+                    await _add_outcome(conn, row["replay_of"], attempt, outcome)
 
     async def search(
         self, flt: Filter, limit: int = 100, offset: int = 0
@@ -152,13 +157,15 @@ class DeadLetterStore:
                 )
             ).scalar_one()
             rows = await conn.execute(
-                select(dead_letters)
+                select(*_SUMMARY_COLUMNS)
                 .where(*flt.where())
                 .order_by(c.failed_at.desc(), c.id)
                 .limit(limit)
                 .offset(offset)
             )
-            return int(total), [dict(r._mapping) for r in rows]
+            found = [dict(r._mapping) for r in rows]
+            attempts = await _attempts(conn, [r["id"] for r in found])
+        return int(total), [summary(r, attempts.get(r["id"], [])) for r in found]
 
     async def ids(self, flt: Filter) -> list[str]:
         async with self.db.engine.connect() as conn:
@@ -172,45 +179,143 @@ class DeadLetterStore:
             row = (await conn.execute(select(dead_letters).where(dead_letters.c.id == id_))).first()
             return dict(row._mapping) if row is not None else None
 
+    async def item(self, id_: str) -> dict[str, Any] | None:
+        """One dead letter as the ops API shows it: whole, with every replay attempt."""
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(select(dead_letters).where(dead_letters.c.id == id_))).first()
+            if row is None:
+                return None
+            attempts = await _attempts(conn, [id_])
+        return public(dict(row._mapping), attempts.get(id_, []))
+
     async def get_many(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         async with self.db.engine.connect() as conn:
             rows = await conn.execute(select(dead_letters).where(dead_letters.c.id.in_(ids)))
             return {r.id: dict(r._mapping) for r in rows}
 
-    async def mark_replayed(self, id_: str, edited_value: bytes | None) -> None:
-        async with self.db.engine.begin() as conn:
-            await conn.execute(
-                update(dead_letters)
-                .where(dead_letters.c.id == id_)
-                .values(**_replayed(), replayed_value=edited_value)
-            )
+    async def begin_replays(self, attempts: list[dict[str, Any]]) -> None:
+        """Record attempts (see :func:`new_attempt`) before they are sent: an outcome can only
+        arrive for an attempt already here."""
+        if attempts:
+            async with self.db.engine.begin() as conn:
+                await conn.execute(replay_attempts.insert(), attempts)
 
-    async def mark_replayed_many(self, ids: list[str]) -> None:
-        """Unedited replays of many dead letters, in one transaction."""
-        if not ids:
+    async def replays_sent(self, attempts: list[dict[str, Any]]) -> None:
+        """The broker has these attempts: their dead letters are replayed, in one transaction;
+        an edit becomes the payload the next replay sends."""
+        if not attempts:
             return
+        c = dead_letters.c
+        plain = [a["dead_letter_id"] for a in attempts if a["value"] is None]
         async with self.db.engine.begin() as conn:
             await conn.execute(
-                update(dead_letters)
-                .where(dead_letters.c.id.in_(ids))
-                .values(**_replayed(), replayed_value=None)
+                update(replay_attempts)
+                .where(replay_attempts.c.id.in_([a["id"] for a in attempts]))
+                .values(sent=True)
             )
+            if plain:
+                await conn.execute(
+                    update(dead_letters).where(c.id.in_(plain)).values(**_replayed())
+                )
+            for a in attempts:
+                if a["value"] is not None:
+                    await conn.execute(
+                        update(dead_letters)
+                        .where(c.id == a["dead_letter_id"])
+                        .values(**_replayed(), replayed_value=a["value"])
+                    )
 
-    async def set_outcome(self, id_: str, outcome: str) -> None:
-        """What became of a replay (e.g. delivered), as far as the hub saw it."""
+    async def replays_not_sent(self, attempts: list[dict[str, Any]], error: str) -> None:
+        if attempts:
+            async with self.db.engine.begin() as conn:
+                await conn.execute(
+                    update(replay_attempts)
+                    .where(replay_attempts.c.id.in_([a["id"] for a in attempts]))
+                    .values(error=error)
+                )
+
+    async def set_outcome(self, id_: str, outcome: str, attempt: str | None = None) -> None:
+        """What became of a replay (e.g. delivered), as far as the hub saw it; ``attempt`` is
+        the replay's ``hub_replay_attempt`` (None: a replay from before attempts existed)."""
         async with self.db.engine.begin() as conn:
-            await conn.execute(
-                update(dead_letters).where(dead_letters.c.id == id_).values(outcome=outcome)
-            )
+            await _add_outcome(conn, id_, attempt, outcome)
 
-    async def discard(self, id_: str) -> bool:
+    async def discard(self, id_: str) -> tuple[bool, str | None]:
+        """Discard an open dead letter: (whether this call did, the status it has now; None:
+        there is no such dead letter). A replayed one is not discarded."""
+        c = dead_letters.c
         async with self.db.engine.begin() as conn:
             result = await conn.execute(
                 update(dead_letters)
-                .where(dead_letters.c.id == id_, dead_letters.c.status != "discarded")
+                .where(c.id == id_, c.status == "open")
                 .values(status="discarded", discarded_at=_now())
             )
-            return bool(result.rowcount)
+            if result.rowcount:
+                return True, "discarded"
+            status = (await conn.execute(select(c.status).where(c.id == id_))).scalar()
+            return False, status
+
+
+def new_attempt(
+    dead_letter_id: str, edited: bool, value: bytes | None, job_id: str | None = None
+) -> dict[str, Any]:
+    """A ``replay_attempts`` row; ``value`` is the edited payload sent (None: the original)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "dead_letter_id": dead_letter_id,
+        "replayed_at": _now(),
+        "edited": edited,
+        "value": value,
+        "job_id": job_id,
+        "sent": False,
+        "error": None,
+    }
+
+
+async def _add_outcome(conn: Any, id_: str, attempt: str | None, outcome: str) -> None:
+    if attempt is None:
+        await conn.execute(
+            update(dead_letters).where(dead_letters.c.id == id_).values(outcome=outcome)
+        )
+    else:
+        await conn.execute(
+            replay_outcomes.insert().values(attempt_id=attempt, at=_now(), outcome=outcome)
+        )
+
+
+async def _attempts(conn: Any, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The replay attempts of these dead letters, oldest first, each with its outcomes."""
+    if not ids:
+        return {}
+    a, o = replay_attempts.c, replay_outcomes.c
+    rows = await conn.execute(
+        select(replay_attempts).where(a.dead_letter_id.in_(ids)).order_by(a.replayed_at, a.id)
+    )
+    attempts = [dict(r._mapping) for r in rows]
+    outcomes: dict[str, list[dict[str, Any]]] = {}
+    if attempts:
+        found = await conn.execute(
+            select(o.attempt_id, o.at, o.outcome)
+            .where(o.attempt_id.in_([x["id"] for x in attempts]))
+            .order_by(o.id)
+        )
+        for r in found:
+            outcomes.setdefault(r.attempt_id, []).append({"at": _iso(r.at), "outcome": r.outcome})
+    out: dict[str, list[dict[str, Any]]] = {}
+    for x in attempts:
+        out.setdefault(x["dead_letter_id"], []).append(
+            {
+                "id": x["id"],
+                "replayed_at": _iso(x["replayed_at"]),
+                "edited": x["edited"],
+                "payload": decode_payload(x["value"]) if x["value"] is not None else None,
+                "job_id": x["job_id"],
+                "sent": x["sent"],
+                "error": x["error"],
+                "outcomes": outcomes.get(x["id"], []),
+            }
+        )
+    return out
 
 
 def _replayed() -> dict[str, Any]:
@@ -218,20 +323,67 @@ def _replayed() -> dict[str, Any]:
         "status": "replayed",
         "replays": dead_letters.c.replays + 1,
         "replayed_at": _now(),
-        "outcome": "replayed; no new failure recorded so far",
     }
 
 
-def public(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as the ops API shows it: payload as JSON where it is JSON."""
-    out = {k: v for k, v in row.items() if k not in ("key", "value", "replayed_value")}
+_HIDDEN = ("key", "value", "replayed_value", "headers")
+_SUMMARY_COLUMNS = [
+    *(c for c in dead_letters.c if c.name not in _HIDDEN[1:]),
+    func.length(dead_letters.c.value).label("payload_bytes"),
+    # 4 bytes a character at most: enough for the preview's characters
+    func.substr(dead_letters.c.value, 1, PREVIEW_CHARS * 4).label("preview"),
+]
+
+
+def _outcome(row: dict[str, Any], attempts: list[dict[str, Any]]) -> str | None:
+    """What became of the latest replay."""
+    if not attempts:
+        return row.get("outcome")  # replays from before attempts were recorded
+    last = attempts[-1]
+    if last["outcomes"]:
+        return str(last["outcomes"][-1]["outcome"])
+    if last["error"]:
+        return f"not sent: {last['error']}"
+    return "replayed; no new failure recorded so far" if last["sent"] else "being sent"
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def summary(row: dict[str, Any], attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    """A dead letter in a list: no payload, its size and first characters instead."""
+    out = {k: v for k, v in row.items() if k not in (*_HIDDEN, "preview")}
     out["key"] = row["key"].decode(errors="replace") if row.get("key") else None
+    out["outcome"] = _outcome(row, attempts)
+    for k in ("failed_at", "replayed_at", "discarded_at"):
+        out[k] = _iso(out.get(k))
+    if "preview" in row:
+        preview, size = row["preview"], row["payload_bytes"]
+    else:
+        value = row.get("value")
+        preview, size = (
+            (value[: PREVIEW_CHARS * 4], len(value)) if value is not None else (None, None)
+        )
+    out["payload_bytes"] = size
+    out["payload_preview"] = (
+        bytes(preview).decode(errors="replace")[:PREVIEW_CHARS] if preview is not None else None
+    )
+    return out
+
+
+def public(row: dict[str, Any], attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A whole dead letter as the ops API shows it: its summary, the payload as JSON where it
+    is JSON, the headers, the last edit sent, every replay attempt."""
+    attempts = attempts or []
+    out = summary(row, attempts)
+    out["headers"] = row["headers"]
     out["payload"] = decode_payload(row.get("value"))
     if row.get("replayed_value") is not None:
         out["replayed_payload"] = decode_payload(row["replayed_value"])
-    for k in ("failed_at", "replayed_at", "discarded_at"):
-        if isinstance(out.get(k), datetime):
-            out[k] = out[k].isoformat()
+    out["replay_attempts"] = attempts
     return out
 
 
@@ -246,10 +398,14 @@ def decode_payload(value: bytes | None) -> Any:
 
 
 __all__ = [
+    "ATTEMPT_HEADER",
     "REPLAY_HEADER",
+    "REPLAY_HEADERS",
     "DeadLetterStore",
     "Filter",
     "decode_payload",
+    "new_attempt",
     "public",
     "row_from_record",
+    "summary",
 ]

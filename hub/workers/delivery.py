@@ -32,7 +32,7 @@ from connectors import Delivery, Sink
 from hub.batching import GroupCommit
 from hub.canonical import decode
 from hub.config import HubConfig, LimitsSpec, OutboundRoute
-from hub.deadletters import REPLAY_HEADER, Stage
+from hub.deadletters import ATTEMPT_HEADER, REPLAY_HEADER, Stage
 from hub.envelope import EnvelopeError, from_kafka, header_value, now_rfc3339
 from hub.errors import DeliveryFailed, MappingFailed, ProcessingError, RouteConditionFailed
 from hub.retry import CircuitBreaker, Parked, RateLimiter, RetryPolicy
@@ -180,7 +180,9 @@ class DeliveryWorker(RetryingWorker):
         replay_of = header_value(record.headers, REPLAY_HEADER)
         if replay_of:
             await hub.deadletters.set_outcome(
-                replay_of, f"delivered to {self.destination} at {now_rfc3339()}"
+                replay_of,
+                f"delivered to {self.destination} at {now_rfc3339()}",
+                header_value(record.headers, ATTEMPT_HEADER),
             )
         return Outcome(done=True)
 

@@ -16,7 +16,7 @@ from aiokafka import TopicPartition
 from hub import exactjson
 from hub.canonical import encode, validate
 from hub.config import InboundRoute
-from hub.deadletters import REPLAY_HEADER, Stage
+from hub.deadletters import REPLAY_HEADERS, Stage
 from hub.envelope import CloudEvent, EnvelopeError, derived_id, from_kafka
 from hub.errors import MappingFailed, ProcessingError, RouteConditionFailed
 from hub.retry import Parked
@@ -152,7 +152,7 @@ class MapperWorker(RetryingWorker):
                 },
             )
             # A replayed event's outputs say so, so the dead letter can learn its outcome.
-            replay = [(k, bytes(v)) for k, v in record.headers or () if k == REPLAY_HEADER]
+            replay = [(k, bytes(v)) for k, v in record.headers or () if k in REPLAY_HEADERS]
             out.append(hub.publisher.send(settings.canonical_topic(entity), canonical, replay))
         if not routed:
             log.info("no route for %s from %s (%s); not mapped", event_type, connection, event.id)

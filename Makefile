@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: export SHOPIFY_WEBHOOK_SECRET ?= hub-demo-secret
+run: export SHOPIFY_WEBHOOK_SECRET ?= hub-demo-webhook-secret
 run: $(STAMP)
 	$(BIN)/hub up --config $(CONFIG)
 

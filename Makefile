@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The demo's secrets (examples/hub.yaml reads them with env:NAME); set them to override.
-run demo-erp: export SHOPIFY_WEBHOOK_SECRET ?= hub-demo-secret
+run demo-erp: export SHOPIFY_WEBHOOK_SECRET ?= hub-demo-webhook-secret
 run demo-erp: export ERP_AUTHORIZATION ?= Bearer hub-demo-erp-token
 DEMO_ERP_PORT ?= 9000
 

@@ -18,9 +18,16 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, V
 
 from hub.canonical import decode
 
+MIN_SECRET_BYTES = 16
+"""A secret shorter than this is refused: an empty key makes a signature anyone can compute,
+and a short one can be guessed. (Shopify's app secrets are 32 characters, or 38 since 2020:
+``shpss_`` and 32.)"""
+
 
 def _resolve_secret(value: Any, info: ValidationInfo) -> SecretStr:
-    """Secrets are referenced, never inlined: ``env:NAME`` or ``file:PATH``."""
+    """Secrets are referenced, never inlined: ``env:NAME`` or ``file:PATH``; what the reference
+    resolves to must be at least :data:`MIN_SECRET_BYTES` long. Errors name the reference,
+    never the value."""
     if isinstance(value, SecretStr):
         return value
     if not isinstance(value, str):
@@ -29,18 +36,29 @@ def _resolve_secret(value: Any, info: ValidationInfo) -> SecretStr:
     if sep and kind == "env" and ref:
         if ref not in os.environ:
             raise ValueError(f"environment variable {ref} is not set")
-        return SecretStr(os.environ[ref])
+        return _long_enough(value, os.environ[ref])
     if sep and kind == "file" and ref:
         base = Path((info.context or {}).get("base_dir", "."))
         path = (base / ref).expanduser()
         try:
-            return SecretStr(path.read_text().strip())
+            return _long_enough(value, path.read_text().strip())
         except OSError as exc:
             raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
     raise ValueError(
         "secrets must not be written inline: use 'env:NAME' (an environment variable) "
         "or 'file:PATH' (relative to hub.yaml)"
     )
+
+
+def _long_enough(reference: str, secret: str) -> SecretStr:
+    if not secret:
+        raise ValueError(f"the secret {reference} is empty: set it to the system's secret")
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"the secret {reference} is shorter than {MIN_SECRET_BYTES} bytes: "
+            "use the system's own secret, or generate a longer one"
+        )
+    return SecretStr(secret)
 
 
 Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]

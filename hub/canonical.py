@@ -18,6 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from .errors import SchemaViolation
+from .exactjson import NestedTooDeeply
 from .yamlfile import format_loc
 
 SCHEMA_BASE = "https://hub.dev/schemas/"
@@ -226,11 +227,15 @@ def decode(data: bytes) -> Any:
 
     orjson (a canonical order: ~5x json); json for what orjson refuses (an integer beyond 64
     bits, NaN from a foreign producer, a byte order mark, UTF-16). Raises ``ValueError`` for
-    what is not JSON."""
+    what is not JSON, :class:`hub.exactjson.NestedTooDeeply` (a ``ValueError`` too) for what
+    orjson refuses as deeper than 1,024 levels and json cannot follow (recursion limit)."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except RecursionError:
+            raise NestedTooDeeply() from None
 
 
 def validate(entity: str, data: dict[str, Any]) -> None:

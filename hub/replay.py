@@ -71,8 +71,14 @@ def _prepare(
     headers.append((REPLAY_HEADER, id_.encode()))
     edited = row["replayed_value"]
     if payload is not UNCHANGED:
-        edited = json.dumps(payload, ensure_ascii=False).encode()
-        check_edit(hub, row, headers, edited)
+        try:
+            edited = json.dumps(payload, ensure_ascii=False).encode()
+            check_edit(hub, row, headers, edited)
+        except (RecursionError, exactjson.NestedTooDeeply):
+            # json read it a few frames up the stack; it cannot write or read it here
+            raise ReplayRefused(
+                400, "malformed_payload", "the edited payload is nested too deeply"
+            ) from None
     value = edited if edited is not None else row["value"]
     return row["source_topic"], value, headers, edited
 

@@ -19,7 +19,6 @@ import uvicorn
 
 from . import backlog
 from .api.app import create_app
-from .api.protocol import CorkedHttpToolsProtocol
 from .broker import EmbeddedBroker
 from .bus import Publisher, ensure_topics
 from .config import HubConfig, check_routes, load_config
@@ -258,7 +257,10 @@ class Hub:
                 log_config=None,
                 lifespan="off",
                 access_log=False,
-                http=CorkedHttpToolsProtocol,  # one write per response (hub/api/protocol.py)
+                # h11 stops reading a head past this size (uvicorn answers 400 and closes);
+                # httptools has no such limit: it read a 64 MiB header whole.
+                http="h11",
+                h11_max_incomplete_event_size=s.http_max_header_bytes,
             )
         )
         serving = asyncio.create_task(self._server.serve(), name="http")

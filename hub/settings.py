@@ -55,6 +55,10 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    http_max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request head (request line and headers)."
+    )
+    http_max_headers: int = Field(100, ge=1, description="Most header fields in a request.")
 
     ops_token: SecretStr | None = Field(
         None, description="Bearer token for /api; unset: /api answers on loopback only."

@@ -94,14 +94,18 @@ def test_check_refuses_a_route_to_a_missing_mapping(tmp_path: Path) -> None:
         "    from: shop\n"
         "    mapping: shopify/orders_update\n"
     )
-    result = hub("check", "--config", str(config), TEST_CLI_SECRET="s")
+    result = hub("check", "--config", str(config), TEST_CLI_SECRET="test-cli-webhook-secret")
     assert result.returncode == 2
     assert f"{config}:7 at routes[0].mapping: no mapping 'shopify/orders_update'" in result.stderr
 
 
 def test_check_accepts_the_example_config() -> None:
     result = hub(
-        "check", "-c", "examples/hub.yaml", SHOPIFY_WEBHOOK_SECRET="demo", ERP_AUTHORIZATION="x"
+        "check",
+        "-c",
+        "examples/hub.yaml",
+        SHOPIFY_WEBHOOK_SECRET="demo-webhook-secret",
+        ERP_AUTHORIZATION="Bearer demo-erp-token",
     )
     assert result.returncode == 0, result.stderr
     assert "examples/hub.yaml: ok" in result.stdout

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,7 +51,7 @@ routes:
 
 @pytest.fixture
 def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_SHOP_SECRET", "shop-secret")
+    monkeypatch.setenv("TEST_SHOP_SECRET", "test-shop-webhook-secret")
     monkeypatch.setenv("TEST_ERP_AUTH", "Bearer erp-token")
 
 
@@ -65,7 +67,7 @@ def test_valid_config_loads(tmp_path: Path, secrets: None) -> None:
     assert set(config.connections) == {"shop", "erp", "outbox"}
     shop = config.connections["shop"]
     assert isinstance(shop, Shopify)
-    assert shop.options.webhook_secret.get_secret_value() == "shop-secret"
+    assert shop.options.webhook_secret.get_secret_value() == "test-shop-webhook-secret"
     erp = config.connections["erp"]
     assert isinstance(erp, Http)
     assert erp.options.authorization is not None
@@ -169,7 +171,7 @@ def test_file_secret_is_read_relative_to_the_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "secrets").mkdir()
-    (tmp_path / "secrets" / "shop").write_text("from-a-file\n")
+    (tmp_path / "secrets" / "shop").write_text("secret-read-from-a-file\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # the working directory must not matter
@@ -182,7 +184,7 @@ def test_file_secret_is_read_relative_to_the_config(
     )
     shop = config.connections["shop"]
     assert isinstance(shop, Shopify)
-    assert shop.options.webhook_secret.get_secret_value() == "from-a-file"
+    assert shop.options.webhook_secret.get_secret_value() == "secret-read-from-a-file"
 
 
 def test_missing_file_secret(tmp_path: Path) -> None:
@@ -197,6 +199,90 @@ def test_missing_file_secret(tmp_path: Path) -> None:
     assert str(err).startswith(f"{path}:4 at connections.shop.options.webhook_secret: ")
     assert "cannot read secret file" in str(err)
     assert str(tmp_path / "secrets" / "absent") in str(err)
+
+
+@pytest.mark.parametrize("value", ["", "hub-demo-secret"], ids=["empty", "15 bytes"])
+def test_an_empty_or_short_env_secret_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """An empty key signs anything anyone sends (issue 11, point 8); a short one is guessed."""
+    monkeypatch.setenv("TEST_SHORT_SECRET", value)
+    path = tmp_path / "hub.yaml"
+    err = refused(
+        path,
+        "connections:\n"
+        "  shop:\n"
+        "    connector: shopify\n"
+        "    options:\n"
+        "      webhook_secret: env:TEST_SHORT_SECRET\n",
+    )
+    (problem,) = err.problems
+    assert str(problem).startswith(f"{path}:5 at connections.shop.options.webhook_secret: ")
+    expected = "is empty" if not value else "is shorter than 16 bytes"
+    assert f"the secret env:TEST_SHORT_SECRET {expected}" in str(problem)
+    if value:
+        assert value not in str(err)
+
+
+def test_a_secret_of_16_bytes_is_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_SHORT_SECRET", "é" * 8)  # 8 characters, 16 bytes in UTF-8
+    config = load_config(
+        tmp_path / "hub.yaml",
+        text="connections:\n"
+        "  shop: {connector: shopify, options: {webhook_secret: env:TEST_SHORT_SECRET}}\n",
+    )
+    assert isinstance(config.connections["shop"], Shopify)
+
+
+def test_every_secret_option_of_every_connector_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "blank").write_text("  \n")  # a file secret is stripped: nothing is left
+    (tmp_path / "short").write_text("short-key\n")
+    monkeypatch.setenv("TEST_SHOP_SECRET", "a-long-enough-shopify-secret")
+    path = tmp_path / "hub.yaml"
+    err = refused(
+        path,
+        "connections:\n"
+        "  shop:\n"
+        "    connector: shopify\n"
+        "    options:\n"
+        "      webhook_secret: env:TEST_SHOP_SECRET\n"
+        "      previous_webhook_secret: file:blank\n"
+        "  erp:\n"
+        "    connector: http\n"
+        "    options:\n"
+        "      url: https://erp.example/orders\n"
+        "      authorization: file:short\n",
+    )
+    assert [str(p) for p in err.problems] == [
+        f"{path}:6 at connections.shop.options.previous_webhook_secret: "
+        "the secret file:blank is empty: set it to the system's secret",
+        f"{path}:11 at connections.erp.options.authorization: "
+        "the secret file:short is shorter than 16 bytes: use the system's own secret, "
+        "or generate a longer one",
+    ]
+    assert "short-key" not in str(err)
+
+
+def test_hub_check_refuses_an_empty_secret(tmp_path: Path) -> None:
+    """``hub check`` (and ``hub up``, and a reload: they all load the file the same way)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "check", "-c", "examples/hub.yaml"],
+        cwd=MAPPINGS.parent,
+        env={**env, "SHOPIFY_WEBHOOK_SECRET": "", "ERP_AUTHORIZATION": "Bearer hub-demo-erp-token"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "configuration refused (1 problem(s)):" in result.stderr
+    assert (
+        "examples/hub.yaml:11 at connections.shop.options.webhook_secret: "
+        "the secret env:SHOPIFY_WEBHOOK_SECRET is empty"
+    ) in result.stderr
+    assert ": ok" not in result.stdout
 
 
 def test_unknown_connection_in_route(tmp_path: Path, secrets: None) -> None:

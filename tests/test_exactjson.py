@@ -93,3 +93,20 @@ def test_a_shopify_order_reads_the_same() -> None:
     with open(ORDER, "rb") as f:
         body = f.read()
     assert typed(exactjson.loads(body)) == typed(reference(body))
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+@pytest.mark.parametrize("kind", [("[", "]"), ('{"a":', "}")])
+def test_json_nested_beyond_the_recursion_limit_is_a_value_error(
+    kind: tuple[str, str], depth: int
+) -> None:
+    """json and msgspec raise RecursionError there, which callers' ValueError handling missed
+    (hub.canonical.decode falls back to json beyond orjson's 1,024 levels)."""
+    from hub.canonical import decode
+
+    data = (kind[0] * depth + "1" + kind[1] * depth).encode()
+    with pytest.raises(exactjson.NestedTooDeeply):
+        exactjson.loads(data)
+    if depth > 1_024:
+        with pytest.raises(exactjson.NestedTooDeeply):
+            decode(data)

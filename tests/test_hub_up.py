@@ -29,8 +29,8 @@ def test_hub_up_with_the_demo_config_delivers_an_order_and_stops_cleanly(tmp_pat
     port = free_port()
     env = {
         **os.environ,
-        "SHOPIFY_WEBHOOK_SECRET": "demo-secret",
-        "ERP_AUTHORIZATION": "Bearer demo",
+        "SHOPIFY_WEBHOOK_SECRET": "hub-demo-webhook-secret",
+        "ERP_AUTHORIZATION": "Bearer hub-demo-erp-token",
         "HUB_HTTP_PORT": str(port),
         "HUB_STATE_DIR": str(tmp_path / "state"),
         "HUB_KAFKA_BOOTSTRAP_SERVERS": "",
@@ -52,7 +52,7 @@ def test_hub_up_with_the_demo_config_delivers_an_order_and_stops_cleanly(tmp_pat
             headers={
                 "content-type": "application/json",
                 "x-shopify-topic": "orders/create",
-                "x-shopify-hmac-sha256": sign("demo-secret", body),
+                "x-shopify-hmac-sha256": sign("hub-demo-webhook-secret", body),
                 "x-shopify-webhook-id": "readme-1",
             },
         )

@@ -5,6 +5,9 @@ the OpenAPI document and the app mounted alone); the refusal tests run through b
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import httpx
 import pytest
 
@@ -190,3 +193,82 @@ def test_malformed_bodies_are_refused_with_the_json_error(body: bytes) -> None:
 
     with pytest.raises(MalformedPayload, match="body is not valid JSON"):
         parse(body)
+
+
+def _stream_a_header(port: int, total: int) -> tuple[int, bytes]:
+    """Send a request whose one header is ``total`` bytes, 64 KiB at a time, until the server
+    closes; then what it answered."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(b"POST /webhooks/shop HTTP/1.1\r\nhost: x\r\nx-big: ")
+    chunk, sent = b"a" * 65536, 0
+    try:
+        while sent < total:
+            sock.sendall(chunk)
+            sent += len(chunk)
+    except OSError:  # reset or broken pipe: the server closed
+        pass
+    answer = b""
+    try:
+        while data := sock.recv(65536):
+            answer += data
+    except OSError:
+        pass
+    sock.close()
+    return sent, answer
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+async def test_a_64_mib_header_is_refused_early_and_memory_stays_bounded(hub) -> None:  # type: ignore[no-untyped-def]
+    """Issue 11, point 6: httptools read such a header whole (+60 MB RSS) before its 401."""
+    import os
+
+    assert hub.port
+    before = _rss_kib(os.getpid())  # the hub serves in this process
+    sent, answer = await asyncio.to_thread(_stream_a_header, hub.port, 64 * 1024 * 1024)
+    assert sent < 64 * 1024 * 1024  # the server closed before the client had sent it all
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]  # uvicorn's answer (h11)
+    assert _rss_kib(os.getpid()) - before < 16 * 1024  # KiB: well below 64 MiB
+
+    # A head under the byte limit but with too many fields, or over it in one read: 431 JSON.
+    async with httpx.AsyncClient(base_url=hub.base_url, timeout=30) as client:
+        many = await client.post(
+            "/webhooks/shop",
+            content=ORDER_BODY,
+            headers={**shopify_headers(ORDER_BODY), **{f"x-pad-{i}": "1" for i in range(100)}},
+        )
+        large = await client.post(
+            "/webhooks/shop",
+            content=ORDER_BODY,
+            headers={**shopify_headers(ORDER_BODY), "x-pad": "a" * (70 * 1024)},
+        )
+    for refused in (many, large):
+        assert refused.status_code in (431, 400), refused.text
+    assert many.status_code == 431
+    assert many.json()["error"] == "headers_too_large"
+    if large.status_code == 431:  # arrived in one read; else uvicorn's 400 as above
+        assert large.json()["error"] == "headers_too_large"
+    assert await topic_records(hub.bootstrap, hub.settings.ingest_topic) == []
+
+    # A real Shopify delivery, with what a proxy in front adds, still gets 202.
+    headers = {
+        **shopify_headers(ORDER_BODY),
+        "user-agent": "Shopify-Captain-Hook",
+        "accept": "*/*",
+        "accept-encoding": "gzip;q=1.0,deflate;q=0.6,identity;q=0.3",
+        "x-shopify-api-version": "2025-10",
+        "x-shopify-triggered-at": "2026-12-05T09:00:00.123456789Z",
+        "x-shopify-event-id": "98880550-7158-44d4-b7cd-2c97c8a091b5",
+        "x-shopify-name": "orders-to-hub",
+        "x-forwarded-for": "203.0.113.7, 198.51.100.2",
+        "x-forwarded-proto": "https",
+        "x-forwarded-host": "hub.example.com",
+        "x-request-id": "5f2b1c9e-4b7a-4f0e-9a51-1d2e3f4a5b6c",
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    }
+    async with httpx.AsyncClient(timeout=30) as client:
+        ok = await post(hub, ORDER_BODY, headers, client=client)
+    assert ok.status_code == 202, ok.text

@@ -14,14 +14,19 @@ from hub import __version__
 from hub.errors import WebhookRejected
 
 from . import health, ingress, ops
+from .limits import HeaderLimits
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
 
 
-def create_app(hub: Hub) -> ingress.WebhookFastPath:
-    """The hub's ASGI app: webhooks on the fast path, the rest through FastAPI."""
-    return ingress.WebhookFastPath(hub, create_api(hub))
+def create_app(hub: Hub) -> HeaderLimits:
+    """The hub's ASGI app: request heads over the limits refused (431), webhooks on the fast
+    path, the rest through FastAPI."""
+    s = hub.settings
+    return HeaderLimits(
+        ingress.WebhookFastPath(hub, create_api(hub)), s.http_max_header_bytes, s.http_max_headers
+    )
 
 
 def create_api(hub: Hub) -> FastAPI:

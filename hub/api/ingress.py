@@ -130,7 +130,7 @@ def parse(body: bytes) -> Any:
     either)."""
     try:
         return decode(body)
-    except ValueError as exc:  # also UnicodeDecodeError, and an integer beyond the digit limit
+    except ValueError as exc:  # also UnicodeDecodeError, the digit limit, nesting too deep
         raise MalformedPayload(f"body is not valid JSON: {exc}") from None
 
 

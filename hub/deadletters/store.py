@@ -388,12 +388,13 @@ def public(row: dict[str, Any], attempts: list[dict[str, Any]] | None = None) ->
 
 
 def decode_payload(value: bytes | None) -> Any:
-    """A stored record value as JSON where it is JSON, else as text."""
+    """A stored record value as JSON where it is JSON (and not nested beyond what json
+    follows), else as text."""
     if value is None:
         return None
     try:
         return json.loads(value)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return value.decode(errors="replace")
 
 

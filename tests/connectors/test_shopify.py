@@ -20,8 +20,8 @@ BODY = FIXTURE.read_bytes()
 
 @pytest.fixture(autouse=True)
 def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SHOP_SECRET", "new-secret")
-    monkeypatch.setenv("SHOP_OLD_SECRET", "old-secret")
+    monkeypatch.setenv("SHOP_SECRET", "new-shopify-secret")
+    monkeypatch.setenv("SHOP_OLD_SECRET", "old-shopify-secret")
 
 
 def shop(**options: Any) -> Shopify:
@@ -30,7 +30,7 @@ def shop(**options: Any) -> Shopify:
     )
 
 
-def headers(body: bytes = BODY, secret: str = "new-secret", **extra: str) -> dict[str, str]:
+def headers(body: bytes = BODY, secret: str = "new-shopify-secret", **extra: str) -> dict[str, str]:
     return {"x-shopify-hmac-sha256": sign(secret, body), **extra}
 
 
@@ -46,7 +46,7 @@ def test_correct_signature_passes() -> None:
 
 
 def test_signature_with_surrounding_whitespace_passes() -> None:
-    shop().verify({"x-shopify-hmac-sha256": f" {sign('new-secret', BODY)}\n"}, BODY)
+    shop().verify({"x-shopify-hmac-sha256": f" {sign('new-shopify-secret', BODY)}\n"}, BODY)
 
 
 def test_wrong_secret_is_refused() -> None:
@@ -70,13 +70,13 @@ def test_missing_signature_is_refused(given: dict[str, str]) -> None:
 
 def test_previous_secret_is_accepted_during_rotation() -> None:
     rotating = shop(previous_webhook_secret="env:SHOP_OLD_SECRET")
-    rotating.verify(headers(secret="new-secret"), BODY)
-    rotating.verify(headers(secret="old-secret"), BODY)
+    rotating.verify(headers(secret="new-shopify-secret"), BODY)
+    rotating.verify(headers(secret="old-shopify-secret"), BODY)
     with pytest.raises(BadSignature):
         rotating.verify(headers(secret="older-secret"), BODY)
     # without the rotation option the old secret is no longer good
     with pytest.raises(BadSignature):
-        shop().verify(headers(secret="old-secret"), BODY)
+        shop().verify(headers(secret="old-shopify-secret"), BODY)
 
 
 def test_shop_domain_must_match_when_configured() -> None:
@@ -128,5 +128,5 @@ def test_describe_without_topic_is_malformed(given: dict[str, str]) -> None:
 
 def test_secret_is_not_shown_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     options = ShopifyOptions.model_validate({"webhook_secret": "env:SHOP_SECRET"})
-    assert "new-secret" not in repr(options)
-    assert "new-secret" not in str(options)
+    assert "new-shopify-secret" not in repr(options)
+    assert "new-shopify-secret" not in str(options)

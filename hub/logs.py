@@ -1,8 +1,9 @@
 """Logging set-up: readable text by default, one JSON object per line with HUB_LOG_FORMAT=json.
 
-Warnings and errors that repeat (the Kafka clients log each failed reconnection: ~165 lines a
-second while a broker is down) are let through once per interval and kind: the next one after
-the interval says how many like it were held back (:class:`RepeatFilter`)."""
+Libraries' warnings and errors that repeat (the Kafka clients log each failed reconnection:
+~125-230 lines a second while a broker is down) are let through once per interval and kind:
+the next one after the interval says how many like it were held back (:class:`RepeatFilter`).
+"""
 
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ class _Window:
 
 
 class RepeatFilter(logging.Filter):
-    """Lets a warning or error through at most once per ``interval_s`` per kind of line (its
-    logger, level and message with numbers left out); the first one after the interval carries
-    the count of those held back. Lines below ``level`` always pass."""
+    """Lets a library's warning or error through at most once per ``interval_s`` per kind of
+    line (its logger, level and message with numbers left out); the first one after the
+    interval carries the count of those held back. The hub's own lines and lines below
+    ``level`` always pass."""
 
     def __init__(self, interval_s: float = 10.0, level: int = logging.WARNING) -> None:
         super().__init__()
@@ -36,7 +38,7 @@ class RepeatFilter(logging.Filter):
         self._lock = threading.Lock()  # the Kafka producer's thread logs too
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < self.level:
+        if record.levelno < self.level or record.name.split(".")[0] == "hub":
             return True
         message = record.getMessage()
         key = (record.name, record.levelno, _NUMBERS.sub("#", message))

@@ -4,6 +4,11 @@ Used when no ``HUB_KAFKA_BOOTSTRAP_SERVERS`` is set. It keeps everything in memo
 the hub must not lose may rely on it surviving a restart: what the workers have not finished is
 kept across a stop of the hub by :mod:`hub.backlog`, graceful or not
 (:meth:`EmbeddedBroker.orphan`).
+
+Tansu runs in a session of its own: a terminal's Ctrl-C (SIGINT to the whole foreground process
+group) reaches the hub only, which saves what the broker holds and then stops it. Each start is
+an *incarnation* with an id of its own, kept in the state file: the webhook receipts of an
+incarnation that ended without a save no longer count (:mod:`hub.receipts`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import socket
 import stat
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import IO
 
@@ -66,6 +72,15 @@ class EmbeddedBroker:
         self.state_file = state_file  # pid and port while running: see orphan()
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.incarnation: str | None = None  # a new id at each start
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
 
     @property
     def bootstrap_servers(self) -> str:
@@ -76,8 +91,10 @@ class EmbeddedBroker:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout_s: float = 20.0) -> None:
+        """Start Tansu (again, after it ended: on the same port, so clients find it)."""
         url = f"tcp://{self.host}:{self.port}"
-        if self.log_file is not None:
+        self.incarnation = uuid.uuid4().hex
+        if self.log_file is not None and self._log is None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_file.open("ab")
         self._proc = subprocess.Popen(
@@ -95,6 +112,7 @@ class EmbeddedBroker:
             stdout=self._log or subprocess.DEVNULL,
             stderr=self._log or subprocess.DEVNULL,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            start_new_session=True,  # not in the terminal's process group: see the module doc
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -107,7 +125,12 @@ class EmbeddedBroker:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
                     log.info("embedded Tansu broker listening on %s (pid %s)", url, self._proc.pid)
                     if self.state_file is not None:
-                        state = {"pid": self._proc.pid, "host": self.host, "port": self.port}
+                        state = {
+                            "pid": self._proc.pid,
+                            "host": self.host,
+                            "port": self.port,
+                            "incarnation": self.incarnation,
+                        }
                         self.state_file.write_text(json.dumps(state))
                     return
             except OSError:
@@ -133,26 +156,31 @@ class EmbeddedBroker:
             self._log = None
 
     @staticmethod
+    def left_behind(state_file: Path) -> Orphan | None:
+        """The embedded broker an earlier hub recorded in ``state_file``, running or not
+        (:meth:`Orphan.alive`); None without a readable state file."""
+        try:
+            state = json.loads(state_file.read_text())
+            pid, host, port = int(state["pid"]), str(state["host"]), int(state["port"])
+            incarnation = state.get("incarnation")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return Orphan(
+            pid, host, port, state_file, incarnation if isinstance(incarnation, str) else None
+        )
+
+    @staticmethod
     def orphan(state_file: Path) -> Orphan | None:
         """The embedded broker an earlier hub left running, if it is still there.
 
         A hub killed outright (SIGKILL) cannot stop its broker, and Tansu outlives it, with the
         records the hub had not finished. The next start finds it by ``state_file`` and takes
         them over (:mod:`hub.backlog`) before stopping it."""
-        try:
-            state = json.loads(state_file.read_text())
-            pid, host, port = int(state["pid"]), str(state["host"]), int(state["port"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:  # gone (or not Linux: then it is not looked for)
+        orphan = EmbeddedBroker.left_behind(state_file)
+        if orphan is None or not orphan.alive():
             state_file.unlink(missing_ok=True)
             return None
-        if b"tansu" not in cmdline or f":{port}".encode() not in cmdline:
-            state_file.unlink(missing_ok=True)  # the pid now belongs to another process
-            return None
-        return Orphan(pid, f"{host}:{port}", state_file)
+        return orphan
 
     def __enter__(self) -> EmbeddedBroker:
         self.start()
@@ -163,12 +191,16 @@ class EmbeddedBroker:
 
 
 class Orphan:
-    """A Tansu process an earlier hub started and could not stop."""
+    """A Tansu process an earlier hub started and could not stop (or that has ended since)."""
 
-    def __init__(self, pid: int, bootstrap_servers: str, state_file: Path) -> None:
+    def __init__(
+        self, pid: int, host: str, port: int, state_file: Path, incarnation: str | None = None
+    ) -> None:
         self.pid = pid
-        self.bootstrap_servers = bootstrap_servers
+        self.port = port
+        self.bootstrap_servers = f"{host}:{port}"
         self.state_file = state_file
+        self.incarnation = incarnation
 
     def stop(self, timeout_s: float = 10.0) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -178,13 +210,20 @@ class Orphan:
                 time.sleep(0.05)
             if self.alive():
                 os.kill(self.pid, signal.SIGKILL)
-        self.state_file.unlink(missing_ok=True)
+        self.forget()
         log.info("stopped the embedded broker an earlier hub left running (pid %s)", self.pid)
 
+    def forget(self) -> None:
+        self.state_file.unlink(missing_ok=True)
+
     def alive(self) -> bool:
-        """Running: not gone, and not a zombie that nobody has reaped (it is not our child)."""
+        """Running: our Tansu (not another process that has its pid since), and not a zombie
+        that nobody has reaped (it is not our child). Not Linux: never found alive."""
         try:
+            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
             stat = Path(f"/proc/{self.pid}/stat").read_text()
         except OSError:
+            return False
+        if b"tansu" not in cmdline or f":{self.port}".encode() not in cmdline:
             return False
         return stat[stat.rfind(")") + 2 :][:1] != "Z"

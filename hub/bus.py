@@ -109,6 +109,7 @@ class Publisher:
                 "linger.ms": settings.kafka_linger_ms,
                 "message.timeout.ms": max(1, int(timeout_s * 1000) - 50),
                 "socket.keepalive.enable": True,
+                "logger": logging.getLogger("librdkafka"),  # through our handler and filter
             }
         )
         self._stop = threading.Event()

@@ -41,6 +41,7 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     create_engine,
+    delete,
     event,
     inspect,
     select,
@@ -65,6 +66,8 @@ webhook_receipts = Table(
     Column("delivery_id", String(255), primary_key=True),
     Column("event_id", String(64), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    # The embedded broker's run that holds the event (hub.broker); NULL with an external Kafka.
+    Column("broker_incarnation", String(32)),
 )
 
 poll_cursors = Table(
@@ -173,7 +176,11 @@ retries = Table(
 
 # The reads made for every event; built once: a statement made per call costs SQLAlchemy a
 # cache key each time. On SQLite they run through sqlite3 as compiled by _sqlite_sql.
-_WEBHOOK_EVENTS = select(webhook_receipts.c.delivery_id, webhook_receipts.c.event_id).where(
+_WEBHOOK_EVENTS = select(
+    webhook_receipts.c.delivery_id,
+    webhook_receipts.c.event_id,
+    webhook_receipts.c.broker_incarnation,
+).where(
     webhook_receipts.c.connection == bindparam("connection"),
     webhook_receipts.c.delivery_id.in_(bindparam("ids", expanding=True)),
 )
@@ -364,21 +371,40 @@ class Database:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
         return dialect.insert(table).on_conflict_do_nothing()
 
-    async def webhook_events(self, connection: str, delivery_ids: list[str]) -> dict[str, str]:
-        """Event ids stored for earlier deliveries with these ids (the ones found)."""
+    async def webhook_events(
+        self, connection: str, delivery_ids: list[str]
+    ) -> dict[str, tuple[str, str | None]]:
+        """Event id and embedded broker run (None: external Kafka) stored for earlier
+        deliveries with these ids (the ones found)."""
         params = {"connection": connection, "ids": delivery_ids}
-        return {r[0]: r[1] for r in await self._select(_WEBHOOK_EVENTS, params)}
+        return {r[0]: (r[1], r[2]) for r in await self._select(_WEBHOOK_EVENTS, params)}
 
-    async def record_webhooks(self, rows: list[tuple[str, str, str]]) -> None:
-        """Record (connection, delivery id, event id) receipts in one transaction."""
+    async def record_webhooks(
+        self, rows: list[tuple[str, str, str]], broker_incarnation: str | None = None
+    ) -> None:
+        """Record (connection, delivery id, event id) receipts in one transaction, their
+        events held by the embedded broker's ``broker_incarnation`` (None: an external Kafka)."""
         if not rows:
             return
         now = _now()
         values = [
-            {"connection": c, "delivery_id": d, "event_id": e, "received_at": now}
+            {
+                "connection": c,
+                "delivery_id": d,
+                "event_id": e,
+                "received_at": now,
+                "broker_incarnation": broker_incarnation,
+            }
             for c, d, e in rows
         ]
         await self._insert_ignore(webhook_receipts, values)
+
+    async def forget_webhooks(self, broker_incarnation: str) -> int:
+        """Remove the receipts whose events only ``broker_incarnation`` held; returns how many."""
+        query = delete(webhook_receipts).where(
+            webhook_receipts.c.broker_incarnation == broker_incarnation
+        )
+        return await self.run(lambda conn: conn.execute(query).rowcount)
 
     async def delivered(self, destination: str, event_ids: list[str]) -> set[str]:
         if not event_ids:

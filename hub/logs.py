@@ -1,10 +1,65 @@
-"""Logging set-up: readable text by default, one JSON object per line with HUB_LOG_FORMAT=json."""
+"""Logging set-up: readable text by default, one JSON object per line with HUB_LOG_FORMAT=json.
+
+Libraries' warnings and errors that repeat (the Kafka clients log each failed reconnection:
+~125-230 lines a second while a broker is down) are let through once per interval and kind:
+the next one after the interval says how many like it were held back (:class:`RepeatFilter`).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import threading
+import time
+from dataclasses import dataclass
+
+_NUMBERS = re.compile(r"\d+")
+
+
+@dataclass
+class _Window:
+    since: float
+    held: int = 0
+
+
+class RepeatFilter(logging.Filter):
+    """Lets a library's warning or error through at most once per ``interval_s`` per kind of
+    line (its logger, level and message with numbers left out); the first one after the
+    interval carries the count of those held back. The hub's own lines and lines below
+    ``level`` always pass."""
+
+    def __init__(self, interval_s: float = 10.0, level: int = logging.WARNING) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.level = level
+        self._windows: dict[tuple[str, int, str], _Window] = {}
+        self._lock = threading.Lock()  # the Kafka producer's thread logs too
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.level or record.name.split(".")[0] == "hub":
+            return True
+        message = record.getMessage()
+        key = (record.name, record.levelno, _NUMBERS.sub("#", message))
+        now = time.monotonic()
+        with self._lock:
+            window = self._windows.get(key)
+            if window is not None and now - window.since < self.interval_s:
+                window.held += 1
+                return False
+            if len(self._windows) > 1000:  # forget kinds not seen for an interval
+                self._windows = {
+                    k: w for k, w in self._windows.items() if now - w.since < self.interval_s
+                }
+            self._windows[key] = _Window(now)
+        if window is not None and window.held:
+            record.msg = (
+                f"{message} [{window.held} more like this in the last "
+                f"{now - window.since:.0f}s not shown]"
+            )
+            record.args = None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,8 +81,9 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiokafka", "kafka", "uvicorn.access", "httpx"):
+    for noisy in ("aiokafka", "kafka", "librdkafka", "uvicorn.access", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -24,7 +24,7 @@ from .bus import Publisher, ensure_topics
 from .config import HubConfig, check_routes, load_config
 from .db import Database
 from .deadletters import DeadLetterStore
-from .errors import ConfigError
+from .errors import BrokerStartError, ConfigError
 from .mapping import MappingSet, load_mappings
 from .mapping.engine import yaml_files
 from .mdm import DeterministicResolver, IdResolver
@@ -88,6 +88,10 @@ class Hub:
         self._server: _Server | None = None
         self._fingerprint = ""
         self.port: int = settings.http_port
+        self._owner: asyncio.Task[object] | None = None  # the task that started the hub
+        self._broker_watch: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
+        self._fatal: BrokerStartError | None = None
 
     @property
     def publisher(self) -> Publisher:
@@ -104,6 +108,10 @@ class Hub:
 
     async def start(self) -> None:
         s = self.settings
+        self._owner = asyncio.current_task()
+        # The database first: the receipts of an embedded broker that ended unsaved are voided.
+        await self.db.start()
+        self.receipts.start()
         if s.embedded_broker:
             state_file = s.state_dir / "embedded-broker.json"
             await self._take_over_orphan(state_file)
@@ -111,13 +119,13 @@ class Hub:
                 binary=s.tansu_binary, log_file=s.state_dir / "tansu.log", state_file=state_file
             )
             await asyncio.to_thread(self.broker.start)
+            self.receipts.incarnation = self.broker.incarnation
             self.bootstrap = self.broker.bootstrap_servers
             log.info(
                 "no HUB_KAFKA_BOOTSTRAP_SERVERS: using the embedded broker at %s", self.bootstrap
             )
+            self._broker_watch = asyncio.create_task(self._watch_broker(), name="broker-watch")
         await self._retry("create topics", lambda: ensure_topics(s, self.bootstrap, s.all_topics()))
-        await self.db.start()
-        self.receipts.start()
         self._publisher = Publisher(s, self.bootstrap, s.ingress_publish_timeout_s)
         await self._restore_backlog()
 
@@ -284,6 +292,13 @@ class Hub:
             await asyncio.gather(*(w.ready.wait() for w in self.workers))
 
     async def stop(self) -> None:
+        if self._broker_watch is not None:
+            self._broker_watch.cancel()
+            await asyncio.gather(self._broker_watch, return_exceptions=True)
+            self._broker_watch = None
+        if self._recovery is not None:  # let it finish: it may be starting a broker
+            await asyncio.gather(self._recovery, return_exceptions=True)
+            self._recovery = None
         if self._server is not None:
             self._server.should_exit = True
         pollers, self.pollers = list(self.pollers.values()), {}
@@ -302,8 +317,6 @@ class Hub:
             await self._publisher.close()
             self._publisher = None
         await self.replays.close()
-        await self.receipts.close()
-        await self.db.close()
         if self.broker is not None:
             count = await self._save_backlog(self.bootstrap)
             if count:
@@ -314,8 +327,12 @@ class Hub:
                     count,
                     backlog.backlog_path(self.settings),
                 )
+            elif count is None and self.broker.incarnation is not None:
+                await self.receipts.void(self.broker.incarnation)
             await asyncio.to_thread(self.broker.stop)
             self.broker = None
+        await self.receipts.close()
+        await self.db.close()
         log.info("hub stopped")
 
     def consumer_groups(self) -> dict[str, set[str]]:
@@ -349,9 +366,20 @@ class Hub:
 
     async def _take_over_orphan(self, state_file: Path) -> None:
         """An earlier hub killed outright left its embedded broker running, with what it had
-        not finished: keep that (:mod:`hub.backlog`), then stop the orphan."""
-        orphan = EmbeddedBroker.orphan(state_file)
+        not finished: keep that (:mod:`hub.backlog`), then stop the orphan. Should that broker
+        have ended too, what only it held is lost: its webhook receipts no longer count."""
+        orphan = EmbeddedBroker.left_behind(state_file)
         if orphan is None:
+            return
+        if not orphan.alive():
+            log.error(
+                "the embedded broker of an earlier hub (pid %s) ended before its records were "
+                "saved: the events only it held are lost; sources may send them again",
+                orphan.pid,
+            )
+            if orphan.incarnation is not None:
+                await self.receipts.void(orphan.incarnation)
+            orphan.forget()
             return
         log.warning(
             "the embedded broker of an earlier hub is still running (pid %s): that hub did not "
@@ -362,8 +390,72 @@ class Hub:
             count = await self._save_backlog(orphan.bootstrap_servers)
             if count is not None:
                 log.info("%d record(s) of the earlier embedded broker kept", count)
+            elif orphan.incarnation is not None:
+                await self.receipts.void(orphan.incarnation)
         finally:
             await asyncio.to_thread(orphan.stop)
+
+    async def _watch_broker(self, interval_s: float = 0.5) -> None:
+        """Supervise the embedded broker: should it end (killed, crashed), start it again."""
+        while True:
+            await asyncio.sleep(interval_s)
+            broker = self.broker
+            if broker is not None and not broker.running:
+                # Its own task: stop() waits for it rather than cancel a broker start halfway.
+                self._recovery = asyncio.create_task(self._recover_broker(broker), name="broker")
+                await asyncio.shield(self._recovery)
+                if self._fatal is not None:
+                    return
+
+    async def _recover_broker(self, broker: EmbeddedBroker, attempts: int = 5) -> None:
+        """The embedded broker ended on its own: what only it held is lost. Void its webhook
+        receipts (so sources' retries are stored again), start it again on the same address
+        (the clients reconnect to it), create the topics, and restart the workers: their
+        consumer groups and offsets were in it. Should it not start, the hub stops with a
+        :class:`BrokerStartError` (a non-zero exit of ``hub up``)."""
+        s = self.settings
+        log.error(
+            "the embedded broker (Tansu, pid %s) ended with code %s: the events only it held "
+            "are lost (sources may send them again); restarting it on %s",
+            broker.pid,
+            broker.returncode,
+            broker.bootstrap_servers,
+        )
+        for worker in self._workers:
+            worker.broker_gone()
+        if broker.incarnation is not None:
+            await self.receipts.void(broker.incarnation)
+        for attempt in range(1, attempts + 1):
+            try:
+                await asyncio.to_thread(broker.start)
+                break
+            except BrokerStartError as exc:
+                log.error("restarting the embedded broker (%d/%d): %s", attempt, attempts, exc)
+                if attempt == attempts:
+                    self._fatal = BrokerStartError(
+                        f"the embedded broker ended and could not be restarted ({exc}); "
+                        f"the hub stops: start it again, or set HUB_KAFKA_BOOTSTRAP_SERVERS "
+                        f"to use a Kafka cluster"
+                    )
+                    if self._owner is not None:
+                        self._owner.cancel()  # leaving `async with Hub` raises self._fatal
+                    return
+                await asyncio.sleep(min(2.0 ** (attempt - 1), 10.0))
+        self.receipts.incarnation = broker.incarnation
+        await self._retry("create topics", lambda: ensure_topics(s, self.bootstrap, s.all_topics()))
+        workers = list(self._workers)
+        await asyncio.gather(*(self._stop_worker(w) for w in workers))
+        if "mapper" in self.roles:
+            self._start_worker(MapperWorker(self))
+            self._start_worker(DeadLetterRecorder(self))
+        if "delivery" in self.roles:
+            await self._sync_delivery_workers()
+        log.warning(
+            "the embedded broker runs again on %s (pid %s); %d worker(s) restarted",
+            broker.bootstrap_servers,
+            broker.pid,
+            len(self._workers),
+        )
 
     async def _restore_backlog(self) -> None:
         path = backlog.backlog_path(self.settings)
@@ -410,3 +502,5 @@ class Hub:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+        if self._fatal is not None:
+            raise self._fatal

@@ -87,7 +87,8 @@ async def test_sqlite_folder_is_created(tmp_path: Path) -> None:
 
 
 async def event_of(db: Database, connection: str, delivery_id: str) -> str | None:
-    return (await db.webhook_events(connection, [delivery_id])).get(delivery_id)
+    found = (await db.webhook_events(connection, [delivery_id])).get(delivery_id)
+    return None if found is None else found[0]
 
 
 async def test_webhook_receipts(db: Database) -> None:

@@ -63,7 +63,7 @@ async def test_lookups_made_together_share_one_query(tmp_path: Path) -> None:
     queries: list[tuple[str, int]] = []
     real = db.webhook_events
 
-    async def counted(connection: str, ids: list[str]) -> dict[str, str]:
+    async def counted(connection: str, ids: list[str]) -> dict[str, tuple[str, str | None]]:
         queries.append((connection, len(ids)))
         return await real(connection, ids)
 

@@ -45,6 +45,7 @@ class Worker:
         self.assigned: set[TopicPartition] = set()
         self._done: dict[TopicPartition, int] = {}  # next offset to commit, per partition
         self._committed_at = 0.0
+        self._broker_gone = False
 
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:
         raise NotImplementedError
@@ -100,7 +101,7 @@ class Worker:
 
     async def _commit(self) -> None:
         self._committed_at = time.monotonic()
-        if not self._done or self._consumer is None:
+        if not self._done or self._consumer is None or self._broker_gone:
             return
         done, self._done = self._done, {}
         try:
@@ -126,3 +127,10 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def broker_gone(self) -> None:
+        """The broker that held our group's offsets ended; a new one may take its address.
+        Offsets of the records read from the old one mean nothing there: never commit them
+        (a commit could skip the new broker's records). Stop the worker next."""
+        self._broker_gone = True
+        self._done = {}

@@ -171,7 +171,7 @@ class BearerSpec(ConnectorOptions):
 
 class BasicSpec(ConnectorOptions):
     type: Literal["basic"]
-    username: str = Field(description="User name.")
+    username: str = Field(description="User name.", examples=["hub"])
     password: Secret = Field(description="Password (env:NAME or file:PATH).")
 
     def build(self) -> Auth:
@@ -189,8 +189,11 @@ class ApiKeySpec(ConnectorOptions):
 
 class OAuth2Spec(ConnectorOptions):
     type: Literal["oauth2_client_credentials"]
-    token_url: HttpUrl = Field(description="The authorization server's token endpoint.")
-    client_id: str = Field(description="The client id.")
+    token_url: HttpUrl = Field(
+        description="The authorization server's token endpoint.",
+        examples=["https://erp.example/oauth/token"],
+    )
+    client_id: str = Field(description="The client id.", examples=["hub"])
     client_secret: Secret = Field(description="The client secret (env:NAME or file:PATH).")
     scope: str | None = Field(None, description="Space-separated scopes to ask for.")
     audience: str | None = Field(None, description="The API the token is for, if the server asks.")

@@ -11,7 +11,7 @@ from typing import Literal, Self
 
 from pydantic import Field, HttpUrl, model_validator
 
-from hub.errors import RequestFailed, delivery_failed
+from hub.errors import ConnectionCheckFailed, RequestFailed, delivery_failed
 
 from .auth import AuthSpec, HeaderAuth, build_auth
 from .base import ConnectorOptions, Delivery, Secret, Sink
@@ -79,6 +79,27 @@ class Http(Sink):
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+    async def check_connection(self) -> str:
+        """A HEAD request to the URL: any answer but 401/403 shows the endpoint reachable (TLS
+        included) and the credentials not refused; nothing is written."""
+        await self.open()
+        assert self._client is not None
+        try:
+            answer = await self._client.request("HEAD", allow=range(300, 600))
+        except RequestFailed as exc:
+            raise ConnectionCheckFailed(
+                f"{self.options.url} cannot be reached: {exc.reason}; check the URL, that the "
+                "endpoint is up, and any proxy (HTTPS_PROXY, NO_PROXY)"
+            ) from None
+        finally:
+            await self.close()
+        if answer.status in (401, 403):
+            raise ConnectionCheckFailed(
+                f"{self.options.url} refused the credentials (HTTP {answer.status}); check "
+                "the connection's authorization or auth option and the secret it refers to"
+            )
+        return f"{self.options.url} answered HEAD with HTTP {answer.status}"
 
     async def deliver(self, delivery: Delivery) -> None:
         if self._client is None:

@@ -20,6 +20,7 @@
      ├── RequestFailed          a connector's request to its system failed (connectors/rest.py)
      │    ├── RequestRetriable       5xx, 408, 425, 429, timeouts, connection errors
      │    └── RequestRefused         other 4xx, or a request that cannot be sent: fatal
+     ├── ConnectionCheckFailed  `hub connectors check`: a connection cannot reach its system
      ├── DatabaseUnavailable    the state database cannot be opened
      └── BrokerStartError       the embedded broker could not be started
 
@@ -131,6 +132,10 @@ class RequestRetriable(RequestFailed):
 
 class RequestRefused(RequestFailed):
     retriable = False
+
+
+class ConnectionCheckFailed(HubError):
+    """A connection's check failed: the message says what failed and what to do next."""
 
 
 class DatabaseUnavailable(HubError):

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub import __version__
 from hub.errors import WebhookRejected
 
-from . import health, ingress, ops
+from . import health, ingress, metrics, ops
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -29,6 +29,7 @@ def create_api(hub: Hub) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ingress.router)
     app.include_router(ops.router)
+    app.include_router(metrics.router)
 
     @app.exception_handler(ops.OpsDenied)
     async def denied(_request: Request, exc: ops.OpsDenied) -> JSONResponse:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,7 @@ class DeliveryWorker(RetryingWorker):
         self.limiter = RateLimiter(limits.rate, limits.burst) if limits.rate else None
         self._routes_of: HubConfig | None = None
         self._routes_by_entity: dict[str | None, list[tuple[OutboundRoute, RetryPolicy]]] = {}
+        self._took = hub.metrics.delivery_seconds.labels(destination)
         self._records: GroupCommit[str] = GroupCommit(
             lambda ids: hub.db.record_deliveries(destination, ids)
         )
@@ -167,6 +169,7 @@ class DeliveryWorker(RetryingWorker):
             )
             error = await self._attempt(delivery)
             if error is None:
+                hub.metrics.delivered.labels(route.name, self.destination).inc()
                 continue
             if not error.retriable:
                 return self.dead_now(record, Stage.DELIVER, error, parked, context)
@@ -206,14 +209,17 @@ class DeliveryWorker(RetryingWorker):
             return CircuitOpen(f"delivery to {self.destination}", breaker.retry_in())
         if self.limiter is not None:
             await self.limiter.acquire()
+        started = time.perf_counter()
         try:
             await self.sink.deliver(delivery)
         except DeliveryFailed as exc:
+            self._took.observe(time.perf_counter() - started)
             if exc.retriable:
                 breaker.failure(delivery.event_id)
             else:
                 breaker.success()  # it answered: it is up, it just refuses this event
             return exc
+        self._took.observe(time.perf_counter() - started)
         breaker.success()
         log.debug("delivered %s to %s", delivery.event_id, self.destination)
         return None

@@ -154,6 +154,7 @@ class MapperWorker(RetryingWorker):
             # A replayed event's outputs say so, so the dead letter can learn its outcome.
             replay = [(k, bytes(v)) for k, v in record.headers or () if k == REPLAY_HEADER]
             out.append(hub.publisher.send(settings.canonical_topic(entity), canonical, replay))
+            hub.metrics.mapped.labels(route.name, entity).inc()
         if not routed:
             log.info("no route for %s from %s (%s); not mapped", event_type, connection, event.id)
         return out

@@ -19,9 +19,10 @@ from hub.config import InboundRoute
 from hub.deadletters import REPLAY_HEADER, Stage
 from hub.envelope import CloudEvent, EnvelopeError, derived_id, from_kafka
 from hub.errors import MappingFailed, ProcessingError, RouteConditionFailed
+from hub.logs import log_context
 from hub.retry import Parked
 
-from .retrying import Outcome, RetryingWorker, event_id_of, order_key_of
+from .retrying import Outcome, RetryingWorker, event_id_of, order_key_of, record_fields
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -78,6 +79,10 @@ class MapperWorker(RetryingWorker):
         )
 
     def map_record(self, record: Any) -> list[asyncio.Future[None]]:
+        with log_context(**record_fields(record)):
+            return self._map_record(record)
+
+    def _map_record(self, record: Any) -> list[asyncio.Future[None]]:
         hub = self.hub
         settings = hub.settings
         try:

@@ -289,3 +289,13 @@ def event_id_of(record: Any) -> str:
 def order_key_of(record: Any) -> str | None:
     """The Kafka key as text: events with the same key keep their order through retries."""
     return record.key.decode(errors="replace") if record.key is not None else None
+
+
+def record_fields(record: Any) -> dict[str, str | None]:
+    """The log fields of a record, read off its headers (before it is decoded). The route is
+    left to the stage, which knows which of its routes is at work."""
+    return {
+        "event_id": event_id_of(record),
+        "correlation_id": header_value(record.headers, "ce_correlationid"),
+        "connection": header_value(record.headers, "ce_hubconnection"),
+    }

@@ -51,7 +51,7 @@ bench-pipeline: $(STAMP)
 	$(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 
 bench-client: $(STAMP)
-	$(BIN)/python -m bench.client --clients hub,aiohttp,httpx --requests 10000
+	$(BIN)/python -m bench.client --clients rest,aiohttp,httpx --requests 10000
 
 bench-broker: $(STAMP)
 	$(BIN)/python -m bench.broker

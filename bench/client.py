@@ -1,4 +1,6 @@
-"""Delivery HTTP client: CPU per POST of hub.httpclient, aiohttp and httpx against bench.sink.
+"""Delivery HTTP client: CPU per POST of connectors.rest (on aiohttp), bare aiohttp and httpx.
+
+Each is measured against bench.sink, the connectors' HTTP layer as the http destination uses it.
 
 The sink runs in its own process; this process only sends. Each client POSTs the same ~2 KB JSON
 body with the headers the http destination sends (content-type, Idempotency-Key, ce-*), keeping
@@ -7,7 +9,7 @@ body with the headers the http destination sends (content-type, Idempotency-Key,
 times, alternating, and the best round is reported.
 
     .venv/bin/python -m bench.client
-    .venv/bin/python -m bench.client --requests 5000 --clients hub,aiohttp,httpx
+    .venv/bin/python -m bench.client --requests 5000 --clients rest,aiohttp,httpx
 """
 
 from __future__ import annotations
@@ -39,16 +41,16 @@ Post = Callable[[], Awaitable[int]]
 
 
 async def make(kind: str, url: str) -> tuple[Post, Callable[[], Awaitable[None]]]:
-    if kind == "hub":
-        from hub.httpclient import Client
+    if kind == "rest":
+        from connectors.rest import RestClient
 
-        client = Client(url, timeout=30)
-        headers = list(HEADERS.items())
+        client = RestClient("sink", url, timeout_s=30)
+        await client.open()
 
-        async def post_hub() -> int:
-            return (await client.request("POST", headers, BODY)).status
+        async def post_rest() -> int:
+            return (await client.request("POST", content=BODY, headers=HEADERS)).status
 
-        return post_hub, client.close
+        return post_rest, client.close
     if kind == "aiohttp":
         import aiohttp
 
@@ -95,7 +97,7 @@ async def round_(kind: str, url: str, requests: int, in_flight: int) -> tuple[fl
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.client", description=__doc__.split("\n")[0])
-    p.add_argument("--clients", default="hub,aiohttp", help="comma-separated: hub,aiohttp,httpx")
+    p.add_argument("--clients", default="rest,aiohttp", help="comma-separated: rest,aiohttp,httpx")
     p.add_argument("--requests", type=int, default=20_000, help="requests per round")
     p.add_argument("--in-flight", type=int, default=16, help="requests in flight")
     p.add_argument("--rounds", type=int, default=3, help="rounds per client (best is shown)")

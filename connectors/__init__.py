@@ -13,7 +13,7 @@ from .base import (
     Sink,
     WebhookSource,
 )
-from .registry import get, names, register
+from .registry import get, names, problems, register
 
 __all__ = [
     "Change",
@@ -29,5 +29,6 @@ __all__ = [
     "WebhookSource",
     "get",
     "names",
+    "problems",
     "register",
 ]

@@ -92,6 +92,12 @@ class Connector:
         self.connection = connection
         self.options = options
 
+    async def check_connection(self) -> str:
+        """Reach the system with these options without changing anything in it. Returns what
+        was checked; raises :class:`hub.errors.ConnectionCheckFailed` saying what failed and
+        what to do (never a secret's value)."""
+        return "options are valid; this connector has nothing to call"
+
     def fingerprint(self) -> str:
         """A digest of the connector and its options, secrets included (compared on a reload to
         see whether a connection changed; the secrets themselves are never kept)."""

@@ -1,43 +1,52 @@
-"""Generic HTTP destination: POSTs each canonical event as JSON to a URL.
+"""Generic HTTP destination: sends each canonical event as JSON to a URL.
 
 Each request carries ``Idempotency-Key`` (the event id) and the CloudEvents HTTP binary-mode
-headers (``ce-id``, ``ce-type``, ...), so a receiver can deduplicate and trace it.
-
-The client is the hub's own lean HTTP/1.1 client (``hub.httpclient``): this is the hub's hottest
-path, and against a local sink with 16 requests in flight one POST costs it ~31-35 µs of CPU
-where aiohttp cost ~86-104 µs and httpx ~1,300-1,500 µs (``make bench-client``; bench/README.md).
+headers (``ce-id``, ``ce-type``, ...), so a receiver can deduplicate and trace it. Requests go
+through the connectors' HTTP layer (:mod:`connectors.rest`), which classifies failures.
 """
 
 from __future__ import annotations
 
-import email.utils
-import urllib.parse
-import urllib.request
-from datetime import UTC, datetime
-from functools import cached_property
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, HttpUrl
+from pydantic import Field, HttpUrl, model_validator
 
-from hub.errors import DeliveryRejected, DeliveryRetriable
-from hub.httpclient import Client, ConnectFailed, HttpError, InvalidHeader
+from hub.errors import ConnectionCheckFailed, RequestFailed, delivery_failed
 
+from .auth import AuthSpec, HeaderAuth, build_auth
 from .base import ConnectorOptions, Delivery, Secret, Sink
 from .registry import register
-
-RETRIABLE_STATUS = frozenset({408, 425, 429})
+from .rest import RestClient
 
 
 class HttpOptions(ConnectorOptions):
     url: HttpUrl = Field(
         description="Where events are sent.", examples=["https://erp.example/api/orders"]
     )
-    method: Literal["POST", "PUT"] = Field("POST", description="HTTP method of each request.")
-    timeout_s: float = Field(10.0, gt=0, description="Timeout of one request.")
+    method: Literal["POST", "PUT"] = Field("POST", description="The request method.")
+    timeout_s: float = Field(10.0, gt=0, description="Timeout of one request, answer included.")
+    connect_timeout_s: float | None = Field(
+        None, gt=0, description="Timeout of opening a connection (default: timeout_s)."
+    )
+    max_connections: int = Field(
+        100, ge=1, le=10_000, description="Connections kept open to the destination at most."
+    )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra, non-secret headers.")
     authorization: Secret | None = Field(
-        None, description="Value of the Authorization header sent with each request."
+        None,
+        description="Value of the Authorization header, sent as is (env:NAME or file:PATH).",
     )
+    auth: AuthSpec | None = Field(
+        None,
+        description="Credentials: bearer, basic, api_key or oauth2_client_credentials "
+        "(see connectors/auth.py). Instead of authorization.",
+    )
+
+    @model_validator(mode="after")
+    def _one_kind_of_credentials(self) -> Self:
+        if self.authorization is not None and self.auth is not None:
+            raise ValueError("set authorization or auth, not both")
+        return self
 
 
 @register
@@ -48,81 +57,58 @@ class Http(Sink):
     Options = HttpOptions
     options: HttpOptions
 
-    _client: Client | None = None
+    _client: RestClient | None = None
 
     async def open(self) -> None:
-        self._client = Client(
-            str(self.options.url), timeout=self.options.timeout_s, proxy=_env_proxy(self._url)
+        o = self.options
+        credentials = build_auth(o.auth)
+        if o.authorization is not None:
+            credentials = HeaderAuth("authorization", o.authorization.get_secret_value())
+        self._client = RestClient(
+            self.connection,
+            str(o.url),
+            auth=credentials,
+            headers=o.headers,
+            timeout_s=o.timeout_s,
+            connect_timeout_s=o.connect_timeout_s,
+            max_connections=o.max_connections,
         )
-        self._fixed = [*self.options.headers.items(), ("content-type", "application/json")]
+        await self._client.open()
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
 
-    @cached_property
-    def _url(self) -> str:
-        return str(self.options.url)
+    async def check_connection(self) -> str:
+        """A HEAD request to the URL: any answer but 401/403 shows the endpoint reachable (TLS
+        included) and the credentials not refused; nothing is written."""
+        await self.open()
+        assert self._client is not None
+        try:
+            answer = await self._client.request("HEAD", allow=range(300, 600))
+        except RequestFailed as exc:
+            raise ConnectionCheckFailed(
+                f"{self.options.url} cannot be reached: {exc.reason}; check the URL, that the "
+                "endpoint is up, and any proxy (HTTPS_PROXY, NO_PROXY)"
+            ) from None
+        finally:
+            await self.close()
+        if answer.status in (401, 403):
+            raise ConnectionCheckFailed(
+                f"{self.options.url} refused the credentials (HTTP {answer.status}); check "
+                "the connection's authorization or auth option and the secret it refers to"
+            )
+        return f"{self.options.url} answered HEAD with HTTP {answer.status}"
 
     async def deliver(self, delivery: Delivery) -> None:
         if self._client is None:
             await self.open()
         assert self._client is not None
-        headers = [
-            *self._fixed,
-            ("idempotency-key", delivery.event_id),
-            *((f"ce-{k}", v) for k, v in delivery.headers.items()),
-        ]
-        secret = self.options.authorization
-        if secret is not None:
-            headers.append(("authorization", secret.get_secret_value()))
+        headers = {f"ce-{k}": v for k, v in delivery.headers.items()}
+        headers["content-type"] = "application/json"
+        headers["idempotency-key"] = delivery.event_id
         try:
-            response = await self._client.request(self.options.method, headers, delivery.body)
-        except TimeoutError:
-            raise DeliveryRetriable(self.connection, "timed out") from None
-        except ConnectFailed as exc:
-            raise DeliveryRetriable(self.connection, f"cannot connect: {exc}") from None
-        except HttpError as exc:
-            raise DeliveryRetriable(self.connection, str(exc)) from None
-        except InvalidHeader as exc:  # never the secret's value: the message names the header
-            raise DeliveryRejected(self.connection, f"cannot send: {exc}") from None
-        status = response.status
-        if 200 <= status < 300:
-            return
-        text = response.body.decode("utf-8", "replace")
-        detail = f"HTTP {status}: {text[:200]}"
-        if secret is not None:  # a destination may echo the header back
-            detail = detail.replace(secret.get_secret_value(), "***")
-        if status >= 500 or status in RETRIABLE_STATUS:
-            wait = _retry_after(response.headers.get("retry-after"))
-            raise DeliveryRetriable(self.connection, detail, status, wait)
-        raise DeliveryRejected(self.connection, detail, status)
-
-
-def _env_proxy(url: str) -> str | None:
-    """The proxy for ``url`` from HTTP_PROXY/HTTPS_PROXY/NO_PROXY, as httpx used them.
-
-    Read once per connection, not per request (aiohttp's ``trust_env`` did that, and it was a
-    quarter of the delivery worker's CPU in bench/pipeline)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
-        return None
-    return urllib.request.getproxies().get(parts.scheme)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), capped at 1 hour."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return min(max(seconds, 0.0), 3600.0)
+            await self._client.request(self.options.method, content=delivery.body, headers=headers)
+        except RequestFailed as exc:
+            raise delivery_failed(exc) from None

@@ -242,12 +242,14 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
             continue
         cls = connectors.get(spec.connector)
         if cls is None:
+            broken = connectors.problems().get(spec.connector)
             known = ", ".join(connectors.names())
-            problems.append(
-                doc.problem(
-                    (*loc, "connector"), f"unknown connector {spec.connector!r} (known: {known})"
-                )
+            why = (
+                f"connector {spec.connector!r} is installed but failed to load: {broken}"
+                if broken
+                else f"unknown connector {spec.connector!r} (known: {known})"
             )
+            problems.append(doc.problem((*loc, "connector"), why))
             continue
         try:
             options = cls.Options.model_validate(spec.options, context={"base_dir": str(base)})

@@ -17,6 +17,10 @@
      │    └── DeliveryFailed         a destination refused or failed
      │         ├── DeliveryRetriable     5xx, 429, timeouts, connection errors
      │         └── DeliveryRejected      other 4xx: fatal
+     ├── RequestFailed          a connector's request to its system failed (connectors/rest.py)
+     │    ├── RequestRetriable       5xx, 408, 425, 429, timeouts, connection errors
+     │    └── RequestRefused         other 4xx, or a request that cannot be sent: fatal
+     ├── ConnectionCheckFailed  `hub connectors check`: a connection cannot reach its system
      ├── DatabaseUnavailable    the state database cannot be opened
      └── BrokerStartError       the embedded broker could not be started
 
@@ -101,6 +105,39 @@ class PollFailed(HubError):
         super().__init__(f"polling {connection}: {message}")
 
 
+class RequestFailed(HubError):
+    """A request from a connector to its system failed. Sinks turn it into a
+    :class:`DeliveryFailed` (:func:`delivery_failed`), polling sources into a
+    :class:`PollFailed`; ``retriable`` says whether trying again later may succeed."""
+
+    retriable: bool = True
+
+    def __init__(
+        self,
+        system: str,
+        message: str,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.system = system
+        self.reason = message
+        self.status = status
+        self.retry_after_s = retry_after_s  # the system asked to wait (Retry-After)
+        super().__init__(f"{system}: {message}")
+
+
+class RequestRetriable(RequestFailed):
+    retriable = True
+
+
+class RequestRefused(RequestFailed):
+    retriable = False
+
+
+class ConnectionCheckFailed(HubError):
+    """A connection's check failed: the message says what failed and what to do next."""
+
+
 class DatabaseUnavailable(HubError):
     """The hub's database cannot be opened."""
 
@@ -164,3 +201,9 @@ class DeliveryRetriable(DeliveryFailed):
 
 class DeliveryRejected(DeliveryFailed):
     retriable = False
+
+
+def delivery_failed(exc: RequestFailed) -> DeliveryFailed:
+    """The delivery error a sink raises for a failed request to its destination."""
+    kind = DeliveryRetriable if exc.retriable else DeliveryRejected
+    return kind(exc.system, exc.reason, exc.status, exc.retry_after_s)

@@ -3,16 +3,24 @@
 Libraries' warnings and errors that repeat (the Kafka clients log each failed reconnection:
 ~125-230 lines a second while a broker is down) are let through once per interval and kind:
 the next one after the interval says how many like it were held back (:class:`RepeatFilter`).
+
+What a line is about travels as fields, not only inside the message: the code handling an event
+says so once (``with log_context(event_id=..., route=...)``), and every line logged meanwhile,
+in that task, carries ``event_id``, ``correlation_id``, ``connection``, ``route`` and
+``destination`` as JSON fields, so a log backend can filter one event's lines across processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 _NUMBERS = re.compile(r"\d+")
@@ -62,6 +70,31 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+FIELDS = ("event_id", "correlation_id", "connection", "route", "destination")
+
+_context: ContextVar[dict[str, str]] = ContextVar("hub_log_context", default={})  # noqa: B039
+
+
+@contextlib.contextmanager
+def log_context(**fields: str | None) -> Iterator[None]:
+    """Add ``fields`` (those given and not None) to every line logged inside, in this task."""
+    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Copies the current :func:`log_context` onto each record (explicit ``extra`` wins), so
+    every handler and formatter sees the fields."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _context.get().items():
+            record.__dict__.setdefault(name, value)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
@@ -70,6 +103,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name in FIELDS:  # from log_context, or log(..., extra={"event_id": ...})
+            value = record.__dict__.get(name)
+            if isinstance(value, str):
+                data[name] = value
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         return json.dumps(data, ensure_ascii=False)
@@ -82,6 +119,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(RepeatFilter())
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -28,10 +28,12 @@ from .errors import BrokerStartError, ConfigError
 from .mapping import MappingSet, load_mappings
 from .mapping.engine import yaml_files
 from .mdm import DeterministicResolver, IdResolver
+from .metrics import Metrics
 from .polling import Poller
 from .receipts import Receipts
 from .replay import ReplayJobs
 from .settings import Settings
+from .workers import gauges
 from .workers.base import Worker
 from .workers.delivery import DeliveryWorker
 from .workers.mapper import MapperWorker
@@ -81,6 +83,8 @@ class Hub:
         self.receipts = Receipts(self.db)
         self.deadletters = DeadLetterStore(self.db)
         self.replays = ReplayJobs(self)
+        self.metrics = Metrics()
+        self.metrics.watch(lambda: gauges(self.workers))
         self._publisher: Publisher | None = None
         self._workers: dict[Worker, asyncio.Task[None]] = {}
         self.pollers: dict[str, Poller] = {}

@@ -11,12 +11,11 @@ import sys
 import uuid
 from pathlib import Path
 
-from hub.broker import EmbeddedBroker
 from hub.bus import Publisher, ensure_topics
 from hub.envelope import CloudEvent, derived_id
 from hub.settings import Settings
 
-from .support.harness import SECRET, RecordingSink, config_text, order_body
+from .support.harness import SECRET, Cluster, RecordingSink, config_text, order_body
 
 EVENTS = 5000
 
@@ -45,7 +44,7 @@ def _start_workers(state: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: Cluster, tmp_path: Path
 ) -> None:
     prefix = f"c{uuid.uuid4().hex[:10]}."
     settings = Settings(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 
+from hub.broker import EmbeddedBroker
 from hub.envelope import derived_id
 
 from .support.harness import (
     ORDER_BODY,
+    Cluster,
     HubFactory,
     RecordingSink,
     header,
@@ -199,3 +202,13 @@ async def test_a_canonical_event_twice_in_one_batch_is_delivered_once(
     while "c-2" not in keys:
         keys.append((await sink.next()).headers["idempotency-key"])
     assert keys == ["c-1", "c-2"]
+
+
+def test_the_suite_runs_on_the_cluster_it_is_given(broker: Cluster) -> None:
+    """HUB_TEST_KAFKA_BOOTSTRAP_SERVERS points the suite at an external Kafka cluster."""
+    external = os.environ.get("HUB_TEST_KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        assert broker.bootstrap_servers == external
+        assert not isinstance(broker, EmbeddedBroker)
+    else:
+        assert isinstance(broker, EmbeddedBroker) and broker.running

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,16 +20,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.shopify import sign
-from hub.broker import EmbeddedBroker, free_port
+from hub.broker import free_port
 
-from .support.harness import ORDER_BODY, ROOT, SECRET, topic_records
+from .support.harness import ORDER_BODY, ROOT, SECRET, Cluster, topic_records
 
 LIMIT = 64 * 1024
-PREFIX = "fuzz."
+PREFIX = f"fuzz{uuid.uuid4().hex[:10]}."  # a run of its own on an external cluster
 
 
 @pytest.fixture(scope="module")
-def ingress(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ingress(broker: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     state = tmp_path_factory.mktemp("fuzz")
     config = state / "hub.yaml"
     config.write_text(
@@ -167,7 +168,7 @@ def test_correctly_signed_but_malformed_requests_are_refused_not_stored(
         assert response.status_code == 400
 
 
-def test_nothing_was_stored(ingress: str, broker: EmbeddedBroker) -> None:
+def test_nothing_was_stored(ingress: str, broker: Cluster) -> None:
     assert asyncio.run(topic_records(broker.bootstrap_servers, f"{PREFIX}ingest")) == []
 
 

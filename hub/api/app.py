@@ -13,7 +13,7 @@ from starlette.routing import Match
 from hub import __version__
 from hub.errors import WebhookRejected
 
-from . import health, ingress, ops
+from . import health, ingress, metrics, ops
 from .limits import HeaderLimits
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ def create_api(hub: Hub) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ingress.router)
     app.include_router(ops.router)
+    app.include_router(metrics.router)
 
     @app.exception_handler(ops.OpsError)
     async def refused(_request: Request, exc: ops.OpsError) -> JSONResponse:

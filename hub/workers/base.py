@@ -46,6 +46,8 @@ class Worker:
         self._done: dict[TopicPartition, int] = {}  # next offset to commit, per partition
         self._committed_at = 0.0
         self._broker_gone = False
+        self.lag: dict[TopicPartition, int] = {}  # records not yet read, as of the last fetch
+        self._lag_at = 0.0
 
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:
         raise NotImplementedError
@@ -86,6 +88,7 @@ class Worker:
                     self.ready.set()
                 if batch:
                     await asyncio.gather(*(self._one(tp, recs) for tp, recs in batch.items()))
+                await self._note_lag(current)
                 await self.housekeeping()
                 if time.monotonic() - self._committed_at >= self._commit_interval_s:
                     await self._commit()
@@ -94,6 +97,18 @@ class Worker:
                 await self._commit()
             await self._consumer.stop()
             self._consumer = None
+
+    async def _note_lag(self, partitions: set[TopicPartition]) -> None:
+        """The consumer lag per partition (end offset - position), once a second at most."""
+        if self._consumer is None or time.monotonic() - self._lag_at < 1.0:
+            return
+        self._lag_at = time.monotonic()
+        lag = {}
+        for tp in partitions:
+            end = self._consumer.highwater(tp)
+            if end is not None:
+                lag[tp] = max(end - await self._consumer.position(tp), 0)
+        self.lag = lag
 
     @property
     def _commit_interval_s(self) -> float:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +36,17 @@ from hub.config import HubConfig, LimitsSpec, OutboundRoute
 from hub.deadletters import ATTEMPT_HEADER, REPLAY_HEADER, Stage
 from hub.envelope import EnvelopeError, from_kafka, header_value, now_rfc3339
 from hub.errors import DeliveryFailed, MappingFailed, ProcessingError, RouteConditionFailed
+from hub.logs import log_context
 from hub.retry import CircuitBreaker, Parked, RateLimiter, RetryPolicy
 
-from .retrying import CircuitOpen, Outcome, RetryingWorker, event_id_of, order_key_of
+from .retrying import (
+    CircuitOpen,
+    Outcome,
+    RetryingWorker,
+    event_id_of,
+    order_key_of,
+    record_fields,
+)
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -67,6 +76,7 @@ class DeliveryWorker(RetryingWorker):
         self.limiter = RateLimiter(limits.rate, limits.burst) if limits.rate else None
         self._routes_of: HubConfig | None = None
         self._routes_by_entity: dict[str | None, list[tuple[OutboundRoute, RetryPolicy]]] = {}
+        self._took = hub.metrics.delivery_seconds.labels(destination)
         self._records: GroupCommit[str] = GroupCommit(
             lambda ids: hub.db.record_deliveries(destination, ids)
         )
@@ -113,6 +123,10 @@ class DeliveryWorker(RetryingWorker):
 
     async def handle(self, record: Any, parked: Parked | None) -> Outcome:
         """Deliver one record through every enabled route of this destination that takes it."""
+        with log_context(**record_fields(record), destination=self.destination):
+            return await self._handle(record, parked)
+
+    async def _handle(self, record: Any, parked: Parked | None) -> Outcome:
         hub = self.hub
         context: dict[str, str | None] = {"destination": self.destination}
         try:
@@ -165,14 +179,16 @@ class DeliveryWorker(RetryingWorker):
                 data=data if as_is else body,
                 body=event.data if as_is else None,
             )
-            error = await self._attempt(delivery)
-            if error is None:
-                continue
-            if not error.retriable:
-                return self.dead_now(record, Stage.DELIVER, error, parked, context)
-            return await self.failed(
-                record, event.id, error, policy, key=key, parked=parked, context=context
-            )
+            with log_context(route=route.name):
+                error = await self._attempt(delivery)
+                if error is None:
+                    hub.metrics.delivered.labels(route.name, self.destination).inc()
+                    continue
+                if not error.retriable:
+                    return self.dead_now(record, Stage.DELIVER, error, parked, context)
+                return await self.failed(
+                    record, event.id, error, policy, key=key, parked=parked, context=context
+                )
         # Recorded before the event counts as done, not per batch: after a crash only the events
         # in flight at that moment can reach a destination twice (with the same Idempotency-Key).
         # Deliveries that finish together share one transaction (hub.batching).
@@ -208,14 +224,17 @@ class DeliveryWorker(RetryingWorker):
             return CircuitOpen(f"delivery to {self.destination}", breaker.retry_in())
         if self.limiter is not None:
             await self.limiter.acquire()
+        started = time.perf_counter()
         try:
             await self.sink.deliver(delivery)
         except DeliveryFailed as exc:
+            self._took.observe(time.perf_counter() - started)
             if exc.retriable:
                 breaker.failure(delivery.event_id)
             else:
                 breaker.success()  # it answered: it is up, it just refuses this event
             return exc
+        self._took.observe(time.perf_counter() - started)
         breaker.success()
         log.debug("delivered %s to %s", delivery.event_id, self.destination)
         return None

@@ -19,9 +19,10 @@ from hub.config import InboundRoute
 from hub.deadletters import REPLAY_HEADERS, Stage
 from hub.envelope import CloudEvent, EnvelopeError, derived_id, from_kafka
 from hub.errors import MappingFailed, ProcessingError, RouteConditionFailed
+from hub.logs import log_context
 from hub.retry import Parked
 
-from .retrying import Outcome, RetryingWorker, event_id_of, order_key_of
+from .retrying import Outcome, RetryingWorker, event_id_of, order_key_of, record_fields
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -78,6 +79,10 @@ class MapperWorker(RetryingWorker):
         )
 
     def map_record(self, record: Any) -> list[asyncio.Future[None]]:
+        with log_context(**record_fields(record)):
+            return self._map_record(record)
+
+    def _map_record(self, record: Any) -> list[asyncio.Future[None]]:
         hub = self.hub
         settings = hub.settings
         try:
@@ -154,6 +159,7 @@ class MapperWorker(RetryingWorker):
             # A replayed event's outputs say so, so the dead letter can learn its outcome.
             replay = [(k, bytes(v)) for k, v in record.headers or () if k in REPLAY_HEADERS]
             out.append(hub.publisher.send(settings.canonical_topic(entity), canonical, replay))
+            hub.metrics.mapped.labels(route.name, entity).inc()
         if not routed:
             log.info("no route for %s from %s (%s); not mapped", event_type, connection, event.id)
         return out

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
+from prometheus_client import Counter
 
 from hub.deadletters import Stage, dead_letter
 from hub.envelope import header_value, now_rfc3339
@@ -155,6 +156,8 @@ class RetryingWorker(Worker):
         if not isinstance(error, CircuitOpen):
             times.append(now_rfc3339())
         first = parked.first_failed_at if parked and parked.first_failed_at else now_utc()
+        if not isinstance(error, CircuitOpen):
+            self._count(self.hub.metrics.failed, stage or self.stage, context, error)
         if charged and policy.exhausted(attempts, first, now_utc()):
             log.warning(
                 "%s: %s: giving up after %d attempts: %s", self.group, event_id, attempts, error
@@ -171,6 +174,7 @@ class RetryingWorker(Worker):
             policy.max_attempts,
             wait,
         )
+        self._count(self.hub.metrics.parked, stage or self.stage, context)
         if parked is None:
             route = context.get("route")
             await self._park(record, event_id, route, key, wait, error, attempts, times)
@@ -199,6 +203,7 @@ class RetryingWorker(Worker):
         times: Sequence[str] = (),
     ) -> asyncio.Future[None]:
         """Publish ``record`` whole to the dead-letter topic, with where and why it failed."""
+        self._count(self.hub.metrics.dead_lettered, stage, context or {}, error)
         return dead_letter(
             self.hub.publisher,
             self.settings.deadletter_topic,
@@ -219,6 +224,7 @@ class RetryingWorker(Worker):
         context: Mapping[str, str | None],
     ) -> Outcome:
         """A fatal failure: a dead letter now, counting the attempts made before."""
+        self._count(self.hub.metrics.failed, stage, context, error)
         attempts = (parked.attempts if parked else 0) + 1
         times = [*(parked.attempt_times if parked else []), now_rfc3339()]
         return self.dead(record, stage, error, context, attempts, times)
@@ -250,6 +256,18 @@ class RetryingWorker(Worker):
             error=error,
         )
 
+    def _count(
+        self,
+        counter: Counter,
+        stage: Stage,
+        context: Mapping[str, str | None],
+        error: BaseException | None = None,
+    ) -> None:
+        labels = [stage.value, context.get("route") or "", context.get("destination") or ""]
+        if error is not None:
+            labels.append(type(error).__name__)
+        counter.labels(*labels).inc()
+
     def _release(self, key: str | None) -> None:
         if key is None:
             return
@@ -271,3 +289,13 @@ def event_id_of(record: Any) -> str:
 def order_key_of(record: Any) -> str | None:
     """The Kafka key as text: events with the same key keep their order through retries."""
     return record.key.decode(errors="replace") if record.key is not None else None
+
+
+def record_fields(record: Any) -> dict[str, str | None]:
+    """The log fields of a record, read off its headers (before it is decoded). The route is
+    left to the stage, which knows which of its routes is at work."""
+    return {
+        "event_id": event_id_of(record),
+        "correlation_id": header_value(record.headers, "ce_correlationid"),
+        "connection": header_value(record.headers, "ce_hubconnection"),
+    }

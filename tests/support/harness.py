@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -53,6 +53,18 @@ def order_body(order_id: int, **changes: Any) -> bytes:
     order["name"] = f"#{order_id}"
     order.update(changes)
     return json.dumps(order).encode()
+
+
+class Cluster(Protocol):
+    """What the tests need of the session's broker: the embedded Tansu or an external cluster."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ExternalCluster:
+    bootstrap_servers: str
 
 
 class _Server(uvicorn.Server):

@@ -1,6 +1,5 @@
-"""Every test here runs twice: on asyncio's own event loop and on uvloop, which ``hub up`` runs
-on. uvloop's transports are not asyncio's classes: an ``isinstance(transport,
-asyncio.Transport)`` holds on one loop and fails on the other."""
+"""Every connector test runs twice: on asyncio's own event loop and on uvloop, which ``hub up``
+runs on (aiohttp's transports and timeouts behave on both)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,262 @@
+"""Every registered connector passes the same conformance checks (connectors/conformance.py).
+
+A connector registered without a setup here fails ``test_every_connector_has_a_setup``: a new
+connector joins the suite by adding one."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import connectors
+from connectors import Delivery, Sink, WebhookSource
+from connectors.conformance import (
+    check_problems,
+    example_options,
+    forgery_problems,
+    idempotency_problems,
+    spec_problems,
+)
+from connectors.shopify import sign
+
+SECRET = "conformance-secret-0123456789"
+SECRET_REF = "env:HUB_CONFORMANCE_SECRET"
+
+
+@dataclass
+class Destination:
+    """An HTTP destination that honours Idempotency-Key, as a well-behaved API does."""
+
+    base: str = ""
+    effects: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def destination() -> Iterator[Destination]:
+    dest = Destination()
+
+    async def receive(request: Request) -> JSONResponse:
+        key = request.headers.get("idempotency-key", "")
+        if key not in dest.effects:
+            dest.effects[key] = [json.loads(await request.body())]
+        return JSONResponse({"ok": True}, 201)
+
+    async def locked(_request: Request) -> JSONResponse:
+        return JSONResponse({"error": "unauthorized"}, 401)
+
+    app = Starlette(
+        routes=[
+            Route("/orders", receive, methods=["POST", "PUT", "HEAD"]),
+            Route("/locked", locked, methods=["HEAD", "POST"]),
+        ]
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    ready = threading.Event()
+    while not server.started and thread.is_alive():
+        ready.wait(0.01)
+    dest.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    yield dest
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def closed_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = int(probe.getsockname()[1])
+    probe.close()
+    return port
+
+
+# Per connector: working options, options whose check must fail (None: nothing to reach), and
+# for sinks how to count an event's effects in the destination.
+def setup_http(dest: Destination, tmp: Path) -> dict[str, Any]:
+    return {
+        "options": {"url": f"{dest.base}/orders", "authorization": SECRET_REF},
+        "failing": [
+            {"url": f"http://127.0.0.1:{closed_port()}/orders", "authorization": SECRET_REF},
+            {"url": f"{dest.base}/locked", "authorization": SECRET_REF},
+        ],
+        "effects": lambda event_id: len(dest.effects.get(event_id, [])),
+    }
+
+
+def setup_file(_dest: Destination, tmp: Path) -> dict[str, Any]:
+    target = tmp / "out" / "events.jsonl"
+    (tmp / "a-file").write_text("")
+
+    def effects(event_id: str) -> int:
+        lines = target.read_text(encoding="utf-8").splitlines()
+        return sum(json.loads(line)["id"] == event_id for line in lines)
+
+    return {
+        "options": {"path": str(target)},
+        "failing": [{"path": str(tmp / "a-file" / "events.jsonl")}],
+        "effects": effects,
+    }
+
+
+def setup_shopify(_dest: Destination, _tmp: Path) -> dict[str, Any]:
+    body = b'{"id": 820982911946154508}'
+    headers = {
+        "x-shopify-hmac-sha256": sign(SECRET, body),
+        "x-shopify-topic": "orders/create",
+        "x-shopify-webhook-id": "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+    }
+    return {"options": {"webhook_secret": SECRET_REF}, "failing": None, "signed": (body, headers)}
+
+
+SETUPS = {"http": setup_http, "file": setup_file, "shopify": setup_shopify}
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_CONFORMANCE_SECRET", SECRET)
+
+
+def build(name: str, options: dict[str, Any]) -> Any:
+    cls = connectors.get(name)
+    assert cls is not None
+    return cls(f"conformance-{name}", cls.Options.model_validate(options))
+
+
+def test_every_connector_has_a_setup() -> None:
+    assert set(connectors.names()) == set(SETUPS), "add a conformance setup for new connectors"
+
+
+@pytest.mark.parametrize("name", sorted(SETUPS))
+def test_options_spec_is_complete_and_secrets_are_references(name: str) -> None:
+    cls = connectors.get(name)
+    assert cls is not None
+    assert spec_problems(cls) == []
+    # the spec's own examples make a valid configuration
+    cls.Options.model_validate(example_options(cls, SECRET_REF))
+
+
+@pytest.mark.parametrize("name", sorted(SETUPS))
+async def test_behaviour(name: str, destination: Destination, tmp_path: Path) -> None:
+    setup = SETUPS[name](destination, tmp_path)
+    connector = build(name, setup["options"])
+    problems: list[str] = []
+    if isinstance(connector, WebhookSource):
+        problems += await forgery_problems(connector, *setup["signed"])
+    if isinstance(connector, Sink):
+        delivery = Delivery(
+            event_id=f"evt-{name}",
+            event_type="hub.order.upserted",
+            subject="ord_1",
+            correlation_id="corr-1",
+            headers={"id": f"evt-{name}"},
+            data={"id": "ord_1"},
+        )
+
+        async def effects() -> int:
+            return int(setup["effects"](delivery.event_id))
+
+        problems += await idempotency_problems(connector, delivery, effects)
+    assert await build(name, setup["options"]).check_connection()  # what it checked
+    for failing in setup["failing"] or []:
+        problems += await check_problems(build(name, failing), [SECRET])
+    assert problems == []
+
+
+def test_a_forged_request_accepted_is_reported() -> None:
+    """The suite itself can fail: a source that accepts anything is caught."""
+
+    class Gullible(WebhookSource):
+        name = "gullible"
+        title = "Accepts anything"
+        description = "A broken source."
+
+        def verify(self, headers: Any, body: bytes) -> None:
+            return None
+
+    import asyncio
+
+    from connectors.base import ConnectorOptions
+
+    problems = asyncio.run(
+        forgery_problems(Gullible("g", ConnectorOptions()), b"{}", {"x-sig": "abc="})
+    )
+    assert len(problems) == 3
+
+
+def test_an_undescribed_option_and_an_inline_secret_are_reported() -> None:
+    from pydantic import Field
+
+    from connectors.base import ConnectorOptions
+
+    class Options(ConnectorOptions):
+        url: str
+        api_token: str = Field("", description="A token written inline.")
+
+    class Careless(Sink):
+        name = "careless"
+        title = "Careless"
+        description = "A broken sink."
+
+    Careless.Options = Options
+    assert spec_problems(Careless) == [
+        "option url: no description",
+        "option url: required but has no example",
+        "option api_token: looks like a secret but is not a Secret reference",
+    ]
+
+
+def test_third_party_connectors_are_found_by_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An installed package declares its connector in the hub.connectors entry-point group; a
+    package that fails to load is reported, and the others keep working."""
+    import sys
+
+    from connectors import registry
+    from hub.config import load_config
+    from hub.errors import ConfigError
+
+    (tmp_path / "acme_hub.py").write_text(
+        "from connectors import Sink, register\n"
+        "class AcmeErp(Sink):\n"
+        "    name = 'acme-erp'\n"
+        "    title = 'Acme ERP'\n"
+        "    description = 'A third-party sink.'\n"
+    )
+    dist = tmp_path / "acme_hub-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-hub\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[hub.connectors]\nacme-erp = acme_hub:AcmeErp\nbroken = acme_missing:Nothing\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        registry.reload()
+        cls = connectors.get("acme-erp")
+        assert cls is not None and cls.title == "Acme ERP"
+        assert "acme-erp" in connectors.names()
+        assert "ModuleNotFoundError" in connectors.problems()["broken"]
+        (tmp_path / "hub.yaml").write_text("connections:\n  x:\n    connector: broken\n")
+        with pytest.raises(ConfigError, match="'broken' is installed but failed to load"):
+            load_config(tmp_path / "hub.yaml")
+    finally:
+        registry._REGISTRY.pop("acme-erp", None)
+        sys.modules.pop("acme_hub", None)
+        monkeypatch.undo()
+        registry.reload()
+    assert connectors.get("acme-erp") is None

@@ -137,8 +137,13 @@ def build(name: str, options: dict[str, Any]) -> Any:
     return cls(f"conformance-{name}", cls.Options.model_validate(options))
 
 
+def shipped() -> set[str]:
+    """The registered connectors, less the stand-ins the tests themselves register."""
+    return {n for n in connectors.names() if not connectors.get(n).__module__.startswith("tests.")}  # type: ignore[union-attr]
+
+
 def test_every_connector_has_a_setup() -> None:
-    assert set(connectors.names()) == set(SETUPS), "add a conformance setup for new connectors"
+    assert shipped() == set(SETUPS), "add a conformance setup for new connectors"
 
 
 @pytest.mark.parametrize("name", sorted(SETUPS))

@@ -11,6 +11,7 @@ from typing import Literal, Self
 
 from pydantic import Field, HttpUrl, model_validator
 
+from hub import tracing
 from hub.errors import ConnectionCheckFailed, RequestFailed, delivery_failed
 
 from .auth import AuthSpec, HeaderAuth, build_auth
@@ -108,6 +109,9 @@ class Http(Sink):
         headers = {f"ce-{k}": v for k, v in delivery.headers.items()}
         headers["content-type"] = "application/json"
         headers["idempotency-key"] = delivery.event_id
+        trace = delivery.headers.get("traceparent")
+        if trace:  # the destination's spans join the event's trace (hub/tracing.py)
+            headers["traceparent"] = tracing.child(trace)
         try:
             await self._client.request(self.options.method, content=delivery.body, headers=headers)
         except RequestFailed as exc:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import tracing
 from .errors import ProcessingError
 
 SPECVERSION = "1.0"
@@ -134,9 +135,11 @@ def raw_event(
     event_type: str,
     subject: str | None,
     data: bytes,
+    traceparent: str | None = None,
 ) -> CloudEvent:
     """A source system's event as it goes to the ingest topic (from a webhook or a poll): keyed
-    by connection and subject, so one record's events stay in order."""
+    by connection and subject, so one record's events stay in order. ``traceparent`` is the
+    caller's W3C trace context when valid; otherwise the event starts a trace of its own."""
     return CloudEvent(
         id=event_id,
         source=f"/connections/{connection}",
@@ -144,7 +147,11 @@ def raw_event(
         subject=subject,
         data=data,
         key=f"{connection}/{subject}" if subject else connection,
-        extensions={"hubconnection": connection, "hubevent": event_type},
+        extensions={
+            "hubconnection": connection,
+            "hubevent": event_type,
+            "traceparent": tracing.start(traceparent),
+        },
     )
 
 

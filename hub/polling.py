@@ -172,6 +172,8 @@ class Poller:
         publisher = self.hub.publisher
         topic = self.hub.settings.ingest_topic
         await publisher.wait([publisher.send(topic, self.event(c)) for c in page.changes])
+        if page.changes:
+            self.hub.metrics.ingested.labels(self.connection).inc(len(page.changes))
         if page.cursor is not None and page.cursor != cursor:
             if not await self.store.advance(self.connection, self.owner, page.cursor):
                 log.warning("%s: lost the poll lease; the new owner polls on", self.connection)

@@ -1,7 +1,7 @@
 """Ingress refusals: each with its status and JSON body, and nothing written to Kafka.
 
-Webhooks are served by a plain ASGI fast path in front of FastAPI, and by a FastAPI route (for
-the OpenAPI document and the app mounted alone); the refusal tests run through both."""
+Webhooks are a FastAPI route; the refusal tests run through the hub's HTTP server and through
+the FastAPI app mounted alone."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ async def hub(hubs: HubFactory):  # type: ignore[no-untyped-def]
     return await hubs.start(None, roles=frozenset({"ingress"}), ingress_max_body_bytes=16 * 1024)
 
 
-@pytest.fixture(params=["fast path", "FastAPI route"])
+@pytest.fixture(params=["hub server", "FastAPI app alone"])
 async def client(request: pytest.FixtureRequest, hub):  # type: ignore[no-untyped-def]
-    if request.param == "fast path":
+    if request.param == "hub server":
         transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport()
     else:
         transport = httpx.ASGITransport(app=create_api(hub))
@@ -146,7 +146,7 @@ async def test_broker_down_gives_503_and_never_a_2xx(hubs: HubFactory) -> None:
         own.stop()
 
 
-async def test_only_post_to_one_webhook_name_takes_the_fast_path(hub) -> None:  # type: ignore[no-untyped-def]
+async def test_only_post_to_one_webhook_name_is_a_webhook(hub) -> None:  # type: ignore[no-untyped-def]
     async with httpx.AsyncClient(base_url=hub.base_url) as client:
         wrong_method = await client.get("/webhooks/shop")
         nested = await client.post("/webhooks/shop/extra", content=b"{}")

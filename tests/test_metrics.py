@@ -72,7 +72,17 @@ async def test_counters_follow_delivered_parked_and_dead_lettered_events(
         )
 
     await until(settled)
+    async with httpx.AsyncClient() as client:
+        bad = order_body(4)
+        forged = {**shopify_headers(bad), "x-shopify-hmac-sha256": "AAAA"}
+        await client.post(f"{hub.base_url}/webhooks/shop", content=bad, headers=forged)
+        await client.post(f"{hub.base_url}/webhooks/nobody-{hub.port}", content=b"{}")
     text = await scrape(hub)
+    assert sample(text, "hub_webhooks_total", connection="shop", status="202") == 3
+    assert sample(text, "hub_webhooks_total", connection="shop", status="401") == 1
+    assert sample(text, "hub_webhooks_total", connection="(unknown)", status="404") == 1
+    assert sample(text, "hub_webhook_seconds_count", connection="shop") == 4
+    assert sample(text, "hub_events_ingested_total", connection="shop") == 3
     route = {"route": "orders-to-erp", "destination": "erp"}
     assert sample(text, "hub_events_mapped_total", route="shop-orders-in", entity="order") == 3
     assert sample(text, "hub_events_delivered_total", **route) == 2

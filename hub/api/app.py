@@ -21,12 +21,10 @@ if TYPE_CHECKING:
 
 
 def create_app(hub: Hub) -> HeaderLimits:
-    """The hub's ASGI app: request heads over the limits refused (431), webhooks on the fast
-    path, the rest through FastAPI."""
+    """The hub's ASGI app: request heads over the limits refused (431), everything else
+    through FastAPI's routing, webhooks included."""
     s = hub.settings
-    return HeaderLimits(
-        ingress.WebhookFastPath(hub, create_api(hub)), s.http_max_header_bytes, s.http_max_headers
-    )
+    return HeaderLimits(create_api(hub), s.http_max_header_bytes, s.http_max_headers)
 
 
 def create_api(hub: Hub) -> FastAPI:

@@ -24,8 +24,8 @@ class HttpOptions(ConnectorOptions):
     url: HttpUrl = Field(
         description="Where events are sent.", examples=["https://erp.example/api/orders"]
     )
-    method: Literal["POST", "PUT"] = Field("POST", description="The request method.")
-    timeout_s: float = Field(10.0, gt=0, description="Timeout of one request, answer included.")
+    method: Literal["POST", "PUT"] = Field("POST", description="HTTP method of each request.")
+    timeout_s: float = Field(10.0, gt=0, description="Timeout of one request.")
     connect_timeout_s: float | None = Field(
         None, gt=0, description="Timeout of opening a connection (default: timeout_s)."
     )

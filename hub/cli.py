@@ -122,8 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
     scheck.add_argument("directory", nargs="?", type=Path, default=Path("schemas"))
     scheck.set_defaults(func=cmd_schemas_check)
 
-    conns = sub.add_parser("connectors", help="list the connectors and their options")
+    conns = sub.add_parser(
+        "connectors",
+        help="list the connectors and their options; check connections",
+        description="Without a command: every installed connector with its options.",
+    )
     conns.set_defaults(func=cmd_connectors)
+    csub = conns.add_subparsers(title="commands", metavar="COMMAND")
+    ccheck = csub.add_parser(
+        "check",
+        help="reach each connection's system, changing nothing",
+        description="Load hub.yaml, then have each named connection (default: all) reach its "
+        "system without changing anything: a destination is asked a HEAD, a file sink whether "
+        "it can write. Prints what was checked or what failed and what to do. Exit 0 if every "
+        "check passed, 1 if one failed, 2 if the configuration is refused.",
+    )
+    ccheck.add_argument("connections", nargs="*", metavar="CONNECTION")
+    _config_arg(ccheck)
+    ccheck.set_defaults(func=cmd_connectors_check)
     return parser
 
 
@@ -295,6 +311,38 @@ def cmd_connectors(args: argparse.Namespace) -> int:
         for field_name, f in cls.Options.model_fields.items():
             print(f"    {field_name} ({_option_kind(f)}): {f.description or ''}")
     return 0
+
+
+def cmd_connectors_check(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .errors import ConnectionCheckFailed
+
+    config = load_config(_settings(args).config)
+    names = args.connections or list(config.connections)
+    unknown = [n for n in names if n not in config.connections]
+    if unknown:
+        known = ", ".join(config.connections) or "none"
+        print(f"no connection named {', '.join(unknown)} (known: {known})", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        failed = 0
+        for name in names:
+            connection = config.connections[name]
+            try:
+                async with asyncio.timeout(30):
+                    result = await connection.check_connection()
+            except ConnectionCheckFailed as exc:
+                failed += 1
+                print(f"FAIL  {name} ({connection.name}): {exc}")
+            except TimeoutError:
+                failed += 1
+                print(f"FAIL  {name} ({connection.name}): no answer within 30 s")
+            else:
+                print(f"ok    {name} ({connection.name}): {result}")
+        return 1 if failed else 0
+
+    return asyncio.run(run())
 
 
 def _option_kind(f: FieldInfo) -> str:

@@ -212,3 +212,50 @@ def test_every_connector_option_has_a_description() -> None:
         assert cls is not None
         for option, f in cls.Options.model_fields.items():
             assert f.description, f"{name}.{option} has no description"
+
+
+def test_connectors_check_reaches_each_connection_and_says_what_failed(tmp_path: Path) -> None:
+    import socket
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there
+    (tmp_path / "a-file").write_text("")
+    config = tmp_path / "hub.yaml"
+    config.write_text(
+        f"""
+connections:
+  shop:
+    connector: shopify
+    options: {{webhook_secret: env:CHECK_SECRET}}
+  outbox:
+    connector: file
+    options: {{path: out/orders.jsonl}}
+  stuck:
+    connector: file
+    options: {{path: a-file/orders.jsonl}}
+  erp:
+    connector: http
+    options: {{url: "http://127.0.0.1:{port}/orders", authorization: env:CHECK_SECRET}}
+"""
+    )
+    secret = "check-secret-0123456789"
+    all_of_them = hub("connectors", "check", "-c", str(config), CHECK_SECRET=secret)
+    assert all_of_them.returncode == 1, all_of_them.stderr
+    lines = all_of_them.stdout.splitlines()
+    assert lines[0].startswith("ok    shop (shopify): ")
+    assert lines[1] == f"ok    outbox (file): {tmp_path / 'out' / 'orders.jsonl'} can be written"
+    assert lines[2].startswith("FAIL  stuck (file): cannot create the folder")
+    assert lines[3].startswith(
+        f"FAIL  erp (http): http://127.0.0.1:{port}/orders cannot be reached"
+    )
+    assert "check the URL" in lines[3]
+    assert secret not in all_of_them.stdout + all_of_them.stderr
+
+    some = hub("connectors", "check", "shop", "outbox", "-c", str(config), CHECK_SECRET=secret)
+    assert some.returncode == 0 and len(some.stdout.splitlines()) == 2, some.stdout
+
+    unknown = hub("connectors", "check", "nope", "-c", str(config), CHECK_SECRET=secret)
+    assert unknown.returncode == 2
+    assert "no connection named nope (known: shop, outbox, stuck, erp)" in unknown.stderr

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -30,6 +28,7 @@ from connectors.conformance import (
     spec_problems,
 )
 from connectors.shopify import sign
+from tests.support.threaded import serve
 
 SECRET = "conformance-secret-0123456789"
 SECRET_REF = "env:HUB_CONFORMANCE_SECRET"
@@ -62,19 +61,9 @@ def destination() -> Iterator[Destination]:
             Route("/locked", locked, methods=["HEAD", "POST"]),
         ]
     )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    ready = threading.Event()
-    while not server.started and thread.is_alive():
-        ready.wait(0.01)
-    dest.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    yield dest
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve(app, lifespan="off") as base:
+        dest.base = base
+        yield dest
 
 
 def closed_port() -> int:

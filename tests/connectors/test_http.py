@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 
 from connectors import Delivery
 from connectors.http import Http, HttpOptions
 from hub.envelope import CloudEvent
 from hub.errors import DeliveryRejected, DeliveryRetriable
+from tests.support.threaded import serve
 
 SECRET = "Bearer s3cr3t-t0ken-do-not-leak"
 
@@ -87,21 +86,8 @@ class Server:
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     app = Recorder()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    started = threading.Event()
-    while not srv.started and thread.is_alive():
-        started.wait(0.01)
-    assert srv.started, "uvicorn did not start"
-    yield Server(f"http://127.0.0.1:{port}", app)
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve(app, timeout_graceful_shutdown=1) as base:
+        yield Server(base, app)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ import base64
 import json
 import socket
 import ssl
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from typing import Any
 
 import pytest
 import trustme
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -35,6 +33,7 @@ from connectors.auth import (
 from connectors.http import HttpOptions
 from connectors.rest import RestClient
 from hub.errors import RequestRefused, RequestRetriable
+from tests.support.threaded import serve
 
 CLIENT_SECRET = "oauth-client-secret-do-not-leak"
 
@@ -120,22 +119,8 @@ class Server:
 
 
 def _serve(state: State, **ssl_options: Any) -> Iterator[Server]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app(state), log_level="warning", lifespan="off", **ssl_options)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    ready = threading.Event()
-    while not server.started and thread.is_alive():
-        ready.wait(0.01)
-    assert server.started
-    scheme = "https" if ssl_options else "http"
-    yield Server(f"{scheme}://127.0.0.1:{port}", state)
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve(app(state), lifespan="off", **ssl_options) as base:
+        yield Server(base, state)
 
 
 @pytest.fixture

@@ -11,30 +11,25 @@ reading (``--mode both``) or without one (``--mode produce``).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench import core
 from hub.broker import EmbeddedBroker
-
-from .ingress import child_pids_named
 
 RECORD = b"x" * 2000
 TOPIC = "bench.broker"
 
 
 def cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return core.proc_cpu_seconds(pid) or 0.0
 
 
 async def run(stored: list[int], mode: str, seconds: float, interval: float) -> None:
     with EmbeddedBroker() as broker:
-        (pid,) = child_pids_named("tansu")
+        (pid,) = core.child_pids_named("tansu")
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=5)
         await producer.start()
         read = 0
@@ -89,7 +84,7 @@ async def run(stored: list[int], mode: str, seconds: float, interval: float) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.broker", description=__doc__.split("\n")[0])
+    p = core.parser("bench.broker", __doc__)
     p.add_argument("--stored", default="0,30000,90000", help="records held before each step")
     p.add_argument("--mode", choices=("both", "produce"), default="both")
     p.add_argument("--seconds", type=float, default=10.0, help="length of each step")

@@ -14,15 +14,17 @@ times, alternating, and the best round is reported.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import socket
-import subprocess
+import contextlib
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import uvloop
+
+from bench import core
 
 BODY = b'{"id": "ord_1", "note": "' + b"x" * 2000 + b'"}'
 HEADERS = {
@@ -96,24 +98,19 @@ async def round_(kind: str, url: str, requests: int, in_flight: int) -> tuple[fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.client", description=__doc__.split("\n")[0])
+    p = core.parser("bench.client", __doc__)
     p.add_argument("--clients", default="rest,aiohttp", help="comma-separated: rest,aiohttp,httpx")
     p.add_argument("--requests", type=int, default=20_000, help="requests per round")
     p.add_argument("--in-flight", type=int, default=16, help="requests in flight")
     p.add_argument("--rounds", type=int, default=3, help="rounds per client (best is shown)")
     args = p.parse_args(argv)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    sink = subprocess.Popen([sys.executable, "-m", "bench.sink", "--port", str(port)])
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}/ok/erp"
+    port = core.free_port()
+    argv = [sys.executable, "-m", "bench.sink", "--port", str(port)]
+    env = core.clean_env(PYTHONPATH=str(core.ROOT))
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        sink = core.Server("sink", argv, env, core.ROOT, Path(tmp) / "sink.log").start(stack)
+        sink.wait_ready(port, 30)
+        url = f"http://{core.HOST}:{port}/ok/erp"
         best: dict[str, tuple[float, float]] = {}
         for _ in range(args.rounds):
             for kind in args.clients.split(","):
@@ -124,9 +121,6 @@ def main(argv: list[str] | None = None) -> int:
         for kind, (rate, cpu) in best.items():
             print(f"{kind:10} {rate:8,.0f} {cpu:15.1f}")
         print(f"{args.requests} POSTs of {len(BODY)} bytes per round, {args.in_flight} in flight")
-    finally:
-        sink.terminate()
-        sink.wait(10)
     return 0
 
 

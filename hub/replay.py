@@ -20,7 +20,7 @@ from .envelope import from_kafka
 from .errors import HubError, ProcessingError
 
 if TYPE_CHECKING:
-    from .runtime import Hub
+    from .ports import ReplayHub
 
 UNCHANGED: Any = object()
 
@@ -34,7 +34,7 @@ class ReplayRefused(HubError):
         super().__init__(message)
 
 
-async def replay(hub: Hub, id_: str, payload: Any = UNCHANGED) -> dict[str, Any]:
+async def replay(hub: ReplayHub, id_: str, payload: Any = UNCHANGED) -> dict[str, Any]:
     """Republish one dead letter; with ``payload``, that edited value after checking it."""
     row = await hub.deadletters.get(id_)
     if row is None:
@@ -59,7 +59,7 @@ async def replay(hub: Hub, id_: str, payload: Any = UNCHANGED) -> dict[str, Any]
 
 
 def _prepare(
-    hub: Hub, row: dict[str, Any], payload: Any = UNCHANGED
+    hub: ReplayHub, row: dict[str, Any], payload: Any = UNCHANGED
 ) -> tuple[str, bytes | None, list[tuple[str, bytes]], bytes | None]:
     """The record a replay publishes: topic, value, headers (linking it to the dead letter),
     and the edited value it sends, if any (a new edit, else the last one)."""
@@ -84,7 +84,7 @@ def _prepare(
 
 
 def check_edit(
-    hub: Hub, row: dict[str, Any], headers: list[tuple[str, bytes]], value: bytes
+    hub: ReplayHub, row: dict[str, Any], headers: list[tuple[str, bytes]], value: bytes
 ) -> None:
     """An edited payload must pass the stage it goes back to, or the edit is refused."""
     topic = row["source_topic"]
@@ -131,7 +131,7 @@ class ReplayJobs:
 
     CHUNK = 200
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: ReplayHub) -> None:
         self.hub = hub
         self.jobs: dict[str, ReplayJob] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}

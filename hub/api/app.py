@@ -17,17 +17,17 @@ from . import health, ingress, metrics, ops
 from .limits import HeaderLimits
 
 if TYPE_CHECKING:
-    from hub.runtime import Hub
+    from hub.ports import ApiHub
 
 
-def create_app(hub: Hub) -> HeaderLimits:
+def create_app(hub: ApiHub) -> HeaderLimits:
     """The hub's ASGI app: request heads over the limits refused (431), everything else
     through FastAPI's routing, webhooks included."""
     s = hub.settings
     return HeaderLimits(create_api(hub), s.http_max_header_bytes, s.http_max_headers)
 
 
-def create_api(hub: Hub) -> FastAPI:
+def create_api(hub: ApiHub) -> FastAPI:
     app = FastAPI(title="hub", version=__version__, docs_url="/docs", redoc_url=None)
     app.state.hub = hub
     app.include_router(health.router)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import Depends, Request
 
-if TYPE_CHECKING:
-    from hub.runtime import Hub
+from hub.ports import ApiHub
 
 
-async def get_hub(request: Request) -> Hub:
+async def get_hub(request: Request) -> ApiHub:
     # async: a sync dependency would run in FastAPI's thread pool, a thread hop per request
-    hub: Hub = request.app.state.hub
+    hub: ApiHub = request.app.state.hub
     return hub
 
 
-HubDep = Annotated["Hub", Depends(get_hub)]
+HubDep = Annotated[ApiHub, Depends(get_hub)]

@@ -34,7 +34,7 @@ from hub.errors import (
 from .deps import HubDep
 
 if TYPE_CHECKING:
-    from hub.runtime import Hub
+    from hub.ports import IngressHub
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ingress"])
@@ -46,7 +46,9 @@ Answer = tuple[int, dict[str, str], dict[str, str]]
 PREFIX = "/webhooks/"
 
 
-async def accept(hub: Hub, connection: str, headers: Mapping[str, str], body: bytes) -> Answer:
+async def accept(
+    hub: IngressHub, connection: str, headers: Mapping[str, str], body: bytes
+) -> Answer:
     """Everything a webhook request does once its body is read; refusals raise
     :class:`WebhookRejected`."""
     source = hub.config.webhook_source(connection)
@@ -94,7 +96,7 @@ async def accept(hub: Hub, connection: str, headers: Mapping[str, str], body: by
 
 
 async def answer(
-    hub: Hub, connection: str, headers: Mapping[str, str], receive: Receive
+    hub: IngressHub, connection: str, headers: Mapping[str, str], receive: Receive
 ) -> Answer | None:
     """Read the body (up to the limit) off ASGI ``receive`` and :func:`accept` it; refusals
     become their JSON answer. None when the client went away before its body was read."""

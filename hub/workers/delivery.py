@@ -49,15 +49,18 @@ from .retrying import (
 )
 
 if TYPE_CHECKING:
-    from hub.runtime import Hub
+    from hub.ports import MappingWorkerHub
 
 log = logging.getLogger(__name__)
 
 
 class DeliveryWorker(RetryingWorker):
     stage = Stage.DELIVER
+    hub: MappingWorkerHub
 
-    def __init__(self, hub: Hub, destination: str, sink: Sink, routes: list[OutboundRoute]) -> None:
+    def __init__(
+        self, hub: MappingWorkerHub, destination: str, sink: Sink, routes: list[OutboundRoute]
+    ) -> None:
         s = hub.settings
         limits = hub.config.limits.get(destination) or LimitsSpec()
         cb = limits.circuit_breaker

@@ -25,7 +25,7 @@ from hub.retry import Parked
 from .retrying import Outcome, RetryingWorker, event_id_of, order_key_of, record_fields
 
 if TYPE_CHECKING:
-    from hub.runtime import Hub
+    from hub.ports import MappingWorkerHub
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,9 @@ class MapperWorker(RetryingWorker):
     like a failed delivery, and later events of its key wait behind it."""
 
     stage = Stage.MAP
+    hub: MappingWorkerHub
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: MappingWorkerHub) -> None:
         super().__init__(hub, hub.settings.mapper_group)
         self.topics = [hub.settings.ingest_topic]
 

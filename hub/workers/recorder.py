@@ -12,11 +12,11 @@ from hub.deadletters import row_from_record
 from .base import Worker
 
 if TYPE_CHECKING:
-    from hub.runtime import Hub
+    from hub.ports import WorkerHub
 
 
 class DeadLetterRecorder(Worker):
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: WorkerHub) -> None:
         super().__init__(hub.settings, hub.bootstrap)
         self.hub = hub
         self.group = hub.settings.recorder_group

@@ -27,7 +27,7 @@ from hub.retry import CircuitBreaker, Parked, RetryPolicy, RetryQueue, later, no
 from .base import Worker
 
 if TYPE_CHECKING:
-    from hub.runtime import Hub
+    from hub.ports import WorkerHub
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class RetryingWorker(Worker):
     stage: Stage
     poll_timeout_ms = 250
 
-    def __init__(self, hub: Hub, group: str, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, hub: WorkerHub, group: str, breaker: CircuitBreaker | None = None) -> None:
         super().__init__(hub.settings, hub.bootstrap)
         self.hub = hub
         self.group = group

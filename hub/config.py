@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 import connectors
@@ -39,7 +39,7 @@ from .errors import ConfigError, Problem
 from .mapping import MappingSet
 from .mapping.expr import ExprError, MappingContext, Scope, compile_expr
 from .retry import RetryPolicy
-from .settings import ENTITIES, Settings
+from .settings import ENTITIES, Seconds, Settings
 from .yamlfile import Loc, YamlDoc, load_yaml
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -47,26 +47,6 @@ NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-def _seconds(value: Any) -> Any:
-    """A duration: a number of seconds, or text with a unit: ``250ms``, ``5s``, ``10m``, ``1h``."""
-    if isinstance(value, str):
-        text = value.strip()
-        for unit, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)):
-            number = text.removesuffix(unit)
-            if number != text:
-                try:
-                    return float(number) * factor
-                except ValueError:
-                    break
-        raise ValueError(
-            f"{value!r} is not a duration (a number of seconds, or 250ms, 5s, 10m, 1h)"
-        )
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
 
 
 class BreakerSpec(_Strict):

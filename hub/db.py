@@ -68,6 +68,7 @@ webhook_receipts = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     # The embedded broker's run that holds the event (hub.broker); NULL with an external Kafka.
     Column("broker_incarnation", String(32)),
+    Index("ix_webhook_receipts_received_at", "received_at"),  # retention (hub.retention)
 )
 
 poll_cursors = Table(
@@ -86,6 +87,7 @@ deliveries = Table(
     Column("destination", String(64), primary_key=True),
     Column("event_id", String(64), primary_key=True),
     Column("delivered_at", DateTime(timezone=True), nullable=False),
+    Index("ix_deliveries_delivered_at", "delivered_at"),  # retention (hub.retention)
 )
 
 
@@ -428,7 +430,8 @@ _SCHEMA_LOCK = {"key": 0x6875625F736368}  # b"hub_sch"
 
 
 def _add_new_columns(conn: Any) -> None:
-    """Columns added to a table since it was created are added to it (nullable ones only).
+    """Columns added to a table since it was created are added to it (nullable ones only),
+    and so are indexes.
 
     create_all makes missing tables, never missing columns. Until the schema needs real
     migrations, new columns are nullable and appear here."""
@@ -442,6 +445,8 @@ def _add_new_columns(conn: Any) -> None:
                 continue
             kind = column.type.compile(dialect=conn.dialect)
             conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+        for index in table.indexes:  # indexes added since, likewise
+            index.create(conn, checkfirst=True)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

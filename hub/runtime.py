@@ -32,6 +32,7 @@ from .metrics import Metrics
 from .polling import Poller
 from .receipts import Receipts
 from .replay import ReplayJobs
+from .retention import Retention
 from .settings import Settings
 from .workers import gauges
 from .workers.base import Worker
@@ -83,6 +84,7 @@ class Hub:
         self.receipts = Receipts(self.db)
         self.deadletters = DeadLetterStore(self.db)
         self.replays = ReplayJobs(self)
+        self.retention = Retention(self.db, settings)
         self.metrics = Metrics()
         self.metrics.watch(lambda: gauges(self.workers))
         self._publisher: Publisher | None = None
@@ -116,6 +118,7 @@ class Hub:
         # The database first: the receipts of an embedded broker that ended unsaved are voided.
         await self.db.start()
         self.receipts.start()
+        self.retention.start()
         if s.embedded_broker:
             state_file = s.state_dir / "embedded-broker.json"
             await self._take_over_orphan(state_file)
@@ -335,6 +338,7 @@ class Hub:
                 await self.receipts.void(self.broker.incarnation)
             await asyncio.to_thread(self.broker.stop)
             self.broker = None
+        await self.retention.stop()
         await self.receipts.close()
         await self.db.close()
         log.info("hub stopped")

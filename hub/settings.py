@@ -7,12 +7,35 @@ the process itself runs: broker, database, HTTP listener, limits.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENTITIES = ("customer", "product", "order", "inventory")
+
+SOURCE_RETRY_WINDOW_S = 48 * 3600.0
+"""The longest a shipped source retries a webhook (Shopify: 48 hours)."""
+
+
+def _seconds(value: Any) -> Any:
+    """A duration: a number of seconds, or text with a unit: ``250ms``, ``5s``, ``10m``, ``1h``."""
+    if isinstance(value, str):
+        text = value.strip()
+        for unit, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)):
+            number = text.removesuffix(unit)
+            if number != text:
+                try:
+                    return float(number) * factor
+                except ValueError:
+                    break
+        raise ValueError(
+            f"{value!r} is not a duration (a number of seconds, or 250ms, 5s, 10m, 1h, 1d)"
+        )
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
 
 
 class Settings(BaseSettings):
@@ -85,6 +108,22 @@ class Settings(BaseSettings):
         16, ge=1, description="Events in flight per destination and partition (different keys)."
     )
 
+    # Retention of the tables that grow with every event (hub.retention); 0: keep for ever.
+    receipts_retention: Seconds = Field(
+        "7d",
+        validate_default=True,
+        description="Webhook receipts older than this are deleted: at least the sources' retry "
+        "window (2 days), and no longer than the deliveries are kept.",
+    )
+    deliveries_retention: Seconds = Field(
+        "30d",
+        validate_default=True,
+        description="Delivery records and finished replay jobs older than this are deleted.",
+    )
+    retention_interval: Seconds = Field(
+        "1h", validate_default=True, description="How often old rows are deleted; 0: never."
+    )
+
     reload_interval_s: float = Field(
         2.0, ge=0, description="How often hub.yaml and mappings are checked for changes; 0: never."
     )
@@ -103,6 +142,22 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _retention(self) -> Settings:
+        receipts, deliveries = self.receipts_retention, self.deliveries_retention
+        if receipts and receipts < SOURCE_RETRY_WINDOW_S:
+            raise ValueError(
+                f"HUB_RECEIPTS_RETENTION={receipts:g}s is shorter than a source's retry window "
+                "(Shopify retries for 48h): a retry could then be taken for a new delivery"
+            )
+        if deliveries and (not receipts or deliveries < receipts):
+            raise ValueError(
+                "HUB_DELIVERIES_RETENTION must be at least HUB_RECEIPTS_RETENTION (and 0, for "
+                "ever, when receipts are kept for ever): a webhook accepted again after its "
+                "receipt is gone is kept from a second delivery only by its delivery record"
+            )
+        return self
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

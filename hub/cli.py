@@ -140,6 +140,34 @@ def build_parser() -> argparse.ArgumentParser:
     ccheck.add_argument("connections", nargs="*", metavar="CONNECTION")
     _config_arg(ccheck)
     ccheck.set_defaults(func=cmd_connectors_check)
+
+    db = sub.add_parser(
+        "db",
+        help="the state database's schema: its revision, upgrading it",
+        description="The hub's tables are made and changed by migrations (hub/migrations); "
+        "`hub up` applies them at start unless HUB_DB_MIGRATE=false.",
+    )
+    db.set_defaults(func=lambda _a: _help(db))
+    dsub = db.add_subparsers(title="commands", metavar="COMMAND")
+    dcurrent = dsub.add_parser(
+        "current",
+        help="the revision the database is at, and this hub's",
+        description="Print the database's schema revision and this hub's newest (head). "
+        "Exit 0 if the database is at the head, 1 otherwise (empty, behind, or migrated by a "
+        "newer hub).",
+    )
+    _database_arg(dcurrent)
+    dcurrent.set_defaults(func=cmd_db_current)
+    dupgrade = dsub.add_parser(
+        "upgrade",
+        help="upgrade the database schema to this hub's revision",
+        description="Apply the migrations up to this hub's head, as `hub up` does at start "
+        "(one process at a time). A database made before migrations is adopted, its rows kept; "
+        "one migrated by a newer hub is refused. Run it before a deploy whose hubs run with "
+        "HUB_DB_MIGRATE=false.",
+    )
+    _database_arg(dupgrade)
+    dupgrade.set_defaults(func=cmd_db_upgrade)
     return parser
 
 
@@ -154,6 +182,13 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _database_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--url",
+        help="SQLAlchemy URL of the database (HUB_DATABASE_URL; default SQLite in HUB_STATE_DIR)",
+    )
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, object] = {}
     if getattr(args, "config", None):
@@ -162,6 +197,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["http_host"] = args.host
     if getattr(args, "port", None):
         overrides["http_port"] = args.port
+    if getattr(args, "url", None):
+        overrides["database_url"] = args.url
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
@@ -343,6 +380,54 @@ def cmd_connectors_check(args: argparse.Namespace) -> int:
         return 1 if failed else 0
 
     return asyncio.run(run())
+
+
+def _shown_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    from . import migrations
+    from .db import Database
+
+    url = _settings(args).database_url
+
+    async def revision() -> str | None:
+        db = Database(url)
+        try:
+            return await db.revision()
+        finally:
+            await db.close()
+
+    at, head = asyncio.run(revision()), migrations.head()
+    print(f"database: {_shown_url(url)}")
+    if at == head:
+        print(f"revision: {at} (head)")
+        return 0
+    if at is None:
+        print(
+            f"revision: none (an empty database, or one made before migrations); "
+            f"`hub db upgrade` brings it to {head}"
+        )
+    elif not migrations.known(at):
+        print(
+            f"revision: {at}, unknown to this hub (its newest is {head}): a newer hub migrated "
+            "it; upgrade the hub"
+        )
+    else:
+        print(f"revision: {at}; this hub's head is {head}: run `hub db upgrade`")
+    return 1
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from . import migrations
+
+    url = _settings(args).database_url
+    print(f"database: {_shown_url(url)}")
+    print(migrations.upgrade(url))
+    return 0
 
 
 def _option_kind(f: FieldInfo) -> str:

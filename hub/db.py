@@ -3,7 +3,8 @@
 Tables: webhook receipts (ingress deduplication), poll cursors (see :mod:`hub.polling`),
 deliveries (so a redelivered event does not repeat its effect in a destination), dead letters
 and their replay attempts, and retries (events parked until their next attempt, see
-:mod:`hub.retry`).
+:mod:`hub.retry`). The revisions in :mod:`hub.migrations` make and change them (Alembic),
+when the hub starts or by ``hub db upgrade``; a change to a table here comes with a revision.
 
 The statements made for every event (receipts, deliveries) skip aiosqlite on SQLite: writes
 go to a thread of the database's own, one thread hop per transaction, where a sqlite3
@@ -43,7 +44,6 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
-    inspect,
     select,
     text,
 )
@@ -52,12 +52,24 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from . import migrations
 from .errors import DatabaseUnavailable
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-metadata = MetaData()
+# Constraint and index names that migrations can address (hub/migrations/): PostgreSQL's own
+# defaults, which databases made before Alembic already carry there. SQLite keeps no name for a
+# primary key made without one (databases made before Alembic): a revision that alters a
+# constraint passes ``naming_convention=NAMING_CONVENTION`` to ``op.batch_alter_table``.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "%(table_name)s_%(column_0_N_name)s_key",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "%(table_name)s_%(column_0_name)s_fkey",
+    "pk": "%(table_name)s_pkey",
+}
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 webhook_receipts = Table(
     "webhook_receipts",
@@ -333,16 +345,39 @@ class Database:
             self._writer.close()
             self._writer = None
 
-    async def start(self) -> None:
+    async def start(self, migrate: bool = True) -> None:
+        """Open the database and bring its schema to this hub's head revision
+        (:mod:`hub.migrations`); with ``migrate=False`` (HUB_DB_MIGRATE=false: a job migrates)
+        only check that it is there. Refuses a database a newer hub migrated (DatabaseTooNew)."""
+        if not migrate:
+            await self._schema(functools.partial(migrations.check, migrate=False), lock=False)
+            return
+        done = await self.migrate()
+        if done.changed:
+            log.info("%s", done)
+
+    async def migrate(self) -> migrations.Upgrade:
+        """Upgrade the schema to the head revision, one process at a time: replicas starting
+        together on one database run the migrations once, the others wait and find it done."""
+        return await self._schema(migrations.upgrade, lock=True)
+
+    async def revision(self) -> str | None:
+        """The revision the schema is at (None: none recorded, see hub.migrations.current)."""
+        return await self._schema(migrations.current, lock=False)
+
+    async def _schema(self, work: Callable[[Connection], T], *, lock: bool) -> T:
+        """``work(connection)`` in one transaction; with ``lock``, holding the schema lock: a
+        PostgreSQL advisory lock, SQLite's write lock (BEGIN IMMEDIATE), until it commits."""
         try:
-            async with self.engine.begin() as conn:
-                if self.dialect == "postgresql":
-                    # Replicas starting together on an empty database would each create the
-                    # tables and all but one fail (pg_type's unique index): one at a time,
-                    # until the transaction ends.
+            async with self.engine.connect() as conn, conn.begin():
+                if lock and self.dialect == "postgresql":
                     await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), _SCHEMA_LOCK)
-                await conn.run_sync(metadata.create_all)
-                await conn.run_sync(_add_new_columns)
+                elif lock and self.dialect == "sqlite":
+                    # Another process may be migrating: wait for it longer than for a write.
+                    await conn.exec_driver_sql("PRAGMA busy_timeout=60000")
+                    await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    await conn.exec_driver_sql(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+                return await conn.run_sync(work)
         except (OSError, SQLAlchemyError) as exc:
             raise DatabaseUnavailable(
                 f"cannot open the database {self.engine.url.render_as_string(hide_password=True)}"
@@ -427,31 +462,12 @@ class Database:
 
 # The advisory lock key of the schema step (any constant: the same in every hub process).
 _SCHEMA_LOCK = {"key": 0x6875625F736368}  # b"hub_sch"
-
-
-def _add_new_columns(conn: Any) -> None:
-    """Columns added to a table since it was created are added to it (nullable ones only),
-    and so are indexes.
-
-    create_all makes missing tables, never missing columns. Until the schema needs real
-    migrations, new columns are nullable and appear here."""
-    inspector = inspect(conn)
-    for table in metadata.sorted_tables:
-        if not inspector.has_table(table.name):
-            continue
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present or not column.nullable:
-                continue
-            kind = column.type.compile(dialect=conn.dialect)
-            conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
-        for index in table.indexes:  # indexes added since, likewise
-            index.create(conn, checkfirst=True)
+_BUSY_TIMEOUT_MS = 5000
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     cur.close()

@@ -22,6 +22,10 @@
      │    └── RequestRefused         other 4xx, or a request that cannot be sent: fatal
      ├── ConnectionCheckFailed  `hub connectors check`: a connection cannot reach its system
      ├── DatabaseUnavailable    the state database cannot be opened
+ ├── DatabaseSchemaError    the database's schema is not one this hub can run on, or its
+ │    │                     upgrade failed (hub.migrations)
+ │    ├── DatabaseTooNew         migrated by a newer hub (a revision this code does not know)
+ │    └── DatabaseNotUpgraded    older than this hub, and migrations do not run here
      └── BrokerStartError       the embedded broker could not be started
 
 Classification is by type: code that handles a failure asks `err.retriable`, never the message.
@@ -140,6 +144,18 @@ class ConnectionCheckFailed(HubError):
 
 class DatabaseUnavailable(HubError):
     """The hub's database cannot be opened."""
+
+
+class DatabaseSchemaError(HubError):
+    """The database's schema is not one this hub can run on, or upgrading it failed."""
+
+
+class DatabaseTooNew(DatabaseSchemaError):
+    """The database is at a revision this hub does not know: a newer hub migrated it."""
+
+
+class DatabaseNotUpgraded(DatabaseSchemaError):
+    """The database is behind this hub and migrations do not run in this process."""
 
 
 class BrokerStartError(HubError):

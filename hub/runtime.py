@@ -116,7 +116,7 @@ class Hub:
         s = self.settings
         self._owner = asyncio.current_task()
         # The database first: the receipts of an embedded broker that ended unsaved are voided.
-        await self.db.start()
+        await self.db.start(migrate=s.db_migrate)
         self.receipts.start()
         self.retention.start()
         if s.embedded_broker:

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
 
     state_dir: Path = Field(Path(".hub"), description="Local files: SQLite database, broker log.")
     database_url: str = Field("", description="SQLAlchemy async URL; default: SQLite in state_dir.")
+    db_migrate: bool = Field(
+        True,
+        description="Upgrade the database schema when the hub starts; false: only check it "
+        "(a job runs `hub db upgrade` before the deploy, and the hub's user needs no DDL rights).",
+    )
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080

@@ -22,6 +22,9 @@ COMMANDS = [
     ["schemas", "export"],
     ["schemas", "check"],
     ["connectors"],
+    ["db"],
+    ["db", "current"],
+    ["db", "upgrade"],
 ]
 
 
@@ -47,7 +50,7 @@ def test_every_command_has_help(command: list[str]) -> None:
 
 def test_top_level_help_lists_the_commands() -> None:
     out = hub("--help").stdout
-    for name in ("up", "check", "mappings", "schemas", "connectors"):
+    for name in ("up", "check", "mappings", "schemas", "connectors", "db"):
         assert name in out
 
 

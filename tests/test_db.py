@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import uuid
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -301,31 +300,3 @@ async def test_a_due_event_is_claimed_by_one_worker_only(db: Database) -> None:
     after = later(61)
     retaken = await second.claim(await second.due([("t", 0)], after), after, hold_s=60)
     assert [p.event_id for p in retaken] == ["e1", "e2"]
-
-
-async def test_a_column_added_since_the_table_was_made_is_added(db: Database) -> None:
-    await db.start()
-    async with db.engine.begin() as conn:
-        await conn.execute(text("ALTER TABLE dead_letters DROP COLUMN attempt_times"))
-    await db.start()
-    async with db.engine.connect() as conn:
-        columns = await conn.run_sync(lambda c: inspect(c).get_columns("dead_letters"))
-    assert "attempt_times" in {c["name"] for c in columns}
-
-
-@pytest.mark.postgres
-async def test_replicas_starting_together_on_an_empty_postgresql_database_all_start() -> None:
-    """Two or more hubs creating the schema at once: each start waits for the one before."""
-    for _round in range(3):
-        url, name = await _postgres_database()
-        databases = [Database(url) for _ in range(3)]
-        try:
-            results = await asyncio.gather(*(d.start() for d in databases), return_exceptions=True)
-            assert [r for r in results if r is not None] == []
-            async with databases[0].engine.connect() as conn:
-                tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
-            assert {"webhook_receipts", "deliveries"} <= set(tables)
-        finally:
-            for d in databases:
-                await d.close()
-            await _drop_postgres_database(name)

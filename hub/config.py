@@ -40,7 +40,7 @@ from .mapping import MappingSet
 from .mapping.expr import ExprError, MappingContext, Scope, compile_expr
 from .retry import RetryPolicy
 from .settings import ENTITIES, Seconds, Settings
-from .yamlfile import Loc, YamlDoc, load_yaml
+from .yamlfile import Loc, YamlDoc, load_yaml, validation_problems
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 
@@ -357,13 +357,4 @@ def _valid_name(name: str) -> bool:
 
 
 def _problems(doc: YamlDoc, prefix: Loc, exc: PydanticValidationError) -> list[Problem]:
-    out = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc: Loc = (*prefix, *err["loc"])
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif message.startswith("Value error, "):
-            message = message.removeprefix("Value error, ")
-        out.append(doc.problem(loc, message))
-    return out
+    return validation_problems(doc, prefix, exc)

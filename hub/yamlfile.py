@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from .errors import ConfigError, Problem
 
@@ -50,6 +51,20 @@ class YamlDoc:
 
     def problem(self, loc: Loc, message: str) -> Problem:
         return Problem(self.file, format_loc(loc), message, self.line(loc))
+
+
+def validation_problems(doc: YamlDoc, prefix: Loc, exc: ValidationError) -> list[Problem]:
+    """Pydantic's errors as problems at their file:line (``prefix``: where the model starts)."""
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc: Loc = (*prefix, *err["loc"])
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        out.append(doc.problem(loc, message))
+    return out
 
 
 def format_loc(loc: Loc) -> str:

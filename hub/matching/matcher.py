@@ -1,0 +1,206 @@
+"""The matcher: one new source record in, its golden id and the reasons out.
+
+For each record: normalise it (failures become problems, the rest goes on); a record already
+indexed keeps its golden id (``known``); else the deterministic rules in order (the first whose
+key an indexed record shares links to it: ``link`` by rule); else score the candidates of its
+blocks and decide on the best one's match probability:
+
+- ``>= upper``           ``link``    the record joins that golden record;
+- ``>= lower``           ``review``  it gets its own golden id, and the candidates go to a
+                                     steward (a review task) who may merge them later;
+- below, or no candidate ``new``     it gets its own golden id.
+
+:meth:`Matcher.match` decides without changing anything; :meth:`Matcher.resolve` also indexes
+the record, so later records can match it. The :class:`MatchResult` explains itself: the rule or
+the score with each field's part, every candidate compared, the blocks that were too large.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from ..mdm import PREFIX
+from .blocking import keys_of
+from .config import EntityConfig
+from .index import Entry, GoldenIndex, MemoryIndex
+from .normalise import FieldProblem, normalise_record
+from .scoring import FieldScore, probability, score_pair
+
+
+class Decision(StrEnum):
+    KNOWN = "known"
+    LINK = "link"
+    REVIEW = "review"
+    NEW = "new"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    golden_id: str
+    record_id: str  # the golden record's member that scored best
+    score: float  # weight of evidence, bits
+    probability: float
+
+
+@dataclass(frozen=True)
+class SkippedBlock:
+    key: str
+    reason: str  # "larger than max_block_size (1000)"
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    record_id: str
+    decision: Decision
+    golden_id: str  # what the record resolves to now (a new id for review and new)
+    values: Mapping[str, str]  # normalised
+    rule: str | None = None  # the deterministic rule that linked it
+    best: Candidate | None = None
+    fields: tuple[FieldScore, ...] = ()  # the best candidate's score, field by field
+    candidates: tuple[Candidate, ...] = ()  # one per golden record compared, best first
+    review: tuple[str, ...] = ()  # golden ids a steward should decide on
+    skipped: tuple[SkippedBlock, ...] = ()
+    truncated: bool = False  # max_candidates was reached: some block members were not compared
+    problems: tuple[FieldProblem, ...] = ()
+    rule_keys: tuple[str, ...] = field(default=(), repr=False)
+    block_keys: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def probability(self) -> float | None:
+        return self.best.probability if self.best is not None else None
+
+
+def random_id(entity: str) -> Callable[[], str]:
+    prefix = PREFIX.get(entity, entity[:3])
+    return lambda: f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+class Matcher:
+    """Matches the records of one entity against ``index``."""
+
+    def __init__(
+        self,
+        config: EntityConfig,
+        index: GoldenIndex | None = None,
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
+        self.config = config
+        self.index: GoldenIndex = index if index is not None else MemoryIndex()
+        self.new_id = new_id or random_id(config.entity)
+        self._prior = config.prior_weight
+
+    def normalise(self, record: Mapping[str, Any]) -> tuple[dict[str, str], list[FieldProblem]]:
+        return normalise_record(list(self.config.fields), record)
+
+    def match(self, record_id: str, record: Mapping[str, Any]) -> MatchResult:
+        """The decision for ``record`` (known as ``record_id`` in its system); changes nothing."""
+        cfg = self.config
+        values, problems = self.normalise(record)
+        rule_keys = tuple(k for k in (rule.key(values) for rule in cfg.rules) if k is not None)
+        block_keys = tuple(keys_of(list(cfg.keys), values))
+        base = MatchResult(
+            record_id,
+            Decision.NEW,
+            "",
+            values,
+            problems=tuple(problems),
+            rule_keys=rule_keys,
+            block_keys=block_keys,
+        )
+        known = self.index.known(record_id)
+        if known is not None:
+            return replace(base, decision=Decision.KNOWN, golden_id=known)
+
+        for key in rule_keys:
+            hits = self.index.by_rule(key, cfg.max_candidates)
+            if hits:
+                ranked = self._rank(values, hits)
+                best = ranked[0]
+                return replace(
+                    base,
+                    decision=Decision.LINK,
+                    golden_id=best.golden_id,
+                    rule=key.split(":", 1)[0],
+                    best=best,
+                    fields=self._explain(values, hits, best),
+                    candidates=tuple(ranked),
+                )
+
+        entries, skipped, truncated = self._candidates(block_keys)
+        base = replace(base, skipped=tuple(skipped), truncated=truncated)
+        ranked = self._rank(values, entries)
+        if not ranked:
+            return replace(base, golden_id=self.new_id())
+        best = ranked[0]
+        base = replace(
+            base,
+            best=best,
+            fields=self._explain(values, entries, best),
+            candidates=tuple(ranked),
+        )
+        if best.probability >= cfg.upper:
+            return replace(base, decision=Decision.LINK, golden_id=best.golden_id)
+        if best.probability >= cfg.lower:
+            review = tuple(c.golden_id for c in ranked if c.probability >= cfg.lower)
+            return replace(base, decision=Decision.REVIEW, golden_id=self.new_id(), review=review)
+        return replace(base, golden_id=self.new_id())
+
+    def resolve(self, record_id: str, record: Mapping[str, Any]) -> MatchResult:
+        """Match ``record`` and index it under the golden id it got."""
+        result = self.match(record_id, record)
+        if result.decision is not Decision.KNOWN:
+            self.index.add(
+                Entry(record_id, result.golden_id, result.values),
+                result.rule_keys,
+                result.block_keys,
+            )
+        return result
+
+    def _candidates(
+        self, block_keys: tuple[str, ...]
+    ) -> tuple[list[Entry], list[SkippedBlock], bool]:
+        cfg = self.config
+        seen: set[str] = set()
+        out: list[Entry] = []
+        skipped: list[SkippedBlock] = []
+        for key in block_keys:
+            members = self.index.block(key, cfg.max_block_size + 1)
+            if len(members) > cfg.max_block_size:
+                skipped.append(
+                    SkippedBlock(key, f"larger than max_block_size ({cfg.max_block_size})")
+                )
+                continue
+            for entry in members:
+                if entry.record_id in seen:
+                    continue
+                if len(out) == cfg.max_candidates:
+                    return out, skipped, True
+                seen.add(entry.record_id)
+                out.append(entry)
+        return out, skipped, False
+
+    def _rank(self, values: Mapping[str, str], entries: Sequence[Entry]) -> list[Candidate]:
+        """One candidate per golden record (its best-scoring member), best first."""
+        best: dict[str, Candidate] = {}
+        comparisons, prior = self.config.comparisons, self._prior
+        for entry in entries:
+            score, _ = score_pair(comparisons, prior, values, entry.values)
+            held = best.get(entry.golden_id)
+            if held is None or score > held.score:
+                best[entry.golden_id] = Candidate(
+                    entry.golden_id, entry.record_id, score, probability(score)
+                )
+        return sorted(best.values(), key=lambda c: (-c.score, c.golden_id))
+
+    def _explain(
+        self, values: Mapping[str, str], entries: Sequence[Entry], best: Candidate
+    ) -> tuple[FieldScore, ...]:
+        entry = next(e for e in entries if e.record_id == best.record_id)
+        _, parts = score_pair(
+            self.config.comparisons, self._prior, values, entry.values, explain=True
+        )
+        return tuple(parts)

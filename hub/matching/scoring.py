@@ -1,0 +1,104 @@
+"""Fellegi-Sunter scoring: how much likelier two records look if they are one person.
+
+Each comparison turns a field's similarity into a level: the first of its ordered levels whose
+``at`` the similarity reaches, or the ``else`` level. A level has two probabilities: ``m``, how
+often a true match lands in it, and ``u``, how often a non-match does. Its weight is
+``log2(m / u)``: positive when the level is evidence for a match, negative against. A field that
+either record lacks adds nothing. The score is the prior's weight plus the fields' weights, and
+the match probability is ``1 / (1 + 2 ** -score)``. This is the model of Splink and
+recordlinkage (without their EM estimation: m and u are set in the configuration, and the
+benchmark checks them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .compare import Comparator
+
+
+@dataclass(frozen=True)
+class Level:
+    label: str  # "≥0.92", "else"
+    at: float  # the lowest similarity in this level (0 for else)
+    m: float
+    u: float
+    weight: float = field(init=False)  # log2(m / u)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weight", math.log2(self.m / self.u))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    field: str
+    comparator_name: str
+    comparator: Comparator
+    levels: tuple[Level, ...]  # descending ``at``, the last one is ``else`` (at 0)
+    swap_with: str | None = None  # also compare with the other record's field (swapped names)
+
+    def level_of(self, similarity: float) -> Level:
+        for level in self.levels:
+            if similarity >= level.at:
+                return level
+        return self.levels[-1]
+
+
+@dataclass(frozen=True)
+class FieldScore:
+    """One field's part in a score: the values compared, the similarity, level and weight."""
+
+    field: str
+    comparator: str
+    left: str | None
+    right: str | None
+    similarity: float | None  # None: a value is missing, the field adds nothing
+    level: str
+    weight: float
+
+
+def prior_weight(prior: float) -> float:
+    return math.log2(prior / (1 - prior))
+
+
+def probability(score: float) -> float:
+    if score > 60:
+        return 1.0
+    if score < -60:
+        return 0.0
+    return 1.0 / (1.0 + math.pow(2.0, -score))
+
+
+def score_pair(
+    comparisons: tuple[Comparison, ...],
+    prior_weight: float,
+    left: Mapping[str, str],
+    right: Mapping[str, str],
+    explain: bool = False,
+) -> tuple[float, list[FieldScore]]:
+    """The score (weight of evidence, in bits) of ``left`` against ``right``; with ``explain``
+    also each field's part."""
+    total = prior_weight
+    parts: list[FieldScore] = []
+    for c in comparisons:
+        a = left.get(c.field)
+        b = right.get(c.field)
+        if a is None or b is None:
+            if explain:
+                parts.append(FieldScore(c.field, c.comparator_name, a, b, None, "missing", 0.0))
+            continue
+        similarity = c.comparator(a, b)
+        if c.swap_with is not None and similarity < 1.0:
+            b_other = right.get(c.swap_with)
+            if b_other is not None:
+                similarity = max(similarity, c.comparator(a, b_other))
+        level = c.level_of(similarity)
+        weight = level.weight
+        total += weight
+        if explain:
+            parts.append(
+                FieldScore(c.field, c.comparator_name, a, b, similarity, level.label, weight)
+            )
+    return total, parts

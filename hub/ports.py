@@ -46,6 +46,15 @@ class Publishing(Basics, Protocol):
     def publisher(self) -> Publisher: ...
 
 
+class ProbedHub(Publishing, Protocol):
+    """Health and metrics (:mod:`hub.api.health`, :mod:`hub.api.metrics`): whether the broker
+    and the database answer, and the process's figures. The metrics listener of a process
+    without the HTTP API (``HUB_METRICS_PORT``) sees the hub only through this."""
+
+    @property
+    def db(self) -> Database: ...
+
+
 class IngressHub(Publishing, Protocol):
     """Webhook ingress (:mod:`hub.api.ingress`): verify, deduplicate, publish."""
 

@@ -9,16 +9,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import uvicorn
-
 from . import backlog
-from .api.app import create_app
+from .api.app import create_app, create_metrics_app
+from .api.server import Listener
 from .broker import EmbeddedBroker
 from .bus import Publisher, ensure_topics
 from .config import HubConfig, check_routes, load_config
@@ -49,14 +47,6 @@ recorder; delivery: one delivery worker per destination. One process runs all th
 in production they can be scaled apart (``hub up --role``)."""
 
 WORKERS = frozenset({"mapper", "delivery"})
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the hub owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class Hub:
@@ -90,8 +80,9 @@ class Hub:
         self._publisher: Publisher | None = None
         self._workers: dict[Worker, asyncio.Task[None]] = {}
         self.pollers: dict[str, Poller] = {}
-        self._tasks: list[asyncio.Task[None]] = []  # HTTP server, config watcher
-        self._server: _Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []  # HTTP servers, config watcher
+        self._listeners: list[Listener] = []
+        self.metrics_listener: Listener | None = None
         self._fingerprint = ""
         self.port: int = settings.http_port
         self._owner: asyncio.Task[object] | None = None  # the task that started the hub
@@ -144,6 +135,8 @@ class Hub:
         if "ingress" in self.roles:
             await self._sync_pollers()
             await self._serve_http()
+        if s.metrics_port is not None:
+            await self._serve_metrics()
         if s.reload_interval_s > 0:
             self._fingerprint = self._files_fingerprint()
             self._tasks.append(asyncio.create_task(self._watch(), name="reload"))
@@ -260,38 +253,34 @@ class Hub:
         )
         return True
 
+    async def _listen(self, app: object, host: str, port: int, name: str) -> Listener:
+        listener = Listener(
+            app, host, port, max_header_bytes=self.settings.http_max_header_bytes, name=name
+        )
+        self._listeners.append(listener)
+        await listener.start()
+        assert listener.task is not None
+        self._tasks.append(listener.task)
+        return listener
+
     async def _serve_http(self) -> None:
         s = self.settings
-
-        app = create_app(self)
-        self._server = _Server(
-            uvicorn.Config(
-                app,
-                host=s.http_host,
-                port=s.http_port,
-                log_config=None,
-                lifespan="off",
-                access_log=False,
-                # h11 stops reading a head past this size (uvicorn answers 400 and closes);
-                # httptools has no such limit: it read a 64 MiB header whole.
-                http="h11",
-                h11_max_incomplete_event_size=s.http_max_header_bytes,
-            )
-        )
-        serving = asyncio.create_task(self._server.serve(), name="http")
-        self._tasks.append(serving)
-        while not self._server.started:
-            if serving.done():
-                serving.result()  # raises why it could not start (port taken, ...)
-                raise RuntimeError("HTTP server stopped while starting")
-            await asyncio.sleep(0.02)
-        sock = self._server.servers[0].sockets[0]
-        self.port = int(sock.getsockname()[1])
+        listener = await self._listen(create_app(self), s.http_host, s.http_port, "http")
+        self.port = listener.port
         log.info(
             "hub listening on %s (webhooks at %s/webhooks/<connection>)",
             self.base_url,
             self.base_url,
         )
+
+    async def _serve_metrics(self) -> None:
+        """HUB_METRICS_PORT: /metrics, /livez and /readyz of this process on a port of their
+        own, whatever its roles (a `--role workers` process serves nothing else)."""
+        s = self.settings
+        assert s.metrics_port is not None
+        app = create_metrics_app(self)
+        self.metrics_listener = await self._listen(app, s.metrics_host, s.metrics_port, "metrics")
+        log.info("metrics at %s/metrics", self.metrics_listener.url)
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Until every worker has joined its consumer group and has partitions."""
@@ -306,8 +295,8 @@ class Hub:
         if self._recovery is not None:  # let it finish: it may be starting a broker
             await asyncio.gather(self._recovery, return_exceptions=True)
             self._recovery = None
-        if self._server is not None:
-            self._server.should_exit = True
+        for listener in self._listeners:
+            listener.stop()
         pollers, self.pollers = list(self.pollers.values()), {}
         await asyncio.gather(*(p.stop() for p in pollers))
         await asyncio.gather(*(self._stop_worker(w) for w in list(self._workers)))
@@ -320,6 +309,7 @@ class Hub:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self._listeners.clear()
         if self._publisher is not None:
             await self._publisher.close()
             self._publisher = None

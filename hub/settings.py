@@ -88,6 +88,17 @@ class Settings(BaseSettings):
     )
     http_max_headers: int = Field(100, ge=1, description="Most header fields in a request.")
 
+    metrics_host: str = Field(
+        "127.0.0.1", description="Where the metrics listener listens (HUB_METRICS_PORT)."
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve /metrics, /livez and /readyz on this port too, in any role "
+        "(a `--role workers` process has no other HTTP server); unset: no such listener.",
+    )
+
     ops_token: SecretStr | None = Field(
         None, description="Bearer token for /api; unset: /api answers on loopback only."
     )
@@ -136,7 +147,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("kafka_sasl_mechanism", "ops_token", mode="before")
+    @field_validator("kafka_sasl_mechanism", "ops_token", "metrics_port", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -92,3 +92,35 @@ def test_the_deploy_readme_documents_the_token_and_the_database_rights() -> None
     assert "HUB_OPS_TOKEN" in text
     for right in ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", "advisory lock"):
         assert right in text, right
+
+
+def test_the_workers_deployment_is_probed_and_scraped_on_its_metrics_listener() -> None:
+    from hub.api import health, metrics
+
+    (deployment,) = k8s_docs("workers.yaml")
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["args"][-2:] == ["--role", "workers"]
+    env = {e["name"]: e for e in container["env"]}
+    port = int(env["HUB_METRICS_PORT"]["value"])
+    assert not loopback(env["HUB_METRICS_HOST"]["value"])
+    # beyond loopback /metrics answers 403 without the token: the Deployment names it
+    assert env["HUB_OPS_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "hub-secrets"
+    (named,) = container["ports"]
+    assert named["containerPort"] == port
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    # what the metrics listener serves (hub.api.app.create_metrics_app)
+    served = {r.path for router in (health.router, metrics.router) for r in router.routes}  # type: ignore[attr-defined]
+    assert pod["metadata"]["annotations"]["prometheus.io/path"] in served
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["port"] == named["name"] and get["path"] in served, probe
+    # Service `hub` (webhooks) must not pick these pods: they have no HTTP API
+    (service,) = k8s_docs("service.yaml")
+    selector = service["spec"]["selector"].items()
+    assert not selector <= pod["metadata"]["labels"].items()
+
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["workers"]
+    assert compose["command"][-2:] == ["--role", "workers"]
+    assert not loopback(compose["environment"]["HUB_METRICS_HOST"])
+    assert compose["environment"]["HUB_OPS_TOKEN"].startswith("${HUB_OPS_TOKEN:?")

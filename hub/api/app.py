@@ -17,7 +17,7 @@ from . import health, ingress, metrics, ops
 from .limits import HeaderLimits
 
 if TYPE_CHECKING:
-    from hub.ports import ApiHub
+    from hub.ports import ApiHub, ProbedHub
 
 
 def create_app(hub: ApiHub) -> HeaderLimits:
@@ -27,13 +27,35 @@ def create_app(hub: ApiHub) -> HeaderLimits:
     return HeaderLimits(create_api(hub), s.http_max_header_bytes, s.http_max_headers)
 
 
+def create_metrics_app(hub: ProbedHub) -> HeaderLimits:
+    """The metrics listener's app (``HUB_METRICS_PORT``): ``/metrics``, ``/livez``
+    (``/healthz``) and ``/readyz`` only, with the same limits, guard and error bodies."""
+    s = hub.settings
+    app = FastAPI(
+        title="hub metrics", version=__version__, openapi_url=None, docs_url=None, redoc_url=None
+    )
+    app.state.hub = hub
+    app.state.listening_host = s.metrics_host
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    handle_errors(app)
+    return HeaderLimits(app, s.http_max_header_bytes, s.http_max_headers)
+
+
 def create_api(hub: ApiHub) -> FastAPI:
     app = FastAPI(title="hub", version=__version__, docs_url="/docs", redoc_url=None)
     app.state.hub = hub
+    app.state.listening_host = hub.settings.http_host
     app.include_router(health.router)
     app.include_router(ingress.router)
     app.include_router(ops.router)
     app.include_router(metrics.router)
+    handle_errors(app)
+    return app
+
+
+def handle_errors(app: FastAPI) -> None:
+    """Every refusal as ``{"error", "message"}`` with its status."""
 
     @app.exception_handler(ops.OpsError)
     async def refused(_request: Request, exc: ops.OpsError) -> JSONResponse:
@@ -70,8 +92,6 @@ def create_api(hub: ApiHub) -> FastAPI:
         return JSONResponse(
             {"error": exc.code, "message": exc.message}, status_code=exc.status_code
         )
-
-    return app
 
 
 def allowed_methods(app: FastAPI, request: Request) -> list[str]:

@@ -31,7 +31,7 @@ from hub.retry import RetryTable
 from hub.settings import Settings
 from hub.workers.delivery import DeliveryWorker
 
-from .deps import HubDep
+from .deps import HubDep, ProbeDep, listening_host
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_OFFSET = 2**63 - 1  # the largest OFFSET SQLite and PostgreSQL (bigint) take
@@ -70,18 +70,21 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorBody, "description": _MEANING[s]} for s in statuses}
 
 
-def require_operator(request: Request, hub: HubDep) -> None:
+def require_operator(request: Request, hub: ProbeDep) -> None:
     settings = hub.settings
     token = settings.ops_token
     if token is None:
-        if not _loopback(settings.http_host):
-            raise OpsError(
-                403, "the ops API is off on non-loopback addresses until HUB_OPS_TOKEN is set"
-            )
-        if not _loopback_host(request.headers.get("host"), settings.http_host):
+        listening = listening_host(request)
+        if not _loopback(listening):
             raise OpsError(
                 403,
-                "without HUB_OPS_TOKEN the ops API answers only requests to a loopback "
+                "the ops API and /metrics are off on non-loopback addresses until "
+                "HUB_OPS_TOKEN is set",
+            )
+        if not _loopback_host(request.headers.get("host"), listening):
+            raise OpsError(
+                403,
+                "without HUB_OPS_TOKEN the ops API and /metrics answer only requests to a loopback "
                 "address or to localhost",
             )
     else:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from hub import migrations
 from hub.db import Database, dead_letters, deliveries, metadata, poll_cursors, retries
 from hub.db import webhook_receipts as receipts
-from hub.errors import DatabaseNotUpgraded, DatabaseTooNew
+from hub.errors import DatabaseNotUpgraded, DatabaseSchemaError, DatabaseTooNew
 
 from .support.databases import database_url
 from .test_cli import hub
@@ -182,6 +182,34 @@ async def test_an_adopted_database_still_at_the_baseline_columns_is_completed(ur
     )
 
 
+async def test_a_failed_upgrade_says_why_and_leaves_the_database_as_it_was(url: str) -> None:
+    """The migrations run in one transaction (SQLite's DDL is transactional too): a revision
+    that fails midway leaves nothing of the ones before it, or of its own first steps."""
+    await make_pre_alembic_database(url)
+    # a table no hub ever made: the baseline cannot add a NOT NULL column to its rows
+    await on(url, lambda c: c.exec_driver_sql("ALTER TABLE deliveries DROP COLUMN delivered_at"))
+    before = await on(url, tables)
+    db = Database(url)
+    try:
+        with pytest.raises(DatabaseSchemaError) as failed:
+            await db.start()
+        assert await db.revision() is None
+    finally:
+        await db.close()
+    message = str(failed.value)
+    assert message.startswith(
+        f"upgrading the database schema from no revision to {migrations.head()} failed"
+    )
+    assert "deliveries lacks its NOT NULL column delivered_at" in message
+    assert await on(url, tables) == before  # no replay tables, no alembic_version
+
+    def receipt_columns(conn: Connection) -> set[str]:
+        return {c["name"] for c in inspect(conn).get_columns("webhook_receipts")}
+
+    assert "broker_incarnation" not in await on(url, receipt_columns)  # added, rolled back
+    assert await on(url, lambda c: c.execute(select(deliveries.c.event_id)).all()) == [("evt-1",)]
+
+
 async def test_a_database_a_newer_hub_migrated_is_refused(url: str) -> None:
     db = Database(url)
     try:
@@ -237,6 +265,26 @@ async def test_hubs_starting_together_on_an_empty_database_migrate_it_once(
         for d in databases:
             await d.close()
     assert await on(url, differences) == []
+
+
+def test_hub_up_without_migrations_refuses_a_database_behind(tmp_path: Path) -> None:
+    """HUB_DB_MIGRATE=false: `hub up` checks the schema, says what to run, and changes nothing."""
+    state = tmp_path / "state"
+    result = hub(
+        "up",
+        "-c",
+        "examples/hub.yaml",
+        HUB_DB_MIGRATE="false",
+        HUB_STATE_DIR=str(state),
+        SHOPIFY_WEBHOOK_SECRET="s" * 32,
+        ERP_AUTHORIZATION="Bearer " + "t" * 32,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "migrations do not run here (HUB_DB_MIGRATE=false): run `hub db upgrade`" in (
+        result.stderr
+    )
+    url = f"sqlite+aiosqlite:///{state / 'hub.db'}"
+    assert asyncio.run(on(url, tables)) == set()
 
 
 def test_hub_db_current_and_upgrade(tmp_path: Path) -> None:

@@ -99,7 +99,8 @@ def upgrade(target: str | Connection) -> Upgrade:
         command.upgrade(alembic_config(target), "head")
     except Exception as exc:
         raise DatabaseSchemaError(
-            f"upgrading the database schema from {before or 'nothing'} to {head()} failed: "
+            f"upgrading the database schema from {before or 'no revision'} to {head()} failed "
+            "(rolled back): "
             f"{exc.__class__.__name__}: {exc}"
         ) from exc
     return Upgrade(before, head(), adopted)
@@ -129,8 +130,8 @@ def check(connection: Connection, *, migrate: bool) -> str | None:
         )
     if not migrate and at != newest:
         raise DatabaseNotUpgraded(
-            f"the database schema is at {at or 'no revision'}, this hub needs {newest}, and "
-            "migrations do not run here (HUB_DB_MIGRATE=false): run `hub db upgrade` first"
+            f"the database schema is at {at or 'no revision (empty)'}, this hub needs {newest}, "
+            "and migrations do not run here (HUB_DB_MIGRATE=false): run `hub db upgrade` first"
         )
     return at
 

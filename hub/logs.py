@@ -123,5 +123,6 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiokafka", "kafka", "librdkafka", "uvicorn.access", "httpx"):
+    # alembic: "Context impl ..." at every start; hub.db logs once what a migration changed.
+    for noisy in ("aiokafka", "kafka", "librdkafka", "uvicorn.access", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

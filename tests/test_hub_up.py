@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from connectors.shopify import sign
+from hub import migrations
 from hub.broker import free_port
 
 from .support.harness import ROOT
@@ -69,6 +70,9 @@ def test_hub_up_with_the_demo_config_delivers_an_order_and_stops_cleanly(tmp_pat
         output = proc.communicate(timeout=60)[0].decode()
         assert proc.returncode == 0, output
         assert "hub stopped" in output
+        # the schema made once, said once: alembic's own INFO lines stay out of the log
+        assert output.count(f"database schema created at {migrations.head()}") == 1, output
+        assert "alembic" not in output, output
         assert not any(Path(f"/proc/{pid}").exists() for pid in tansu), "broker left running"
     finally:
         if proc.poll() is None:

@@ -15,7 +15,6 @@ directory. ``alembic.ini`` at the repository root is for developers' ``alembic r
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +28,6 @@ from sqlalchemy.engine import Connection
 from ..errors import DatabaseNotUpgraded, DatabaseSchemaError, DatabaseTooNew
 
 HERE = Path(__file__).parent
-
-# Alembic says at INFO what it does at every start ("Context impl ..."); the hub logs once what
-# changed (hub.db). A level set by the user's logging configuration is left alone.
-if logging.getLogger("alembic").level == logging.NOTSET:
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

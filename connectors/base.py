@@ -223,8 +223,31 @@ class Delivery:
         return f"Delivery({self.event_id!r}, {self.event_type!r}, subject={self.subject!r})"
 
 
+@dataclass(frozen=True, slots=True)
+class CreatedId:
+    """An id the destination assigned to an object the hub wrote: ``entity`` is the canonical
+    entity it stands for (``customer``), ``external_id`` the destination's id for it (``"c-42"``),
+    ``version`` the destination's version of it where the system has one (an ETag, a revision)."""
+
+    entity: str
+    external_id: str
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """What a destination reported about one delivery: the ids it assigned. The hub links each
+    to the event's golden id in its crosswalk (:mod:`hub.crosswalk`), so later events from that
+    system about the object resolve to the same golden id, and outbound mappings can address it
+    by the destination's id (an update rather than a second create)."""
+
+    created: tuple[CreatedId, ...] = ()
+
+
 class Sink(Connector):
-    """A connector the hub writes to. ``deliver`` must be idempotent per ``event_id``."""
+    """A connector the hub writes to. ``deliver`` must be idempotent per ``event_id``; it may
+    return a :class:`DeliveryResult` with the ids the destination assigned (None: nothing to
+    report)."""
 
     async def open(self) -> None:
         return None
@@ -232,6 +255,6 @@ class Sink(Connector):
     async def close(self) -> None:
         return None
 
-    async def deliver(self, delivery: Delivery) -> None:
+    async def deliver(self, delivery: Delivery) -> DeliveryResult | None:
         """Write one event; raise DeliveryRetriable or DeliveryRejected on failure."""
         raise NotImplementedError

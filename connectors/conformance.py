@@ -6,7 +6,8 @@ functions from its tests. Each returns the problems it found (empty: conforms).
 - secrets are marked: an option whose name says it holds a secret is a :data:`Secret` (a
   reference, ``env:NAME`` or ``file:PATH``, never a value in hub.yaml);
 - a webhook source refuses forged requests: unsigned, wrongly signed, or signed for another body;
-- a sink is idempotent: the same event delivered twice has one effect in the destination;
+- a sink is idempotent: the same event delivered twice has one effect in the destination, and
+  what it reports is None or a :class:`DeliveryResult` of :class:`CreatedId` (ids as text);
 - ``check_connection`` explains a failure: it raises ConnectionCheckFailed with a message that
   says what to do, and never shows a secret.
 """
@@ -26,7 +27,15 @@ from pydantic.fields import FieldInfo
 
 from hub.errors import BadSignature, ConnectionCheckFailed
 
-from .base import Connector, Delivery, Sink, WebhookSource, _resolve_secret
+from .base import (
+    Connector,
+    CreatedId,
+    Delivery,
+    DeliveryResult,
+    Sink,
+    WebhookSource,
+    _resolve_secret,
+)
 
 SECRET_WORDS = ("secret", "token", "password", "authorization", "api_key", "apikey", "key")
 NOT_SECRET_SUFFIXES = ("_url", "_id", "_header", "_name", "_s", "_at", "_margin")
@@ -96,12 +105,32 @@ async def idempotency_problems(
     ``effects()`` counts what the destination now holds for it."""
     await sink.open()
     try:
-        await sink.deliver(delivery)
-        await sink.deliver(delivery)
+        results = [await sink.deliver(delivery), await sink.deliver(delivery)]
     finally:
         await sink.close()
     count = await effects()
-    return [] if count == 1 else [f"an event delivered twice had {count} effects, not 1"]
+    problems = [] if count == 1 else [f"an event delivered twice had {count} effects, not 1"]
+    return problems + [p for r in results for p in result_problems(r)]
+
+
+def result_problems(result: object) -> list[str]:
+    """What is wrong with what ``deliver`` returned: None, or a DeliveryResult whose ids are
+    non-empty text."""
+    if result is None:
+        return []
+    if not isinstance(result, DeliveryResult):
+        return [f"deliver returned {type(result).__name__}, not a DeliveryResult or None"]
+    problems = []
+    for created in result.created:
+        if not isinstance(created, CreatedId):
+            problems.append(f"a created id is a {type(created).__name__}, not a CreatedId")
+        elif not (isinstance(created.entity, str) and created.entity):
+            problems.append(f"a created id has no entity: {created!r}")
+        elif not (isinstance(created.external_id, str) and created.external_id):
+            problems.append(f"a created id is not non-empty text: {created!r}")
+        elif created.version is not None and not isinstance(created.version, str):
+            problems.append(f"a created id's version is not text: {created!r}")
+    return problems
 
 
 async def check_problems(connector: Connector, secrets: list[str]) -> list[str]:

@@ -3,11 +3,18 @@
 Each request carries ``Idempotency-Key`` (the event id) and the CloudEvents HTTP binary-mode
 headers (``ce-id``, ``ce-type``, ...), so a receiver can deduplicate and trace it. Requests go
 through the connectors' HTTP layer (:mod:`connectors.rest`), which classifies failures.
+
+With ``result_id`` (a JSON pointer ``/data/id`` or a dotted path ``data.id`` into the answer's
+JSON body) the id the destination assigned is reported to the hub, which links it to the event's
+golden id (:mod:`hub.crosswalk`); ``result_version`` likewise for the object's version. An
+answer without it (no body, not JSON, no such field) is still a delivery: it reports nothing,
+and says so in the log.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Self
+import logging
+from typing import Any, Literal, Self
 
 from pydantic import Field, HttpUrl, model_validator
 
@@ -15,9 +22,11 @@ from hub import tracing
 from hub.errors import ConnectionCheckFailed, RequestFailed, delivery_failed
 
 from .auth import AuthSpec, HeaderAuth, build_auth
-from .base import ConnectorOptions, Delivery, Secret, Sink
+from .base import ConnectorOptions, CreatedId, Delivery, DeliveryResult, Secret, Sink
 from .registry import register
-from .rest import RestClient
+from .rest import Response, RestClient
+
+log = logging.getLogger(__name__)
 
 
 class HttpOptions(ConnectorOptions):
@@ -41,6 +50,19 @@ class HttpOptions(ConnectorOptions):
         None,
         description="Credentials: bearer, basic, api_key or oauth2_client_credentials "
         "(see connectors/auth.py). Instead of authorization.",
+    )
+
+    result_id: str | None = Field(
+        None,
+        description="Where the answer's JSON body holds the id the destination assigned: a JSON "
+        "pointer or a dotted path. The hub links it to the event's golden id (crosswalk).",
+        examples=["/id", "data.customer.id"],
+    )
+    result_version: str | None = Field(
+        None,
+        description="Where the answer's JSON body holds the object's version, if it has one "
+        "(same syntax as result_id).",
+        examples=["/version"],
     )
 
     @model_validator(mode="after")
@@ -102,7 +124,7 @@ class Http(Sink):
             )
         return f"{self.options.url} answered HEAD with HTTP {answer.status}"
 
-    async def deliver(self, delivery: Delivery) -> None:
+    async def deliver(self, delivery: Delivery) -> DeliveryResult | None:
         if self._client is None:
             await self.open()
         assert self._client is not None
@@ -113,6 +135,58 @@ class Http(Sink):
         if trace:  # the destination's spans join the event's trace (hub/tracing.py)
             headers["traceparent"] = tracing.child(trace)
         try:
-            await self._client.request(self.options.method, content=delivery.body, headers=headers)
+            answer = await self._client.request(
+                self.options.method, content=delivery.body, headers=headers
+            )
         except RequestFailed as exc:
             raise delivery_failed(exc) from None
+        if self.options.result_id is None:
+            return None
+        return self._result(delivery, answer)
+
+    def _result(self, delivery: Delivery, answer: Response) -> DeliveryResult | None:
+        """The id (and version) the destination assigned, read from its answer."""
+        o = self.options
+        assert o.result_id is not None
+        try:
+            body = answer.json() if answer.body else None
+        except RequestFailed:
+            body = None
+        external_id = _scalar(pick(body, o.result_id))
+        if external_id is None:
+            log.warning(
+                "%s: the answer to %s (HTTP %s) has no id at %s; nothing linked",
+                self.connection,
+                delivery.event_id,
+                answer.status,
+                o.result_id,
+            )
+            return None
+        version = _scalar(pick(body, o.result_version)) if o.result_version else None
+        entity = delivery.event_type.removeprefix("hub.").split(".", 1)[0]
+        return DeliveryResult((CreatedId(entity, external_id, version),))
+
+
+def pick(document: Any, path: str) -> Any:
+    """The value at ``path`` in a parsed JSON document: a JSON pointer (RFC 6901, ``/a/0/b``)
+    or a dotted path (``a.0.b``); None where there is no such value."""
+    if path.startswith("/"):
+        steps = [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+    else:
+        steps = path.split(".")
+    value = document
+    for step in steps:
+        if isinstance(value, dict):
+            value = value.get(step)
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            return None
+    return value
+
+
+def _scalar(value: Any) -> str | None:
+    """An id as text: a string or an integer (not a boolean, an object or an empty string)."""
+    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+        return None
+    return str(value)

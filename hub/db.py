@@ -2,9 +2,10 @@
 
 Tables: webhook receipts (ingress deduplication), poll cursors (see :mod:`hub.polling`),
 deliveries (so a redelivered event does not repeat its effect in a destination), dead letters
-and their replay attempts, and retries (events parked until their next attempt, see
-:mod:`hub.retry`). The revisions in :mod:`hub.migrations` make and change them (Alembic),
-when the hub starts or by ``hub db upgrade``; a change to a table here comes with a revision.
+and their replay attempts, retries (events parked until their next attempt, see
+:mod:`hub.retry`), and the crosswalk of external ids to golden ids (:mod:`hub.crosswalk`).
+The revisions in :mod:`hub.migrations` make and change them (Alembic), when the hub starts or
+by ``hub db upgrade``; a change to a table here comes with a revision.
 
 The statements made for every event (receipts, deliveries) skip aiosqlite on SQLite: writes
 go to a thread of the database's own, one thread hop per transaction, where a sqlite3
@@ -185,6 +186,25 @@ retries = Table(
     UniqueConstraint("worker", "event_id"),
     Index("ix_retries_due", "worker", "next_attempt_at"),
     Index("ix_retries_key", "worker", "order_key", "id"),
+)
+
+
+# (entity, system, external id) -> golden id: one row per link, never relinked in place
+# (hub.crosswalk). Who or what linked it, when and why are kept for master data's history.
+crosswalk = Table(
+    "crosswalk",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entity", String(32), nullable=False),  # customer, product, order, inventory
+    Column("system", String(64), nullable=False),  # a connection's system (hub.yaml)
+    Column("external_id", String(255), nullable=False),  # the object's id in that system
+    Column("golden_id", String(64), nullable=False),
+    Column("version", String(255)),  # the system's version of the object, where it has one
+    Column("linked_at", DateTime(timezone=True), nullable=False),
+    Column("linked_by", String(128), nullable=False),  # sink:<connection>, rule:…, steward:…
+    Column("reason", Text),  # why: the rule and score, the steward's note
+    UniqueConstraint("entity", "system", "external_id", name="uq_crosswalk_external_id"),
+    Index("ix_crosswalk_golden_id", "entity", "golden_id", "system"),
 )
 
 

@@ -21,6 +21,7 @@
      │    ├── RequestRetriable       5xx, 408, 425, 429, timeouts, connection errors
      │    └── RequestRefused         other 4xx, or a request that cannot be sent: fatal
      ├── ConnectionCheckFailed  `hub connectors check`: a connection cannot reach its system
+     ├── CrosswalkConflict      an external id is linked to another golden id already
      ├── DatabaseUnavailable    the state database cannot be opened
  ├── DatabaseSchemaError    the database's schema is not one this hub can run on, or its
  │    │                     upgrade failed (hub.migrations)
@@ -195,6 +196,24 @@ class MasterDataUnavailable(ProcessingError):
     """The master-data service could not answer now; the event is retried later."""
 
     retriable = True
+
+
+class CrosswalkConflict(HubError):
+    """Linking an external id that is linked to another golden id: never relinked silently
+    (a merge or a steward's decision changes links, see :mod:`hub.crosswalk`)."""
+
+    def __init__(
+        self, entity: str, system: str, external_id: str, linked_to: str, asked: str
+    ) -> None:
+        super().__init__(
+            f"{entity} {external_id!r} in {system} is linked to {linked_to}, not {asked}: "
+            "not relinked"
+        )
+        self.entity = entity
+        self.system = system
+        self.external_id = external_id
+        self.linked_to = linked_to
+        self.asked = asked
 
 
 class DeliveryFailed(ProcessingError):

@@ -14,6 +14,8 @@ destination, whichever apply::
     hub_events_failed_total{stage,route,destination,error_class}   attempts that failed
     hub_events_parked_total{stage,route,destination}      parked for a retry
     hub_events_dead_lettered_total{stage,route,destination,error_class}
+    hub_crosswalk_links_total{destination,outcome}        ids a destination reported, by what
+                                                          became of them: linked|conflict|failed
 
 Histograms: ``hub_webhook_seconds{connection}`` (receipt to answer) and
 ``hub_delivery_seconds{destination}`` (one destination call). Gauges, read when scraped:
@@ -78,6 +80,13 @@ class Metrics:
             "hub_events_dead_lettered",
             "Events sent to the dead-letter topic.",
             ["stage", "route", "destination", "error_class"],
+            registry=registry,
+        )
+        self.crosswalk_links = Counter(
+            "hub_crosswalk_links",
+            "Ids a destination reported having assigned, by what became of them: linked, "
+            "conflict (linked to another golden id already) or failed (e.g. the database).",
+            ["destination", "outcome"],
             registry=registry,
         )
         self.webhook_seconds = Histogram(

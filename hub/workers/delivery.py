@@ -16,6 +16,12 @@ Each successful delivery is recorded as soon as the destination accepted it, so 
 redelivered by Kafka after a crash is not sent twice: only events in flight at the moment of a
 crash can be (at most ``HUB_DELIVERY_CONCURRENCY`` per partition), and they carry the event id as
 ``Idempotency-Key``.
+
+The ids a destination reports having assigned (:class:`connectors.DeliveryResult`) are linked
+to the event's golden id in the crosswalk (:mod:`hub.crosswalk`) for the destination's system,
+before the delivery is recorded. A link that fails (the database, or an id linked to another
+golden id already) is logged and counted (``hub_crosswalk_links_total``), and the delivery is
+recorded all the same: it happened, and sending it again would create the object twice.
 """
 
 from __future__ import annotations
@@ -28,14 +34,22 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
+from sqlalchemy.exc import SQLAlchemyError
 
-from connectors import Delivery, Sink
+from connectors import Delivery, DeliveryResult, Sink
 from hub.batching import GroupCommit
 from hub.canonical import decode
 from hub.config import HubConfig, LimitsSpec, OutboundRoute
+from hub.crosswalk import Crosswalk, system_of
 from hub.deadletters import ATTEMPT_HEADER, REPLAY_HEADER, Stage
 from hub.envelope import EnvelopeError, from_kafka, header_value, now_rfc3339
-from hub.errors import DeliveryFailed, MappingFailed, ProcessingError, RouteConditionFailed
+from hub.errors import (
+    CrosswalkConflict,
+    DeliveryFailed,
+    MappingFailed,
+    ProcessingError,
+    RouteConditionFailed,
+)
 from hub.logs import log_context
 from hub.retry import CircuitBreaker, Parked, RateLimiter, RetryPolicy
 
@@ -83,6 +97,7 @@ class DeliveryWorker(RetryingWorker):
         self._records: GroupCommit[str] = GroupCommit(
             lambda ids: hub.db.record_deliveries(destination, ids)
         )
+        self.crosswalk = Crosswalk(hub.db)
 
     @staticmethod
     def signature_of(
@@ -183,9 +198,11 @@ class DeliveryWorker(RetryingWorker):
                 body=event.data if as_is else None,
             )
             with log_context(route=route.name):
-                error = await self._attempt(delivery)
+                error, result = await self._attempt(delivery)
                 if error is None:
                     hub.metrics.delivered.labels(route.name, self.destination).inc()
+                    if result is not None and result.created:
+                        await self._link(result, data, event.subject)
                     continue
                 if not error.retriable:
                     return self.dead_now(record, Stage.DELIVER, error, parked, context)
@@ -220,27 +237,76 @@ class DeliveryWorker(RetryingWorker):
             ]
         return routes
 
-    async def _attempt(self, delivery: Delivery) -> ProcessingError | None:
+    async def _attempt(
+        self, delivery: Delivery
+    ) -> tuple[ProcessingError | None, DeliveryResult | None]:
         breaker = self.breaker
         assert breaker is not None
         if not breaker.allow():
-            return CircuitOpen(f"delivery to {self.destination}", breaker.retry_in())
+            return CircuitOpen(f"delivery to {self.destination}", breaker.retry_in()), None
         if self.limiter is not None:
             await self.limiter.acquire()
         started = time.perf_counter()
         try:
-            await self.sink.deliver(delivery)
+            result = await self.sink.deliver(delivery)
         except DeliveryFailed as exc:
             self._took.observe(time.perf_counter() - started)
             if exc.retriable:
                 breaker.failure(delivery.event_id)
             else:
                 breaker.success()  # it answered: it is up, it just refuses this event
-            return exc
+            return exc, None
         self._took.observe(time.perf_counter() - started)
         breaker.success()
         log.debug("delivered %s to %s", delivery.event_id, self.destination)
-        return None
+        return None, result
+
+    async def _link(self, result: DeliveryResult, data: Any, subject: str | None) -> None:
+        """Link the ids the destination assigned to the event's golden id (its ``id``, else
+        its subject). Never raises: the delivery happened whatever becomes of the link."""
+        golden = data.get("id") if isinstance(data, dict) else None
+        golden = str(golden) if golden is not None else subject
+        system = system_of(self.hub.config, self.destination)
+        counter = self.hub.metrics.crosswalk_links
+        for created in result.created:
+            if not golden:
+                log.warning(
+                    "%s reported %s, but the event has no golden id", self.destination, created
+                )
+                counter.labels(self.destination, "failed").inc()
+                continue
+            try:
+                link = await self.crosswalk.link(
+                    created.entity,
+                    system,
+                    created.external_id,
+                    golden,
+                    linked_by=f"sink:{self.destination}",
+                    reason="created by the hub's delivery",
+                    version=created.version,
+                )
+            except CrosswalkConflict as exc:
+                log.warning(
+                    "%s reported an id the crosswalk links elsewhere: %s", self.destination, exc
+                )
+                counter.labels(self.destination, "conflict").inc()
+                continue
+            except (OSError, SQLAlchemyError) as exc:
+                log.error(
+                    "linking %s %r in %s to %s failed (%s: %s); the delivery is recorded",
+                    created.entity,
+                    created.external_id,
+                    system,
+                    golden,
+                    type(exc).__name__,
+                    exc,
+                )
+                counter.labels(self.destination, "failed").inc()
+                continue
+            counter.labels(self.destination, "linked").inc()
+            learn = getattr(self.hub.resolver, "learn", None)
+            if learn is not None:  # this process's cache knows it at once
+                learn(link)
 
 
 _AS_IS: Any = object()

@@ -19,12 +19,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import connectors
-from connectors import Delivery, Sink, WebhookSource
+from connectors import CreatedId, Delivery, DeliveryResult, Sink, WebhookSource
 from connectors.conformance import (
     check_problems,
     example_options,
     forgery_problems,
     idempotency_problems,
+    result_problems,
     spec_problems,
 )
 from connectors.shopify import sign
@@ -50,7 +51,8 @@ def destination() -> Iterator[Destination]:
         key = request.headers.get("idempotency-key", "")
         if key not in dest.effects:
             dest.effects[key] = [json.loads(await request.body())]
-        return JSONResponse({"ok": True}, 201)
+        # the same id again for a redelivered request, as an API honouring the key answers
+        return JSONResponse({"ok": True, "id": f"ext-{list(dest.effects).index(key)}"}, 201)
 
     async def locked(_request: Request) -> JSONResponse:
         return JSONResponse({"error": "unauthorized"}, 401)
@@ -78,7 +80,7 @@ def closed_port() -> int:
 # for sinks how to count an event's effects in the destination.
 def setup_http(dest: Destination, tmp: Path) -> dict[str, Any]:
     return {
-        "options": {"url": f"{dest.base}/orders", "authorization": SECRET_REF},
+        "options": {"url": f"{dest.base}/orders", "authorization": SECRET_REF, "result_id": "/id"},
         "failing": [
             {"url": f"http://127.0.0.1:{closed_port()}/orders", "authorization": SECRET_REF},
             {"url": f"{dest.base}/locked", "authorization": SECRET_REF},
@@ -169,6 +171,16 @@ async def test_behaviour(name: str, destination: Destination, tmp_path: Path) ->
     for failing in setup["failing"] or []:
         problems += await check_problems(build(name, failing), [SECRET])
     assert problems == []
+
+
+def test_results_of_the_wrong_shape_are_reported() -> None:
+    """A sink may report what it created; the suite refuses results the hub cannot link."""
+    assert result_problems(None) == []
+    assert result_problems(DeliveryResult((CreatedId("order", "42", "v1"),))) == []
+    assert result_problems({"id": "42"}) == ["deliver returned dict, not a DeliveryResult or None"]
+    bad = DeliveryResult((CreatedId("order", 42),))  # type: ignore[arg-type]
+    assert result_problems(bad) == [f"a created id is not non-empty text: {bad.created[0]!r}"]
+    assert len(result_problems(DeliveryResult((CreatedId("", "1"), ("order", "1"))))) == 2  # type: ignore[arg-type]
 
 
 def test_a_forged_request_accepted_is_reported() -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from connectors import Delivery
-from connectors.http import Http, HttpOptions
+from connectors import CreatedId, Delivery, DeliveryResult
+from connectors.http import Http, HttpOptions, pick
 from hub.envelope import CloudEvent
 from hub.errors import DeliveryRejected, DeliveryRetriable
 from tests.support.threaded import serve
@@ -31,7 +31,8 @@ class Received:
 @dataclass
 class Recorder:
     """A tiny ASGI app: ``/status/<code>`` answers with that code; ``/retry-after/<value>``
-    answers 429 with that Retry-After; ``/hang`` never answers
+    answers 429 with that Retry-After; ``/created`` answers 201 with a JSON body holding the
+    id and version it assigned; ``/hang`` never answers
     until the client goes away; everything else is 200. Every request is recorded."""
 
     requests: list[Received] = field(default_factory=list)
@@ -67,6 +68,17 @@ class Recorder:
                 await asyncio.wait_for(receive(), 30)
             except TimeoutError:
                 pass
+            return
+        if path == "/created":
+            created = b'{"data": {"customer": {"id": 4711, "rev": "3-abc"}}, "ids": ["x"]}'
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 201,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": created})
             return
         status = int(path.rsplit("/", 1)[1]) if path.startswith("/status/") else 200
         headers = [(b"content-type", b"text/plain")]
@@ -326,3 +338,47 @@ async def test_proxy_from_the_environment_is_used_and_no_proxy_is_honoured(
     finally:
         await direct.close()
     assert len(server.app.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("result_id", "result_version"),
+    [("/data/customer/id", "/data/customer/rev"), ("data.customer.id", "data.customer.rev")],
+)
+async def test_the_id_the_destination_assigned_is_reported(
+    server: Server, result_id: str, result_version: str
+) -> None:
+    http = sink(f"{server.base}/created", result_id=result_id, result_version=result_version)
+    try:
+        result = await http.deliver(delivery())
+    finally:
+        await http.close()
+    # the entity comes from the canonical event's type (hub.order.upserted); ids are text
+    assert result == DeliveryResult((CreatedId("order", "4711", "3-abc"),))
+
+
+async def test_an_answer_without_the_id_is_a_delivery_that_reports_nothing(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    plain = sink(f"{server.base}/status/200", result_id="/id")  # text, not JSON
+    elsewhere = sink(f"{server.base}/created", result_id="/data/nothing/here")
+    not_an_id = sink(f"{server.base}/created", result_id="/data/customer")  # an object
+    unasked = sink(f"{server.base}/created")  # no result_id: nothing read
+    try:
+        for http in (plain, elsewhere, not_an_id, unasked):
+            assert await http.deliver(delivery()) is None
+    finally:
+        for http in (plain, elsewhere, not_an_id, unasked):
+            await http.close()
+    assert len(server.app.requests) == 4
+    assert caplog.text.count("nothing linked") == 3
+
+
+def test_pick_reads_json_pointers_and_dotted_paths() -> None:
+    doc = {"a": {"b/c": [10, {"d~e": "x"}]}, "n": None}
+    assert pick(doc, "/a/b~1c/1/d~0e") == "x"
+    assert pick(doc, "/a/b~1c/0") == 10
+    assert pick(doc, "a.b/c.0") == 10
+    assert pick(doc, "/a/b~1c/2") is None
+    assert pick(doc, "/a/b~1c/x") is None
+    assert pick(doc, "n.m") is None
+    assert pick(None, "/id") is None

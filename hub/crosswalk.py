@@ -1,0 +1,181 @@
+"""The crosswalk: which golden id an object known in a system stands for.
+
+One row per link ``(entity, system, external id) -> golden id``, unique on the first three
+(``uq_crosswalk_external_id``) and indexed on ``(entity, golden id, system)`` for the reverse
+lookup (``ix_crosswalk_golden_id``). Each row says who or what linked it (``linked_by``:
+``sink:<connection>`` for an id a destination reported, ``rule:<name>`` or ``steward:<user>``
+for master data), when, why, and the system's version of the object where it has one::
+
+    crosswalk = Crosswalk(db)
+    await crosswalk.link("customer", "crm", "c-42", "cus_1f…", linked_by="sink:crm")
+    await crosswalk.lookup("customer", "crm", "c-42")          # "cus_1f…"
+    await crosswalk.reverse("customer", "crm", "cus_1f…")      # "c-42"
+
+``link`` is idempotent, and safe when several processes link the same id at once: the row is
+inserted unless one exists (``INSERT .. ON CONFLICT DO NOTHING``), then read back, so every
+racer sees the one that won. Linking an external id that is linked to *another* golden id raises
+:class:`~hub.errors.CrosswalkConflict`: a link never moves silently (merging golden records is
+master data's decision, with its own history).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, tuple_, update
+
+from .config import HubConfig
+from .db import Database, crosswalk
+from .errors import CrosswalkConflict
+
+Ref = tuple[str, str, str]
+"""``(entity, system, external id)``, or ``(entity, system, golden id)`` for a reverse lookup."""
+
+
+def system_of(config: HubConfig, connection: str) -> str:
+    """The system a connection talks to, the crosswalk's ``system``: the connection's
+    ``system:`` in hub.yaml, by default its connector's name."""
+    connector = config.connections.get(connection)
+    if connector is None:
+        return connection
+    return str(getattr(connector, "system", None) or connector.name)
+
+
+_CHUNK = 500  # keys per statement: well under SQLite's and PostgreSQL's parameter limits
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    entity: str
+    system: str
+    external_id: str
+    golden_id: str
+    version: str | None
+    linked_at: datetime
+    linked_by: str
+    reason: str | None
+
+
+_LOOKUP = select(
+    crosswalk.c.entity,
+    crosswalk.c.system,
+    crosswalk.c.external_id,
+    crosswalk.c.golden_id,
+    crosswalk.c.version,
+    crosswalk.c.linked_at,
+    crosswalk.c.linked_by,
+    crosswalk.c.reason,
+)
+
+
+class Crosswalk:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def link(
+        self,
+        entity: str,
+        system: str,
+        external_id: str,
+        golden_id: str,
+        *,
+        linked_by: str,
+        reason: str | None = None,
+        version: str | None = None,
+    ) -> Link:
+        """Link ``external_id`` to ``golden_id``; the link as stored. Linking it again to the
+        same golden id changes nothing but a newer ``version``; to another one raises
+        :class:`CrosswalkConflict`."""
+        row = {
+            "entity": entity,
+            "system": system,
+            "external_id": external_id,
+            "golden_id": golden_id,
+            "version": version,
+            "linked_at": datetime.now(UTC),
+            "linked_by": linked_by,
+            "reason": reason,
+        }
+        insert = self.db.insert_ignore(crosswalk)
+        key = (entity, system, external_id)
+        query = _LOOKUP.where(
+            tuple_(crosswalk.c.entity, crosswalk.c.system, crosswalk.c.external_id) == key
+        )
+
+        def work(conn: Any) -> Link:
+            conn.execute(insert, [row])
+            found = Link(*conn.execute(query).one())
+            if found.golden_id == golden_id and version is not None and found.version != version:
+                conn.execute(
+                    update(crosswalk)
+                    .where(crosswalk.c.entity == entity)
+                    .where(crosswalk.c.system == system)
+                    .where(crosswalk.c.external_id == external_id)
+                    .values(version=version)
+                )
+                found = dataclasses.replace(found, version=version)
+            return found
+
+        found = await self.db.run(work)
+        if found.golden_id != golden_id:
+            raise CrosswalkConflict(entity, system, external_id, found.golden_id, golden_id)
+        return found
+
+    async def lookup(self, entity: str, system: str, external_id: str) -> str | None:
+        """The golden id ``external_id`` in ``system`` is linked to (None: not linked)."""
+        return (await self.lookup_many([(entity, system, external_id)])).get(
+            (entity, system, external_id)
+        )
+
+    async def reverse(self, entity: str, system: str, golden_id: str) -> str | None:
+        """``system``'s id of the object ``golden_id`` (None: none linked). Should the system
+        hold several (duplicates there), the first one linked."""
+        return (await self.reverse_many([(entity, system, golden_id)])).get(
+            (entity, system, golden_id)
+        )
+
+    async def lookup_many(self, refs: Iterable[Ref]) -> dict[Ref, str]:
+        """The golden ids of those of ``refs`` that are linked, in one round trip per 500."""
+        columns = (crosswalk.c.entity, crosswalk.c.system, crosswalk.c.external_id)
+        return await self._many(refs, columns, crosswalk.c.golden_id)
+
+    async def reverse_many(self, refs: Iterable[Ref]) -> dict[Ref, str]:
+        """For ``(entity, system, golden id)`` refs, the system's ids that are linked."""
+        columns = (crosswalk.c.entity, crosswalk.c.system, crosswalk.c.golden_id)
+        return await self._many(refs, columns, crosswalk.c.external_id)
+
+    async def links(self, entity: str, golden_id: str) -> list[Link]:
+        """Every link of ``golden_id``, first linked first."""
+        query = _LOOKUP.where(
+            crosswalk.c.entity == entity, crosswalk.c.golden_id == golden_id
+        ).order_by(crosswalk.c.id)
+        return await self.db.run(lambda conn: [Link(*r) for r in conn.execute(query)])
+
+    async def _many(
+        self, refs: Iterable[Ref], columns: tuple[Any, ...], want: Any
+    ) -> dict[Ref, str]:
+        keys = list(dict.fromkeys(refs))
+        if not keys:
+            return {}
+
+        def work(conn: Any) -> dict[Ref, str]:
+            found: dict[Ref, str] = {}
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                query = (
+                    select(*columns, want)
+                    .where(tuple_(*columns).in_(chunk))
+                    .order_by(crosswalk.c.id.desc())  # the first linked wins, written last
+                )
+                for entity, system, key, value in conn.execute(query):
+                    found[(entity, system, key)] = value
+            return found
+
+        return await self.db.run(work)
+
+
+__all__ = ["Crosswalk", "Link", "Ref"]

@@ -1,0 +1,115 @@
+"""The crosswalk (hub/crosswalk.py) on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+
+from hub.crosswalk import Crosswalk
+from hub.db import Database, crosswalk
+from hub.errors import CrosswalkConflict
+
+from .test_db import _drop_postgres_database, _postgres_database, db  # noqa: F401
+
+
+async def test_link_lookup_and_reverse(db: Database) -> None:  # noqa: F811
+    await db.start()
+    cw = Crosswalk(db)
+    link = await cw.link(
+        "customer", "crm", "c-42", "cus_1", linked_by="sink:crm", reason="created", version="1"
+    )
+    assert (link.golden_id, link.linked_by, link.reason, link.version) == (
+        "cus_1",
+        "sink:crm",
+        "created",
+        "1",
+    )
+    assert await cw.lookup("customer", "crm", "c-42") == "cus_1"
+    assert await cw.reverse("customer", "crm", "cus_1") == "c-42"
+    # another entity, system or id is another key
+    assert await cw.lookup("order", "crm", "c-42") is None
+    assert await cw.lookup("customer", "erp", "c-42") is None
+    assert await cw.reverse("customer", "erp", "cus_1") is None
+    assert await cw.lookup_many([]) == {}
+
+
+async def test_link_is_idempotent_and_keeps_the_newest_version(db: Database) -> None:  # noqa: F811
+    await db.start()
+    cw = Crosswalk(db)
+    first = await cw.link("customer", "crm", "c-1", "cus_1", linked_by="sink:crm", version="1")
+    again = await cw.link("customer", "crm", "c-1", "cus_1", linked_by="rule:email")
+    assert again.linked_by == "sink:crm" and again.linked_at == first.linked_at  # unchanged
+    assert again.version == "1"  # no version given: the stored one stays
+    newer = await cw.link("customer", "crm", "c-1", "cus_1", linked_by="sink:crm", version="2")
+    assert newer.version == "2"
+    assert [link.version for link in await cw.links("customer", "cus_1")] == ["2"]
+
+
+async def test_an_id_linked_to_another_golden_id_is_never_relinked(db: Database) -> None:  # noqa: F811
+    await db.start()
+    cw = Crosswalk(db)
+    await cw.link("customer", "crm", "c-1", "cus_1", linked_by="sink:crm")
+    with pytest.raises(
+        CrosswalkConflict, match=r"customer 'c-1' in crm is linked to cus_1, not cus_2"
+    ) as caught:
+        await cw.link("customer", "crm", "c-1", "cus_2", linked_by="sink:crm")
+    assert caught.value.linked_to == "cus_1"
+    assert await cw.lookup("customer", "crm", "c-1") == "cus_1"
+
+
+async def test_many_at_once_and_the_first_linked_id_answers_the_reverse_lookup(
+    db: Database,  # noqa: F811
+) -> None:
+    await db.start()
+    cw = Crosswalk(db)
+    for i in range(1200):  # more than one statement's worth of keys
+        await cw.link("product", "erp", f"p-{i}", f"prd_{i % 600}", linked_by="sink:erp")
+    refs = [("product", "erp", f"p-{i}") for i in range(0, 1300, 7)]
+    found = await cw.lookup_many(refs)
+    assert found == {r: f"prd_{int(r[2][2:]) % 600}" for r in refs if int(r[2][2:]) < 1200}
+    # prd_5 is known in the ERP twice (a duplicate there): the first linked answers
+    assert await cw.reverse("product", "erp", "prd_5") == "p-5"
+    reverse = await cw.reverse_many([("product", "erp", f"prd_{i}") for i in (1, 2, 999)])
+    assert reverse == {("product", "erp", "prd_1"): "p-1", ("product", "erp", "prd_2"): "p-2"}
+
+
+@pytest.mark.postgres
+async def test_racing_links_on_postgresql_give_one_golden_id() -> None:
+    """Several processes' connections link the same new external id at once: one row, no error
+    for those agreeing; of racers disagreeing, exactly one wins and the others are refused."""
+    url, name = await _postgres_database()
+    databases = [Database(url) for _ in range(6)]
+    try:
+        await databases[0].start()
+        for d in databases:  # every engine connected before the race
+            assert await d.ping()
+        for round_ in range(5):
+            same = [
+                Crosswalk(d).link("customer", "crm", f"same-{round_}", "cus_1", linked_by=f"p{i}")
+                for i, d in enumerate(databases)
+            ]
+            links = await asyncio.gather(*same)
+            assert {link.golden_id for link in links} == {"cus_1"}
+            assert len({link.linked_by for link in links}) == 1  # all read the winner's row
+
+            differ = [
+                Crosswalk(d).link("customer", "crm", f"differ-{round_}", f"cus_{i}", linked_by="x")
+                for i, d in enumerate(databases)
+            ]
+            results = await asyncio.gather(*differ, return_exceptions=True)
+            won = [r for r in results if not isinstance(r, BaseException)]
+            lost = [r for r in results if isinstance(r, BaseException)]
+            assert len(won) == 1
+            assert all(isinstance(e, CrosswalkConflict) for e in lost) and len(lost) == 5
+            assert {e.linked_to for e in lost if isinstance(e, CrosswalkConflict)} == {
+                won[0].golden_id
+            }
+        async with databases[0].engine.connect() as conn:
+            rows = (await conn.execute(select(func.count()).select_from(crosswalk))).scalar()
+        assert rows == 10
+    finally:
+        for d in databases:
+            await d.close()
+        await _drop_postgres_database(name)

@@ -2,10 +2,10 @@
 
 Tables: webhook receipts (ingress deduplication), poll cursors (see :mod:`hub.polling`),
 deliveries (so a redelivered event does not repeat its effect in a destination), dead letters
-and their replay attempts, retries (events parked until their next attempt, see
-:mod:`hub.retry`), and the crosswalk of external ids to golden ids (:mod:`hub.crosswalk`).
-The revisions in :mod:`hub.migrations` make and change them (Alembic), when the hub starts or
-by ``hub db upgrade``; a change to a table here comes with a revision.
+and their replay attempts, bulk replay jobs (:mod:`hub.replayjobs`), retries (events parked
+until their next attempt, see :mod:`hub.retry`), and the crosswalk of external ids to golden ids
+(:mod:`hub.crosswalk`). The revisions in :mod:`hub.migrations` make and change them (Alembic),
+when the hub starts or by ``hub db upgrade``; a change to a table here comes with a revision.
 
 The statements made for every event (receipts, deliveries) skip aiosqlite on SQLite: writes
 go to a thread of the database's own, one thread hop per transaction, where a sqlite3
@@ -158,6 +158,28 @@ replay_outcomes = Table(
     Column("attempt_id", String(36), nullable=False, index=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("outcome", Text, nullable=False),  # delivered to X at ... | failed again at ...
+)
+
+
+# Bulk replays (hub.replayjobs): any hub process answers for any job, and cancels it.
+replay_jobs = Table(
+    "replay_jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("filter", JSON, nullable=False),  # the dead letters it replays, as asked
+    Column("status", String(16), nullable=False),  # running | finished | cancelled | failed
+    Column("total", Integer, nullable=False),
+    Column("done", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("errors", JSON, nullable=False),  # the first failures, "id: why"
+    Column("error", Text),  # why it stopped early
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("instance", String(128), nullable=False),  # the hub process running it
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),  # its last sign of life
+    Column("cancel_requested", Boolean, nullable=False),
+    Index("ix_replay_jobs_started_at", "started_at"),
+    Index("ix_replay_jobs_heartbeat_at", "heartbeat_at"),  # retention
 )
 
 

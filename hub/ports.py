@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .polling import Poller
     from .receipts import Receipts
-    from .replay import ReplayJobs
+    from .replayjobs import ReplayJobs
     from .settings import Settings
     from .workers.base import Worker
 
@@ -74,7 +74,11 @@ class PollerHub(Publishing, Protocol):
 
 class ReplayHub(Publishing, Protocol):
     """Replaying dead letters (:mod:`hub.replay`): an edited payload is checked against the
-    mapping that failed, with the process's resolver, before it is sent."""
+    mapping that failed, with the process's resolver, before it is sent. Bulk replays are jobs
+    in the database (:mod:`hub.replayjobs`)."""
+
+    @property
+    def db(self) -> Database: ...
 
     @property
     def mappings(self) -> MappingSet: ...

@@ -1,4 +1,4 @@
-"""Replaying dead letters into the stage where they failed, one or many (as a cancellable job).
+"""Replaying dead letters into the stage where they failed (many at once: :mod:`hub.replayjobs`).
 
 Every replay is an attempt of its own, recorded before it is sent and carried by the replayed
 record (``hub_replay_attempt``), so each outcome the hub learns goes to the attempt it belongs
@@ -7,15 +7,12 @@ last edited payload if there was one, else the original record."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import exactjson
 from .canonical import validate
-from .deadletters import ATTEMPT_HEADER, REPLAY_HEADER, REPLAY_HEADERS, Filter, new_attempt
+from .deadletters import ATTEMPT_HEADER, REPLAY_HEADER, REPLAY_HEADERS, new_attempt
 from .envelope import from_kafka
 from .errors import HubError, ProcessingError
 
@@ -39,7 +36,7 @@ async def replay(hub: ReplayHub, id_: str, payload: Any = UNCHANGED) -> dict[str
     row = await hub.deadletters.get(id_)
     if row is None:
         raise ReplayRefused(404, "not_found", f"no dead letter {id_}")
-    topic, value, headers, edited = _prepare(hub, row, payload)
+    topic, value, headers, edited = prepare(hub, row, payload)
     attempt = new_attempt(id_, payload is not UNCHANGED, edited)
     await hub.deadletters.begin_replays([attempt])
     headers.append((ATTEMPT_HEADER, attempt["id"].encode()))
@@ -58,7 +55,7 @@ async def replay(hub: ReplayHub, id_: str, payload: Any = UNCHANGED) -> dict[str
     }
 
 
-def _prepare(
+def prepare(
     hub: ReplayHub, row: dict[str, Any], payload: Any = UNCHANGED
 ) -> tuple[str, bytes | None, list[tuple[str, bytes]], bytes | None]:
     """The record a replay publishes: topic, value, headers (linking it to the dead letter),
@@ -114,91 +111,3 @@ def check_edit(
         raise ReplayRefused(
             422, "edit_rejected", f"the edited payload still fails: {exc}"
         ) from None
-
-
-@dataclass
-class ReplayJob:
-    id: str
-    total: int
-    done: int = 0
-    failed: int = 0
-    state: str = "running"  # running | finished | cancelled | failed
-    errors: list[str] = field(default_factory=list)
-
-
-class ReplayJobs:
-    """Bulk replays run in the background; progress can be read and a job cancelled."""
-
-    CHUNK = 200
-
-    def __init__(self, hub: ReplayHub) -> None:
-        self.hub = hub
-        self.jobs: dict[str, ReplayJob] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-
-    async def start(self, flt: Filter) -> ReplayJob:
-        ids = await self.hub.deadletters.ids(flt)
-        job = ReplayJob(str(uuid.uuid4()), len(ids))
-        self.jobs[job.id] = job
-        self._tasks[job.id] = asyncio.create_task(self._run(job, ids), name=f"replay-{job.id}")
-        return job
-
-    async def _run(self, job: ReplayJob, ids: list[str]) -> None:
-        """In chunks: publish a chunk, wait for the broker's acks, mark it replayed; progress
-        and cancellation take effect between chunks."""
-        hub = self.hub
-        for start in range(0, len(ids), self.CHUNK):
-            if job.state == "cancelled":
-                return
-            chunk = ids[start : start + self.CHUNK]
-            rows = await hub.deadletters.get_many(chunk)
-            attempts: list[dict[str, Any]] = []
-            records = []
-            for id_ in chunk:
-                try:
-                    row = rows.get(id_)
-                    if row is None:
-                        raise ReplayRefused(404, "not_found", f"no dead letter {id_}")
-                    topic, value, headers, edited = _prepare(hub, row)
-                except HubError as exc:
-                    job.failed += 1
-                    if len(job.errors) < 20:
-                        job.errors.append(f"{id_}: {exc}")
-                    continue
-                attempt = new_attempt(id_, False, edited, job.id)
-                headers.append((ATTEMPT_HEADER, attempt["id"].encode()))
-                attempts.append(attempt)
-                records.append((topic, row["key"], value, headers))
-            await hub.deadletters.begin_replays(attempts)
-            try:
-                await hub.publisher.wait([hub.publisher.send_raw(*r) for r in records])
-            except HubError as exc:  # not acknowledged: not marked; the job stops here
-                await hub.deadletters.replays_not_sent(attempts, str(exc))
-                job.failed += len(attempts)
-                job.errors.append(f"chunk from {chunk[0]}: {exc}")
-                job.state = "failed"
-                return
-            await hub.deadletters.replays_sent(attempts)
-            job.done += len(attempts)
-        job.state = "finished"
-
-    def cancel(self, job_id: str) -> ReplayJob | None:
-        job = self.jobs.get(job_id)
-        if job is not None and job.state == "running":
-            job.state = "cancelled"
-        return job
-
-    async def wait(self, job_id: str) -> None:
-        task = self._tasks.get(job_id)
-        if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
-
-    async def close(self) -> None:
-        for job in self.jobs.values():
-            if job.state == "running":
-                job.state = "cancelled"
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-
-    @staticmethod
-    def view(job: ReplayJob) -> dict[str, Any]:
-        return asdict(job)

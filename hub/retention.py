@@ -6,10 +6,11 @@
   settings refuse less than 2 days). A webhook accepted again after that gets the same event
   id (derived from its delivery id), and its delivery record keeps it from reaching a
   destination twice: so delivery records must be kept at least as long as receipts.
-- ``deliveries`` (and finished replay jobs) after ``HUB_DELIVERIES_RETENTION`` (default 30
-  days). A delivery record keeps an event redelivered by Kafka or replayed from being sent
-  again; past the retention an event that old reaching the worker again would be sent again
-  (with the same ``Idempotency-Key``).
+- ``deliveries`` after ``HUB_DELIVERIES_RETENTION`` (default 30 days), and replay jobs that
+  long after their last sign of life (ended or abandoned, :mod:`hub.replayjobs`). A delivery
+  record keeps an event redelivered by Kafka or replayed from being sent again; past the
+  retention an event that old reaching the worker again would be sent again (with the same
+  ``Idempotency-Key``).
 
 Every ``HUB_RETENTION_INTERVAL`` each hub process deletes, in batches of :attr:`BATCH` rows
 (one short transaction each, so no lock is held long and ingress never waits on a big delete),
@@ -26,7 +27,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Table, delete, select, tuple_
 
-from .db import Database, deliveries, webhook_receipts
+from .db import Database, deliveries, replay_jobs, webhook_receipts
 from .retry import now_utc
 from .settings import Settings
 
@@ -48,6 +49,8 @@ def rules(settings: Settings) -> list[Rule]:
     return [
         Rule(webhook_receipts, "received_at", settings.receipts_retention),
         Rule(deliveries, "delivered_at", settings.deliveries_retention),
+        # a running job's heartbeat is never that old: only ended or abandoned jobs go
+        Rule(replay_jobs, "heartbeat_at", settings.deliveries_retention),
     ]
 
 

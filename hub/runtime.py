@@ -29,7 +29,7 @@ from .mdm import DeterministicResolver, IdResolver
 from .metrics import Metrics
 from .polling import Poller
 from .receipts import Receipts
-from .replay import ReplayJobs
+from .replayjobs import ReplayJobs
 from .retention import Retention
 from .settings import Settings
 from .workers import gauges

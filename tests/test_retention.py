@@ -67,14 +67,15 @@ async def test_old_rows_are_deleted_in_batches_recent_ones_kept(db: Database) ->
 
     db.run = counted  # type: ignore[method-assign]
     try:
-        assert await retention.run_once(now) == {"webhook_receipts": 7, "deliveries": 5}
+        deleted = await retention.run_once(now)
     finally:
         del db.run
+    assert deleted == {"webhook_receipts": 7, "deliveries": 5, "replay_jobs": 0}
     # one transaction per batch of at most 3 rows, until a batch finds fewer
-    assert sizes == [3, 3, 1, 3, 2]
+    assert sizes == [3, 3, 1, 3, 2, 0]
     assert await db.webhook_events("shop", ["new", "old-0"]) == {"new": ("n", None)}
     assert await db.delivered("erp", ["new", "old-0"]) == {"new"}
-    assert await retention.run_once(now) == {"webhook_receipts": 0, "deliveries": 0}
+    assert not any((await retention.run_once(now)).values())
     assert (await count(db, webhook_receipts), await count(db, deliveries)) == (1, 1)
 
 
@@ -105,3 +106,24 @@ def test_durations_and_the_retry_window() -> None:
         Settings(receipts_retention=0, deliveries_retention="9d")
     with pytest.raises(ValidationError, match="not a duration"):
         Settings(retention_interval="soon")
+
+
+async def test_replay_jobs_go_a_retention_after_their_last_sign_of_life(db: Database) -> None:
+    from hub.db import replay_jobs
+    from hub.deadletters import Filter
+    from hub.replayjobs import ReplayJobStore
+
+    store = ReplayJobStore(db)
+    for job in ("ended-long-ago", "running"):
+        await store.create(job, Filter(status="open"), 1, "host/1/x")
+    long_ago = now_utc() - timedelta(days=31)
+    await db.run(
+        lambda conn: conn.execute(
+            replay_jobs.update()
+            .where(replay_jobs.c.id == "ended-long-ago")
+            .values(status="finished", started_at=long_ago, heartbeat_at=long_ago)
+        )
+    )
+    assert (await Retention(db, Settings()).run_once())["replay_jobs"] == 1
+    assert await store.get("ended-long-ago") is None
+    assert (await store.get("running") or {}).get("status") == "running"

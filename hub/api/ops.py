@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from hub.deadletters import Filter
 from hub.polling import CursorStore
-from hub.replay import UNCHANGED, ReplayJobs, ReplayRefused, replay
+from hub.replay import UNCHANGED, ReplayRefused, replay
 from hub.retry import RetryTable
 from hub.settings import Settings
 from hub.workers.delivery import DeliveryWorker
@@ -273,26 +273,51 @@ async def discard_dead_letter(id_: str, hub: HubDep) -> JSONResponse:
 
 @router.post("/replays", status_code=202, responses=responses(400, 415))
 async def start_bulk_replay(hub: HubDep, flt: FilterDep) -> dict[str, Any]:
-    """Replay every dead letter matching the filter (default: status=open)."""
+    """Replay every dead letter matching the filter (default: status=open), as a job that this
+    process runs and any process reports on (``GET /api/replays/{id}``) or cancels."""
     if flt.status is None:
         flt.status = "open"
-    return ReplayJobs.view(await hub.replays.start(flt))
+    return await hub.replays.start(flt)
+
+
+JOB_STATUSES = ("running", "finished", "cancelled", "failed")
+
+
+@router.get("/replays", responses=responses(400))
+async def list_bulk_replays(
+    hub: HubDep,
+    status: Annotated[str | None, Query(description=f"One of {', '.join(JOB_STATUSES)}")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Bulk replay jobs of every hub process, newest first. A running job whose process
+    stopped answering shows ``state: abandoned``; one asked to stop, ``cancelling``."""
+    if status is not None and status not in JOB_STATUSES:
+        raise OpsError(
+            400,
+            f"status: expected one of {', '.join(JOB_STATUSES)}, got {status!r}",
+            "invalid_filter",
+        )
+    total, items = await hub.replays.search(status, limit, offset)
+    return {"total": total, "items": items}
 
 
 @router.get("/replays/{job_id}", responses=responses(404))
 async def bulk_replay_progress(job_id: str, hub: HubDep) -> JSONResponse:
-    job = hub.replays.jobs.get(job_id)
+    job = await hub.replays.get(job_id)
     if job is None:
         return _error(404, "not_found", f"no replay job {job_id}")
-    return JSONResponse(ReplayJobs.view(job))
+    return JSONResponse(job)
 
 
 @router.delete("/replays/{job_id}", responses=responses(404, 415))
 async def cancel_bulk_replay(job_id: str, hub: HubDep) -> JSONResponse:
-    job = hub.replays.cancel(job_id)
+    """Stop a job before its next chunk (``cancelling`` until its process stops it; a job whose
+    process is gone is ``cancelled`` at once). An ended job is left as it is."""
+    job = await hub.replays.cancel(job_id)
     if job is None:
         return _error(404, "not_found", f"no replay job {job_id}")
-    return JSONResponse(ReplayJobs.view(job))
+    return JSONResponse(job)
 
 
 @router.get("/retries")

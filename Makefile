@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= examples/hub.yaml
 
-.PHONY: run demo-erp test lint bench bench-mapping bench-pipeline bench-client bench-broker install clean
+.PHONY: run demo-erp test test-tryton tryton lint bench bench-mapping bench-pipeline bench-client bench-broker install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ demo-erp: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A real Tryton 8.2 for the connector's tests: its own virtualenv and a PostgreSQL template
+# database, cached (deploy/tryton/setup.py; `make test` builds them when first needed).
+tryton: $(STAMP)
+	$(BIN)/python deploy/tryton/setup.py
+
+test-tryton: $(STAMP)
+	$(BIN)/python -m pytest -m tryton $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hub connectors tests bench

@@ -3,9 +3,11 @@
 Tables: webhook receipts (ingress deduplication), poll cursors (see :mod:`hub.polling`),
 deliveries (so a redelivered event does not repeat its effect in a destination), dead letters
 and their replay attempts, bulk replay jobs (:mod:`hub.replayjobs`), retries (events parked
-until their next attempt, see :mod:`hub.retry`), and the crosswalk of external ids to golden ids
-(:mod:`hub.crosswalk`). The revisions in :mod:`hub.migrations` make and change them (Alembic),
-when the hub starts or by ``hub db upgrade``; a change to a table here comes with a revision.
+until their next attempt, see :mod:`hub.retry`), destinations' circuits and rate buckets shared
+by the delivery processes (:mod:`hub.circuits`, :mod:`hub.ratelimit`), and the crosswalk of
+external ids to golden ids (:mod:`hub.crosswalk`). The revisions in :mod:`hub.migrations` make
+and change them (Alembic), when the hub starts or by ``hub db upgrade``; a change to a table
+here comes with a revision.
 
 The statements made for every event (receipts, deliveries) skip aiosqlite on SQLite: writes
 go to a thread of the database's own, one thread hop per transaction, where a sqlite3
@@ -21,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import socket
 import sqlite3
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -33,6 +38,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -183,6 +189,30 @@ replay_jobs = Table(
 )
 
 
+# Each destination's circuit breaker, shared by the delivery processes (hub.circuits).
+circuits = Table(
+    "circuits",
+    metadata,
+    Column("destination", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),  # closed | open (half-open: open, time up)
+    Column("opened_at", DateTime(timezone=True)),
+    Column("open_until", DateTime(timezone=True)),
+    Column("open_s", Float),  # how long it was opened for (doubles while probes fail)
+    Column("failures", Integer, nullable=False),  # failures of different events that opened it
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(128), nullable=False),  # the hub process that decided
+)
+
+# Each destination's rate limit as one token bucket for every delivery process (hub.ratelimit).
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("destination", String(64), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),  # Unix time of the last take
+    Column("granted", Integer, nullable=False),  # what the last take got (read by RETURNING)
+)
+
 retries = Table(
     "retries",
     metadata,
@@ -294,9 +324,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def instance_name() -> str:
+    """This process, as other processes see it in the shared tables (replay jobs, circuits):
+    host, pid and a random part (pid 1 repeats in containers)."""
+    return f"{socket.gethostname()[:64]}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
+        self.instance = instance_name()
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

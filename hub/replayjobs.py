@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,11 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_ERRORS = 20
-
-
-def instance_name() -> str:
-    """This process, as other processes see it: host, pid and a random part (pid 1 repeats)."""
-    return f"{socket.gethostname()[:64]}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -178,7 +171,7 @@ class ReplayJobs:
     def __init__(self, hub: ReplayHub) -> None:
         self.hub = hub
         self.store = ReplayJobStore(hub.db)
-        self.instance = instance_name()
+        self.instance = hub.db.instance
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._heartbeat: asyncio.Task[None] | None = None

@@ -1,4 +1,4 @@
-"""The retry runtime shared by every stage: policy, parked events, circuit breaker, rate limit.
+"""The retry runtime shared by every stage: policy, parked events, circuit breaker.
 
 A stage that hits a *retriable* failure (``ProcessingError.retriable``; decided by the error's
 type, never its message) does not hold its partition: the event is **parked** in the database
@@ -14,16 +14,17 @@ released in order once it is through. Other keys flow.
 A destination that is down trips its **circuit breaker**: the worker stops fetching (its
 partitions are paused, so events wait in Kafka, not in the table), one probe is let through now
 and then, and everything flows again once a probe succeeds. Failures while the breaker is open are
-blamed on the destination, not on the event: they never exhaust an event's retries.
+blamed on the destination, not on the event: they never exhaust an event's retries. Delivery
+processes share each destination's circuit through the database (:mod:`hub.circuits`); the rate
+limit is in :mod:`hub.ratelimit`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -331,6 +332,7 @@ class CircuitBreaker:
     _open_until: float = 0.0
     _current_open_s: float = 0.0
     _probing: bool = False
+    transitions: int = 0  # opened or closed by its own evidence (not by hold/reset)
 
     @property
     def closed(self) -> bool:
@@ -361,6 +363,7 @@ class CircuitBreaker:
             log.info("circuit closed: the destination answers again")
             self.state = "closed"
             self._current_open_s = 0.0
+            self.transitions += 1
 
     def failure(self, event_id: str) -> None:
         self._probing = False
@@ -373,42 +376,33 @@ class CircuitBreaker:
         if len(self._failed_events) >= self.threshold:
             self._open(self.open_s)
 
+    @property
+    def current_open_s(self) -> float:
+        """How long the circuit was last opened for (it doubles while probes fail)."""
+        return self._current_open_s
+
+    def hold(self, seconds: float, open_s: float) -> None:
+        """Open for ``seconds`` more, as another process decided (``open_s`` its length)."""
+        self.state = "open"
+        self._current_open_s = open_s
+        self._open_until = time.monotonic() + seconds
+        self._failed_events.clear()
+        self._probing = False
+
+    def reset(self) -> None:
+        """Closed, as another process decided (its probe succeeded)."""
+        self.state = "closed"
+        self._current_open_s = 0.0
+        self._failed_events.clear()
+        self._probing = False
+
     def _open(self, seconds: float) -> None:
         self.state = "open"
         self._current_open_s = seconds
         self._open_until = time.monotonic() + seconds
         self._failed_events.clear()
+        self.transitions += 1
         log.warning("circuit open for %.1fs: the destination keeps failing", seconds)
-
-
-class RateLimiter:
-    """A token bucket: at most ``rate`` attempts per second, bursts up to ``burst``."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.rate = rate
-        self.burst = float(burst or max(1, int(rate)))
-        self._clock = clock
-        self._sleep = sleep
-        self._tokens = self.burst
-        self._at = clock()
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                now = self._clock()
-                self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-                self._at = now
-                if self._tokens >= 1 - 1e-9:  # float error must not make it wait forever
-                    self._tokens = max(0.0, self._tokens - 1)
-                    return
-                await self._sleep((1 - self._tokens) / self.rate)
 
 
 def later(seconds: float) -> datetime:
@@ -418,7 +412,6 @@ def later(seconds: float) -> datetime:
 __all__ = [
     "CircuitBreaker",
     "Parked",
-    "RateLimiter",
     "RetryPolicy",
     "RetryQueue",
     "RetryTable",

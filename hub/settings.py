@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(5, ge=1)
     breaker_open_s: float = Field(5.0, ge=0)
     breaker_max_open_s: float = Field(300.0, ge=0)
+    breaker_sync_interval_s: float = Field(
+        0.5,
+        gt=0,
+        description="How often a delivery worker reads its destination's shared circuit.",
+    )
     delivery_concurrency: int = Field(
         16, ge=1, description="Events in flight per destination and partition (different keys)."
     )

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
-from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from hub.config import load_config
 from hub.errors import ConfigError
-from hub.retry import CircuitBreaker, RateLimiter, RetryPolicy, now_utc
+from hub.retry import CircuitBreaker, RetryPolicy, now_utc
 from hub.settings import Settings
 
 
@@ -22,28 +21,6 @@ def test_backoff_doubles_with_jitter_and_is_capped() -> None:
         delays = [policy.delay(attempts, rng) for _ in range(200)]
         assert all(base / 2 <= d <= base for d in delays)
         assert len({round(d, 6) for d in delays}) > 100  # jittered, not one value
-
-
-async def test_the_rate_limiter_paces_attempts_after_a_burst() -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:  # a fake clock: sleeping moves it on
-        slept.append(seconds)
-        now[0] += seconds
-
-    limiter = RateLimiter(20, burst=3, clock=lambda: now[0], sleep=sleep)
-    times = []
-    for _ in range(10):
-        await limiter.acquire()
-        times.append(now[0])
-    assert times[:3] == [0.0, 0.0, 0.0]  # the burst goes at once
-    gaps = [b - a for a, b in pairwise(times[2:])]
-    assert gaps == pytest.approx([0.05] * 7)  # then one every 1/rate seconds
-    now[0] += 10  # idle for a while: the bucket refills, but only up to the burst
-    for _ in range(3):
-        await limiter.acquire()
-    assert len(slept) == 7
 
 
 def test_a_policy_is_spent_by_attempts_or_by_time() -> None:

@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from hub.circuits import CircuitStore
 from hub.deadletters import Filter
 from hub.polling import CursorStore
 from hub.replay import UNCHANGED, ReplayRefused, replay
@@ -346,19 +347,24 @@ async def retry_parked_now(
 
 @router.get("/destinations")
 async def destinations(hub: HubDep) -> dict[str, Any]:
-    """Each destination: its circuit (when its worker runs in this process) and parked events."""
+    """Each destination: its circuit as every delivery process shares it (``closed``, ``open``,
+    or ``half-open``: open and its time up, a probe may go; who decided it last and when) and
+    parked events; ``keys_waiting`` when its worker runs in this process."""
     parked = await RetryTable(hub.db).counts()
+    shared = await CircuitStore(hub.db).views()
     running = {w.destination: w for w in hub.workers if isinstance(w, DeliveryWorker)}
     out = []
     for name in sorted(hub.config.sinks()):
         worker = running.get(name)
-        breaker = worker.breaker if worker is not None else None
+        circuit = shared.get(name)
         out.append(
             {
                 "name": name,
                 "routes": [r.name for r in hub.config.outbound_for(name)],
-                "circuit": breaker.state if breaker is not None else None,
-                "next_probe_in_s": round(breaker.retry_in(), 3) if breaker is not None else None,
+                "circuit": circuit.state if circuit is not None else "closed",
+                "next_probe_in_s": round(circuit.next_probe_in_s, 3) if circuit else 0.0,
+                "circuit_opened_at": _iso(circuit.opened_at) if circuit else None,
+                "circuit_changed_by": circuit.updated_by if circuit else None,
                 "parked": parked.get(hub.settings.delivery_group(name), 0),
                 "keys_waiting": len(worker.blocked) if worker is not None else None,
             }

@@ -9,8 +9,9 @@ behind it when the route is ``ordered`` (the default), other keys flow. Exhauste
 dead letter with every attempt's time.
 
 Each destination has a circuit breaker and, if configured, a rate limit (``limits:`` on its
-connection). While the circuit is open the worker stops fetching, so events wait in Kafka,
-nothing is retried in a storm, and nothing is dead-lettered for the outage.
+connection), both shared by every delivery process through the database (:mod:`hub.circuits`,
+:mod:`hub.ratelimit`). While the circuit is open the worker stops fetching, so events wait in
+Kafka, nothing is retried in a storm, and nothing is dead-lettered for the outage.
 
 Each successful delivery is recorded as soon as the destination accepted it, so an event
 redelivered by Kafka after a crash is not sent twice: only events in flight at the moment of a
@@ -39,6 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from connectors import Delivery, DeliveryResult, Sink
 from hub.batching import GroupCommit
 from hub.canonical import decode
+from hub.circuits import SharedCircuit
 from hub.config import HubConfig, LimitsSpec, OutboundRoute
 from hub.crosswalk import Crosswalk, system_of
 from hub.deadletters import ATTEMPT_HEADER, REPLAY_HEADER, Stage
@@ -51,7 +53,8 @@ from hub.errors import (
     RouteConditionFailed,
 )
 from hub.logs import log_context
-from hub.retry import CircuitBreaker, Parked, RateLimiter, RetryPolicy
+from hub.ratelimit import RateLimiter
+from hub.retry import CircuitBreaker, Parked, RetryPolicy
 
 from .retrying import (
     CircuitOpen,
@@ -90,7 +93,12 @@ class DeliveryWorker(RetryingWorker):
         self.topics = sorted({s.canonical_topic(r.entity) for r in routes})
         self._entity_by_topic = {s.canonical_topic(r.entity): r.entity for r in routes}
         self.signature = self.signature_of(sink, routes, limits)
-        self.limiter = RateLimiter(limits.rate, limits.burst) if limits.rate else None
+        self.circuit = SharedCircuit(
+            hub.db, destination, breaker, hub.db.instance, s.breaker_sync_interval_s
+        )
+        self.limiter = (
+            RateLimiter(hub.db, destination, limits.rate, limits.burst) if limits.rate else None
+        )
         self._routes_of: HubConfig | None = None
         self._routes_by_entity: dict[str | None, list[tuple[OutboundRoute, RetryPolicy]]] = {}
         self._took = hub.metrics.delivery_seconds.labels(destination)
@@ -130,6 +138,14 @@ class DeliveryWorker(RetryingWorker):
 
         await asyncio.gather(*(one_key(g) for g in by_key.values()))
         await self.hub.publisher.wait(futures)
+
+    async def on_assignment(self, partitions: set[TopicPartition]) -> None:
+        await self.circuit.refresh()  # before the first fetch: the circuit as others left it
+        await super().on_assignment(partitions)
+
+    async def housekeeping(self) -> None:
+        await self.circuit.refresh()  # at most every HUB_BREAKER_SYNC_INTERVAL_S
+        await super().housekeeping()
 
     async def retry(self, parked: Parked) -> None:
         if parked.event_id in await self.hub.db.delivered(self.destination, [parked.event_id]):
@@ -255,9 +271,11 @@ class DeliveryWorker(RetryingWorker):
                 breaker.failure(delivery.event_id)
             else:
                 breaker.success()  # it answered: it is up, it just refuses this event
+            await self.circuit.publish()  # a write only when the circuit opened or closed
             return exc, None
         self._took.observe(time.perf_counter() - started)
         breaker.success()
+        await self.circuit.publish()
         log.debug("delivered %s to %s", delivery.event_id, self.destination)
         return None, result
 

@@ -10,7 +10,7 @@ CONFIG ?= examples/hub.yaml
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,otel]'
 	touch $(STAMP)
 
 install: $(STAMP)

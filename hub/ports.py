@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .receipts import Receipts
     from .replayjobs import ReplayJobs
     from .settings import Settings
+    from .telemetry import Spans
     from .workers.base import Worker
 
 
@@ -63,6 +64,9 @@ class IngressHub(Publishing, Protocol):
 
     @property
     def receipts(self) -> Receipts: ...
+
+    @property
+    def tracer(self) -> Spans | None: ...
 
 
 class PollerHub(Publishing, Protocol):
@@ -115,6 +119,9 @@ class MappingWorkerHub(WorkerHub, Protocol):
 
     @property
     def resolver(self) -> IdResolver: ...
+
+    @property
+    def tracer(self) -> Spans | None: ...
 
 
 class OpsHub(ReplayHub, Protocol):

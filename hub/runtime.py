@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from . import backlog
+from . import backlog, telemetry
 from .api.app import create_app, create_metrics_app
 from .api.server import Listener
 from .broker import EmbeddedBroker
@@ -76,6 +76,7 @@ class Hub:
         self.replays = ReplayJobs(self)
         self.retention = Retention(self.db, settings)
         self.metrics = Metrics()
+        self.tracer: telemetry.Spans | None = None  # HUB_OTEL_ENDPOINT: spans exported
         self.metrics.watch(lambda: gauges(self.workers))
         self._publisher: Publisher | None = None
         self._workers: dict[Worker, asyncio.Task[None]] = {}
@@ -106,6 +107,7 @@ class Hub:
     async def start(self) -> None:
         s = self.settings
         self._owner = asyncio.current_task()
+        self.tracer = telemetry.from_settings(s, self.roles)  # no SDK: refused before anything
         # The database first: the receipts of an embedded broker that ended unsaved are voided.
         await self.db.start(migrate=s.db_migrate)
         self.receipts.start()
@@ -331,6 +333,9 @@ class Hub:
         await self.retention.stop()
         await self.receipts.close()
         await self.db.close()
+        if self.tracer is not None:
+            await asyncio.to_thread(self.tracer.shutdown)  # exports what is left
+            self.tracer = None
         log.info("hub stopped")
 
     def consumer_groups(self) -> dict[str, set[str]]:

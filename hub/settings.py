@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         "(a `--role workers` process has no other HTTP server); unset: no such listener.",
     )
 
+    otel_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP traces URL (http://collector:4318/v1/traces): export the hub's "
+        "spans there (needs the otel extra); unset: no export.",
+    )
+
     ops_token: SecretStr | None = Field(
         None, description="Bearer token for /api; unset: /api answers on loopback only."
     )
@@ -152,7 +158,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("kafka_sasl_mechanism", "ops_token", "metrics_port", mode="before")
+    @field_validator(
+        "kafka_sasl_mechanism", "ops_token", "metrics_port", "otel_endpoint", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

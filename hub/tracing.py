@@ -5,14 +5,15 @@ Ingress takes the ``traceparent`` of the webhook request when it is valid, and s
 trace otherwise (a poll always starts one). The raw event carries it as the CloudEvents
 distributed-tracing extension (``ce_traceparent`` on Kafka); every event derived from it keeps
 it; a destination gets ``traceparent`` with the same trace id and a span id of its own, so its
-server spans join the trace. Exporting the hub's own spans needs the OpenTelemetry SDK, which is
-not built in.
+server spans join the trace. With ``HUB_OTEL_ENDPOINT`` the hub exports spans of its own
+(:mod:`hub.telemetry`), and the span id a destination gets is that of its ``hub.deliver`` span.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from contextvars import ContextVar
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _ZERO_TRACE = "0" * 32
@@ -36,8 +37,16 @@ def start(incoming: str | None = None) -> str:
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
+calling: ContextVar[str | None] = ContextVar("calling", default=None)
+"""The traceparent of the exported span calling a system just now (``hub.deliver``), if any."""
+
+
 def child(traceparent: str) -> str:
-    """The same trace with a new span id: what the hub sends on as the caller of a system."""
+    """What the hub sends on as the caller of a system: the span calling it when spans are
+    exported (:data:`calling`, same trace), else the same trace with a new span id."""
+    caller = calling.get()
+    if caller is not None and caller[3:35] == traceparent[3:35]:
+        return caller
     if not valid(traceparent):
         return start()
     _version, trace_id, _span, flags = traceparent.split("-")

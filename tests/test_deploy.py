@@ -124,3 +124,10 @@ def test_the_workers_deployment_is_probed_and_scraped_on_its_metrics_listener() 
     assert compose["command"][-2:] == ["--role", "workers"]
     assert not loopback(compose["environment"]["HUB_METRICS_HOST"])
     assert compose["environment"]["HUB_OPS_TOKEN"].startswith("${HUB_OPS_TOKEN:?")
+
+
+def test_the_image_can_export_spans() -> None:
+    # HUB_OTEL_ENDPOINT needs the otel extra: the image has it, off until the variable is set
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert "pip install --no-cache-dir '.[otel]'" in text
+    assert "HUB_OTEL_ENDPOINT" not in image_env()

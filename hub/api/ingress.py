@@ -34,6 +34,7 @@ from hub.errors import (
 from .deps import HubDep
 
 if TYPE_CHECKING:
+    from connectors import InboundEvent
     from hub.ports import IngressHub
 
 log = logging.getLogger(__name__)
@@ -68,14 +69,31 @@ async def accept(
     else:
         event_id = new_id()
 
+    incoming = headers.get("traceparent")
+    tracer = hub.tracer
+    if tracer is None:
+        return await store(hub, connection, source.name, inbound, event_id, body, incoming)
+    attributes = {"hub.event_id": event_id, "hub.connection": connection}
+    with tracer.span("hub.ingress", incoming, tracer.SERVER, attributes) as span:
+        traceparent = tracer.traceparent(span)  # the event's next stage is its child
+        stored = await store(hub, connection, source.name, inbound, event_id, body, traceparent)
+        if stored[0] >= 500:
+            tracer.failed(span, stored[1]["error"])
+        return stored
+
+
+async def store(
+    hub: IngressHub,
+    connection: str,
+    connector: str,
+    inbound: InboundEvent,
+    event_id: str,
+    body: bytes,
+    traceparent: str | None,
+) -> Answer:
+    """Publish the raw event (acks=all), then record the receipt: 202, or 503."""
     event = raw_event(
-        event_id,
-        connection,
-        source.name,
-        inbound.type,
-        inbound.subject,
-        body,
-        traceparent=headers.get("traceparent"),
+        event_id, connection, connector, inbound.type, inbound.subject, body, traceparent
     )
     try:
         await hub.publisher.publish(hub.settings.ingest_topic, event)

@@ -38,6 +38,7 @@ from aiokafka import TopicPartition
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors import Delivery, DeliveryResult, Sink
+from hub import tracing
 from hub.batching import GroupCommit
 from hub.canonical import decode
 from hub.circuits import SharedCircuit
@@ -214,7 +215,10 @@ class DeliveryWorker(RetryingWorker):
                 body=event.data if as_is else None,
             )
             with log_context(route=route.name):
-                error, result = await self._attempt(delivery)
+                if hub.tracer is None:
+                    error, result = await self._attempt(delivery)
+                else:
+                    error, result = await self._traced_attempt(delivery, route.name)
                 if error is None:
                     hub.metrics.delivered.labels(route.name, self.destination).inc()
                     if result is not None and result.created:
@@ -252,6 +256,31 @@ class DeliveryWorker(RetryingWorker):
                 if r.entity == entity
             ]
         return routes
+
+    async def _traced_attempt(
+        self, delivery: Delivery, route: str
+    ) -> tuple[ProcessingError | None, DeliveryResult | None]:
+        """:meth:`_attempt` in a ``hub.deliver`` span (:mod:`hub.telemetry`), the child of the
+        span that published the event; a destination called over HTTP is sent this span's
+        traceparent (:data:`hub.tracing.calling`)."""
+        tracer = self.hub.tracer
+        assert tracer is not None
+        attributes = {
+            "hub.event_id": delivery.event_id,
+            "hub.connection": delivery.headers.get("hubconnection", ""),
+            "hub.route": route,
+            "hub.destination": self.destination,
+        }
+        parent = delivery.headers.get("traceparent")
+        with tracer.span("hub.deliver", parent, tracer.CLIENT, attributes) as span:
+            calling = tracing.calling.set(tracer.traceparent(span))
+            try:
+                error, result = await self._attempt(delivery)
+            finally:
+                tracing.calling.reset(calling)
+            if error is not None:
+                tracer.failed(span, error)
+        return error, result
 
     async def _attempt(
         self, delivery: Delivery

@@ -25,6 +25,7 @@ from hub.retry import Parked
 from .retrying import Outcome, RetryingWorker, event_id_of, order_key_of, record_fields
 
 if TYPE_CHECKING:
+    from hub.mapping.engine import CompiledMapping
     from hub.ports import MappingWorkerHub
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,6 @@ class MapperWorker(RetryingWorker):
 
     def _map_record(self, record: Any) -> list[asyncio.Future[None]]:
         hub = self.hub
-        settings = hub.settings
         try:
             event = from_kafka(record.key, record.value, record.headers)
         except EnvelopeError as exc:
@@ -101,69 +101,103 @@ class MapperWorker(RetryingWorker):
         out: list[asyncio.Future[None]] = []
         routed = False
         mappings = hub.mappings
+        tracer = hub.tracer
         for route in hub.config.inbound_for(connection):
             mapping = mappings.get(route.mapping)
             if mapping is None or (mapping.source_event and mapping.source_event != event_type):
                 continue
             routed = True
-            context = {
-                "route": route.name,
-                "mapping": mapping.name,
-                "mapping_version": mapping.version,
-            }
-            meta = {
-                "connection": connection,
-                "event_type": event_type,
-                "event_id": event.id,
-                "subject": event.subject,
-            }
-            try:
-                if route.when is not None and not route.when(payload, meta):
-                    log.debug("%s not taken by route %s (when)", event.id, route.name)
-                    continue
-            except (ValueError, TypeError, ArithmeticError) as exc:
-                failure = RouteConditionFailed(
-                    route.name, route.when.source if route.when else "", exc
-                )
-                out.append(self.dead_letter(record, Stage.ROUTE, failure, context))
-                continue
-            try:
-                result = mapping.apply(payload, meta, hub.resolver)
-                if result is None:
-                    log.info("%s dropped by mapping %s", event.id, mapping.name)
-                    continue
-                entity = mapping.target_entity or ""
-                validate(entity, result)
-            except MappingFailed as exc:
-                out.append(self.dead_letter(record, Stage.MAP, exc, context))
-                continue
-            except ProcessingError as exc:
-                if exc.retriable:  # e.g. master data unavailable: the whole event waits
-                    raise _Retriable(exc, route, context) from exc
-                out.append(self.dead_letter(record, Stage.VALIDATE, exc, context))
-                continue
-            golden = str(result["id"])
-            canonical = event.derive(
-                id=derived_id(event.id, route.name, mapping.name),
-                source=f"/mappings/{mapping.name}",
-                type=f"hub.{entity}",
-                data=encode(result),
-                subject=golden,
-                key=golden,
-                extensions={
-                    **event.extensions,
-                    "hubroute": route.name,
-                    "hubmapping": mapping.name,
-                    "hubmappingversion": mapping.version,
-                },
-            )
-            # A replayed event's outputs say so, so the dead letter can learn its outcome.
-            replay = [(k, bytes(v)) for k, v in record.headers or () if k in REPLAY_HEADERS]
-            out.append(hub.publisher.send(settings.canonical_topic(entity), canonical, replay))
-            hub.metrics.mapped.labels(route.name, entity).inc()
+            if tracer is None:
+                future, _error = self._map_route(record, event, payload, route, mapping, None)
+            else:
+                attributes = {
+                    "hub.event_id": event.id,
+                    "hub.connection": connection,
+                    "hub.route": route.name,
+                    "hub.mapping": mapping.name,
+                }
+                parent = event.extensions.get("traceparent")
+                with tracer.span("hub.map", parent, tracer.CONSUMER, attributes) as span:
+                    traceparent = tracer.traceparent(span)  # the canonical event's parent span
+                    future, error = self._map_route(
+                        record, event, payload, route, mapping, traceparent
+                    )
+                    if error is not None:
+                        tracer.failed(span, error)
+            if future is not None:
+                out.append(future)
         if not routed:
             log.info("no route for %s from %s (%s); not mapped", event_type, connection, event.id)
         return out
+
+    def _map_route(
+        self,
+        record: Any,
+        event: CloudEvent,
+        payload: Any,
+        route: InboundRoute,
+        mapping: CompiledMapping,
+        traceparent: str | None,
+    ) -> tuple[asyncio.Future[None] | None, BaseException | None]:
+        """One inbound route's output for a raw event: the canonical event published, a dead
+        letter (with its error), or nothing (not taken, or dropped by the mapping).
+        ``traceparent``: the event's own, unless spans are exported (:mod:`hub.telemetry`)."""
+        hub = self.hub
+        connection = event.extensions.get("hubconnection", "")
+        context = {
+            "route": route.name,
+            "mapping": mapping.name,
+            "mapping_version": mapping.version,
+        }
+        meta = {
+            "connection": connection,
+            "event_type": event.extensions.get("hubevent", ""),
+            "event_id": event.id,
+            "subject": event.subject,
+        }
+        try:
+            if route.when is not None and not route.when(payload, meta):
+                log.debug("%s not taken by route %s (when)", event.id, route.name)
+                return None, None
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            failure = RouteConditionFailed(route.name, route.when.source if route.when else "", exc)
+            return self.dead_letter(record, Stage.ROUTE, failure, context), failure
+        try:
+            result = mapping.apply(payload, meta, hub.resolver)
+            if result is None:
+                log.info("%s dropped by mapping %s", event.id, mapping.name)
+                return None, None
+            entity = mapping.target_entity or ""
+            validate(entity, result)
+        except MappingFailed as exc:
+            return self.dead_letter(record, Stage.MAP, exc, context), exc
+        except ProcessingError as exc:
+            if exc.retriable:  # e.g. master data unavailable: the whole event waits
+                raise _Retriable(exc, route, context) from exc
+            return self.dead_letter(record, Stage.VALIDATE, exc, context), exc
+        golden = str(result["id"])
+        extensions = {
+            **event.extensions,
+            "hubroute": route.name,
+            "hubmapping": mapping.name,
+            "hubmappingversion": mapping.version,
+        }
+        if traceparent is not None:
+            extensions["traceparent"] = traceparent
+        canonical = event.derive(
+            id=derived_id(event.id, route.name, mapping.name),
+            source=f"/mappings/{mapping.name}",
+            type=f"hub.{entity}",
+            data=encode(result),
+            subject=golden,
+            key=golden,
+            extensions=extensions,
+        )
+        # A replayed event's outputs say so, so the dead letter can learn its outcome.
+        replay = [(k, bytes(v)) for k, v in record.headers or () if k in REPLAY_HEADERS]
+        future = hub.publisher.send(hub.settings.canonical_topic(entity), canonical, replay)
+        hub.metrics.mapped.labels(route.name, entity).inc()
+        return future, None
 
 
 __all__ = ["CloudEvent", "MapperWorker"]

@@ -193,3 +193,16 @@ def test_hub_up_says_what_to_install(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "HUB_OTEL_ENDPOINT" in result.stderr
     assert "pip install 'hub[otel]'" in result.stderr
+
+
+def test_the_otel_extra_is_declared_and_installed_by_make() -> None:
+    import tomllib
+
+    from .support.harness import ROOT
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    names = {d.split(">")[0].split("=")[0] for d in extras["otel"]}
+    assert names == {"opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"}
+    assert "'.[dev,bench,otel]'" in (ROOT / "Makefile").read_text()  # so `make test` runs these

@@ -18,6 +18,7 @@ or publish is tried again after a backoff that doubles up to the poll interval.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from datetime import datetime, timedelta
@@ -169,9 +170,10 @@ class Poller:
         cursor = await self.store.cursor(self.connection)
         page = await self.source.poll(cursor)
         self.polls += 1
-        publisher = self.hub.publisher
-        topic = self.hub.settings.ingest_topic
-        await publisher.wait([publisher.send(topic, self.event(c)) for c in page.changes])
+        if self.hub.tracer is None:
+            await self.publish([self.event(c) for c in page.changes])
+        else:
+            await self._traced_publish(page.changes)
         if page.changes:
             self.hub.metrics.ingested.labels(self.connection).inc(len(page.changes))
         if page.cursor is not None and page.cursor != cursor:
@@ -182,8 +184,38 @@ class Poller:
             log.info("%s: %d change(s) stored", self.connection, len(page.changes))
         return 0.0 if page.more else self.interval_s
 
-    def event(self, change: Change) -> CloudEvent:
-        event_id = derived_id("poll", self.connection, change.subject or "", change.version)
+    async def publish(self, events: list[CloudEvent]) -> None:
+        publisher = self.hub.publisher
+        topic = self.hub.settings.ingest_topic
+        await publisher.wait([publisher.send(topic, e) for e in events])
+
+    async def _traced_publish(self, changes: list[Change]) -> None:
+        """:meth:`publish` with a ``hub.ingress`` span per change (:mod:`hub.telemetry`), the
+        root of that change's trace."""
+        tracer = self.hub.tracer
+        assert tracer is not None
+        with contextlib.ExitStack() as spans:
+            events = []
+            for change in changes:
+                event_id = self.event_id(change)
+                attributes = {"hub.event_id": event_id, "hub.connection": self.connection}
+                span = spans.enter_context(
+                    tracer.span("hub.ingress", None, tracer.CONSUMER, attributes)
+                )
+                events.append(self.event(change, tracer.traceparent(span)))
+            await self.publish(events)
+
+    def event_id(self, change: Change) -> str:
+        return derived_id("poll", self.connection, change.subject or "", change.version)
+
+    def event(self, change: Change, traceparent: str | None = None) -> CloudEvent:
+        """The raw event of a change; it starts a trace of its own unless ``traceparent``."""
         return raw_event(
-            event_id, self.connection, self.source.name, change.type, change.subject, change.data
+            self.event_id(change),
+            self.connection,
+            self.source.name,
+            change.type,
+            change.subject,
+            change.data,
+            traceparent,
         )

@@ -75,6 +75,9 @@ class PollerHub(Publishing, Protocol):
     @property
     def db(self) -> Database: ...
 
+    @property
+    def tracer(self) -> Spans | None: ...
+
 
 class ReplayHub(Publishing, Protocol):
     """Replaying dead letters (:mod:`hub.replay`): an edited payload is checked against the

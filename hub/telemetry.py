@@ -5,6 +5,7 @@ Each event gets three kinds of span, in the trace its ``traceparent`` names (:mo
 
     hub.ingress   SERVER    a webhook stored in the ingest topic; the child of the request's
                             traceparent, or the root of a new trace
+                  CONSUMER  a change read by a poll: the root of its trace
     hub.map       CONSUMER  one inbound route mapping the raw event; child of hub.ingress
     hub.deliver   CLIENT    one attempt to hand a canonical event to a destination; child of
                             the hub.map that made the event; a destination called over HTTP
@@ -44,8 +45,10 @@ class Spans:
 
     def __init__(self, provider: Any) -> None:
         from opentelemetry import trace
+        from opentelemetry.context import Context
 
         self._trace = trace
+        self._root = Context()  # no parent, whatever span is current
         self._provider = provider
         self._tracer = provider.get_tracer("hub")
         self.SERVER = trace.SpanKind.SERVER
@@ -58,7 +61,7 @@ class Spans:
     ) -> Iterator[Any]:
         """A span, the child of the ``parent`` traceparent (a new trace's root when that is
         missing or invalid); an exception leaving the block is recorded on it."""
-        context = None
+        context = self._root
         if parent is not None and valid(parent):
             _version, trace_id, span_id, flags = parent.strip().lower().split("-")
             remote = self._trace.SpanContext(

@@ -206,3 +206,33 @@ def test_the_otel_extra_is_declared_and_installed_by_make() -> None:
     names = {d.split(">")[0].split("=")[0] for d in extras["otel"]}
     assert names == {"opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"}
     assert "'.[dev,bench,otel]'" in (ROOT / "Makefile").read_text()  # so `make test` runs these
+
+
+async def test_each_polled_change_starts_a_trace_at_its_ingress_span(hubs: HubFactory) -> None:
+    from .support.feed import FeedServer, feed_config
+    from .support.harness import header, topic_records
+
+    async with FeedServer(page_size=3) as feed:
+        feed.add(3)
+        with OtlpReceiver() as otlp:
+            hub = await hubs.start(
+                config=feed_config(feed.url), roles=frozenset({"ingress"}), otel_endpoint=otlp.url
+            )
+
+            async def stored() -> bool:
+                return len(await topic_records(hub.bootstrap, hub.settings.ingest_topic)) == 3
+
+            await until(stored)
+            records = await topic_records(hub.bootstrap, hub.settings.ingest_topic)
+            carried = [header(r, "ce_traceparent") or "" for r in records]
+            spans = [(await exported(hub, otlp, tracing.trace_id(t), 1))[0] for t in carried]
+    assert len({s.trace_id for s in spans}) == 3  # one trace per change, not one per poll
+    for span, traceparent, record in zip(spans, carried, records, strict=True):
+        assert (span.name, span.kind, span.parent_span_id) == ("hub.ingress", CONSUMER, "")
+        # sampled (01), and the SDK may set W3C level 2's random trace id flag (02) on a root
+        assert traceparent.rsplit("-", 1)[0] == f"00-{span.trace_id}-{span.span_id}"
+        assert int(traceparent[-2:], 16) & 1
+        assert span.attributes == {
+            "hub.event_id": header(record, "ce_id"),
+            "hub.connection": "feed",
+        }

@@ -14,6 +14,7 @@ from .base import (
     Secret,
     Sink,
     WebhookSource,
+    idempotency_key_for,
 )
 from .registry import get, names, problems, register
 
@@ -32,6 +33,7 @@ __all__ = [
     "Sink",
     "WebhookSource",
     "get",
+    "idempotency_key_for",
     "names",
     "problems",
     "register",

@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationInfo
 
 from hub.canonical import decode
+from hub.envelope import derived_id
 
 MIN_SECRET_BYTES = 16
 """A secret shorter than this is refused: an empty key makes a signature anyone can compute,
@@ -175,15 +176,40 @@ def _reveal(value: Any) -> str:
     return str(value)
 
 
+def idempotency_key_for(event_id: str, route: str) -> str:
+    """The idempotency key of one event on one route: ``uuid5(HUB_NAMESPACE, "delivery" 0x1F
+    event_id 0x1F route)`` as text (:func:`hub.envelope.derived_id`).
+
+    Stable (the same event on the same route always gets the same key, across redeliveries,
+    retries and restarts) and distinct per route: two routes to one destination send one event
+    twice with two keys, so a destination that honours the key keeps both. The event's own id
+    travels beside it (``ce-id``)."""
+    return derived_id("delivery", event_id, route)
+
+
 class Delivery:
-    """One canonical event to be written to a destination.
+    """One canonical event to be written to a destination through one route.
 
     Its data is given either parsed (``data``) or as the compact UTF-8 JSON the canonical event
     carries on the bus (``body``); each form is made from the other only when a sink asks for
     it. An event that no route changes is thus never parsed nor encoded again on its way to an
-    HTTP destination (bench/pipeline: ~10% of the delivery worker's CPU)."""
+    HTTP destination (bench/pipeline: ~10% of the delivery worker's CPU).
 
-    __slots__ = ("_body", "_data", "correlation_id", "event_id", "event_type", "headers", "subject")
+    ``route`` is the outbound route it goes through ('' when there is none, e.g. in a test);
+    ``idempotency_key`` is :func:`idempotency_key_for` of the event and the route (made when
+    first asked for): a sink must have one effect per key, not per event id."""
+
+    __slots__ = (
+        "_body",
+        "_data",
+        "_key",
+        "correlation_id",
+        "event_id",
+        "event_type",
+        "headers",
+        "route",
+        "subject",
+    )
 
     def __init__(
         self,
@@ -194,6 +220,7 @@ class Delivery:
         headers: Mapping[str, str],
         data: Any = _UNSET,
         body: bytes | None = None,
+        route: str = "",
     ) -> None:
         if data is _UNSET and body is None:
             raise TypeError("Delivery needs data or body (or both, when they agree)")
@@ -202,8 +229,16 @@ class Delivery:
         self.subject = subject
         self.correlation_id = correlation_id
         self.headers = headers
+        self.route = route
         self._data = data
         self._body = body
+        self._key: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        if self._key is None:
+            self._key = idempotency_key_for(self.event_id, self.route)
+        return self._key
 
     @property
     def data(self) -> Any:
@@ -219,8 +254,24 @@ class Delivery:
             self._body = json.dumps(self._data, separators=(",", ":"), ensure_ascii=False).encode()
         return self._body
 
+    def on_route(self, route: str) -> Delivery:
+        """The same event through another route (another idempotency key)."""
+        return Delivery(
+            self.event_id,
+            self.event_type,
+            self.subject,
+            self.correlation_id,
+            self.headers,
+            self._data,
+            self._body,
+            route=route,
+        )
+
     def __repr__(self) -> str:
-        return f"Delivery({self.event_id!r}, {self.event_type!r}, subject={self.subject!r})"
+        return (
+            f"Delivery({self.event_id!r}, {self.event_type!r}, subject={self.subject!r}, "
+            f"route={self.route!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,9 +296,10 @@ class DeliveryResult:
 
 
 class Sink(Connector):
-    """A connector the hub writes to. ``deliver`` must be idempotent per ``event_id``; it may
-    return a :class:`DeliveryResult` with the ids the destination assigned (None: nothing to
-    report)."""
+    """A connector the hub writes to. ``deliver`` must be idempotent per
+    ``delivery.idempotency_key`` (one event and route): the same key delivered again has no
+    second effect; the same event on another route is another delivery. It may return a
+    :class:`DeliveryResult` with the ids the destination assigned (None: nothing to report)."""
 
     async def open(self) -> None:
         return None

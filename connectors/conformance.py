@@ -6,8 +6,9 @@ functions from its tests. Each returns the problems it found (empty: conforms).
 - secrets are marked: an option whose name says it holds a secret is a :data:`Secret` (a
   reference, ``env:NAME`` or ``file:PATH``, never a value in hub.yaml);
 - a webhook source refuses forged requests: unsigned, wrongly signed, or signed for another body;
-- a sink is idempotent: the same event delivered twice has one effect in the destination, and
-  what it reports is None or a :class:`DeliveryResult` of :class:`CreatedId` (ids as text);
+- a sink is idempotent per route: the same event delivered twice through one route has one
+  effect in the destination, and through two routes two (one per ``idempotency_key``); what it
+  reports is None or a :class:`DeliveryResult` of :class:`CreatedId` (ids as text);
 - ``check_connection`` explains a failure: it raises ConnectionCheckFailed with a message that
   says what to do, and never shows a secret.
 """
@@ -101,15 +102,25 @@ async def forgery_problems(
 async def idempotency_problems(
     sink: Sink, delivery: Delivery, effects: Callable[[], Awaitable[int]]
 ) -> list[str]:
-    """Deliver ``delivery`` twice (as after a crash before the hub recorded it);
-    ``effects()`` counts what the destination now holds for it."""
+    """Deliver ``delivery`` twice (as after a crash before the hub recorded it), then the same
+    event through another route twice; ``effects()`` counts what the destination holds for the
+    event: one effect per route."""
+    other = delivery.on_route(f"{delivery.route}-other" if delivery.route else "other")
     await sink.open()
     try:
         results = [await sink.deliver(delivery), await sink.deliver(delivery)]
+        once = await effects()
+        results += [await sink.deliver(other), await sink.deliver(other)]
     finally:
         await sink.close()
-    count = await effects()
-    problems = [] if count == 1 else [f"an event delivered twice had {count} effects, not 1"]
+    twice = await effects()
+    problems = []
+    if once != 1:
+        problems.append(f"an event delivered twice through one route had {once} effects, not 1")
+    if twice != 2:
+        problems.append(
+            f"an event delivered through two routes had {twice} effects, not 2 (one per route)"
+        )
     return problems + [p for r in results for p in result_problems(r)]
 
 

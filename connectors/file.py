@@ -1,7 +1,10 @@
 """File destination: appends each event as one JSON line (for demos, audits and debugging).
 
-Idempotent per event id, as every sink must be: the ids already in the file are read when the
-sink opens, and an event delivered again is not written twice.
+Idempotent per delivery, as every sink must be: each line carries the delivery's
+``idempotency_key`` (one per event and route), the keys already in the file are read when the
+sink opens, and a delivery made again is not written twice. The same event through two routes
+is two lines. (A line written before keys were, with an ``id`` only, counts for every route of
+that event.)
 """
 
 from __future__ import annotations
@@ -40,11 +43,12 @@ class File(Sink):
     Options = FileOptions
     options: FileOptions
 
-    _written: set[str] | None = None
+    _written: set[str] | None = None  # idempotency keys in the file
+    _events: set[str]  # ids of events written without a key (older lines)
 
     async def open(self) -> None:
         self.options.path.parent.mkdir(parents=True, exist_ok=True)
-        self._written = await asyncio.to_thread(self._ids_in_file)
+        self._written, self._events = await asyncio.to_thread(self._keys_in_file)
 
     async def check_connection(self) -> str:
         folder = self.options.path.parent
@@ -64,8 +68,9 @@ class File(Sink):
             )
         return f"{self.options.path} can be written"
 
-    def _ids_in_file(self) -> set[str]:
-        ids: set[str] = set()
+    def _keys_in_file(self) -> tuple[set[str], set[str]]:
+        keys: set[str] = set()
+        events: set[str] = set()
         try:
             with self.options.path.open(encoding="utf-8") as f:
                 for line in f:
@@ -73,21 +78,28 @@ class File(Sink):
                         record = json.loads(line)
                     except ValueError:
                         continue  # a line cut by a crash: its event is written again
-                    if isinstance(record, dict) and isinstance(record.get("id"), str):
-                        ids.add(record["id"])
+                    if not isinstance(record, dict):
+                        continue
+                    if isinstance(record.get("idempotency_key"), str):
+                        keys.add(record["idempotency_key"])
+                    elif isinstance(record.get("id"), str):
+                        events.add(record["id"])
         except FileNotFoundError:
             pass
-        return ids
+        return keys, events
 
     async def deliver(self, delivery: Delivery) -> None:
         if self._written is None:
             await self.open()
         assert self._written is not None
-        if delivery.event_id in self._written:
+        key = delivery.idempotency_key
+        if key in self._written or delivery.event_id in self._events:
             return
         line = json.dumps(
             {
                 "id": delivery.event_id,
+                "idempotency_key": key,
+                "route": delivery.route,
                 "type": delivery.event_type,
                 "subject": delivery.subject,
                 "correlationid": delivery.correlation_id,
@@ -96,7 +108,7 @@ class File(Sink):
             ensure_ascii=False,
         )
         await asyncio.to_thread(self._append, line)
-        self._written.add(delivery.event_id)
+        self._written.add(key)
 
     def _append(self, line: str) -> None:
         with self.options.path.open("a", encoding="utf-8") as f:

@@ -1,8 +1,10 @@
 """Generic HTTP destination: sends each canonical event as JSON to a URL.
 
-Each request carries ``Idempotency-Key`` (the event id) and the CloudEvents HTTP binary-mode
-headers (``ce-id``, ``ce-type``, ...), so a receiver can deduplicate and trace it. Requests go
-through the connectors' HTTP layer (:mod:`connectors.rest`), which classifies failures.
+Each request carries ``Idempotency-Key`` (one per event and route:
+:func:`connectors.base.idempotency_key_for`) and the CloudEvents HTTP binary-mode headers
+(``ce-id`` is the event id, ``ce-type``, ...), so a receiver can deduplicate and trace it.
+Requests go through the connectors' HTTP layer (:mod:`connectors.rest`), which classifies
+failures.
 
 With ``result_id`` (a JSON pointer ``/data/id`` or a dotted path ``data.id`` into the answer's
 JSON body) the id the destination assigned is reported to the hub, which links it to the event's
@@ -130,7 +132,7 @@ class Http(Sink):
         assert self._client is not None
         headers = {f"ce-{k}": v for k, v in delivery.headers.items()}
         headers["content-type"] = "application/json"
-        headers["idempotency-key"] = delivery.event_id
+        headers["idempotency-key"] = delivery.idempotency_key
         trace = delivery.headers.get("traceparent")
         if trace:  # the destination's spans join the event's trace (hub/tracing.py)
             headers["traceparent"] = tracing.child(trace)

@@ -1,9 +1,10 @@
 """The hub's own state (SQLAlchemy 2 async): SQLite by default, PostgreSQL in production.
 
 Tables: webhook receipts (ingress deduplication), poll cursors (see :mod:`hub.polling`),
-deliveries (so a redelivered event does not repeat its effect in a destination), dead letters
-and their replay attempts, bulk replay jobs (:mod:`hub.replayjobs`), retries (events parked
-until their next attempt, see :mod:`hub.retry`), destinations' circuits and rate buckets shared
+deliveries (per destination, event and route: a redelivered event does not repeat its effect
+in a destination), dead letters and their replay attempts, bulk replay jobs
+(:mod:`hub.replayjobs`), retries (events parked until their next attempt, see
+:mod:`hub.retry`), destinations' circuits and rate buckets shared
 by the delivery processes (:mod:`hub.circuits`, :mod:`hub.ratelimit`), and the crosswalk of
 external ids to golden ids (:mod:`hub.crosswalk`). The revisions in :mod:`hub.migrations` make
 and change them (Alembic), when the hub starts or by ``hub db upgrade``; a change to a table
@@ -100,14 +101,20 @@ poll_cursors = Table(
     Column("lease_until", DateTime(timezone=True)),
 )
 
+# One row per (destination, event, outbound route) delivered. A row whose route is '' was
+# recorded before deliveries were kept per route (migration 0005_deliveries_route): the event
+# was delivered through every route of that destination then, and counts for each of them.
 deliveries = Table(
     "deliveries",
     metadata,
     Column("destination", String(64), primary_key=True),
     Column("event_id", String(64), primary_key=True),
+    Column("route", String(64), primary_key=True, server_default=""),
     Column("delivered_at", DateTime(timezone=True), nullable=False),
     Index("ix_deliveries_delivered_at", "delivered_at"),  # retention (hub.retention)
 )
+EVERY_ROUTE = ""
+"""The route of a delivery recorded before routes were: it stands for every route."""
 
 
 dead_letters = Table(
@@ -270,7 +277,7 @@ _WEBHOOK_EVENTS = select(
     webhook_receipts.c.connection == bindparam("connection"),
     webhook_receipts.c.delivery_id.in_(bindparam("ids", expanding=True)),
 )
-_DELIVERED = select(deliveries.c.event_id).where(
+_DELIVERED = select(deliveries.c.event_id, deliveries.c.route).where(
     deliveries.c.destination == bindparam("destination"),
     deliveries.c.event_id.in_(bindparam("ids", expanding=True)),
 )
@@ -522,19 +529,23 @@ class Database:
         )
         return await self.run(lambda conn: conn.execute(query).rowcount)
 
-    async def delivered(self, destination: str, event_ids: list[str]) -> set[str]:
+    async def delivered(self, destination: str, event_ids: list[str]) -> set[tuple[str, str]]:
+        """The (event id, route) pairs among these events already delivered to
+        ``destination``. A pair whose route is :data:`EVERY_ROUTE` ('') stands for every
+        route of that event (recorded before deliveries were kept per route)."""
         if not event_ids:
             return set()
         params = {"destination": destination, "ids": event_ids}
-        return {r[0] for r in await self._select(_DELIVERED, params)}
+        return {(r[0], r[1]) for r in await self._select(_DELIVERED, params)}
 
-    async def record_deliveries(self, destination: str, event_ids: list[str]) -> None:
-        """Record successful deliveries in one transaction."""
-        if not event_ids:
+    async def record_deliveries(self, destination: str, done: list[tuple[str, str]]) -> None:
+        """Record successful deliveries, (event id, route) pairs, in one transaction."""
+        if not done:
             return
         now = _now()
         values = [
-            {"destination": destination, "event_id": e, "delivered_at": now} for e in event_ids
+            {"destination": destination, "event_id": e, "route": r, "delivered_at": now}
+            for e, r in done
         ]
         await self._insert_ignore(deliveries, values)
 

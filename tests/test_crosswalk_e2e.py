@@ -58,10 +58,12 @@ class Crm:
     customers: dict[str, Any] = field(default_factory=dict)
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
     by_key: dict[str, str] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)  # the ce-id of each request
 
     async def create(self, request: Request) -> JSONResponse:
         body = json.loads(await request.body())
         self.requests.append(("POST", request.url.path, body))
+        self.events.append(request.headers.get("ce-id", ""))
         key = request.headers.get("idempotency-key", "")
         if key not in self.by_key:
             self.by_key[key] = f"crm-{len(self.customers) + 1}"
@@ -200,7 +202,7 @@ async def test_a_link_that_fails_loses_nothing_and_resends_nothing(hub: Hub, crm
     await until(both)
 
     async def recorded() -> bool:
-        return len(await hub.db.delivered("crm", list(crm.by_key))) == 2
+        return len(await hub.db.delivered("crm", crm.events)) == 2
 
     await until(recorded)
     assert [(method, path) for method, path, _ in crm.requests] == [
@@ -230,7 +232,7 @@ async def test_an_id_linked_elsewhere_is_a_conflict_and_the_delivery_stands(
     assert await Crosswalk(hub.db).lookup("customer", "http", "crm-1") == "cus_someone_else"
 
     async def recorded() -> bool:
-        return len(await hub.db.delivered("crm", list(crm.by_key))) == 1
+        return len(await hub.db.delivered("crm", crm.events)) == 1
 
     await until(recorded)
     assert len(crm.requests) == 1

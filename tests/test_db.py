@@ -113,11 +113,12 @@ async def test_deliveries(db: Database) -> None:
     await db.start()
     assert await db.delivered("erp", []) == set()
     assert await db.delivered("erp", ["e1", "e2"]) == set()
-    await db.record_deliveries("erp", ["e1"])
-    await db.record_deliveries("erp", ["e1"])  # recording twice is not an error
-    await db.record_deliveries("crm", ["e2"])
-    assert await db.delivered("erp", ["e1", "e2", "e3"]) == {"e1"}
-    assert await db.delivered("crm", ["e1", "e2"]) == {"e2"}
+    await db.record_deliveries("erp", [("e1", "a")])
+    await db.record_deliveries("erp", [("e1", "a")])  # recording twice is not an error
+    await db.record_deliveries("erp", [("e1", "b"), ("e3", "b")])  # per route
+    await db.record_deliveries("crm", [("e2", "c")])
+    assert await db.delivered("erp", ["e1", "e2"]) == {("e1", "a"), ("e1", "b")}
+    assert await db.delivered("crm", ["e1", "e2"]) == {("e2", "c")}
 
 
 async def test_recorded_times_read_back_through_sqlalchemy(db: Database) -> None:
@@ -125,7 +126,7 @@ async def test_recorded_times_read_back_through_sqlalchemy(db: Database) -> None
     they write must read back as SQLAlchemy writes it (a datetime, to the microsecond)."""
     await db.start()
     before = datetime.now(UTC).replace(tzinfo=None)
-    await db.record_deliveries("erp", ["e1", "e2"])
+    await db.record_deliveries("erp", [("e1", "r"), ("e2", "r")])
     await db.record_webhooks([("shop", "d-1", "evt-1")])
     after = datetime.now(UTC).replace(tzinfo=None)
     rows = await db.run(lambda c: list(c.execute(select(deliveries.c.delivered_at))))
@@ -141,13 +142,13 @@ async def test_a_failed_write_writes_nothing_and_leaves_no_transaction_open(db: 
     await db.start()
     now = datetime.now(UTC)
     rows = [
-        {"destination": "erp", "event_id": "e1", "delivered_at": now},
-        {"destination": "erp", "event_id": "e2", "delivered_at": None},  # NOT NULL
+        {"destination": "erp", "event_id": "e1", "route": "r", "delivered_at": now},
+        {"destination": "erp", "event_id": "e2", "route": "r", "delivered_at": None},  # NOT NULL
     ]
     with pytest.raises((sqlite3.IntegrityError, IntegrityError)):
         await db._insert_ignore(deliveries, rows)
-    await db.record_deliveries("erp", ["e3"])  # the next transaction begins and commits
-    assert await db.delivered("erp", ["e1", "e2", "e3"]) == {"e3"}
+    await db.record_deliveries("erp", [("e3", "r")])  # the next transaction begins and commits
+    assert await db.delivered("erp", ["e1", "e2", "e3"]) == {("e3", "r")}
 
 
 async def test_reads_see_writes_made_through_the_other_connections(db: Database) -> None:
@@ -156,9 +157,9 @@ async def test_reads_see_writes_made_through_the_other_connections(db: Database)
     await db.start()
     for i in range(20):
         assert await db.delivered("erp", [f"e{i}"]) == set()
-        await db.record_deliveries("erp", [f"e{i}"])
+        await db.record_deliveries("erp", [(f"e{i}", "r")])
         assert await db.delivered("erp", [f"e{j}" for j in range(25)]) == {
-            f"e{j}" for j in range(i + 1)
+            (f"e{j}", "r") for j in range(i + 1)
         }
         await db.record_webhooks([("shop", f"d{i}", f"evt{i}")])
         assert await event_of(db, "shop", f"d{i}") == f"evt{i}"
@@ -178,9 +179,9 @@ async def test_a_busy_sqlite_read_falls_back_to_the_database_thread(
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
     try:
         await db.start()
-        await db.record_deliveries("erp", ["e1"])
+        await db.record_deliveries("erp", [("e1", "r")])
         await db.record_webhooks([("shop", "d-1", "evt-1")])
-        assert await db.delivered("erp", ["e1", "e2"]) == {"e1"}
+        assert await db.delivered("erp", ["e1", "e2"]) == {("e1", "r")}
         assert await event_of(db, "shop", "d-1") == "evt-1"
     finally:
         await db.close()
@@ -188,13 +189,13 @@ async def test_a_busy_sqlite_read_falls_back_to_the_database_thread(
 
 async def test_state_survives_a_new_database_object(db: Database) -> None:
     await db.start()
-    await db.record_deliveries("erp", ["e1"])
+    await db.record_deliveries("erp", [("e1", "r")])
     await db.record_webhooks([("shop", "d-1", "evt-1")])
     await db.close()
     again = Database(db.url)
     try:
         await again.start()
-        assert await again.delivered("erp", ["e1"]) == {"e1"}
+        assert await again.delivered("erp", ["e1"]) == {("e1", "r")}
         assert await event_of(again, "shop", "d-1") == "evt-1"
     finally:
         await again.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from connectors import idempotency_key_for
 from hub.broker import EmbeddedBroker
 from hub.envelope import derived_id
 
@@ -48,8 +49,10 @@ async def test_signed_shopify_order_reaches_destination(
     assert order["customer"]["email"] == "john@example.com"
     assert order["shipping_address"]["country"] == "US"
 
-    # Idempotency key = the canonical event's id; correlation leads back to the webhook.
-    assert got.headers["idempotency-key"] == got.headers["ce-id"]
+    # One idempotency key per canonical event and route; correlation leads back to the webhook.
+    assert got.headers["idempotency-key"] == idempotency_key_for(
+        got.headers["ce-id"], "orders-to-erp"
+    )
     assert got.headers["ce-correlationid"] == ingest_id
     assert got.headers["ce-subject"] == order["id"]
     assert got.headers["ce-hubmapping"] == "shopify/orders_create"
@@ -198,10 +201,10 @@ async def test_a_canonical_event_twice_in_one_batch_is_delivered_once(
         await publisher.close()
 
     await hubs.start(sink.url, settings=settings)
-    keys: list[str] = []
-    while "c-2" not in keys:
-        keys.append((await sink.next()).headers["idempotency-key"])
-    assert keys == ["c-1", "c-2"]
+    ids: list[str] = []
+    while "c-2" not in ids:
+        ids.append((await sink.next()).headers["ce-id"])
+    assert ids == ["c-1", "c-2"]
 
 
 def test_the_suite_runs_on_the_cluster_it_is_given(broker: Cluster) -> None:

@@ -8,7 +8,9 @@ from collections import defaultdict
 from typing import Any
 
 import httpx
+import pytest
 
+from connectors import idempotency_key_for
 from hub.deadletters import Filter
 from hub.errors import MasterDataUnavailable
 from hub.mdm import DeterministicResolver
@@ -235,6 +237,145 @@ async def test_parked_events_survive_a_restart(hubs: HubFactory, sink: Recording
     await until(drained(worker(second).queue))  # the row goes after the destination's answer
     ingest = await topic_records(second.bootstrap, second.settings.canonical_topic("order"))
     assert [header(r, "ce_id") for r in ingest] == [got.headers["ce-id"]]
+
+
+IMPORT_ROUTE = """
+  - name: orders-to-erp-import
+    from: canonical.order
+    to: erp
+    mapping: generic/order_to_erp
+"""
+
+
+@pytest.mark.parametrize("failing", ["orders-to-erp", "orders-to-erp-import"])
+async def test_two_routes_to_one_destination_each_deliver_once_with_their_own_key(
+    hubs: HubFactory, sink: RecordingSink, failing: str
+) -> None:
+    # Two routes to `erp`: the order as is (orders-to-erp, tried first), and the same order
+    # through an outbound mapping (orders-to-erp-import: its body has `order_no`). One route's
+    # requests fail three times, then it recovers; the other succeeds at once.
+    failures = 3
+    field = {"orders-to-erp": "number", "orders-to-erp-import": "order_no"}
+    other = next(route for route in field if route != failing)
+
+    def respond(r: Received) -> int:
+        tried = [a for a in sink.attempts if field[failing] in a.body]
+        return 503 if field[failing] in r.body and len(tried) <= failures else 200
+
+    sink.respond = respond
+    hub = await hubs.start(config=config_text(sink.url, IMPORT_ROUTE))
+    await send(hub, 7700, "two routes")
+
+    async def both_delivered() -> bool:
+        return len(sink.received) == 2
+
+    await until(both_delivered)
+    await until(drained(worker(hub).queue))  # the row goes after the destination's answer
+    first, last = sink.received
+    assert field[other] in first.body and field[failing] in last.body  # not held back
+    assert first.body[field[other]] == last.body[field[failing]] == "#7700"
+    event_id = first.headers["ce-id"]
+    assert last.headers["ce-id"] == event_id  # one event, a key per route
+    assert first.headers["idempotency-key"] == idempotency_key_for(event_id, other)
+    assert last.headers["idempotency-key"] == idempotency_key_for(event_id, failing)
+    # The route that succeeded was sent once, never again during the other route's retries;
+    # the other was tried until it succeeded, always with its own key.
+    keys = [a.headers["idempotency-key"] for a in sink.attempts]
+    assert keys.count(first.headers["idempotency-key"]) == 1
+    assert keys.count(last.headers["idempotency-key"]) == failures + 1
+    assert len(sink.attempts) == failures + 2
+    # Each route's delivery is recorded on its own.
+    assert await hub.db.delivered("erp", [event_id]) == {
+        (event_id, "orders-to-erp"),
+        (event_id, "orders-to-erp-import"),
+    }
+    assert await topic_records(hub.bootstrap, hub.settings.deadletter_topic) == []
+
+
+async def test_a_delivery_recorded_before_routes_were_counts_for_every_route(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    """A row with route '' (recorded by a hub before deliveries were per route, kept so by
+    migration 0005_deliveries_route) means the event went through every route of the
+    destination: after the upgrade it is not sent again through either of two routes."""
+    from hub.bus import Publisher, ensure_topics
+    from hub.db import EVERY_ROUTE, Database
+    from hub.envelope import CloudEvent
+
+    settings = hubs.settings()
+    await ensure_topics(settings, hubs.bootstrap, settings.all_topics())
+    events = [
+        CloudEvent(
+            id=event_id,
+            source="/mappings/shopify/orders_create",
+            type="hub.order",
+            data=b'{"id": "ord_a", "number": "#1"}',
+            subject="ord_a",
+            key="ord_a",  # one key: c-1 is handled before c-2
+        )
+        for event_id in ("c-1", "c-2")
+    ]
+    publisher = Publisher(settings, hubs.bootstrap, 10.0)
+    try:
+        await publisher.wait([publisher.send(settings.canonical_topic("order"), e) for e in events])
+    finally:
+        await publisher.close()
+    db = Database(settings.database_url)
+    try:
+        await db.start()
+        await db.record_deliveries("erp", [("c-1", EVERY_ROUTE)])
+    finally:
+        await db.close()
+
+    copy = "\n  - {name: orders-to-erp-copy, from: canonical.order, to: erp}\n"
+    await hubs.start(config=config_text(sink.url, copy), settings=settings)
+
+    async def both_routes_of_c2() -> bool:
+        return len(sink.received) == 2
+
+    await until(both_routes_of_c2)
+    assert [r.headers["ce-id"] for r in sink.attempts] == ["c-2", "c-2"]
+    assert {r.headers["idempotency-key"] for r in sink.received} == {
+        idempotency_key_for("c-2", "orders-to-erp"),
+        idempotency_key_for("c-2", "orders-to-erp-copy"),
+    }
+
+
+async def test_a_route_refused_does_not_stop_the_other_and_its_replay_sends_only_it(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    refusing = True
+    sink.respond = lambda r: 422 if "order_no" in r.body and refusing else 200
+    hub = await hubs.start(config=config_text(sink.url, IMPORT_ROUTE))
+    await send(hub, 7800, "refused on one route")
+
+    async def dead_lettered() -> bool:
+        return (await hub.deadletters.search(Filter(status="open")))[0] == 1
+
+    await until(dead_lettered)
+    _, (letter,) = await hub.deadletters.search(Filter(status="open"))
+    assert (letter["route"], letter["error_class"]) == ("orders-to-erp-import", "DeliveryRejected")
+    (as_is,) = sink.received  # the other route was delivered all the same
+    assert "number" in as_is.body
+
+    refusing = False
+    async with httpx.AsyncClient(base_url=f"{hub.base_url}/api") as api:
+        replayed = await api.post(f"/deadletters/{letter['id']}/replay")
+        assert replayed.status_code == 200, replayed.text
+    imported = await sink.next()
+    imported = imported if "order_no" in imported.body else await sink.next()
+    assert imported.headers["idempotency-key"] == idempotency_key_for(
+        as_is.headers["ce-id"], "orders-to-erp-import"
+    )
+
+    async def outcome_known() -> bool:
+        _, (item,) = await hub.deadletters.search(Filter(status="replayed"))
+        return str(item.get("outcome") or "").startswith("delivered to erp")
+
+    await until(outcome_known)
+    keys = [a.headers["idempotency-key"] for a in sink.attempts]
+    assert keys.count(as_is.headers["idempotency-key"]) == 1  # not resent by the replay
+    assert len(sink.received) == 2
 
 
 class FlakyMasterData:

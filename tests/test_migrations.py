@@ -12,13 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy import DateTime, column, func, insert, inspect, select, table, text
 from sqlalchemy.engine import Connection
 
 from hub import migrations
-from hub.db import Database, dead_letters, deliveries, metadata, poll_cursors, retries
+from hub.db import (
+    EVERY_ROUTE,
+    Database,
+    dead_letters,
+    deliveries,
+    metadata,
+    poll_cursors,
+    retries,
+)
 from hub.db import webhook_receipts as receipts
 from hub.errors import DatabaseNotUpgraded, DatabaseSchemaError, DatabaseTooNew
 
@@ -28,6 +37,7 @@ from .test_cli import hub
 FIXTURES = Path(__file__).parent / "fixtures" / "pre_alembic"
 # What a newer hub's migration leaves: a revision this code does not know.
 LATER = text("UPDATE alembic_version SET version_num = '0999_later'")
+BEFORE_ROUTES = "0004_shared_circuits"  # the revision before 0005_deliveries_route
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
@@ -88,8 +98,14 @@ async def make_pre_alembic_database(url: str) -> None:
                 connection="shop", delivery_id="d-1", event_id="evt-1", received_at=at
             )
         )
+        old_deliveries = table(  # the columns that table had then (no route)
+            "deliveries",
+            column("destination"),
+            column("event_id"),
+            column("delivered_at", DateTime(timezone=True)),
+        )
         conn.execute(
-            insert(deliveries).values(destination="erp", event_id="evt-1", delivered_at=at)
+            insert(old_deliveries).values(destination="erp", event_id="evt-1", delivered_at=at)
         )
         conn.execute(insert(poll_cursors).values(connection="feed", cursor="page-7", polled_at=at))
         record = {
@@ -141,7 +157,8 @@ async def test_a_database_made_before_migrations_is_adopted_and_keeps_its_rows(u
         assert await db.revision() == migrations.head()
         # the rows, read as the hub reads them
         assert await db.webhook_events("shop", ["d-1"]) == {"d-1": ("evt-1", None)}
-        assert await db.delivered("erp", ["evt-1", "evt-9"]) == {"evt-1"}
+        # recorded before routes were: it stands for every route (0005_deliveries_route)
+        assert await db.delivered("erp", ["evt-1", "evt-9"]) == {("evt-1", EVERY_ROUTE)}
         await db.record_webhooks([("shop", "d-2", "evt-4")], broker_incarnation="run-1")
         assert await db.webhook_events("shop", ["d-2"]) == {"d-2": ("evt-4", "run-1")}
 
@@ -159,6 +176,59 @@ async def test_a_database_made_before_migrations_is_adopted_and_keeps_its_rows(u
     finally:
         await db.close()
     assert await on(url, differences) == []
+
+
+async def test_deliveries_recorded_before_routes_keep_counting_for_every_route(url: str) -> None:
+    """0005_deliveries_route: a database at the revision before, with deliveries recorded once
+    per (destination, event), upgrades to one row per route without losing a row; each old row
+    gets route '' and stands for every route, so nothing is resent after the upgrade."""
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+
+    def at_baseline(conn: Connection) -> None:
+        command.upgrade(migrations.alembic_config(conn), BEFORE_ROUTES)
+        conn.execute(
+            text(
+                "INSERT INTO deliveries (destination, event_id, delivered_at) VALUES "
+                "('erp', 'evt-1', :at), ('erp', 'evt-2', :at), ('crm', 'evt-1', :at)"
+            ),
+            {"at": at},
+        )
+
+    await on(url, at_baseline)
+    db = Database(url)
+    try:
+        await db.start()
+        assert await db.revision() == migrations.head()
+        assert await db.delivered("erp", ["evt-1", "evt-2", "evt-3"]) == {
+            ("evt-1", EVERY_ROUTE),
+            ("evt-2", EVERY_ROUTE),
+        }
+        assert await db.delivered("crm", ["evt-1"]) == {("evt-1", EVERY_ROUTE)}
+        # from now on per route: two routes of one event are two rows
+        await db.record_deliveries("erp", [("evt-3", "a"), ("evt-3", "b"), ("evt-3", "a")])
+        assert await db.delivered("erp", ["evt-3"]) == {("evt-3", "a"), ("evt-3", "b")}
+    finally:
+        await db.close()
+
+    def key(conn: Connection) -> list[str]:
+        return list(inspect(conn).get_pk_constraint("deliveries")["constrained_columns"])
+
+    assert await on(url, key) == ["destination", "event_id", "route"]
+    assert await on(url, differences) == []
+
+    def downgraded(conn: Connection) -> list[tuple[str, str]]:
+        command.downgrade(migrations.alembic_config(conn), BEFORE_ROUTES)
+        rows = conn.execute(text("SELECT destination, event_id FROM deliveries"))
+        return sorted((d, e) for d, e in rows)
+
+    # back to one row per (destination, event): an event delivered through any route
+    assert await on(url, downgraded) == [
+        ("crm", "evt-1"),
+        ("erp", "evt-1"),
+        ("erp", "evt-2"),
+        ("erp", "evt-3"),
+    ]
+    assert await on(url, key) == ["destination", "event_id"]
 
 
 async def test_an_adopted_database_still_at_the_baseline_columns_is_completed(url: str) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors import idempotency_key_for
 from hub.broker import free_port
 
 from .support.harness import ROOT
@@ -199,7 +200,11 @@ def test_try_it_runs_as_written(demo: tuple[Path, dict[str, str], int]) -> None:
         hub.wait_for(lambda o: "configuration reloaded" in o, "reload")
         # The order sent before the route existed reaches the new destination.
         erp.wait_for(
-            lambda o: f"idempotency-key: {order['id']}" in o and '"number": "#9999"' in o,
+            lambda o: (
+                f"idempotency-key: {idempotency_key_for(order['id'], 'orders-to-erp')}" in o
+                and f"ce-id: {order['id']}" in o
+                and '"number": "#9999"' in o
+            ),
             "order at the receiver",
         )
         assert "authorization: ok" in erp.output()

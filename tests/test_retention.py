@@ -46,9 +46,9 @@ async def test_old_rows_are_deleted_in_batches_recent_ones_kept(db: Database) ->
         for i, t in enumerate([old_receipt] * 7)
     ] + [{"connection": "shop", "delivery_id": "new", "event_id": "n", "received_at": new_receipt}]
     delivered = [
-        {"destination": "erp", "event_id": f"old-{i}", "delivered_at": old_delivery}
+        {"destination": "erp", "event_id": f"old-{i}", "route": "r", "delivered_at": old_delivery}
         for i in range(5)
-    ] + [{"destination": "erp", "event_id": "new", "delivered_at": new_delivery}]
+    ] + [{"destination": "erp", "event_id": "new", "route": "r", "delivered_at": new_delivery}]
 
     def fill(conn: Any) -> None:
         conn.execute(insert(webhook_receipts), receipts)
@@ -74,7 +74,7 @@ async def test_old_rows_are_deleted_in_batches_recent_ones_kept(db: Database) ->
     # one transaction per batch of at most 3 rows, until a batch finds fewer
     assert sizes == [3, 3, 1, 3, 2, 0]
     assert await db.webhook_events("shop", ["new", "old-0"]) == {"new": ("n", None)}
-    assert await db.delivered("erp", ["new", "old-0"]) == {"new"}
+    assert await db.delivered("erp", ["new", "old-0"]) == {("new", "r")}
     assert not any((await retention.run_once(now)).values())
     assert (await count(db, webhook_receipts), await count(db, deliveries)) == (1, 1)
 
@@ -83,12 +83,13 @@ async def test_zero_keeps_for_ever(db: Database) -> None:
     long_ago = now_utc() - timedelta(days=3650)
     await db.run(
         lambda conn: conn.execute(
-            insert(deliveries), [{"destination": "erp", "event_id": "e", "delivered_at": long_ago}]
+            insert(deliveries),
+            [{"destination": "erp", "event_id": "e", "route": "r", "delivered_at": long_ago}],
         )
     )
     settings = Settings(receipts_retention=0, deliveries_retention=0)
     assert await Retention(db, settings).run_once() == {}
-    assert await db.delivered("erp", ["e"]) == {"e"}
+    assert await db.delivered("erp", ["e"]) == {("e", "r")}
 
 
 def test_durations_and_the_retry_window() -> None:

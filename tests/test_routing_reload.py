@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from connectors import idempotency_key_for
+
 from .support.harness import (
     ROOT,
     HubFactory,
@@ -179,4 +181,6 @@ routes:
         "IPOD2008PINK",
         "IPOD2009BLACK",
     ]
-    assert got.headers["idempotency-key"] == got.headers["ce-id"]
+    assert got.headers["idempotency-key"] == idempotency_key_for(
+        got.headers["ce-id"], "orders-to-erp"
+    )

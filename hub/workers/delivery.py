@@ -13,10 +13,16 @@ connection), both shared by every delivery process through the database (:mod:`h
 :mod:`hub.ratelimit`). While the circuit is open the worker stops fetching, so events wait in
 Kafka, nothing is retried in a storm, and nothing is dead-lettered for the outage.
 
-Each successful delivery is recorded as soon as the destination accepted it, so an event
-redelivered by Kafka after a crash is not sent twice: only events in flight at the moment of a
-crash can be (at most ``HUB_DELIVERY_CONCURRENCY`` per partition), and they carry the event id as
-``Idempotency-Key``.
+An event goes through each of its routes to the destination on its own: a route's delivery has
+its own ``Idempotency-Key`` (:func:`connectors.base.idempotency_key_for` of event and route) and
+its own record, written as soon as the destination accepted it. So an event redelivered by
+Kafka after a crash is not sent twice through a route, and a retry of one route never resends
+another that succeeded: only deliveries in flight at the moment of a crash can be repeated (at
+most ``HUB_DELIVERY_CONCURRENCY`` per partition), with the same key.
+
+Every route of an event is attempted, whatever became of the others. While one is retriable the
+event is parked (one row: its retries attempt the routes not delivered yet); when one is refused
+the event becomes a dead letter at once, and its replay sends the routes not delivered yet.
 
 The ids a destination reports having assigned (:class:`connectors.DeliveryResult`) are linked
 to the event's golden id in the crosswalk (:mod:`hub.crosswalk`) for the destination's system,
@@ -44,6 +50,7 @@ from hub.canonical import decode
 from hub.circuits import SharedCircuit
 from hub.config import HubConfig, LimitsSpec, OutboundRoute
 from hub.crosswalk import Crosswalk, system_of
+from hub.db import EVERY_ROUTE
 from hub.deadletters import ATTEMPT_HEADER, REPLAY_HEADER, Stage
 from hub.envelope import EnvelopeError, from_kafka, header_value, now_rfc3339
 from hub.errors import (
@@ -103,8 +110,8 @@ class DeliveryWorker(RetryingWorker):
         self._routes_of: HubConfig | None = None
         self._routes_by_entity: dict[str | None, list[tuple[OutboundRoute, RetryPolicy]]] = {}
         self._took = hub.metrics.delivery_seconds.labels(destination)
-        self._records: GroupCommit[str] = GroupCommit(
-            lambda ids: hub.db.record_deliveries(destination, ids)
+        self._records: GroupCommit[tuple[str, str]] = GroupCommit(
+            lambda done: hub.db.record_deliveries(destination, done)
         )
         self.crosswalk = Crosswalk(hub.db)
 
@@ -120,14 +127,15 @@ class DeliveryWorker(RetryingWorker):
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:
         done = await self.hub.db.delivered(self.destination, [event_id_of(r) for r in records])
         by_key: dict[Any, list[Any]] = defaultdict(list)
+        seen: set[str] = set()
         for record in records:
             event_id = event_id_of(record)
-            if event_id in done:
-                log.info("%s already delivered to %s; skipped", event_id, self.destination)
+            if event_id in seen:
+                # A copy later in the same batch (the mapper published it again after a crash):
+                # the check above only knows what was delivered before the batch.
+                log.info("%s twice in one batch; the copy skipped", event_id)
                 continue
-            # A copy later in the same batch (the mapper published it again after a crash) is
-            # skipped too: the check above only knows what was delivered before the batch.
-            done.add(event_id)
+            seen.add(event_id)
             by_key[record.key if record.key is not None else event_id].append(record)
         gate = asyncio.Semaphore(self.settings.delivery_concurrency)
         futures: list[asyncio.Future[None]] = []
@@ -135,7 +143,7 @@ class DeliveryWorker(RetryingWorker):
         async def one_key(group: list[Any]) -> None:
             async with gate:
                 for record in group:  # one key: strictly one after the other
-                    futures.extend((await self.handle(record, None)).futures)
+                    futures.extend((await self.handle(record, None, done)).futures)
 
         await asyncio.gather(*(one_key(g) for g in by_key.values()))
         await self.hub.publisher.wait(futures)
@@ -148,20 +156,18 @@ class DeliveryWorker(RetryingWorker):
         await self.circuit.refresh()  # at most every HUB_BREAKER_SYNC_INTERVAL_S
         await super().housekeeping()
 
-    async def retry(self, parked: Parked) -> None:
-        if parked.event_id in await self.hub.db.delivered(self.destination, [parked.event_id]):
-            # delivered before a crash, and the row not yet removed
-            await self.queue.remove(parked)
-            self._release(parked.order_key)
-            return
-        await super().retry(parked)
-
-    async def handle(self, record: Any, parked: Parked | None) -> Outcome:
-        """Deliver one record through every enabled route of this destination that takes it."""
+    async def handle(
+        self, record: Any, parked: Parked | None, done: set[tuple[str, str]] | None = None
+    ) -> Outcome:
+        """Deliver one record through every enabled route of this destination that takes it
+        and has not delivered it yet. ``done``: the (event id, route) pairs delivered, as read
+        for the batch (None: read them now, as a retry does)."""
         with log_context(**record_fields(record), destination=self.destination):
-            return await self._handle(record, parked)
+            return await self._handle(record, parked, done)
 
-    async def _handle(self, record: Any, parked: Parked | None) -> Outcome:
+    async def _handle(
+        self, record: Any, parked: Parked | None, done: set[tuple[str, str]] | None
+    ) -> Outcome:
         hub = self.hub
         context: dict[str, str | None] = {"destination": self.destination}
         try:
@@ -170,6 +176,18 @@ class DeliveryWorker(RetryingWorker):
         except (EnvelopeError, ValueError) as exc:
             return self.dead_now(record, Stage.DELIVER, exc, parked, context)
         routes = self._routes(self._entity_by_topic.get(record.topic))
+        if not routes:
+            return Outcome()
+        if done is None:
+            done = await hub.db.delivered(self.destination, [event.id])
+        if done:
+            if (event.id, EVERY_ROUTE) in done:
+                routes = []
+            else:
+                routes = [(r, p) for r, p in routes if (event.id, r.name) not in done]
+            if not routes:
+                log.info("%s already delivered to %s; skipped", event.id, self.destination)
+                return Outcome(done=True)
         meta = {"connection": self.destination, "event_id": event.id}
 
         taken: list[tuple[OutboundRoute, RetryPolicy, Any]] = []
@@ -202,8 +220,9 @@ class DeliveryWorker(RetryingWorker):
             assert key is not None
             return await self.park_behind(record, event.id, taken[0][0].name, key)
 
+        retriable: tuple[OutboundRoute, RetryPolicy, ProcessingError] | None = None
+        refused: tuple[OutboundRoute, ProcessingError] | None = None
         for route, policy, body in taken:
-            context = {"route": route.name, "destination": self.destination}
             as_is = body is _AS_IS  # the canonical JSON goes out as it came, not re-encoded
             delivery = Delivery(
                 event_id=event.id,
@@ -213,26 +232,45 @@ class DeliveryWorker(RetryingWorker):
                 headers=event.attributes(),
                 data=data if as_is else body,
                 body=event.data if as_is else None,
+                route=route.name,
             )
             with log_context(route=route.name):
                 if hub.tracer is None:
                     error, result = await self._attempt(delivery)
                 else:
                     error, result = await self._traced_attempt(delivery, route.name)
-                if error is None:
-                    hub.metrics.delivered.labels(route.name, self.destination).inc()
-                    if result is not None and result.created:
+            if error is None:
+                hub.metrics.delivered.labels(route.name, self.destination).inc()
+                if result is not None and result.created:
+                    with log_context(route=route.name):
                         await self._link(result, data, event.subject)
-                    continue
-                if not error.retriable:
-                    return self.dead_now(record, Stage.DELIVER, error, parked, context)
-                return await self.failed(
-                    record, event.id, error, policy, key=key, parked=parked, context=context
-                )
-        # Recorded before the event counts as done, not per batch: after a crash only the events
-        # in flight at that moment can reach a destination twice (with the same Idempotency-Key).
-        # Deliveries that finish together share one transaction (hub.batching).
-        await self._records.add(event.id)
+                # Recorded at once, before the next route: a retry of another route, or a
+                # crash, never sends it again (only a delivery in flight at the moment of a
+                # crash can be repeated, with the same Idempotency-Key). Deliveries that finish
+                # together share one transaction (hub.batching).
+                await self._records.add((event.id, route.name))
+            elif not error.retriable:
+                refused = refused or (route, error)
+            elif retriable is None:
+                retriable = (route, policy, error)
+            elif not isinstance(error, CircuitOpen):  # failed() counts the first one
+                context = {"route": route.name, "destination": self.destination}
+                self._count(hub.metrics.failed, Stage.DELIVER, context, error)
+        if refused is not None:
+            # The routes not delivered (this one, and any that failed otherwise) wait for a
+            # replay of the dead letter.
+            route, error = refused
+            context = {"route": route.name, "destination": self.destination}
+            if retriable is not None and not isinstance(retriable[2], CircuitOpen):
+                other = {"route": retriable[0].name, "destination": self.destination}
+                self._count(hub.metrics.failed, Stage.DELIVER, other, retriable[2])
+            return self.dead_now(record, Stage.DELIVER, error, parked, context)
+        if retriable is not None:
+            route, policy, error = retriable
+            context = {"route": route.name, "destination": self.destination}
+            return await self.failed(
+                record, event.id, error, policy, key=key, parked=parked, context=context
+            )
         replay_of = header_value(record.headers, REPLAY_HEADER)
         if replay_of:
             await hub.deadletters.set_outcome(

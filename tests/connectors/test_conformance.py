@@ -40,7 +40,7 @@ class Destination:
     """An HTTP destination that honours Idempotency-Key, as a well-behaved API does."""
 
     base: str = ""
-    effects: dict[str, list[Any]] = field(default_factory=dict)
+    effects: dict[str, tuple[str, Any]] = field(default_factory=dict)  # key -> (ce-id, body)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,10 @@ def destination() -> Iterator[Destination]:
 
     async def receive(request: Request) -> JSONResponse:
         key = request.headers.get("idempotency-key", "")
+        if request.method == "HEAD":
+            return JSONResponse({"ok": True})
         if key not in dest.effects:
-            dest.effects[key] = [json.loads(await request.body())]
+            dest.effects[key] = (request.headers.get("ce-id", ""), json.loads(await request.body()))
         # the same id again for a redelivered request, as an API honouring the key answers
         return JSONResponse({"ok": True, "id": f"ext-{list(dest.effects).index(key)}"}, 201)
 
@@ -85,7 +87,7 @@ def setup_http(dest: Destination, tmp: Path) -> dict[str, Any]:
             {"url": f"http://127.0.0.1:{closed_port()}/orders", "authorization": SECRET_REF},
             {"url": f"{dest.base}/locked", "authorization": SECRET_REF},
         ],
-        "effects": lambda event_id: len(dest.effects.get(event_id, [])),
+        "effects": lambda event_id: sum(e == event_id for e, _ in dest.effects.values()),
     }
 
 
@@ -148,6 +150,7 @@ def test_options_spec_is_complete_and_secrets_are_references(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(SETUPS))
 async def test_behaviour(name: str, destination: Destination, tmp_path: Path) -> None:
+    destination.effects.clear()  # the server is the module's; each run counts its own
     setup = SETUPS[name](destination, tmp_path)
     connector = build(name, setup["options"])
     problems: list[str] = []
@@ -161,6 +164,7 @@ async def test_behaviour(name: str, destination: Destination, tmp_path: Path) ->
             correlation_id="corr-1",
             headers={"id": f"evt-{name}"},
             data={"id": "ord_1"},
+            route="orders-out",
         )
 
         async def effects() -> int:
@@ -202,6 +206,42 @@ def test_a_forged_request_accepted_is_reported() -> None:
         forgery_problems(Gullible("g", ConnectorOptions()), b"{}", {"x-sig": "abc="})
     )
     assert len(problems) == 3
+
+
+async def test_a_sink_idempotent_per_event_instead_of_per_route_is_reported() -> None:
+    """The suite itself can fail: a sink that keys on the event id drops the second route's
+    delivery; one that keys on nothing repeats an event."""
+    from connectors.base import ConnectorOptions
+
+    class Memory(Sink):
+        name = "memory"
+        title = "Memory"
+        description = "Keeps what it is given."
+
+        def __init__(self, key: Any) -> None:
+            super().__init__("m", ConnectorOptions())
+            self.key = key
+            self.kept: dict[Any, Delivery] = {}
+
+        async def deliver(self, delivery: Delivery) -> None:
+            self.kept.setdefault(self.key(delivery), delivery)
+
+    async def check(sink: Memory) -> list[str]:
+        delivery = Delivery("e1", "hub.order", None, "c1", {}, data={}, route="r")
+
+        async def effects() -> int:
+            return len(sink.kept)
+
+        return await idempotency_problems(sink, delivery, effects)
+
+    assert await check(Memory(lambda d: d.idempotency_key)) == []
+    assert await check(Memory(lambda d: d.event_id)) == [
+        "an event delivered through two routes had 1 effects, not 2 (one per route)"
+    ]
+    assert await check(Memory(lambda d: object())) == [
+        "an event delivered twice through one route had 2 effects, not 1",
+        "an event delivered through two routes had 4 effects, not 2 (one per route)",
+    ]
 
 
 def test_an_undescribed_option_and_an_inline_secret_are_reported() -> None:

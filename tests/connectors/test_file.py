@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from connectors import Delivery
+from connectors import Delivery, idempotency_key_for
 from connectors.file import File, FileOptions
 from hub.config import load_config
 
 
-def delivery(event_id: str, data: object) -> Delivery:
+def delivery(event_id: str, data: object, route: str = "to-file") -> Delivery:
     return Delivery(
         event_id=event_id,
         event_type="hub.order.upserted",
@@ -18,6 +18,7 @@ def delivery(event_id: str, data: object) -> Delivery:
         correlation_id="corr-1",
         data=data,
         headers={"id": event_id},
+        route=route,
     )
 
 
@@ -34,6 +35,8 @@ async def test_appends_one_json_line_per_delivery(tmp_path: Path) -> None:
     first, second = (json.loads(line) for line in lines)
     assert first == {
         "id": "evt-1",
+        "idempotency_key": idempotency_key_for("evt-1", "to-file"),
+        "route": "to-file",
         "type": "hub.order.upserted",
         "subject": "ord_1",
         "correlationid": "corr-1",
@@ -52,6 +55,25 @@ async def test_appends_to_an_existing_file(tmp_path: Path) -> None:
     await sink.deliver(delivery("evt-3", {}))
     ids = [json.loads(line)["id"] for line in target.read_text().splitlines()]
     assert ids == ["old", "evt-3"]
+
+
+async def test_idempotent_per_event_and_route_across_reopening(tmp_path: Path) -> None:
+    target = tmp_path / "orders.jsonl"
+    target.write_text('{"id": "old"}\n', encoding="utf-8")  # written before keys were
+    sink = File("outbox", FileOptions.model_validate({"path": str(target)}))
+    await sink.deliver(delivery("evt-1", {}, route="a"))
+    await sink.deliver(delivery("evt-1", {}, route="b"))  # another route: another line
+    await sink.deliver(delivery("evt-1", {}, route="a"))  # the same again: none
+    again = File("outbox", FileOptions.model_validate({"path": str(target)}))
+    await again.deliver(delivery("evt-1", {}, route="b"))  # known after reopening too
+    await again.deliver(delivery("old", {}, route="a"))  # a keyless line counts for every route
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [(r["id"], r.get("route")) for r in lines] == [
+        ("old", None),
+        ("evt-1", "a"),
+        ("evt-1", "b"),
+    ]
+    assert lines[1]["idempotency_key"] != lines[2]["idempotency_key"]
 
 
 def test_relative_path_is_resolved_against_base_dir(tmp_path: Path) -> None:

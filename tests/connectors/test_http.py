@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from connectors import CreatedId, Delivery, DeliveryResult
+from connectors import CreatedId, Delivery, DeliveryResult, idempotency_key_for
 from connectors.http import Http, HttpOptions, pick
-from hub.envelope import CloudEvent
+from hub.envelope import HUB_NAMESPACE, CloudEvent
 from hub.errors import DeliveryRejected, DeliveryRetriable
 from tests.support.threaded import serve
 
@@ -130,6 +131,7 @@ def delivery(data: Any = None) -> Delivery:
         correlation_id=event.correlationid,
         data={"id": "ord_1", "total": "19.90", "name": "Grüße"} if data is None else data,
         headers=event.attributes(),
+        route="orders-to-erp",
     )
 
 
@@ -151,7 +153,8 @@ async def test_2xx_delivery_sends_json_with_idempotency_key_and_ce_headers(
     assert req.path == "/orders"
     assert json.loads(req.body) == {"id": "ord_1", "total": "19.90", "name": "Grüße"}
     assert req.headers["content-type"] == "application/json"
-    assert req.headers["idempotency-key"] == "evt-1"
+    # one key per event and route (connectors.base.idempotency_key_for), stable
+    assert req.headers["idempotency-key"] == idempotency_key_for("evt-1", "orders-to-erp")
     assert req.headers["ce-id"] == "evt-1"
     assert req.headers["ce-type"] == "hub.order.upserted"
     assert req.headers["ce-source"] == "hub/mapper"
@@ -162,6 +165,16 @@ async def test_2xx_delivery_sends_json_with_idempotency_key_and_ce_headers(
     assert req.headers["ce-hubentity"] == "order"
     assert req.headers["authorization"] == SECRET
     assert req.headers["x-tenant"] == "acme"
+
+
+def test_the_idempotency_key_is_the_documented_uuid5_of_event_and_route() -> None:
+    expected = uuid.uuid5(HUB_NAMESPACE, "delivery\x1fevt-1\x1forders-to-erp")
+    assert idempotency_key_for("evt-1", "orders-to-erp") == str(expected)
+    assert idempotency_key_for("evt-1", "orders-to-crm") != str(expected)
+    assert delivery().idempotency_key == str(expected)
+    assert delivery().on_route("orders-to-crm").idempotency_key == idempotency_key_for(
+        "evt-1", "orders-to-crm"
+    )
 
 
 async def test_put_and_no_authorization(server: Server) -> None:

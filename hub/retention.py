@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Table, delete, select, tuple_
+from sqlalchemy import Table, delete, select, tuple_
 
 from .db import Database, deliveries, replay_jobs, webhook_receipts
 from .retry import now_utc
@@ -36,13 +36,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Rule:
-    """Delete rows of ``table`` whose ``column`` is older than ``keep_s`` (0: keep for ever),
-    among those ``where`` allows."""
+    """Delete rows of ``table`` whose ``column`` is older than ``keep_s`` (0: keep for ever)."""
 
     table: Table
     column: str
     keep_s: float
-    where: tuple[ColumnElement[bool], ...] = ()
 
 
 def rules(settings: Settings) -> list[Rule]:
@@ -99,7 +97,7 @@ class Retention:
         key = tuple_(*table.primary_key.columns)
         old = (
             select(*table.primary_key.columns)
-            .where(table.c[rule.column] < cutoff, *rule.where)
+            .where(table.c[rule.column] < cutoff)
             .limit(self.batch)
         )
         query = delete(table).where(key.in_(old))

@@ -1,5 +1,5 @@
-"""Circuits and rate limits shared by delivery processes: two Database objects on one real
-SQLite file or PostgreSQL database stand for two hub processes."""
+"""Circuits and rate limits shared by delivery processes: two Database objects (or two hubs) on
+one real SQLite file or PostgreSQL database stand for two hub processes."""
 
 from __future__ import annotations
 
@@ -9,14 +9,25 @@ from collections.abc import AsyncIterator
 from itertools import pairwise
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hub.circuits import CircuitStore, SharedCircuit
 from hub.db import Database
 from hub.ratelimit import RateLimiter
 from hub.retry import CircuitBreaker
+from hub.workers.delivery import DeliveryWorker
 
 from .support.databases import database_url
+from .support.harness import (
+    HubFactory,
+    RecordingSink,
+    config_text,
+    order_body,
+    post,
+    shopify_headers,
+    until,
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -160,3 +171,36 @@ async def test_the_limiter_paces_attempts_after_a_burst(two: list[Database]) -> 
     other = RateLimiter(two[1], "slow", 20, burst=3, clock=lambda: now[0], sleep=sleep)
     await other.acquire()  # the other process finds the bucket this one emptied
     assert len(slept) == 8
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    async with database_url(request.param, tmp_path) as url:
+        yield url
+
+
+async def test_a_hub_holds_for_a_destination_another_hub_found_down(
+    hubs: HubFactory, sink: RecordingSink, shared_db: str
+) -> None:
+    sink.down = True
+    text = config_text(
+        sink.url, limits="circuit_breaker: {failures: 2, open_for: 1h, max_open_for: 1h}"
+    )
+    one = await hubs.start(config=text, database_url=shared_db)
+    other = await hubs.start(config=text, database_url=shared_db)
+    (w1,) = [w for w in one.workers if isinstance(w, DeliveryWorker)]
+    (w2,) = [w for w in other.workers if isinstance(w, DeliveryWorker)]
+    for n in (8500, 8501, 8502):
+        body = order_body(n)
+        assert (await post(one, body, shopify_headers(body))).status_code == 202
+
+    async def other_holds() -> bool:
+        return w2.breaker is not None and w2.breaker.state == "open"
+
+    await until(other_holds)  # it never sent anything itself
+    assert w1.breaker is not None and w1.breaker.state == "open"
+    assert w2.paused()  # its events wait in Kafka
+    async with httpx.AsyncClient(base_url=f"{other.base_url}/api") as api:
+        (erp,) = (await api.get("/destinations")).json()["items"]
+    assert (erp["circuit"], erp["circuit_changed_by"]) == ("open", one.db.instance)
+    assert erp["next_probe_in_s"] > 3000

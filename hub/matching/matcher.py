@@ -65,6 +65,7 @@ class MatchResult:
     review: tuple[str, ...] = ()  # golden ids a steward should decide on
     skipped: tuple[SkippedBlock, ...] = ()
     truncated: bool = False  # max_candidates was reached: some block members were not compared
+    compared: int = 0  # source records scored (at most max_candidates)
     problems: tuple[FieldProblem, ...] = ()
     rule_keys: tuple[str, ...] = field(default=(), repr=False)
     block_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -128,10 +129,11 @@ class Matcher:
                     best=best,
                     fields=self._explain(values, hits, best),
                     candidates=tuple(ranked),
+                    compared=len(hits),
                 )
 
         entries, skipped, truncated = self._candidates(block_keys)
-        base = replace(base, skipped=tuple(skipped), truncated=truncated)
+        base = replace(base, skipped=tuple(skipped), truncated=truncated, compared=len(entries))
         ranked = self._rank(values, entries)
         if not ranked:
             return replace(base, golden_id=self.new_id())
@@ -163,9 +165,11 @@ class Matcher:
     def _candidates(
         self, block_keys: tuple[str, ...]
     ) -> tuple[list[Entry], list[SkippedBlock], bool]:
+        """The members of the record's blocks, at most ``max_candidates``: when there are more,
+        those sharing the most blocks with it (then block order), the likeliest matches."""
         cfg = self.config
-        seen: set[str] = set()
-        out: list[Entry] = []
+        shared: dict[str, int] = {}
+        entries: dict[str, Entry] = {}
         skipped: list[SkippedBlock] = []
         for key in block_keys:
             members = self.index.block(key, cfg.max_block_size + 1)
@@ -175,13 +179,15 @@ class Matcher:
                 )
                 continue
             for entry in members:
-                if entry.record_id in seen:
-                    continue
-                if len(out) == cfg.max_candidates:
-                    return out, skipped, True
-                seen.add(entry.record_id)
-                out.append(entry)
-        return out, skipped, False
+                if entry.record_id in shared:
+                    shared[entry.record_id] += 1
+                else:
+                    shared[entry.record_id] = 1
+                    entries[entry.record_id] = entry
+        if len(entries) <= cfg.max_candidates:
+            return list(entries.values()), skipped, False
+        best = sorted(entries, key=lambda r: -shared[r])[: cfg.max_candidates]  # sort is stable
+        return [entries[r] for r in best], skipped, True
 
     def _rank(self, values: Mapping[str, str], entries: Sequence[Entry]) -> list[Candidate]:
         """One candidate per golden record (its best-scoring member), best first."""

@@ -150,7 +150,7 @@ def test_candidates_are_capped_and_do_not_grow_with_the_golden_records() -> None
         index.returned = 0
         result = m.match("new:1", {"first": "f1", "last": "l1", "city": "c1"})
         assert result.truncated  # 40 by city + up to 50 by first letter > 20
-        assert len(result.candidates) == 20
+        assert len(result.candidates) == result.compared == 20
         compared.append(index.returned)
     assert compared[0] == compared[1] <= 40 + 51
 
@@ -199,3 +199,16 @@ def test_the_example_customer_configuration() -> None:
     assert fuzzy.decision in (Decision.LINK, Decision.REVIEW)
     stranger = m.resolve("erp:3", {"first_name": "Bob", "last_name": "Stone", "postcode": "10115"})
     assert stranger.decision is Decision.NEW
+
+
+def test_when_capped_the_records_sharing_most_blocks_are_compared() -> None:
+    text = CONFIG.replace("keys: [[city]]", "keys: [[city], [last]]").replace(
+        "max_candidates: 20", "max_candidates: 2"
+    )
+    m = matcher(text)
+    fill(m, 5, ["Bonn"])  # five strangers in Bonn, indexed first
+    m.resolve("shop:1", {"first": "Ann", "last": "Lee", "city": "Bonn"})
+    result = m.match("crm:1", {"first": "Ann", "last": "Lee", "city": "Bonn"})
+    assert result.truncated and result.compared == 2
+    assert result.decision is Decision.LINK
+    assert result.best is not None and result.best.record_id == "shop:1"

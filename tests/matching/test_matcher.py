@@ -76,7 +76,9 @@ def test_the_result_explains_itself_field_by_field() -> None:
         ("first", "ann", "ann", ">=1"),
         ("last", "smith", "lee", "else"),
     ]
-    assert sum(f.weight for f in result.fields) == pytest.approx(result.best.score)
+    assert result.prior_weight + sum(f.weight for f in result.fields) == pytest.approx(
+        result.best.score
+    )
     assert [c.golden_id for c in result.candidates] == ["g1"]
 
 
@@ -212,3 +214,17 @@ def test_when_capped_the_records_sharing_most_blocks_are_compared() -> None:
     assert result.truncated and result.compared == 2
     assert result.decision is Decision.LINK
     assert result.best is not None and result.best.record_id == "shop:1"
+
+
+def test_the_prior_is_shared_among_the_golden_records_compared() -> None:
+    m = matcher()
+    m.resolve("shop:1", {"first": "Ann", "last": "Lee", "city": "Bonn"})
+    m.resolve("crm:1", {"first": "ANN", "last": "LEE", "city": "Bonn"})  # same golden record
+    one = m.match("erp:1", {"first": "Ann", "last": "Lee", "city": "Bonn"})
+    assert one.prior_weight == m.config.prior_weight == 0.0  # prior 0.5: 0 bits
+    for i in range(3):
+        m.resolve(f"seed:{i}", {"first": f"f{i}", "last": f"l{i}", "city": "Bonn"})
+    four = m.match("erp:1", {"first": "Ann", "last": "Lee", "city": "Bonn"})
+    assert four.prior_weight == pytest.approx(-2.0)  # four golden records: log2(4) bits less
+    assert four.best is not None and one.best is not None
+    assert four.best.score == pytest.approx(one.best.score - 2.0)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= examples/hub.yaml
 
-.PHONY: run demo-erp test test-tryton tryton lint bench bench-mapping bench-pipeline bench-client bench-broker install clean
+.PHONY: run demo-erp test test-tryton tryton lint bench bench-mapping bench-pipeline bench-client bench-broker bench-mdm install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ bench-client: $(STAMP)
 
 bench-broker: $(STAMP)
 	$(BIN)/python -m bench.broker
+
+# MDM matching quality (FEBRL) and speed against 10,000 and 100,000 golden records.
+bench-mdm: $(STAMP)
+	$(BIN)/python -m bench.mdm $(MDM_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

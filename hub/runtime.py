@@ -108,6 +108,8 @@ class Hub:
         s = self.settings
         self._owner = asyncio.current_task()
         self.tracer = telemetry.from_settings(s, self.roles)  # no SDK: refused before anything
+        if self.tracer is not None:  # not the URL: it may hold credentials
+            log.info("exporting spans over OTLP/HTTP (HUB_OTEL_ENDPOINT)")
         # The database first: the receipts of an embedded broker that ended unsaved are voided.
         await self.db.start(migrate=s.db_migrate)
         self.receipts.start()

@@ -4,6 +4,7 @@ gets one trace per webhook, hub.ingress -> hub.map -> hub.deliver, in the incomi
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -118,10 +119,13 @@ async def test_a_refused_delivery_and_a_failed_mapping_mark_their_spans(
 
 
 async def test_hubs_in_one_process_export_apart_and_off_is_the_default(
-    hubs: HubFactory, sink: RecordingSink
+    hubs: HubFactory, sink: RecordingSink, caplog: pytest.LogCaptureFixture
 ) -> None:
     with OtlpReceiver() as one, OtlpReceiver() as two:
-        first = await hubs.start(sink.url, otel_endpoint=one.url)
+        with caplog.at_level(logging.INFO, logger="hub.runtime"):
+            first = await hubs.start(sink.url, otel_endpoint=one.url)
+        assert "exporting spans over OTLP/HTTP" in caplog.text
+        assert one.url not in caplog.text  # a URL may hold credentials
         second = await hubs.start(sink.url, otel_endpoint=two.url)
         plain = await hubs.start(sink.url)
         assert plain.tracer is None

@@ -13,6 +13,7 @@ the matcher use :class:`MemoryIndex`. docs/mdm.md explains the concepts and the 
 from .blocking import BlockingKey, KeyPart
 from .compare import COMPARATORS
 from .config import EntityConfig, MatchConfig, Rule, load_match_config, parse_match_config
+from .evaluate import Quality, pairwise_quality
 from .index import Entry, GoldenIndex, MemoryIndex
 from .matcher import Candidate, Decision, Matcher, MatchResult, SkippedBlock
 from .normalise import NORMALISERS, FieldProblem, NormaliseOptions, Unnormalisable, fold
@@ -48,6 +49,7 @@ __all__ = [
     "Matcher",
     "MemoryIndex",
     "NormaliseOptions",
+    "Quality",
     "Rule",
     "SkippedBlock",
     "SourceRecord",
@@ -57,6 +59,7 @@ __all__ = [
     "choose",
     "fold",
     "load_match_config",
+    "pairwise_quality",
     "parse_match_config",
     "survive",
 ]

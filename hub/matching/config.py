@@ -236,6 +236,9 @@ def _compile(
         check_field(("compare", fname), fname)
         if cspec.swap_with is not None:
             check_field(("compare", fname, "swap_with"), cspec.swap_with)
+        target = spec.fields.get(fname)
+        if cspec.comparator == "date" and target is not None and target.normalise != "date":
+            problem(("compare", fname, "comparator"), f"{fname!r} is not normalised as a date")
         ats = [lv.at for lv in cspec.levels]
         if ats != sorted(ats, reverse=True) or len(set(ats)) != len(ats):
             problem(("compare", fname, "levels"), "levels must go from the highest `at` down")

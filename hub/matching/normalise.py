@@ -287,6 +287,9 @@ NORMALISERS: dict[str, Normaliser] = {
 }
 
 
+MAX_LENGTH = 1000  # characters of one value; longer ones are problems
+
+
 @dataclass(frozen=True)
 class FieldNormaliser:
     field: str
@@ -310,6 +313,10 @@ def normalise_record(
             problems.append(FieldProblem(spec.field, f"expected text, got {type(raw).__name__}"))
             continue
         given = raw.isoformat() if isinstance(raw, (date, datetime)) else str(raw)
+        if len(given) > MAX_LENGTH:
+            # comparing strings costs length x length: a 1 MB "name" must not stall matching
+            problems.append(FieldProblem(spec.field, f"longer than {MAX_LENGTH} characters"))
+            continue
         try:
             out = spec.normaliser(given, spec.options, record)
         except Unnormalisable as exc:

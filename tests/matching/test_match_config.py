@@ -90,6 +90,8 @@ def test_good_config_compiles_with_else_level_getting_the_rest() -> None:
          "mdm.yaml:7 at entities.customer.fields.phone.region: String should match"),
         ("      last_name: name\n", "      last_name: {normalise: name, region: DE}\n",
          "mdm.yaml:5 at entities.customer.fields.last_name.region: only phone uses a region"),
+        ("comparator: jaro_winkler", "comparator: date",
+         "mdm.yaml:12 at entities.customer.compare.last_name.comparator: 'last_name' is not"),
         ("{name: same-email,", "{name: 'same:email',",
          "mdm.yaml:9 at entities.customer.rules[0].name: String should match"),
     ],

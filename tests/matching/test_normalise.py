@@ -200,3 +200,10 @@ def test_problems_never_repeat_the_value() -> None:
     fields = [FieldNormaliser("phone", NORMALISERS["phone"], NormaliseOptions(region="DE"))]
     _, problems = normalise_record(fields, {"phone": secretish})
     assert problems and "SECRET" not in str(problems[0])
+
+
+def test_over_long_values_are_problems_not_slow_comparisons() -> None:
+    fields = [FieldNormaliser("last_name", NORMALISERS["name"], PLAIN)]
+    values, problems = normalise_record(fields, {"last_name": "x" * 1_000_000})
+    assert values == {}
+    assert problems == [FieldProblem("last_name", "longer than 1000 characters")]

@@ -4,11 +4,12 @@ Tables: webhook receipts (ingress deduplication), poll cursors (see :mod:`hub.po
 deliveries (per destination, event and route: a redelivered event does not repeat its effect
 in a destination), dead letters and their replay attempts, bulk replay jobs
 (:mod:`hub.replayjobs`), retries (events parked until their next attempt, see
-:mod:`hub.retry`), destinations' circuits and rate buckets shared
-by the delivery processes (:mod:`hub.circuits`, :mod:`hub.ratelimit`), and the crosswalk of
-external ids to golden ids (:mod:`hub.crosswalk`). The revisions in :mod:`hub.migrations` make
-and change them (Alembic), when the hub starts or by ``hub db upgrade``; a change to a table
-here comes with a revision.
+:mod:`hub.retry`), destinations' circuits and rate buckets shared by the delivery processes
+(:mod:`hub.circuits`, :mod:`hub.ratelimit`), the crosswalk of external ids to golden ids
+(:mod:`hub.crosswalk`) and master data's golden records, source records, match keys, review
+tasks and history (:mod:`hub.mdm_service`). The revisions in :mod:`hub.migrations` make and
+change them (Alembic), when the hub starts or by ``hub db upgrade``; a change to a table here
+comes with a revision.
 
 The statements made for every event (receipts, deliveries) skip aiosqlite on SQLite: writes
 go to a thread of the database's own, one thread hop per transaction, where a sqlite3
@@ -264,6 +265,82 @@ crosswalk = Table(
     Column("reason", Text),  # why: the rule and score, the steward's note
     UniqueConstraint("entity", "system", "external_id", name="uq_crosswalk_external_id"),
     Index("ix_crosswalk_golden_id", "entity", "golden_id", "system"),
+)
+
+
+# Master data (hub.mdm_service): golden records, the source records linked to them (by their
+# crosswalk row), the matcher's rule and blocking keys, review tasks and the history of it all.
+mdm_golden = Table(
+    "mdm_golden",
+    metadata,
+    Column("golden_id", String(64), primary_key=True),
+    Column("entity", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # active | merged
+    Column("merged_into", String(64)),  # the survivor, while merged
+    Column("fields", JSON, nullable=False),  # {field: {value, system, source_id, at, rule}}
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_mdm_golden_entity_status", "entity", "status"),
+)
+
+# A source system's record: its normalised values (what the matcher compares), the attributes
+# as received (what survivorship chooses from), and what failed normalisation.
+mdm_records = Table(
+    "mdm_records",
+    metadata,
+    Column("crosswalk_id", Integer, primary_key=True, autoincrement=False),
+    Column("normalised", JSON, nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("problems", JSON, nullable=False),  # [[field, reason], ...]
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+)
+
+# The matcher's index (hub.matching.GoldenIndex): one row per source record and key; kind is
+# "rule" or "block". A block is one indexed query: WHERE entity = ? AND kind = ? AND key = ?.
+mdm_keys = Table(
+    "mdm_keys",
+    metadata,
+    Column("entity", String(32), primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("key", String(512), primary_key=True),
+    Column("crosswalk_id", Integer, primary_key=True, autoincrement=False),
+)
+
+mdm_reviews = Table(
+    "mdm_reviews",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entity", String(32), nullable=False),
+    Column("golden_id", String(64), nullable=False),  # the record's own, until decided
+    Column("system", String(64), nullable=False),
+    Column("external_id", String(255), nullable=False),
+    Column("candidates", JSON, nullable=False),  # [{golden_id, record_id, score, probability}]
+    Column("score", Float, nullable=False),  # the best candidate's probability
+    Column("explanation", JSON, nullable=False),  # the best candidate's fields, weight by weight
+    Column("status", String(16), nullable=False),  # open | accepted | rejected
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_by", String(128)),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("decision", JSON),  # accepted: the golden id it was merged into
+    Index("ix_mdm_reviews_status", "status", "entity", "id"),
+)
+
+# Every step of master data: new golden record, link, review, merge, unmerge, decision.
+mdm_history = Table(
+    "mdm_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entity", String(32), nullable=False),
+    Column("golden_id", String(64), nullable=False),
+    Column("action", String(16), nullable=False),  # new | link | review | merge | unmerge | …
+    Column("actor", String(128), nullable=False),  # rule:<name>, match:<p>, steward:<user>
+    Column("reason", Text),
+    Column("detail", JSON, nullable=False),  # the ids involved, before and after
+    Column("at", DateTime(timezone=True), nullable=False),
+    # merge and unmerge: when their canonical events were published (NULL: not yet, the outbox)
+    Column("published_at", DateTime(timezone=True)),
+    Index("ix_mdm_history_golden_id", "entity", "golden_id", "id"),
+    Index("ix_mdm_history_action", "action", "id"),
 )
 
 

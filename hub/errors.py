@@ -22,6 +22,8 @@
      │    └── RequestRefused         other 4xx, or a request that cannot be sent: fatal
      ├── ConnectionCheckFailed  `hub connectors check`: a connection cannot reach its system
      ├── CrosswalkConflict      an external id is linked to another golden id already
+     ├── MdmRefused             a merge, unmerge or review decision that cannot be made
+     │                          (unknown id: 404, state does not allow it: 409)
      ├── DatabaseUnavailable    the state database cannot be opened
  ├── DatabaseSchemaError    the database's schema is not one this hub can run on, or its
  │    │                     upgrade failed (hub.migrations)
@@ -214,6 +216,15 @@ class CrosswalkConflict(HubError):
         self.external_id = external_id
         self.linked_to = linked_to
         self.asked = asked
+
+
+class MdmRefused(HubError):
+    """A master-data change that cannot be made (hub.mdm_service): ``status`` 404 when an id is
+    unknown, 409 when the records' state does not allow it (merged already, decided already)."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class DeliveryFailed(ProcessingError):

@@ -1,0 +1,822 @@
+"""The MDM service: one golden id per business object across every system, on the database.
+
+It runs :mod:`hub.matching` against the tables of :mod:`hub.db` (the crosswalk, golden records,
+source records, match keys, review tasks, history)::
+
+    service = MdmService(db, load_match_config(Path("mdm.yaml")))
+    await service.resolve("customer", "shop", "1042", {"email": "ann@example.com", ...})
+    await service.merge("customer", survivor, merged, actor="steward:ann")
+    await service.unmerge("customer", merged, actor="steward:ann")
+
+**Resolve.** A known external id is one crosswalk lookup (its attributes, when given, update its
+source record and the golden record's survivorship). An unknown one is normalised, its rule and
+blocking keys made, and matched against the stored records sharing a key (one indexed query per
+key, :class:`DbIndex`): linked (``rule:<name>`` or ``match:<probability>``), or given a golden
+record of its own, with a review task when the best candidate fell between the thresholds. A new
+golden record has the id :class:`hub.mdm.DeterministicResolver` derives for the external id, so
+nothing already published changes.
+
+**Exactly one golden record under concurrency.** The match-and-store step of an unknown record
+runs in one transaction that first takes the locks of the record's keys: on PostgreSQL a
+transaction advisory lock per key (its external id, every rule and blocking key; sorted, so two
+transactions never wait for each other in a circle), on SQLite the database's write lock
+(``BEGIN IMMEDIATE``). Whoever comes second finds the first one's crosswalk row (the same
+record: the same golden id) or its keys (a near-duplicate: matched against it). The crosswalk's
+unique key remains the arbiter: the row is inserted unless it exists, then read back.
+
+**Merge and unmerge.** ``merge(survivor, merged)`` relinks the merged golden record's crosswalk
+rows to the survivor, marks it ``merged`` into the survivor (its id keeps resolving: lookups
+follow ``merged_into``) and recomputes survivorship; the history row keeps each moved row as it
+was, so ``unmerge`` restores the crosswalk exactly. Each publishes ``hub.<entity>.merged`` or
+``hub.<entity>.unmerged`` on the entity's canonical topic, once keyed by each golden id involved
+(docs/mdm.md: keys and order across a merge). The history row is the outbox: an event not yet
+acknowledged by the broker is published again by :meth:`MdmService.publish_pending`.
+
+**Cache invalidation.** :meth:`MdmService.changes_since` answers "which golden ids did merges
+and unmerges touch since history id N" in one indexed query, for resolvers in other processes to
+poll; :meth:`MdmService.on_change` calls back in this process.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy.engine import Connection
+
+from .db import Database, crosswalk, mdm_golden, mdm_history, mdm_keys, mdm_records, mdm_reviews
+from .envelope import CloudEvent, derived_id
+from .errors import MdmRefused
+from .matching import Decision, Entry, MatchConfig, Matcher, MatchResult
+from .matching.blocking import keys_of
+from .matching.survivorship import SourceRecord, SurvivorshipRules, survive
+from .mdm import _derive
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[CloudEvent], Awaitable[None]]
+"""Publishes a merge or unmerge event on its entity's canonical topic (key: ``event.key``)."""
+
+_KEY_MAX = 255  # longer keys are shortened to a prefix and a digest (mdm_keys.key is 512)
+_FOLLOW_MAX = 32  # merged_into hops followed at most (a chain longer is a bug: it stops there)
+
+
+def _key(key: str) -> str:
+    if len(key) <= _KEY_MAX:
+        return key
+    digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    return f"{key[:200]}#{digest}"
+
+
+def _lock_id(entity: str, key: str) -> int:
+    """A PostgreSQL advisory lock key (signed 64 bit) for one match key of ``entity``."""
+    raw = hashlib.blake2b(f"mdm\x1f{entity}\x1f{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(raw, "big", signed=True)
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as JSON can store it: strings, numbers, booleans, lists and objects kept,
+    anything else as its text."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def _match_keys(matcher: Matcher, attributes: Mapping[str, Any]) -> list[str]:
+    """The rule and blocking keys of a record: what its match reads, so what it locks."""
+    values, _ = matcher.normalise(attributes)
+    config = matcher.config
+    rules = [key for key in (rule.key(values) for rule in config.rules) if key is not None]
+    return [*rules, *keys_of(list(config.keys), values)]
+
+
+def _record_id(system: str, external_id: str) -> str:
+    return f"{system}:{external_id}"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What :meth:`MdmService.match_record` did with a record."""
+
+    golden_id: str
+    decision: Decision  # known, link, review or new
+    linked_by: str | None = None
+    review_id: int | None = None
+    result: MatchResult | None = None  # the matcher's explanation (None: known, or no config)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A merge or unmerge, as :meth:`MdmService.changes_since` reports it."""
+
+    history_id: int
+    entity: str
+    action: str  # merge | unmerge
+    survivor: str
+    merged: str
+
+
+_BLOCK = (
+    select(
+        crosswalk.c.system,
+        crosswalk.c.external_id,
+        crosswalk.c.golden_id,
+        mdm_records.c.normalised,
+    )
+    .select_from(
+        mdm_keys.join(crosswalk, crosswalk.c.id == mdm_keys.c.crosswalk_id).join(
+            mdm_records, mdm_records.c.crosswalk_id == mdm_keys.c.crosswalk_id
+        )
+    )
+    .where(
+        mdm_keys.c.entity == bindparam("entity"),
+        mdm_keys.c.kind == bindparam("kind"),
+        mdm_keys.c.key == bindparam("key"),
+    )
+    .order_by(mdm_keys.c.crosswalk_id)
+    .limit(bindparam("limit"))
+)
+
+
+class DbIndex:
+    """:class:`hub.matching.GoldenIndex` on the tables, within one transaction: each question
+    is one indexed query on ``mdm_keys`` (primary key ``entity, kind, key, crosswalk_id``).
+    The service stores a record itself once it is decided, so :meth:`add` does nothing."""
+
+    def __init__(self, conn: Connection, entity: str) -> None:
+        self.conn = conn
+        self.entity = entity
+
+    def known(self, record_id: str) -> str | None:
+        return None  # the service looked the crosswalk up under the record's lock
+
+    def by_rule(self, key: str, limit: int) -> Sequence[Entry]:
+        return self._entries("rule", key, limit)
+
+    def block(self, key: str, limit: int) -> Sequence[Entry]:
+        return self._entries("block", key, limit)
+
+    def add(self, entry: Entry, rule_keys: Iterable[str], block_keys: Iterable[str]) -> None:
+        return None
+
+    def _entries(self, kind: str, key: str, limit: int) -> list[Entry]:
+        params = {"entity": self.entity, "kind": kind, "key": _key(key), "limit": limit}
+        return [
+            Entry(_record_id(system, external_id), golden_id, normalised)
+            for system, external_id, golden_id, normalised in self.conn.execute(_BLOCK, params)
+        ]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class MdmService:
+    def __init__(
+        self,
+        db: Database,
+        config: MatchConfig | None = None,
+        publish: Publish | None = None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.publish = publish
+        self._listeners: list[Callable[[Change], None]] = []
+
+    # -- resolve ---------------------------------------------------------------------------
+
+    async def resolve(
+        self,
+        entity: str,
+        system: str,
+        external_id: str,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> str:
+        """The golden id of ``external_id`` in ``system``: looked up, matched or new."""
+        return (await self.match_record(entity, system, external_id, attributes)).golden_id
+
+    async def match_record(
+        self,
+        entity: str,
+        system: str,
+        external_id: str,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Resolution:
+        """:meth:`resolve`, saying what was decided and why."""
+        known = await self._lookup(entity, system, external_id)
+        if known is not None:
+            if attributes is not None:
+                await self.db.run(
+                    lambda conn: self._update_record(conn, entity, system, external_id, attributes)
+                )
+            return Resolution(known, Decision.KNOWN)
+        return await self.db.run(
+            lambda conn: self._resolve_new(conn, entity, system, external_id, attributes or {})
+        )
+
+    async def _lookup(self, entity: str, system: str, external_id: str) -> str | None:
+        query = select(crosswalk.c.golden_id).where(
+            crosswalk.c.entity == entity,
+            crosswalk.c.system == system,
+            crosswalk.c.external_id == external_id,
+        )
+        return await self.db.run(lambda conn: conn.execute(query).scalar())
+
+    def _lock(self, conn: Connection, entity: str, keys: Iterable[str]) -> None:
+        """Hold the locks of ``keys`` until the transaction ends (see the module's doc)."""
+        if self.db.dialect == "postgresql":
+            for lock in sorted({_lock_id(entity, key) for key in keys}):
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def _matcher(self, conn: Connection, entity: str, new_id: str) -> Matcher | None:
+        config = self.config.entities.get(entity) if self.config is not None else None
+        if config is None:
+            return None
+        return Matcher(config, DbIndex(conn, entity), new_id=lambda: new_id)
+
+    def _resolve_new(
+        self,
+        conn: Connection,
+        entity: str,
+        system: str,
+        external_id: str,
+        attributes: Mapping[str, Any],
+    ) -> Resolution:
+        record_id = _record_id(system, external_id)
+        new_id = _derive(entity, system, external_id)
+        matcher = self._matcher(conn, entity, new_id)
+        if matcher is None:
+            self._lock(conn, entity, [f"id:{record_id}"])
+            return self._store_new(conn, entity, system, external_id, attributes, None, new_id)
+        self._lock(conn, entity, [f"id:{record_id}", *_match_keys(matcher, attributes)])
+        found = conn.execute(
+            select(crosswalk.c.golden_id).where(
+                crosswalk.c.entity == entity,
+                crosswalk.c.system == system,
+                crosswalk.c.external_id == external_id,
+            )
+        ).scalar()
+        if found is not None:  # another process stored it while this one waited
+            return Resolution(found, Decision.KNOWN)
+        result = matcher.match(record_id, attributes)  # again: now under the lock
+        return self._store_new(conn, entity, system, external_id, attributes, result, new_id)
+
+    def _store_new(
+        self,
+        conn: Connection,
+        entity: str,
+        system: str,
+        external_id: str,
+        attributes: Mapping[str, Any],
+        result: MatchResult | None,
+        new_id: str,
+    ) -> Resolution:
+        now = _now()
+        decision = result.decision if result is not None else Decision.NEW
+        golden_id = result.golden_id if result is not None else new_id
+        if decision is Decision.LINK:
+            golden_id = self._follow(conn, golden_id, lock=True)
+        reason: str | None = None
+        if result is not None and decision is Decision.LINK:
+            if result.rule is not None:
+                linked_by = f"rule:{result.rule}"
+                reason = f"same {result.rule} as {result.best.record_id if result.best else '?'}"
+            else:
+                p = math.floor((result.probability or 0.0) * 1e6) / 1e6  # never shown as 1
+                best = result.best.record_id if result.best is not None else "?"
+                linked_by = f"match:{p:.6f}"
+                reason = f"match probability {p:.6f} with {best}"
+        else:
+            linked_by = "mdm:new"
+        conn.execute(
+            self.db.insert_ignore(crosswalk),
+            [
+                {
+                    "entity": entity,
+                    "system": system,
+                    "external_id": external_id,
+                    "golden_id": golden_id,
+                    "version": None,
+                    "linked_at": now,
+                    "linked_by": linked_by,
+                    "reason": reason,
+                }
+            ],
+        )
+        row = conn.execute(
+            select(crosswalk.c.id, crosswalk.c.golden_id).where(
+                crosswalk.c.entity == entity,
+                crosswalk.c.system == system,
+                crosswalk.c.external_id == external_id,
+            )
+        ).one()
+        if row.golden_id != golden_id:  # linked meanwhile (a sink reported it): that wins
+            return Resolution(row.golden_id, Decision.KNOWN)
+        if decision is not Decision.LINK:
+            conn.execute(
+                self.db.insert_ignore(mdm_golden),
+                [
+                    {
+                        "golden_id": golden_id,
+                        "entity": entity,
+                        "status": "active",
+                        "merged_into": None,
+                        "fields": {},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                ],
+            )
+        values = dict(result.values) if result is not None else {}
+        problems = [[p.field, p.reason] for p in result.problems] if result is not None else []
+        conn.execute(
+            insert(mdm_records),
+            [
+                {
+                    "crosswalk_id": row.id,
+                    "normalised": values,
+                    "attributes": _jsonable(dict(attributes)),
+                    "problems": problems,
+                    "seen_at": now,
+                }
+            ],
+        )
+        if result is not None:
+            self._store_keys(conn, entity, row.id, result)
+        candidates = [
+            {
+                "golden_id": c.golden_id,
+                "record_id": c.record_id,
+                "score": round(c.score, 4),
+                "probability": round(c.probability, 6),
+            }
+            for c in (result.candidates if result is not None else ())
+        ]
+        detail: dict[str, Any] = {
+            "system": system,
+            "external_id": external_id,
+            "decision": str(decision),
+            "candidates": candidates[:10],
+        }
+        if result is not None and result.rule is not None:
+            detail["rule"] = result.rule
+        action = {Decision.LINK: "link", Decision.REVIEW: "review"}.get(decision, "new")
+        self._history(conn, entity, golden_id, action, linked_by, reason, detail, now)
+        review_id = None
+        if decision is Decision.REVIEW and result is not None:
+            review_id = conn.execute(
+                insert(mdm_reviews).returning(mdm_reviews.c.id),
+                {
+                    "entity": entity,
+                    "golden_id": golden_id,
+                    "system": system,
+                    "external_id": external_id,
+                    "candidates": [c for c in candidates if c["golden_id"] in result.review],
+                    "score": result.probability or 0.0,
+                    "explanation": [
+                        {
+                            "field": f.field,
+                            "comparator": f.comparator,
+                            "left": f.left,
+                            "right": f.right,
+                            "similarity": f.similarity,
+                            "level": f.level,
+                            "weight": round(f.weight, 4),
+                        }
+                        for f in result.fields
+                    ],
+                    "status": "open",
+                    "created_at": now,
+                },
+            ).scalar_one()
+        self._survive(conn, entity, golden_id, now)
+        return Resolution(golden_id, decision, linked_by, review_id, result)
+
+    def _store_keys(self, conn: Connection, entity: str, crosswalk_id: int, result: Any) -> None:
+        rows = [
+            {"entity": entity, "kind": kind, "key": _key(key), "crosswalk_id": crosswalk_id}
+            for kind, keys in (("rule", result.rule_keys), ("block", result.block_keys))
+            for key in dict.fromkeys(keys)
+        ]
+        if rows:
+            conn.execute(self.db.insert_ignore(mdm_keys), rows)
+
+    def _update_record(
+        self,
+        conn: Connection,
+        entity: str,
+        system: str,
+        external_id: str,
+        attributes: Mapping[str, Any],
+    ) -> None:
+        """A known record's new attributes: its source record, keys and golden record's fields."""
+        row = conn.execute(
+            select(crosswalk.c.id, crosswalk.c.golden_id).where(
+                crosswalk.c.entity == entity,
+                crosswalk.c.system == system,
+                crosswalk.c.external_id == external_id,
+            )
+        ).one()
+        now = _now()
+        matcher = self._matcher(conn, entity, row.golden_id)
+        result = matcher.match(_record_id(system, external_id), attributes) if matcher else None
+        record = {
+            "normalised": dict(result.values) if result is not None else {},
+            "attributes": _jsonable(dict(attributes)),
+            "problems": [[p.field, p.reason] for p in result.problems] if result else [],
+            "seen_at": now,
+        }
+        changed = conn.execute(
+            update(mdm_records).where(mdm_records.c.crosswalk_id == row.id).values(**record)
+        ).rowcount
+        if not changed:  # linked by a sink, or before the service: its first attributes
+            conn.execute(insert(mdm_records), [{"crosswalk_id": row.id, **record}])
+        if result is not None:
+            conn.execute(delete(mdm_keys).where(mdm_keys.c.crosswalk_id == row.id))
+            self._store_keys(conn, entity, row.id, result)
+        self._ensure_golden(conn, entity, row.golden_id, now)
+        self._survive(conn, entity, row.golden_id, now)
+
+    def _ensure_golden(self, conn: Connection, entity: str, golden_id: str, now: datetime) -> None:
+        conn.execute(
+            self.db.insert_ignore(mdm_golden),
+            [
+                {
+                    "golden_id": golden_id,
+                    "entity": entity,
+                    "status": "active",
+                    "merged_into": None,
+                    "fields": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            ],
+        )
+
+    # -- survivorship ----------------------------------------------------------------------
+
+    def _rules(self, entity: str) -> SurvivorshipRules:
+        config = self.config.entities.get(entity) if self.config is not None else None
+        return config.survivorship if config is not None else SurvivorshipRules()
+
+    def _survive(self, conn: Connection, entity: str, golden_id: str, now: datetime) -> None:
+        """Recompute ``golden_id``'s fields from its source records (hub.matching.survive)."""
+        rows = conn.execute(
+            select(
+                crosswalk.c.system,
+                crosswalk.c.external_id,
+                mdm_records.c.attributes,
+                mdm_records.c.seen_at,
+            )
+            .select_from(crosswalk.join(mdm_records, mdm_records.c.crosswalk_id == crosswalk.c.id))
+            .where(crosswalk.c.entity == entity, crosswalk.c.golden_id == golden_id)
+        ).all()
+        records = [
+            SourceRecord(system, external_id, _aware(seen_at), attributes or {})
+            for system, external_id, attributes, seen_at in rows
+        ]
+        golden = survive(golden_id, records, self._rules(entity))
+        fields = {
+            name: {
+                "value": s.value,
+                "system": s.system,
+                "source_id": s.source_id,
+                "at": s.updated_at.isoformat(),
+                "rule": s.rule,
+            }
+            for name, s in golden.fields.items()
+        }
+        conn.execute(
+            update(mdm_golden)
+            .where(mdm_golden.c.golden_id == golden_id)
+            .values(fields=fields, updated_at=now)
+        )
+
+    # -- merge and unmerge -----------------------------------------------------------------
+
+    def _follow(self, conn: Connection, golden_id: str, *, lock: bool = False) -> str:
+        """The active golden record ``golden_id`` stands for: itself, or where merges took it.
+        With ``lock``, the row is read FOR SHARE (PostgreSQL): a merge of it waits for this
+        transaction, or this one sees the merge done."""
+        current = golden_id
+        for _ in range(_FOLLOW_MAX):
+            query = select(mdm_golden.c.status, mdm_golden.c.merged_into).where(
+                mdm_golden.c.golden_id == current
+            )
+            if lock:
+                query = query.with_for_update(read=True)
+            row = conn.execute(query).one_or_none()
+            if row is None or row.status != "merged" or row.merged_into is None:
+                return current
+            current = row.merged_into
+        return current
+
+    async def merge(
+        self,
+        entity: str,
+        survivor: str,
+        merged: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+    ) -> int:
+        """Merge golden record ``merged`` into ``survivor``; returns the history id. Raises
+        :class:`MdmRefused` (404: unknown id; 409: the same id, or one is merged already)."""
+        history_id = await self.db.run(
+            lambda conn: self._merge(conn, entity, survivor, merged, actor, reason)
+        )
+        await self._changed(Change(history_id, entity, "merge", survivor, merged))
+        return history_id
+
+    def _locked_golden(self, conn: Connection, entity: str, ids: Sequence[str]) -> dict[str, Any]:
+        if self.db.dialect != "postgresql":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        rows = conn.execute(
+            select(mdm_golden)
+            .where(mdm_golden.c.golden_id.in_(sorted(set(ids))))
+            .order_by(mdm_golden.c.golden_id)
+            .with_for_update()
+        ).all()
+        found = {r.golden_id: r for r in rows if r.entity == entity}
+        for golden_id in ids:
+            if golden_id not in found:
+                raise MdmRefused(f"no {entity} golden record {golden_id!r}", 404)
+        return found
+
+    def _merge(
+        self,
+        conn: Connection,
+        entity: str,
+        survivor: str,
+        merged: str,
+        actor: str,
+        reason: str | None,
+    ) -> int:
+        if survivor == merged:
+            raise MdmRefused(f"cannot merge {survivor} into itself")
+        rows = self._locked_golden(conn, entity, [survivor, merged])
+        for golden_id in (survivor, merged):
+            if rows[golden_id].status != "active":
+                into = rows[golden_id].merged_into
+                raise MdmRefused(f"{golden_id} is merged into {into} already")
+        moved = conn.execute(
+            select(
+                crosswalk.c.id,
+                crosswalk.c.system,
+                crosswalk.c.external_id,
+                crosswalk.c.linked_at,
+                crosswalk.c.linked_by,
+                crosswalk.c.reason,
+            )
+            .where(crosswalk.c.entity == entity, crosswalk.c.golden_id == merged)
+            .order_by(crosswalk.c.id)
+        ).all()
+        now = _now()
+        conn.execute(
+            update(crosswalk)
+            .where(crosswalk.c.entity == entity, crosswalk.c.golden_id == merged)
+            .values(
+                golden_id=survivor,
+                linked_at=now,
+                linked_by=actor,
+                reason=f"merged {merged} into {survivor}" + (f": {reason}" if reason else ""),
+            )
+        )
+        conn.execute(
+            update(mdm_golden)
+            .where(mdm_golden.c.golden_id == merged)
+            .values(status="merged", merged_into=survivor, updated_at=now)
+        )
+        before = {survivor: rows[survivor].fields, merged: rows[merged].fields}
+        self._survive(conn, entity, survivor, now)
+        after = conn.execute(
+            select(mdm_golden.c.fields).where(mdm_golden.c.golden_id == survivor)
+        ).scalar()
+        detail = {
+            "survivor": survivor,
+            "merged": merged,
+            "moved": [
+                {
+                    "crosswalk_id": m.id,
+                    "system": m.system,
+                    "external_id": m.external_id,
+                    "linked_at": _aware(m.linked_at).isoformat(),
+                    "linked_by": m.linked_by,
+                    "reason": m.reason,
+                }
+                for m in moved
+            ],
+            "before": before,
+            "after": after,
+        }
+        history_id = self._history(conn, entity, merged, "merge", actor, reason, detail, now)
+        self._history(conn, entity, survivor, "merged-in", actor, reason, detail, now)
+        return history_id
+
+    async def unmerge(
+        self, entity: str, merged: str, *, actor: str, reason: str | None = None
+    ) -> int:
+        """Undo the last merge of ``merged``: its crosswalk rows linked back as they were before
+        it (those still linked to the survivor); returns the history id."""
+        history_id, survivor = await self.db.run(
+            lambda conn: self._unmerge(conn, entity, merged, actor, reason)
+        )
+        await self._changed(Change(history_id, entity, "unmerge", survivor, merged))
+        return history_id
+
+    def _unmerge(
+        self, conn: Connection, entity: str, merged: str, actor: str, reason: str | None
+    ) -> tuple[int, str]:
+        row = self._locked_golden(conn, entity, [merged])[merged]
+        if row.status != "merged" or row.merged_into is None:
+            raise MdmRefused(f"{merged} is not merged")
+        survivor = row.merged_into
+        target = conn.execute(
+            select(mdm_golden).where(mdm_golden.c.golden_id == survivor).with_for_update()
+        ).one()
+        if target.status != "active":
+            raise MdmRefused(
+                f"{survivor} (which {merged} was merged into) is merged into "
+                f"{target.merged_into} itself: unmerge {survivor} first"
+            )
+        last = conn.execute(
+            select(mdm_history.c.detail)
+            .where(
+                mdm_history.c.entity == entity,
+                mdm_history.c.golden_id == merged,
+                mdm_history.c.action == "merge",
+            )
+            .order_by(mdm_history.c.id.desc())
+            .limit(1)
+        ).scalar_one()
+        now = _now()
+        restored = []
+        for m in last["moved"]:
+            done = conn.execute(
+                update(crosswalk)
+                .where(crosswalk.c.id == m["crosswalk_id"], crosswalk.c.golden_id == survivor)
+                .values(
+                    golden_id=merged,
+                    linked_at=datetime.fromisoformat(m["linked_at"]),
+                    linked_by=m["linked_by"],
+                    reason=m["reason"],
+                )
+            ).rowcount
+            if done:
+                restored.append({"system": m["system"], "external_id": m["external_id"]})
+        conn.execute(
+            update(mdm_golden)
+            .where(mdm_golden.c.golden_id == merged)
+            .values(status="active", merged_into=None, updated_at=now)
+        )
+        self._survive(conn, entity, merged, now)
+        self._survive(conn, entity, survivor, now)
+        detail = {"survivor": survivor, "merged": merged, "restored": restored}
+        history_id = self._history(conn, entity, merged, "unmerge", actor, reason, detail, now)
+        self._history(conn, entity, survivor, "unmerged-out", actor, reason, detail, now)
+        return history_id, survivor
+
+    # -- events, history, invalidation -----------------------------------------------------
+
+    def _history(
+        self,
+        conn: Connection,
+        entity: str,
+        golden_id: str,
+        action: str,
+        actor: str,
+        reason: str | None,
+        detail: Mapping[str, Any],
+        at: datetime,
+    ) -> int:
+        return int(
+            conn.execute(
+                insert(mdm_history).returning(mdm_history.c.id),
+                {
+                    "entity": entity,
+                    "golden_id": golden_id,
+                    "action": action,
+                    "actor": actor,
+                    "reason": reason,
+                    "detail": _jsonable(detail),
+                    "at": at,
+                },
+            ).scalar_one()
+        )
+
+    def on_change(self, listener: Callable[[Change], None]) -> None:
+        """Call ``listener`` after each merge or unmerge made through this service object."""
+        self._listeners.append(listener)
+
+    async def _changed(self, change: Change) -> None:
+        for listener in self._listeners:
+            try:
+                listener(change)
+            except Exception:
+                log.exception("an MDM change listener failed")
+        await self.publish_pending()
+
+    async def changes_since(self, history_id: int, limit: int = 1000) -> list[Change]:
+        """Merges and unmerges after history row ``history_id``, oldest first (poll with the
+        last one's id; 0 at start). One query on ``ix_mdm_history_action``."""
+        query = (
+            select(
+                mdm_history.c.id, mdm_history.c.entity, mdm_history.c.action, mdm_history.c.detail
+            )
+            .where(mdm_history.c.action.in_(("merge", "unmerge")), mdm_history.c.id > history_id)
+            .order_by(mdm_history.c.id)
+            .limit(limit)
+        )
+        rows = await self.db.run(lambda conn: conn.execute(query).all())
+        return [
+            Change(r.id, r.entity, r.action, r.detail["survivor"], r.detail["merged"]) for r in rows
+        ]
+
+    async def last_change(self) -> int:
+        """The history id of the last merge or unmerge (0: none): cheap to poll."""
+        query = select(func.max(mdm_history.c.id)).where(
+            mdm_history.c.action.in_(("merge", "unmerge"))
+        )
+        return int(await self.db.run(lambda conn: conn.execute(query).scalar()) or 0)
+
+    async def publish_pending(self) -> int:
+        """Publish the merge and unmerge events not yet acknowledged (oldest first); returns
+        how many. Without a publisher, nothing (they wait for a process that has one)."""
+        if self.publish is None:
+            return 0
+        query = (
+            select(mdm_history)
+            .where(
+                mdm_history.c.action.in_(("merge", "unmerge")),
+                mdm_history.c.published_at.is_(None),
+            )
+            .order_by(mdm_history.c.id)
+            .limit(100)
+        )
+        rows = await self.db.run(lambda conn: conn.execute(query).all())
+        for row in rows:
+            for event in merge_events(row):
+                await self.publish(event)
+            await self.db.run(functools.partial(_stamp, row.id))
+        return len(rows)
+
+
+def _stamp(history_id: int, conn: Connection) -> None:
+    stamp = update(mdm_history).where(mdm_history.c.id == history_id)
+    conn.execute(stamp.values(published_at=_now()))
+
+
+def merge_events(row: Any) -> list[CloudEvent]:
+    """The canonical events of a merge or unmerge history row: one per golden id involved,
+    keyed by it; the merged id's first (docs/mdm.md: keys and order across a merge)."""
+    detail = row.detail
+    kind = "merged" if row.action == "merge" else "unmerged"
+    ids = [detail["merged"], detail["survivor"]]
+    data = orjson.dumps(
+        {
+            "survivor": detail["survivor"],
+            "merged": detail["merged"],
+            "refs": [
+                {"system": m["system"], "id": m["external_id"]}
+                for m in detail.get("moved", detail.get("restored", []))
+            ],
+            "actor": row.actor,
+            "reason": row.reason,
+            "history_id": row.id,
+            "at": _aware(row.at).isoformat().replace("+00:00", "Z"),
+        }
+    )
+    first = derived_id("mdm", str(row.id), ids[0])
+    return [
+        CloudEvent(
+            id=derived_id("mdm", str(row.id), key),
+            source="hub/mdm",
+            type=f"hub.{row.entity}.{kind}",
+            data=data,
+            subject=key,
+            key=key,
+            correlationid=first,
+        )
+        for key in ids
+    ]
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+__all__ = ["Change", "DbIndex", "MdmService", "Resolution", "merge_events"]

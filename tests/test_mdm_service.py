@@ -1,0 +1,393 @@
+"""The MDM service (hub/mdm_service.py) on SQLite and PostgreSQL: resolve, concurrency,
+survivorship with provenance, merge and unmerge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from hub.db import Database, crosswalk, mdm_golden, mdm_history, mdm_keys, mdm_reviews
+from hub.errors import MdmRefused
+from hub.matching import Decision, load_match_config
+from hub.mdm import DeterministicResolver
+from hub.mdm_service import MdmService
+
+from .support.databases import database_url
+from .support.harness import until
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = load_match_config(ROOT / "examples" / "mdm.yaml")
+
+ANNA = {
+    "first_name": "Anna",
+    "last_name": "Müller",
+    "email": "anna.mueller@example.com",
+    "phone": "0151 1234567",
+    "street": "Hauptstraße 5",
+    "postcode": "10115",
+    "city": "Berlin",
+    "country": "DE",
+    "date_of_birth": "1980-04-02",
+}
+# the same person in the CRM: another e-mail, no phone, a typo: matched on the score
+ANNA_CRM = {
+    "first_name": "Ana",
+    "last_name": "Mueller",
+    "email": "a.mueller@example.org",
+    "street": "Hauptstr. 5",
+    "postcode": "10115",
+    "city": "Berlin",
+    "country": "DE",
+    "date_of_birth": "1980-04-02",
+}
+# like Anna, but born a year later with another e-mail: for a steward to decide
+MAYBE_ANNA = {
+    "first_name": "Anna",
+    "last_name": "Muller",
+    "email": "z@example.net",
+    "postcode": "10115",
+    "date_of_birth": "1981-05-02",
+}
+OTTO = {"first_name": "Otto", "last_name": "Schmidt", "email": "o@example.net", "postcode": "20095"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    async with database_url(request.param, tmp_path) as made:
+        db = Database(made)
+        await db.start()
+        await db.close()
+        yield made
+
+
+@pytest.fixture
+async def service(url: str) -> AsyncIterator[MdmService]:
+    db = Database(url)
+    try:
+        yield MdmService(db, CONFIG)
+    finally:
+        await db.close()
+
+
+async def _count(db: Database, table: Any, *where: Any) -> int:
+    query = select(func.count()).select_from(table).where(*where)
+    return int(await db.run(lambda conn: conn.execute(query).scalar_one()))
+
+
+async def test_a_new_record_gets_the_deterministic_id_and_keeps_it(service: MdmService) -> None:
+    first = await service.match_record("customer", "shop", "1", ANNA)
+    assert first.decision is Decision.NEW
+    assert first.golden_id == DeterministicResolver().golden_id("customer", "shop", "1")
+    again = await service.match_record("customer", "shop", "1", ANNA)
+    assert (again.decision, again.golden_id) == (Decision.KNOWN, first.golden_id)
+    assert await service.resolve("customer", "shop", "1") == first.golden_id
+    # an entity without a match configuration: crosswalk and a deterministic id only
+    product = await service.match_record("product", "shop", "sku-1", {"name": "Mug"})
+    assert product.decision is Decision.NEW
+    assert product.golden_id == DeterministicResolver().golden_id("product", "shop", "sku-1")
+
+
+async def test_rule_link_score_link_review_and_new(service: MdmService) -> None:
+    db = service.db
+    anna = await service.resolve("customer", "shop", "1", ANNA)
+
+    by_rule = await service.match_record(
+        "customer", "erp", "P-9", {"email": " Anna.Mueller@EXAMPLE.com ", "last_name": "M."}
+    )
+    assert (by_rule.decision, by_rule.golden_id, by_rule.linked_by) == (
+        Decision.LINK,
+        anna,
+        "rule:same-email",
+    )
+    by_score = await service.match_record("customer", "crm", "c-7", ANNA_CRM)
+    assert by_score.decision is Decision.LINK and by_score.golden_id == anna
+    assert by_score.linked_by is not None and by_score.linked_by.startswith("match:0.99")
+
+    review = await service.match_record("customer", "crm", "c-8", MAYBE_ANNA)
+    assert review.decision is Decision.REVIEW and review.golden_id != anna
+    assert review.review_id is not None
+    task = await db.run(
+        lambda conn: conn.execute(
+            select(mdm_reviews).where(mdm_reviews.c.id == review.review_id)
+        ).one()
+    )
+    assert task.status == "open" and task.golden_id == review.golden_id
+    assert [c["golden_id"] for c in task.candidates] == [anna]
+    assert {part["field"] for part in task.explanation} >= {"first_name", "date_of_birth"}
+
+    otto = await service.match_record("customer", "shop", "2", OTTO)
+    assert otto.decision is Decision.NEW and otto.golden_id not in (anna, review.golden_id)
+
+    links = await db.run(
+        lambda conn: conn.execute(
+            select(crosswalk.c.system, crosswalk.c.external_id, crosswalk.c.linked_by)
+            .where(crosswalk.c.golden_id == anna)
+            .order_by(crosswalk.c.id)
+        ).all()
+    )
+    assert [(s, e) for s, e, _ in links] == [("shop", "1"), ("erp", "P-9"), ("crm", "c-7")]
+    history = await db.run(
+        lambda conn: conn.execute(
+            select(mdm_history.c.action, mdm_history.c.actor)
+            .where(mdm_history.c.golden_id == anna)
+            .order_by(mdm_history.c.id)
+        ).all()
+    )
+    assert [a for a, _ in history] == ["new", "link", "link"]
+    assert history[1].actor == "rule:same-email"
+
+
+async def test_survivorship_keeps_provenance(service: MdmService) -> None:
+    anna = await service.resolve("customer", "shop", "1", ANNA)
+    await service.resolve(
+        "customer",
+        "erp",
+        "P-9",
+        {"email": "anna.mueller@example.com", "company": "Müller GmbH", "tax_id": "DE123"},
+    )
+    await service.resolve("customer", "crm", "c-1", {**ANNA, "company": "Mueller"})
+    fields = await service.db.run(
+        lambda conn: conn.execute(
+            select(mdm_golden.c.fields).where(mdm_golden.c.golden_id == anna)
+        ).scalar_one()
+    )
+    # company: source_priority [erp, crm, shop]: the ERP's, though the CRM's came later
+    assert fields["company"]["value"] == "Müller GmbH"
+    assert (fields["company"]["system"], fields["company"]["source_id"]) == ("erp", "P-9")
+    assert fields["company"]["rule"] == "source_priority"
+    assert fields["tax_id"]["system"] == "erp"
+    # first_name: most_recent: the CRM's record came last
+    assert fields["first_name"]["system"] == "crm" and fields["first_name"]["at"]
+    # a known record's new attributes are survived again
+    await service.resolve("customer", "erp", "P-9", {"email": "anna.mueller@example.com"})
+    fields = await service.db.run(
+        lambda conn: conn.execute(
+            select(mdm_golden.c.fields).where(mdm_golden.c.golden_id == anna)
+        ).scalar_one()
+    )
+    assert fields["company"]["value"] == "Mueller" and fields["company"]["system"] == "crm"
+
+
+async def test_merge_relinks_follows_and_unmerge_restores_exactly(service: MdmService) -> None:
+    db = service.db
+    published: list[Any] = []
+
+    async def publish(event: Any) -> None:
+        published.append(event)
+
+    service.publish = publish
+    changes: list[Any] = []
+    service.on_change(changes.append)
+    anna = await service.resolve("customer", "shop", "1", ANNA)
+    other = await service.resolve("customer", "crm", "c-8", MAYBE_ANNA)
+    await service.resolve("customer", "erp", "e-8", {**MAYBE_ANNA, "tax_id": "X1"})
+    assert await service.resolve("customer", "erp", "e-8") == other  # same e-mail: linked
+
+    def crosswalk_rows(conn: Any) -> list[Any]:
+        return conn.execute(
+            select(
+                crosswalk.c.system,
+                crosswalk.c.external_id,
+                crosswalk.c.golden_id,
+                crosswalk.c.linked_at,
+                crosswalk.c.linked_by,
+                crosswalk.c.reason,
+            ).order_by(crosswalk.c.id)
+        ).all()
+
+    before = await db.run(crosswalk_rows)
+    history_id = await service.merge("customer", anna, other, actor="steward:ann", reason="same")
+    assert await service.resolve("customer", "crm", "c-8") == anna
+    assert await service.resolve("customer", "erp", "e-8") == anna
+    merged = await db.run(
+        lambda conn: conn.execute(select(mdm_golden).where(mdm_golden.c.golden_id == other)).one()
+    )
+    assert (merged.status, merged.merged_into) == ("merged", anna)
+    fields = await db.run(
+        lambda conn: conn.execute(
+            select(mdm_golden.c.fields).where(mdm_golden.c.golden_id == anna)
+        ).scalar_one()
+    )
+    assert fields["tax_id"]["value"] == "X1"  # survivorship now sees the merged records
+    # a new record matching the merged one's records lands on the survivor
+    assert await service.resolve("customer", "pos", "9", {"email": "z@example.net"}) == anna
+
+    # the events: one per key, the merged id's first
+    assert [(e.type, e.key) for e in published] == [
+        ("hub.customer.merged", other),
+        ("hub.customer.merged", anna),
+    ]
+    data = json.loads(published[0].data)
+    assert (data["survivor"], data["merged"], data["history_id"]) == (anna, other, history_id)
+    assert sorted((r["system"], r["id"]) for r in data["refs"]) == [("crm", "c-8"), ("erp", "e-8")]
+    assert published[0].id != published[1].id
+    assert [(c.action, c.survivor, c.merged) for c in changes] == [("merge", anna, other)]
+    assert [c.history_id for c in await service.changes_since(0)] == [history_id]
+    assert await service.last_change() == history_id
+
+    with pytest.raises(MdmRefused, match="merged into"):
+        await service.merge("customer", anna, other, actor="steward:ann")
+    with pytest.raises(MdmRefused) as unknown:
+        await service.merge("customer", anna, "cus_nope", actor="steward:ann")
+    assert unknown.value.status == 404
+
+    await service.unmerge("customer", other, actor="steward:bob", reason="not the same")
+    after = await db.run(crosswalk_rows)
+    moved_back = [r for r in after if (r.system, r.external_id) != ("pos", "9")]
+    assert moved_back == before  # golden id, linked_at, linked_by and reason as they were
+    assert [(e.type, e.key) for e in published[2:]] == [
+        ("hub.customer.unmerged", other),
+        ("hub.customer.unmerged", anna),
+    ]
+    again = await db.run(
+        lambda conn: conn.execute(select(mdm_golden).where(mdm_golden.c.golden_id == other)).one()
+    )
+    assert (again.status, again.merged_into) == ("active", None)
+    assert again.fields["tax_id"]["value"] == "X1"
+    with pytest.raises(MdmRefused, match="is not merged"):
+        await service.unmerge("customer", other, actor="steward:bob")
+    actions = await db.run(
+        lambda conn: (
+            conn.execute(
+                select(mdm_history.c.action)
+                .where(mdm_history.c.golden_id == other)
+                .order_by(mdm_history.c.id)
+            )
+            .scalars()
+            .all()
+        )
+    )
+    assert actions == ["review", "link", "merge", "unmerge"]
+
+
+async def test_events_wait_in_the_outbox_until_a_publisher_takes_them(
+    service: MdmService,
+) -> None:
+    anna = await service.resolve("customer", "shop", "1", ANNA)
+    otto = await service.resolve("customer", "shop", "2", OTTO)
+    await service.merge("customer", anna, otto, actor="steward:ann")
+    published: list[Any] = []
+
+    async def failing(event: Any) -> None:
+        raise ConnectionError("broker down")
+
+    service.publish = failing
+    with pytest.raises(ConnectionError):
+        await service.publish_pending()
+
+    async def publish(event: Any) -> None:
+        published.append(event)
+
+    service.publish = publish
+    assert await service.publish_pending() == 1
+    assert [e.key for e in published] == [otto, anna]
+    assert await service.publish_pending() == 0
+
+
+# -- concurrency: several connections and processes see the same new customer at once --------
+
+
+async def _race(url: str, records: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
+    """Each record resolved by its own Database (its own connections), all at once."""
+    dbs = [Database(url) for _ in records]
+    try:
+        services = [MdmService(db, CONFIG) for db in dbs]
+        return list(
+            await asyncio.gather(
+                *(
+                    s.resolve("customer", system, ext, attrs)
+                    for s, (system, ext, attrs) in zip(services, records, strict=True)
+                )
+            )
+        )
+    finally:
+        for db in dbs:
+            await db.close()
+
+
+async def test_racing_connections_make_exactly_one_golden_record(url: str) -> None:
+    same = await _race(url, [("shop", "1", ANNA)] * 6)
+    assert len(set(same)) == 1
+    near = await _race(
+        url,
+        [("crm", "c-1", ANNA_CRM), ("erp", "e-1", {**ANNA_CRM, "email": "x@example.org"})] * 3
+        + [("pos", "p-1", {**ANNA_CRM, "email": "anna.mueller@example.com"})],
+    )
+    assert set(near) == set(same)  # all linked to the one golden record
+    db = Database(url)
+    try:
+        assert await _count(db, mdm_golden) == 1
+        assert await _count(db, crosswalk) == 4
+    finally:
+        await db.close()
+
+
+async def test_two_near_duplicates_racing_as_new_customers_match_each_other(url: str) -> None:
+    golden = await _race(url, [("shop", "1", ANNA), ("crm", "c-1", ANNA_CRM)])
+    assert golden[0] == golden[1]
+    db = Database(url)
+    try:
+        assert await _count(db, mdm_golden) == 1
+        assert await _count(db, mdm_keys, mdm_keys.c.kind == "block") > 0
+    finally:
+        await db.close()
+
+
+RACER = """
+import asyncio, json, os, sys, time
+from pathlib import Path
+from hub.db import Database
+from hub.matching import load_match_config
+from hub.mdm_service import MdmService
+
+url, go, system, ext, attrs = sys.argv[1:6]
+async def main():
+    db = Database(url)
+    service = MdmService(db, load_match_config(Path("examples/mdm.yaml")))
+    await service.resolve("product", "warm", str(os.getpid()))  # connected, imported: ready
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    print(await service.resolve("customer", system, ext, json.loads(attrs)))
+    await db.close()
+asyncio.run(main())
+"""
+
+
+async def test_racing_processes_make_exactly_one_golden_record(url: str, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    records = [("shop", "1", ANNA), ("crm", "c-1", ANNA_CRM)] * 2
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        await asyncio.create_subprocess_exec(
+            *[sys.executable, "-c", RACER, url, str(go), system, ext, json.dumps(attrs)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for system, ext, attrs in records
+    ]
+    db = Database(url)
+
+    async def ready() -> bool:  # every racer resolved its warm-up record: at the start line
+        return await _count(db, crosswalk, crosswalk.c.entity == "product") == len(procs)
+
+    try:
+        await until(ready, timeout_s=120)
+        go.touch()
+        outs = [await p.communicate() for p in procs]
+        assert [p.returncode for p in procs] == [0] * len(procs), [e for _, e in outs]
+        assert len({out.strip() for out, _ in outs}) == 1
+        assert await _count(db, mdm_golden, mdm_golden.c.entity == "customer") == 1
+        assert await _count(db, crosswalk, crosswalk.c.entity == "customer") == 2
+    finally:
+        await db.close()

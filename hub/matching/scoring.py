@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 from .compare import Comparator
 
@@ -25,7 +26,7 @@ class Level:
     at: float  # the lowest similarity in this level (0 for else)
     m: float
     u: float
-    weight: float = field(init=False)  # log2(m / u)
+    weight: float = dataclass_field(init=False)  # log2(m / u)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weight", math.log2(self.m / self.u))
@@ -38,6 +39,11 @@ class Comparison:
     comparator: Comparator
     levels: tuple[Level, ...]  # descending ``at``, the last one is ``else`` (at 0)
     swap_with: str | None = None  # also compare with the other record's field (swapped names)
+    # (at, weight) of each level, for the scoring loop
+    steps: tuple[tuple[float, float], ...] = dataclass_field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", tuple((lv.at, lv.weight) for lv in self.levels))
 
     def level_of(self, similarity: float) -> Level:
         for level in self.levels:
@@ -80,25 +86,58 @@ def score_pair(
 ) -> tuple[float, list[FieldScore]]:
     """The score (weight of evidence, in bits) of ``left`` against ``right``; with ``explain``
     also each field's part."""
+    if explain:
+        return _explained(comparisons, prior_weight, left, right)
+    total = prior_weight
+    for c in comparisons:  # the matcher's inner loop: kept lean
+        a = left.get(c.field)
+        if a is None:
+            continue
+        b = right.get(c.field)
+        if b is None:
+            continue
+        steps = c.steps
+        if a == b:
+            total += steps[0][1]
+            continue
+        similarity = c.comparator(a, b)
+        if c.swap_with is not None:
+            other = right.get(c.swap_with)
+            if other is not None:
+                swapped = c.comparator(a, other)
+                if swapped > similarity:
+                    similarity = swapped
+        for at, weight in steps:
+            if similarity >= at:
+                total += weight
+                break
+        else:
+            total += steps[-1][1]
+    return total, []
+
+
+def _explained(
+    comparisons: tuple[Comparison, ...],
+    prior_weight: float,
+    left: Mapping[str, str],
+    right: Mapping[str, str],
+) -> tuple[float, list[FieldScore]]:
     total = prior_weight
     parts: list[FieldScore] = []
     for c in comparisons:
         a = left.get(c.field)
         b = right.get(c.field)
         if a is None or b is None:
-            if explain:
-                parts.append(FieldScore(c.field, c.comparator_name, a, b, None, "missing", 0.0))
+            parts.append(FieldScore(c.field, c.comparator_name, a, b, None, "missing", 0.0))
             continue
         similarity = c.comparator(a, b)
         if c.swap_with is not None and similarity < 1.0:
-            b_other = right.get(c.swap_with)
-            if b_other is not None:
-                similarity = max(similarity, c.comparator(a, b_other))
+            other = right.get(c.swap_with)
+            if other is not None:
+                similarity = max(similarity, c.comparator(a, other))
         level = c.level_of(similarity)
-        weight = level.weight
-        total += weight
-        if explain:
-            parts.append(
-                FieldScore(c.field, c.comparator_name, a, b, similarity, level.label, weight)
-            )
+        total += level.weight
+        parts.append(
+            FieldScore(c.field, c.comparator_name, a, b, similarity, level.label, level.weight)
+        )
     return total, parts

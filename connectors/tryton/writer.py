@@ -266,6 +266,14 @@ class TrytonWriter:
             given = sale.get(which)
             if isinstance(given, dict) and any(given.values()):
                 values[which] = await self.address(party_id, given)
+        for which, other in (
+            ("shipment_address", "invoice_address"),
+            ("invoice_address", "shipment_address"),
+        ):
+            if which in values:
+                continue
+            if other in values:  # one address given: it serves for both
+                values[which] = values[other]
             elif party.get("addresses"):
                 values[which] = party["addresses"][0]
             else:

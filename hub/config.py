@@ -38,6 +38,7 @@ from connectors import Connector, PollingSource, Sink, WebhookSource
 from .errors import ConfigError, Problem
 from .mapping import MappingSet
 from .mapping.expr import ExprError, MappingContext, Scope, compile_expr
+from .matching import MatchConfig, load_match_config
 from .retry import RetryPolicy
 from .settings import ENTITIES, Seconds, Settings
 from .yamlfile import Loc, YamlDoc, load_yaml, validation_problems
@@ -100,6 +101,7 @@ class RouteSpec(_Strict):
 
 class HubFile(_Strict):
     mappings: str = "mappings"
+    mdm: str | None = None  # the match configuration (docs/mdm.md), relative to hub.yaml
     connections: dict[str, ConnectionSpec] = Field(default_factory=dict)
     routes: list[RouteSpec] = Field(default_factory=list)
 
@@ -182,6 +184,7 @@ class HubConfig:
     limits: dict[str, LimitsSpec] = field(default_factory=dict)
     inbound: list[InboundRoute] = field(default_factory=list)
     outbound: list[OutboundRoute] = field(default_factory=list)
+    mdm: MatchConfig | None = None  # `mdm:` in hub.yaml: master data's match configuration
 
     def webhook_source(self, name: str) -> WebhookSource | None:
         conn = self.connections.get(name)
@@ -200,6 +203,17 @@ class HubConfig:
         return [r for r in self.outbound if r.destination == destination and r.enabled]
 
 
+def _match_config(doc: YamlDoc, path: Path, problems: list[Problem]) -> MatchConfig | None:
+    """The match configuration ``mdm:`` names: its own problems with its own file and line."""
+    try:
+        return load_match_config(path)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    except OSError as exc:
+        problems.append(doc.problem(("mdm",), f"cannot read {path}: {exc.strerror or exc}"))
+    return None
+
+
 def load_config(path: Path, text: str | None = None) -> HubConfig:
     doc = load_yaml(path, text)
     if doc.data is None:
@@ -214,6 +228,8 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
     base = path.resolve().parent
     problems: list[Problem] = []
     config = HubConfig(file=path, mappings_dir=(base / raw.mappings).resolve(), doc=doc)
+    if raw.mdm is not None:
+        config.mdm = _match_config(doc, base / raw.mdm, problems)
 
     for name, spec in raw.connections.items():
         loc: Loc = ("connections", name)

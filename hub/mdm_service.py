@@ -62,8 +62,12 @@ from .mdm import _derive
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[CloudEvent], Awaitable[None]]
-"""Publishes a merge or unmerge event on its entity's canonical topic (key: ``event.key``)."""
+Publish = Callable[[str, CloudEvent], Awaitable[None]]
+"""``publish(entity, event)``: a merge or unmerge event onto the entity's canonical topic, keyed
+by ``event.key``; returns once the broker has it."""
+
+SEARCHED = ("email", "phone", "first_name", "last_name", "company")
+"""Normalised fields a steward can search by (``mdm_keys`` kind ``search``)."""
 
 _KEY_MAX = 255  # longer keys are shortened to a prefix and a digest (mdm_keys.key is 512)
 _FOLLOW_MAX = 32  # merged_into hops followed at most (a chain longer is a bug: it stops there)
@@ -356,7 +360,7 @@ class MdmService:
             ],
         )
         if result is not None:
-            self._store_keys(conn, entity, row.id, result)
+            self._store_keys(conn, entity, row.id, result, system)
         candidates = [
             {
                 "golden_id": c.golden_id,
@@ -406,10 +410,21 @@ class MdmService:
         self._survive(conn, entity, golden_id, now)
         return Resolution(golden_id, decision, linked_by, review_id, result)
 
-    def _store_keys(self, conn: Connection, entity: str, crosswalk_id: int, result: Any) -> None:
+    def _store_keys(
+        self, conn: Connection, entity: str, crosswalk_id: int, result: MatchResult, system: str
+    ) -> None:
+        """The record's rule and blocking keys (the matcher's index), its search keys (a
+        steward's search) and its normalisation problems (data quality: ``system``, field)."""
+        search = [f"{name}:{result.values[name]}" for name in SEARCHED if result.values.get(name)]
+        problems = [f"{system}\x1f{p.field}" for p in result.problems]
         rows = [
             {"entity": entity, "kind": kind, "key": _key(key), "crosswalk_id": crosswalk_id}
-            for kind, keys in (("rule", result.rule_keys), ("block", result.block_keys))
+            for kind, keys in (
+                ("rule", result.rule_keys),
+                ("block", result.block_keys),
+                ("search", search),
+                ("problem", problems),
+            )
             for key in dict.fromkeys(keys)
         ]
         if rows:
@@ -447,7 +462,7 @@ class MdmService:
             conn.execute(insert(mdm_records), [{"crosswalk_id": row.id, **record}])
         if result is not None:
             conn.execute(delete(mdm_keys).where(mdm_keys.c.crosswalk_id == row.id))
-            self._store_keys(conn, entity, row.id, result)
+            self._store_keys(conn, entity, row.id, result, system)
         self._ensure_golden(conn, entity, row.golden_id, now)
         self._survive(conn, entity, row.golden_id, now)
 
@@ -690,6 +705,303 @@ class MdmService:
         self._history(conn, entity, survivor, "unmerged-out", actor, reason, detail, now)
         return history_id, survivor
 
+    # -- review tasks -----------------------------------------------------------------------
+
+    async def accept(
+        self,
+        review_id: int,
+        *,
+        actor: str,
+        golden_id: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Accept review task ``review_id`` as a match: the record's golden id is merged into
+        the candidate ``golden_id`` (by default the best one). Returns the task as decided."""
+        task = await self.review(review_id)
+        if task is None:
+            raise MdmRefused(f"no review task {review_id}", 404)
+        if task["status"] != "open":
+            raise MdmRefused(f"review task {review_id} is {task['status']} already")
+        choices = [c["golden_id"] for c in task["candidates"]]
+        target = golden_id if golden_id is not None else (choices[0] if choices else None)
+        if target is None or target not in choices:
+            raise MdmRefused(f"{target} is not a candidate of review task {review_id}", 422)
+        entity = task["entity"]
+        survivor = await self.db.run(lambda conn: self._follow(conn, target))
+        if survivor == task["golden_id"]:
+            raise MdmRefused(f"{task['golden_id']} and {target} are one golden record already")
+        why = reason or f"review task {review_id} accepted"
+        history_id = await self.merge(entity, survivor, task["golden_id"], actor=actor, reason=why)
+        decision = {"merged_into": survivor, "history_id": history_id}
+        return await self._decide(review_id, "accepted", actor, decision, reason)
+
+    async def reject(
+        self, review_id: int, *, actor: str, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Reject review task ``review_id``: the record keeps its own golden record."""
+        task = await self.review(review_id)
+        if task is None:
+            raise MdmRefused(f"no review task {review_id}", 404)
+        if task["status"] != "open":
+            raise MdmRefused(f"review task {review_id} is {task['status']} already")
+        return await self._decide(review_id, "rejected", actor, {"kept": task["golden_id"]}, reason)
+
+    async def _decide(
+        self, review_id: int, status: str, actor: str, decision: dict[str, Any], reason: str | None
+    ) -> dict[str, Any]:
+        def work(conn: Connection) -> bool:
+            now = _now()
+            done = conn.execute(
+                update(mdm_reviews)
+                .where(mdm_reviews.c.id == review_id, mdm_reviews.c.status == "open")
+                .values(status=status, decided_by=actor, decided_at=now, decision=decision)
+            ).rowcount
+            if done:
+                row = conn.execute(
+                    select(mdm_reviews.c.entity, mdm_reviews.c.golden_id).where(
+                        mdm_reviews.c.id == review_id
+                    )
+                ).one()
+                detail = {"review_id": review_id, **decision}
+                action = "accept" if status == "accepted" else "reject"
+                self._history(conn, row.entity, row.golden_id, action, actor, reason, detail, now)
+            return bool(done)
+
+        if not await self.db.run(work):
+            raise MdmRefused(f"review task {review_id} was decided meanwhile")
+        task = await self.review(review_id)
+        assert task is not None
+        return task
+
+    async def review(self, review_id: int) -> dict[str, Any] | None:
+        query = select(mdm_reviews).where(mdm_reviews.c.id == review_id)
+        row = await self.db.run(lambda conn: conn.execute(query).one_or_none())
+        return _review(row) if row is not None else None
+
+    async def reviews(
+        self, status: str | None, entity: str | None, limit: int, offset: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Review tasks, oldest first (the queue's order), with the total."""
+        where = [
+            *([mdm_reviews.c.status == status] if status else []),
+            *([mdm_reviews.c.entity == entity] if entity else []),
+        ]
+        count = select(func.count()).select_from(mdm_reviews).where(*where)
+        page = select(mdm_reviews).where(*where).order_by(mdm_reviews.c.id).limit(limit)
+
+        def work(conn: Connection) -> tuple[int, list[Any]]:
+            return conn.execute(count).scalar_one(), list(conn.execute(page.offset(offset)))
+
+        total, rows = await self.db.run(work)
+        return total, [_review(r) for r in rows]
+
+    # -- reads for the API -----------------------------------------------------------------
+
+    async def lookup(self, entity: str, system: str, external_id: str) -> dict[str, Any] | None:
+        """The link of ``external_id`` in ``system`` (None: unknown), with the active golden id
+        it resolves to."""
+        query = select(crosswalk).where(
+            crosswalk.c.entity == entity,
+            crosswalk.c.system == system,
+            crosswalk.c.external_id == external_id,
+        )
+
+        def work(conn: Connection) -> dict[str, Any] | None:
+            row = conn.execute(query).one_or_none()
+            if row is None:
+                return None
+            return {**_link(row), "resolves_to": self._follow(conn, row.golden_id)}
+
+        return await self.db.run(work)
+
+    async def golden(
+        self, entity: str, golden_id: str, history_limit: int = 200
+    ) -> dict[str, Any] | None:
+        """A golden record whole: status, fields with provenance, crosswalk, history (newest
+        first), open review tasks; a merged id answers with ``resolves_to`` its survivor."""
+
+        def work(conn: Connection) -> dict[str, Any] | None:
+            row = conn.execute(
+                select(mdm_golden).where(
+                    mdm_golden.c.golden_id == golden_id, mdm_golden.c.entity == entity
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            links = conn.execute(
+                select(crosswalk)
+                .where(crosswalk.c.entity == entity, crosswalk.c.golden_id == golden_id)
+                .order_by(crosswalk.c.id)
+            ).all()
+            history = conn.execute(
+                select(mdm_history)
+                .where(mdm_history.c.entity == entity, mdm_history.c.golden_id == golden_id)
+                .order_by(mdm_history.c.id.desc())
+                .limit(history_limit)
+            ).all()
+            reviews = conn.execute(
+                select(mdm_reviews)
+                .where(mdm_reviews.c.golden_id == golden_id, mdm_reviews.c.status == "open")
+                .order_by(mdm_reviews.c.id)
+            ).all()
+            return {
+                "golden_id": row.golden_id,
+                "entity": row.entity,
+                "status": row.status,
+                "merged_into": row.merged_into,
+                "resolves_to": self._follow(conn, golden_id),
+                "created_at": _iso(row.created_at),
+                "updated_at": _iso(row.updated_at),
+                "fields": row.fields,
+                "external_refs": [{"system": r.system, "id": r.external_id} for r in links],
+                "crosswalk": [_link(r) for r in links],
+                "history": [_step(h) for h in history],
+                "open_reviews": [_review(r) for r in reviews],
+            }
+
+        return await self.db.run(work)
+
+    def search_keys(self, entity: str, terms: Mapping[str, str]) -> list[set[str]]:
+        """The ``search`` keys a query asks for: one set per word or term, a record must hold
+        a key of every set. ``terms``: ``name``, ``email``, ``phone`` as a user types them."""
+        config = self.config.entities.get(entity) if self.config is not None else None
+        if config is None:
+            return []
+        matcher = Matcher(config)
+        wanted: list[set[str]] = []
+        for field in ("email", "phone"):
+            if terms.get(field):
+                values, _ = matcher.normalise({field: terms[field]})
+                wanted.append({f"{field}:{values[field]}"} if values.get(field) else set())
+        for word in (terms.get("name") or "").split():
+            keys = set()
+            for field in ("first_name", "last_name", "company"):
+                values, _ = matcher.normalise({field: word})
+                if values.get(field):
+                    keys.add(f"{field}:{values[field]}")
+            wanted.append(keys)
+        return wanted
+
+    async def search(
+        self, entity: str, terms: Mapping[str, str], limit: int
+    ) -> list[dict[str, Any]]:
+        """Active golden records whose source records match every term (normalised as the
+        matcher does): each with its fields and external refs, at most ``limit``."""
+        wanted = self.search_keys(entity, terms)
+        if not wanted:
+            return []
+        if any(not keys for keys in wanted):
+            return []  # a term that normalises to nothing matches nothing
+
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            found: set[int] | None = None
+            for keys in wanted:
+                ids = set(
+                    conn.execute(
+                        select(mdm_keys.c.crosswalk_id)
+                        .where(
+                            mdm_keys.c.entity == entity,
+                            mdm_keys.c.kind == "search",
+                            mdm_keys.c.key.in_([_key(k) for k in keys]),
+                        )
+                        .limit(10_000)
+                    ).scalars()
+                )
+                found = ids if found is None else found & ids
+                if not found:
+                    return []
+            golden_ids = sorted(
+                set(
+                    conn.execute(
+                        select(crosswalk.c.golden_id).where(crosswalk.c.id.in_(sorted(found or ())))
+                    ).scalars()
+                )
+            )[:limit]
+            rows = conn.execute(
+                select(mdm_golden).where(mdm_golden.c.golden_id.in_(golden_ids))
+            ).all()
+            refs = conn.execute(
+                select(crosswalk.c.golden_id, crosswalk.c.system, crosswalk.c.external_id)
+                .where(crosswalk.c.entity == entity, crosswalk.c.golden_id.in_(golden_ids))
+                .order_by(crosswalk.c.id)
+            ).all()
+            return [
+                {
+                    "golden_id": r.golden_id,
+                    "status": r.status,
+                    "fields": {k: v.get("value") for k, v in (r.fields or {}).items()},
+                    "external_refs": [
+                        {"system": s, "id": e} for g, s, e in refs if g == r.golden_id
+                    ],
+                }
+                for r in sorted(rows, key=lambda r: r.golden_id)
+            ]
+
+        return await self.db.run(work)
+
+    async def quality(self, entity: str | None = None) -> dict[str, Any]:
+        """Data-quality counts: golden records (active, merged), records linked as duplicates
+        (by rule, by score, by a steward's merge), review tasks by status, and source records
+        whose fields failed normalisation, by system and field."""
+
+        def where(table: Any) -> list[Any]:
+            return [table.c.entity == entity] if entity else []
+
+        def work(conn: Connection) -> dict[str, Any]:
+            golden: dict[str, int] = dict(
+                conn.execute(
+                    select(mdm_golden.c.status, func.count())
+                    .where(*where(mdm_golden))
+                    .group_by(mdm_golden.c.status)
+                ).all()
+            )
+            actions: dict[str, int] = dict(
+                conn.execute(
+                    select(mdm_history.c.action, func.count())
+                    .where(*where(mdm_history))
+                    .group_by(mdm_history.c.action)
+                ).all()
+            )
+            reviews: dict[str, int] = dict(
+                conn.execute(
+                    select(mdm_reviews.c.status, func.count())
+                    .where(*where(mdm_reviews))
+                    .group_by(mdm_reviews.c.status)
+                ).all()
+            )
+            problems = conn.execute(
+                select(mdm_keys.c.key, func.count())
+                .where(mdm_keys.c.kind == "problem", *where(mdm_keys))
+                .group_by(mdm_keys.c.key)
+                .order_by(mdm_keys.c.key)
+            ).all()
+            return {
+                "golden_records": {
+                    "active": golden.get("active", 0),
+                    "merged": golden.get("merged", 0),
+                },
+                "duplicates_found": actions.get("link", 0) + actions.get("review", 0),
+                "duplicates_linked": actions.get("link", 0),
+                "duplicates_merged": actions.get("merge", 0) - actions.get("unmerge", 0),
+                "merges": actions.get("merge", 0),
+                "unmerges": actions.get("unmerge", 0),
+                "review_tasks": {
+                    "open": reviews.get("open", 0),
+                    "accepted": reviews.get("accepted", 0),
+                    "rejected": reviews.get("rejected", 0),
+                },
+                "normalisation_failures": [
+                    {
+                        "system": key.split("\x1f", 1)[0],
+                        "field": key.split("\x1f", 1)[-1],
+                        "records": n,
+                    }
+                    for key, n in problems
+                ],
+            }
+
+        return await self.db.run(work)
+
     # -- events, history, invalidation -----------------------------------------------------
 
     def _history(
@@ -728,7 +1040,10 @@ class MdmService:
                 listener(change)
             except Exception:
                 log.exception("an MDM change listener failed")
-        await self.publish_pending()
+        try:
+            await self.publish_pending()
+        except Exception as exc:  # committed: the outbox keeps the events for the next try
+            log.warning("merge events not published yet (kept to publish again): %s", exc)
 
     async def changes_since(self, history_id: int, limit: int = 1000) -> list[Change]:
         """Merges and unmerges after history row ``history_id``, oldest first (poll with the
@@ -770,7 +1085,7 @@ class MdmService:
         rows = await self.db.run(lambda conn: conn.execute(query).all())
         for row in rows:
             for event in merge_events(row):
-                await self.publish(event)
+                await self.publish(row.entity, event)
             await self.db.run(functools.partial(_stamp, row.id))
         return len(rows)
 
@@ -813,6 +1128,51 @@ def merge_events(row: Any) -> list[CloudEvent]:
         )
         for key in ids
     ]
+
+
+def _iso(at: datetime | None) -> str | None:
+    return _aware(at).isoformat() if at is not None else None
+
+
+def _link(row: Any) -> dict[str, Any]:
+    return {
+        "system": row.system,
+        "external_id": row.external_id,
+        "golden_id": row.golden_id,
+        "version": row.version,
+        "linked_at": _iso(row.linked_at),
+        "linked_by": row.linked_by,
+        "reason": row.reason,
+    }
+
+
+def _step(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "action": row.action,
+        "actor": row.actor,
+        "reason": row.reason,
+        "at": _iso(row.at),
+        "detail": row.detail,
+    }
+
+
+def _review(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "entity": row.entity,
+        "golden_id": row.golden_id,
+        "system": row.system,
+        "external_id": row.external_id,
+        "score": row.score,
+        "candidates": row.candidates,
+        "explanation": row.explanation,
+        "status": row.status,
+        "created_at": _iso(row.created_at),
+        "decided_by": row.decided_by,
+        "decided_at": _iso(row.decided_at),
+        "decision": row.decision,
+    }
 
 
 def _aware(at: datetime) -> datetime:

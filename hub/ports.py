@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .deadletters import DeadLetterStore
     from .mapping import MappingSet
     from .mdm import IdResolver
+    from .mdm_service import MdmService
     from .metrics import Metrics
     from .polling import Poller
     from .receipts import Receipts
@@ -147,6 +148,9 @@ class OpsHub(ReplayHub, Protocol):
 
     @property
     def pollers(self) -> Mapping[str, Poller]: ...
+
+    @property
+    def mdm(self) -> MdmService: ...
 
 
 class ApiHub(OpsHub, IngressHub, Protocol):

@@ -22,10 +22,12 @@ from .bus import Publisher, ensure_topics
 from .config import HubConfig, check_routes, load_config
 from .db import Database
 from .deadletters import DeadLetterStore
+from .envelope import CloudEvent
 from .errors import BrokerStartError, ConfigError
 from .mapping import MappingSet, load_mappings
 from .mapping.engine import yaml_files
 from .mdm import DeterministicResolver, IdResolver
+from .mdm_service import MdmService
 from .metrics import Metrics
 from .polling import Poller
 from .receipts import Receipts
@@ -74,6 +76,7 @@ class Hub:
         self.receipts = Receipts(self.db)
         self.deadletters = DeadLetterStore(self.db)
         self.replays = ReplayJobs(self)
+        self.mdm = MdmService(self.db, config.mdm, publish=self._publish_mdm)
         self.retention = Retention(self.db, settings)
         self.metrics = Metrics()
         self.tracer: telemetry.Spans | None = None  # HUB_OTEL_ENDPOINT: spans exported
@@ -95,6 +98,10 @@ class Hub:
     def publisher(self) -> Publisher:
         assert self._publisher is not None, "hub not started"
         return self._publisher
+
+    async def _publish_mdm(self, entity: str, event: CloudEvent) -> None:
+        """Master data's merge and unmerge events, onto the entity's canonical topic."""
+        await self.publisher.publish(self.settings.canonical_topic(entity), event)
 
     @property
     def workers(self) -> list[Worker]:
@@ -130,6 +137,10 @@ class Hub:
         await self._retry("create topics", lambda: ensure_topics(s, self.bootstrap, s.all_topics()))
         self._publisher = Publisher(s, self.bootstrap, s.ingress_publish_timeout_s)
         await self._restore_backlog()
+        try:  # merge events a stopped process committed but did not publish (its outbox)
+            await self.mdm.publish_pending()
+        except Exception as exc:
+            log.warning("master data's pending merge events not published yet: %s", exc)
 
         if "mapper" in self.roles:
             self._start_worker(MapperWorker(self))
@@ -241,6 +252,7 @@ class Hub:
             return False
         old = self.mappings
         self.config, self.mappings = config, mappings
+        self.mdm.config = config.mdm
         if "delivery" in self.roles:
             await self._sync_delivery_workers()
         if "ingress" in self.roles:

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from hub.config import load_config
 from hub.db import Database, crosswalk, mdm_golden, mdm_history, mdm_keys, mdm_reviews
-from hub.errors import MdmRefused
+from hub.errors import ConfigError, MdmRefused
 from hub.matching import Decision, load_match_config
 from hub.mdm import DeterministicResolver
 from hub.mdm_service import MdmService
@@ -31,7 +32,7 @@ ANNA = {
     "first_name": "Anna",
     "last_name": "Müller",
     "email": "anna.mueller@example.com",
-    "phone": "0151 1234567",
+    "phone": "0151 23456789",
     "street": "Hauptstraße 5",
     "postcode": "10115",
     "city": "Berlin",
@@ -181,7 +182,7 @@ async def test_merge_relinks_follows_and_unmerge_restores_exactly(service: MdmSe
     db = service.db
     published: list[Any] = []
 
-    async def publish(event: Any) -> None:
+    async def publish(entity: str, event: Any) -> None:
         published.append(event)
 
     service.publish = publish
@@ -277,14 +278,14 @@ async def test_events_wait_in_the_outbox_until_a_publisher_takes_them(
     await service.merge("customer", anna, otto, actor="steward:ann")
     published: list[Any] = []
 
-    async def failing(event: Any) -> None:
+    async def failing(entity: str, event: Any) -> None:
         raise ConnectionError("broker down")
 
     service.publish = failing
     with pytest.raises(ConnectionError):
         await service.publish_pending()
 
-    async def publish(event: Any) -> None:
+    async def publish(entity: str, event: Any) -> None:
         published.append(event)
 
     service.publish = publish
@@ -391,3 +392,22 @@ async def test_racing_processes_make_exactly_one_golden_record(url: str, tmp_pat
         assert await _count(db, crosswalk, crosswalk.c.entity == "customer") == 2
     finally:
         await db.close()
+
+
+def test_hub_yaml_names_the_match_configuration_and_its_errors_have_file_and_line(
+    tmp_path: Path,
+) -> None:
+    hub_yaml = tmp_path / "hub.yaml"
+    hub_yaml.write_text(f"mdm: {ROOT / 'examples' / 'mdm.yaml'}\n")
+    config = load_config(hub_yaml)
+    assert config.mdm is not None and "customer" in config.mdm.entities
+    broken = tmp_path / "mdm.yaml"
+    broken.write_text("entities:\n  customer:\n    fields:\n      email: nonsense\n")
+    hub_yaml.write_text("mdm: mdm.yaml\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(hub_yaml)
+    assert str(broken) in str(caught.value)
+    assert ":4" in str(caught.value)  # the line of the bad normaliser
+    hub_yaml.write_text("mdm: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read"):
+        load_config(hub_yaml)

@@ -13,7 +13,7 @@ from starlette.routing import Match
 from hub import __version__
 from hub.errors import WebhookRejected
 
-from . import health, ingress, metrics, ops
+from . import health, ingress, mdm, metrics, ops
 from .limits import HeaderLimits
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ def create_api(hub: ApiHub) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ingress.router)
     app.include_router(ops.router)
+    app.include_router(mdm.router)
     app.include_router(metrics.router)
     handle_errors(app)
     return app

@@ -1,0 +1,287 @@
+"""``/api/mdm`` (hub/api/mdm.py) on a real hub over HTTP, on SQLite and PostgreSQL: lookup,
+golden record, search, the review queue, merge and unmerge with their events on the broker,
+data-quality counts, the ops guard, hostile input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from hub.envelope import CloudEvent, header_value
+from hub.runtime import Hub
+
+from .support.harness import HubFactory, config_text, topic_records
+from .test_db import _drop_postgres_database, _postgres_database
+from .test_mdm_service import ANNA, ANNA_CRM, MAYBE_ANNA, OTTO
+
+ROOT = Path(__file__).resolve().parents[1]
+MDM_CONFIG = f"mdm: {ROOT / 'examples' / 'mdm.yaml'}\n" + config_text(None)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, str]]:
+    if request.param == "sqlite":
+        yield {}
+        return
+    url, name = await _postgres_database()
+    try:
+        yield {"database_url": url}
+    finally:
+        await _drop_postgres_database(name)
+
+
+async def api(
+    hub: Hub, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=hub.base_url, timeout=30) as client:
+        return await client.request(method, f"/api/mdm{path}", headers=headers, **kwargs)
+
+
+def ok(response: httpx.Response) -> Any:
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def refused(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "message"}, body
+    return str(body["message"])
+
+
+async def test_stewardship_round_trip(hubs: HubFactory, database_url: dict[str, str]) -> None:
+    hub = await hubs.start(
+        None, config=MDM_CONFIG, roles=frozenset({"ingress"}), kafka_partitions=3, **database_url
+    )
+    anna = await hub.mdm.resolve("customer", "shop", "1", ANNA)
+    await hub.mdm.resolve("customer", "crm", "c-7", ANNA_CRM)
+    maybe = await hub.mdm.match_record("customer", "crm", "c-8", MAYBE_ANNA)
+    assert maybe.review_id is not None
+    otto = await hub.mdm.resolve("customer", "shop", "2", {**OTTO, "email": "not an e-mail"})
+
+    # lookup and golden record
+    link = ok(
+        await api(hub, "GET", "/customer/lookup", params={"system": "crm", "external_id": "c-7"})
+    )
+    assert (link["golden_id"], link["resolves_to"]) == (anna, anna)
+    assert link["linked_by"].startswith("match:")
+    refused(
+        await api(hub, "GET", "/customer/lookup", params={"system": "crm", "external_id": "x"}),
+        404,
+    )
+    record = ok(await api(hub, "GET", f"/customer/golden/{anna}"))
+    assert record["status"] == "active"
+    assert record["external_refs"] == [
+        {"system": "shop", "id": "1"},
+        {"system": "crm", "id": "c-7"},
+    ]
+    assert record["fields"]["phone"]["system"] == "shop"  # only the shop's record has one
+    assert record["fields"]["phone"]["source_id"] == "1"
+    assert [h["action"] for h in record["history"]] == ["link", "new"]  # newest first
+    refused(await api(hub, "GET", "/customer/golden/cus_nope"), 404)
+    refused(await api(hub, "GET", "/planets/golden/x"), 404)
+
+    # search, normalised as the matcher does
+    found = ok(
+        await api(hub, "GET", "/customer/search", params={"email": " ANNA.Mueller@example.com"})
+    )
+    assert [g["golden_id"] for g in found["items"]] == [anna]
+    found = ok(await api(hub, "GET", "/customer/search", params={"name": "müller ANNA"}))
+    assert anna in [g["golden_id"] for g in found["items"]]
+    found = ok(await api(hub, "GET", "/customer/search", params={"phone": "+49 151 23456789"}))
+    assert [g["golden_id"] for g in found["items"]] == [anna]
+    found = ok(await api(hub, "GET", "/customer/search", params={"name": "Otto Müller"}))
+    assert found["items"] == []
+
+    # the review queue: accept as a match merges; the events go out on both keys
+    queue = ok(await api(hub, "GET", "/reviews"))
+    assert [t["id"] for t in queue["items"]] == [maybe.review_id] and queue["total"] == 1
+    task = ok(await api(hub, "GET", f"/reviews/{maybe.review_id}"))
+    assert task["candidates"][0]["golden_id"] == anna and task["explanation"]
+    topic = hub.settings.canonical_topic("customer")
+    await hub.publisher.publish(
+        topic,
+        CloudEvent(
+            id="before", source="test", type="hub.customer", data=b"{}", key=maybe.golden_id
+        ),
+    )
+    accepted = ok(
+        await api(
+            hub,
+            "POST",
+            f"/reviews/{maybe.review_id}/accept",
+            json={"steward": "ann", "reason": "same"},
+        )
+    )
+    assert accepted["status"] == "accepted" and accepted["decided_by"] == "steward:ann"
+    assert accepted["decision"]["merged_into"] == anna
+    refused(await api(hub, "POST", f"/reviews/{maybe.review_id}/accept", json={}), 409)
+    refused(await api(hub, "POST", f"/reviews/{maybe.review_id}/reject"), 409)
+    assert ok(await api(hub, "GET", "/reviews"))["total"] == 0
+    # the merged id keeps resolving, to the survivor; later events are keyed by it
+    merged = ok(await api(hub, "GET", f"/customer/golden/{maybe.golden_id}"))
+    assert (merged["status"], merged["merged_into"], merged["resolves_to"]) == (
+        "merged",
+        anna,
+        anna,
+    )
+    after = await hub.mdm.resolve("customer", "crm", "c-8")
+    assert after == anna
+    await hub.publisher.publish(
+        topic, CloudEvent(id="after", source="test", type="hub.customer", data=b"{}", key=after)
+    )
+    records = await topic_records(hub.bootstrap, topic)
+    by_key: dict[str, list[str]] = {}
+    for r in records:  # sorted by partition and offset: each key's order as consumers see it
+        by_key.setdefault(r.key.decode(), []).append(header_value(r.headers, "ce_type") or "")
+    assert by_key[maybe.golden_id] == ["hub.customer", "hub.customer.merged"]
+    assert by_key[anna] == ["hub.customer.merged", "hub.customer"]
+    merge_event = next(
+        r for r in records if header_value(r.headers, "ce_type") == "hub.customer.merged"
+    )
+    data = json.loads(merge_event.value)
+    assert (data["survivor"], data["merged"]) == (anna, maybe.golden_id)
+    assert data["actor"] == "steward:ann" and data["refs"] == [{"system": "crm", "id": "c-8"}]
+
+    # unmerge through the API restores the crosswalk
+    ok(
+        await api(
+            hub, "POST", "/customer/unmerge", json={"merged": maybe.golden_id, "steward": "bob"}
+        )
+    )
+    assert await hub.mdm.resolve("customer", "crm", "c-8") == maybe.golden_id
+    refused(await api(hub, "POST", "/customer/unmerge", json={"merged": maybe.golden_id}), 409)
+    # a steward's merge, and its refusals
+    ok(await api(hub, "POST", "/customer/merge", json={"survivor": anna, "merged": otto}))
+    assert await hub.mdm.resolve("customer", "shop", "2") == anna
+    refused(await api(hub, "POST", "/customer/merge", json={"survivor": anna, "merged": otto}), 409)
+    refused(
+        await api(hub, "POST", "/customer/merge", json={"survivor": anna, "merged": "cus_x"}), 404
+    )
+    refused(await api(hub, "POST", "/customer/merge", json={"survivor": anna, "merged": anna}), 409)
+    unmerged = [
+        r
+        for r in await topic_records(hub.bootstrap, topic)
+        if header_value(r.headers, "ce_type") == "hub.customer.unmerged"
+    ]
+    assert sorted(r.key.decode() for r in unmerged) == sorted([maybe.golden_id, anna])
+
+    # reject keeps the record apart
+    berta = {"first_name": "Berta", "last_name": "Klein", "email": "berta@example.de"}
+    berta |= {"street": "Ringstr. 1", "postcode": "50667", "city": "Köln", "country": "DE"}
+    await hub.mdm.resolve("customer", "shop", "3", {**berta, "date_of_birth": "1970-01-01"})
+    maybe_berta = {"first_name": "Berta", "last_name": "Kleine", "email": "bk@example.net"}
+    maybe_berta |= {"postcode": "50667", "date_of_birth": "1971-02-01"}
+    again = await hub.mdm.match_record("customer", "pos", "p-1", maybe_berta)
+    assert again.review_id is not None
+    rejected = ok(
+        await api(hub, "POST", f"/reviews/{again.review_id}/reject", json={"steward": "bob"})
+    )
+    assert rejected["status"] == "rejected"
+    assert await hub.mdm.resolve("customer", "pos", "p-1") == again.golden_id
+
+    quality = ok(await api(hub, "GET", "/quality"))
+    assert quality["golden_records"] == {"active": 4, "merged": 1}
+    assert quality["review_tasks"] == {"open": 0, "accepted": 1, "rejected": 1}
+    assert quality["merges"] == 2 and quality["unmerges"] == 1 and quality["duplicates_merged"] == 1
+    assert quality["duplicates_linked"] == 1  # crm c-7 by score
+    assert {"system": "shop", "field": "email", "records": 1} in quality["normalisation_failures"]
+    customer_only = ok(await api(hub, "GET", "/quality", params={"entity": "product"}))
+    assert customer_only["golden_records"] == {"active": 0, "merged": 0}
+
+
+async def test_the_ops_guard_applies(hubs: HubFactory) -> None:
+    hub = await hubs.start(
+        None, config=MDM_CONFIG, roles=frozenset({"ingress"}), ops_token="s3cret"
+    )
+    anna = await hub.mdm.resolve("customer", "shop", "1", ANNA)
+    otto = await hub.mdm.resolve("customer", "shop", "2", OTTO)
+    refused(await api(hub, "GET", f"/customer/golden/{anna}"), 401)
+    refused(await api(hub, "GET", "/quality", {"authorization": "Bearer wrong"}), 401)
+    token = {"authorization": "Bearer s3cret"}
+    body = {"survivor": anna, "merged": otto}
+    evil = {**token, "origin": "https://evil.example"}
+    refused(await api(hub, "POST", "/customer/merge", evil, json=body), 403)
+    refused(
+        await api(
+            hub, "POST", "/customer/merge", {**token, "sec-fetch-site": "cross-site"}, json=body
+        ),
+        403,
+    )
+    form = {**token, "content-type": "text/plain"}
+    refused(await api(hub, "POST", "/customer/merge", form, content=json.dumps(body)), 415)
+    assert await hub.mdm.resolve("customer", "shop", "2") == otto  # nothing merged
+    ok(await api(hub, "POST", "/customer/merge", token, json=body))
+    assert await hub.mdm.resolve("customer", "shop", "2") == anna
+
+
+HOSTILE = [
+    "\x00",
+    "a\x00b",
+    "' OR 1=1 --",
+    "%00",
+    "ä" * 300,
+    "x" * 5000,
+    "../../etc",
+    "😀",
+    "\ud800",
+]
+
+
+async def test_hostile_input_is_never_a_500(hubs: HubFactory, database_url: dict[str, str]) -> None:
+    hub = await hubs.start(None, config=MDM_CONFIG, roles=frozenset({"ingress"}), **database_url)
+    anna = await hub.mdm.resolve("customer", "shop", "1", ANNA)
+    await hub.mdm.match_record("customer", "crm", "c-8", MAYBE_ANNA)
+    async with httpx.AsyncClient(base_url=hub.base_url, timeout=30) as client:
+        tried = 0
+        for bad in HOSTILE:
+            safe = bad.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+            seg = quote(safe, safe="")
+            requests: list[tuple[str, str, dict[str, Any]]] = [
+                (
+                    "GET",
+                    "/api/mdm/customer/lookup",
+                    {"params": {"system": safe, "external_id": safe}},
+                ),
+                ("GET", f"/api/mdm/customer/golden/{seg}", {}),
+                ("GET", f"/api/mdm/{seg}/golden/x", {}),
+                (
+                    "GET",
+                    "/api/mdm/customer/search",
+                    {"params": {"name": safe, "email": safe, "phone": safe}},
+                ),
+                ("GET", "/api/mdm/reviews", {"params": {"status": safe, "entity": safe}}),
+                ("GET", "/api/mdm/quality", {"params": {"entity": safe}}),
+                ("POST", "/api/mdm/customer/merge", {"json": {"survivor": anna, "merged": safe}}),
+                (
+                    "POST",
+                    "/api/mdm/customer/merge",
+                    {"json": {"survivor": safe, "merged": anna, "reason": safe}},
+                ),
+                ("POST", "/api/mdm/customer/unmerge", {"json": {"merged": safe, "steward": safe}}),
+                (
+                    "POST",
+                    "/api/mdm/reviews/1/accept",
+                    {"json": {"golden_id": safe, "steward": "s"}},
+                ),
+                ("POST", "/api/mdm/reviews/1/accept", {"json": [safe]}),
+                (
+                    "POST",
+                    "/api/mdm/reviews/1/reject",
+                    {"content": safe.encode(), "headers": {"content-type": "application/json"}},
+                ),
+            ]
+            for method, path, kwargs in requests:
+                response = await client.request(method, path, **kwargs)
+                assert response.status_code < 500, (method, path, bad, response.text)
+                tried += 1
+        assert tried == len(HOSTILE) * 12
+    # nothing was changed by any of it
+    assert (await hub.mdm.golden("customer", anna) or {})["status"] == "active"
+    assert ok(await api(hub, "GET", "/reviews"))["total"] == 1

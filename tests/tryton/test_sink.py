@@ -369,3 +369,46 @@ async def test_check_connection_failures_say_what_to_fix(
     with pytest.raises(ConnectionCheckFailed) as failed:
         await build(tryton, **changes).check_connection()
     assert expected in str(failed.value)
+
+
+def test_hub_connectors_check_runs_the_example_against_tryton(
+    tryton: TrytonServer, tmp_path: Path
+) -> None:
+    """examples/tryton.yaml, pointed at this Tryton, passes `hub check` and
+    `hub connectors check erp`; with a wrong password the check fails and says so."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "examples/tryton.yaml").read_text()
+    text = text.replace("url: http://127.0.0.1:8000", f"url: {tryton.url}")
+    text = text.replace("database: tryton", f"database: {tryton.database}")
+    text = text.replace("mappings: ../mappings", f"mappings: {root / 'mappings'}")
+    config = tmp_path / "hub.yaml"
+    config.write_text(text)
+
+    def hub(*args: str, password: str) -> subprocess.CompletedProcess[str]:
+        env = dict(
+            os.environ,
+            SHOPIFY_WEBHOOK_SECRET="example-webhook-secret-0123",
+            TRYTON_PASSWORD=password,
+        )
+        return subprocess.run(
+            [sys.executable, "-m", "hub.cli", *args, "-c", str(config)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    checked = hub("check", password=setup.HUB_PASSWORD)
+    assert checked.returncode == 0, checked.stderr
+    assert "route orders-to-tryton: canonical.order -> erp" in checked.stdout
+    ok = hub("connectors", "check", "erp", password=setup.HUB_PASSWORD)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.startswith("ok    erp (tryton): logged in to")
+    wrong = hub("connectors", "check", "erp", password="not-the-password-0123456")
+    assert wrong.returncode == 1
+    assert "FAIL  erp (tryton):" in wrong.stdout and "refused the login 'hub'" in wrong.stdout
+    assert "not-the-password" not in wrong.stdout

@@ -39,6 +39,8 @@ poll; :meth:`MdmService.on_change` calls back in this process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
@@ -1090,6 +1092,50 @@ class MdmService:
         return len(rows)
 
 
+class ChangeWatcher:
+    """Tells this process about merges and unmerges that any process made: every
+    ``interval_s`` one indexed query (:meth:`MdmService.changes_since`); ``on_change`` gets the
+    new ones (a resolver drops its cache). A failed poll is logged and tried again."""
+
+    def __init__(
+        self,
+        service: MdmService,
+        on_change: Callable[[list[Change]], None],
+        interval_s: float = 1.0,
+    ) -> None:
+        self.service = service
+        self.on_change = on_change
+        self.interval_s = interval_s
+        self.last = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.last = await self.service.last_change()
+        self._task = asyncio.create_task(self._run(), name="mdm-changes")
+
+    async def poll(self) -> list[Change]:
+        changes = await self.service.changes_since(self.last)
+        if changes:
+            self.last = changes[-1].history_id
+            self.on_change(changes)
+        return changes
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.poll()
+            except Exception as exc:
+                log.warning("could not read master data's changes: %s: %s", type(exc).__name__, exc)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
 def _stamp(history_id: int, conn: Connection) -> None:
     stamp = update(mdm_history).where(mdm_history.c.id == history_id)
     conn.execute(stamp.values(published_at=_now()))
@@ -1179,4 +1225,4 @@ def _aware(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
-__all__ = ["Change", "DbIndex", "MdmService", "Resolution", "merge_events"]
+__all__ = ["Change", "ChangeWatcher", "DbIndex", "MdmService", "Resolution", "merge_events"]

@@ -27,7 +27,7 @@ from .errors import BrokerStartError, ConfigError
 from .mapping import MappingSet, load_mappings
 from .mapping.engine import yaml_files
 from .mdm import DeterministicResolver, IdResolver
-from .mdm_service import MdmService
+from .mdm_service import ChangeWatcher, MdmService
 from .metrics import Metrics
 from .polling import Poller
 from .receipts import Receipts
@@ -77,6 +77,7 @@ class Hub:
         self.deadletters = DeadLetterStore(self.db)
         self.replays = ReplayJobs(self)
         self.mdm = MdmService(self.db, config.mdm, publish=self._publish_mdm)
+        self._mdm_watch: ChangeWatcher | None = None
         self.retention = Retention(self.db, settings)
         self.metrics = Metrics()
         self.tracer: telemetry.Spans | None = None  # HUB_OTEL_ENDPOINT: spans exported
@@ -152,9 +153,23 @@ class Hub:
             await self._serve_http()
         if s.metrics_port is not None:
             await self._serve_metrics()
+        await self._watch_master_data()
         if s.reload_interval_s > 0:
             self._fingerprint = self._files_fingerprint()
             self._tasks.append(asyncio.create_task(self._watch(), name="reload"))
+
+    async def _watch_master_data(self) -> None:
+        """A resolver that caches golden ids drops them when master data merges or unmerges:
+        at once for a change made here, within ``HUB_MDM_POLL_S`` for one made elsewhere."""
+        forget = getattr(self.resolver, "forget", None)
+        if not callable(forget):
+            return
+        self.mdm.on_change(lambda _change: forget())
+        if self.settings.mdm_poll_s > 0:
+            self._mdm_watch = ChangeWatcher(
+                self.mdm, lambda _changes: forget(), self.settings.mdm_poll_s
+            )
+            await self._mdm_watch.start()
 
     def _start_worker(self, worker: Worker) -> None:
         self._workers[worker] = asyncio.create_task(self._supervise(worker), name=worker.group)
@@ -345,6 +360,9 @@ class Hub:
             await asyncio.to_thread(self.broker.stop)
             self.broker = None
         await self.retention.stop()
+        if self._mdm_watch is not None:
+            await self._mdm_watch.stop()
+            self._mdm_watch = None
         await self.receipts.close()
         await self.db.close()
         if self.tracer is not None:

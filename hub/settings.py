@@ -151,6 +151,13 @@ class Settings(BaseSettings):
         "1h", validate_default=True, description="How often old rows are deleted; 0: never."
     )
 
+    mdm_poll_s: float = Field(
+        1.0,
+        ge=0,
+        description="How often this process asks the database whether master data merged or "
+        "unmerged records (then its golden-id cache is dropped); 0: never.",
+    )
+
     reload_interval_s: float = Field(
         2.0, ge=0, description="How often hub.yaml and mappings are checked for changes; 0: never."
     )

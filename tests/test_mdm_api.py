@@ -14,9 +14,10 @@ import httpx
 import pytest
 
 from hub.envelope import CloudEvent, header_value
+from hub.mdm import DeterministicResolver
 from hub.runtime import Hub
 
-from .support.harness import HubFactory, config_text, topic_records
+from .support.harness import HubFactory, config_text, topic_records, until
 from .test_db import _drop_postgres_database, _postgres_database
 from .test_mdm_service import ANNA, ANNA_CRM, MAYBE_ANNA, OTTO
 
@@ -285,3 +286,37 @@ async def test_hostile_input_is_never_a_500(hubs: HubFactory, database_url: dict
     # nothing was changed by any of it
     assert (await hub.mdm.golden("customer", anna) or {})["status"] == "active"
     assert ok(await api(hub, "GET", "/reviews"))["total"] == 1
+
+
+class Forgetful(DeterministicResolver):
+    """A resolver with a cache to drop (as hub.mdm's CrosswalkResolver has)."""
+
+    def __init__(self) -> None:
+        self.forgotten = 0
+
+    def forget(self) -> None:
+        self.forgotten += 1
+
+
+async def test_every_hub_process_drops_its_cache_on_a_merge(
+    hubs: HubFactory, tmp_path: Path
+) -> None:
+    shared = {"database_url": f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}", "mdm_poll_s": 0.05}
+    here, there = Forgetful(), Forgetful()
+    hub = await hubs.start(
+        None, config=MDM_CONFIG, roles=frozenset({"ingress"}), resolver=here, **shared
+    )
+    other = await hubs.start(
+        None, config=MDM_CONFIG, roles=frozenset({"ingress"}), resolver=there, **shared
+    )
+    anna = await hub.mdm.resolve("customer", "shop", "1", ANNA)
+    otto = await hub.mdm.resolve("customer", "shop", "2", OTTO)
+    assert (here.forgotten, there.forgotten) == (0, 0)
+    ok(await api(hub, "POST", "/customer/merge", json={"survivor": anna, "merged": otto}))
+    assert here.forgotten >= 1  # at once, in the process that merged
+
+    async def heard() -> bool:
+        return there.forgotten >= 1
+
+    await until(heard)
+    assert await other.mdm.resolve("customer", "shop", "2") == anna

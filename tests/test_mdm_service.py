@@ -20,7 +20,7 @@ from hub.db import Database, crosswalk, mdm_golden, mdm_history, mdm_keys, mdm_r
 from hub.errors import ConfigError, MdmRefused
 from hub.matching import Decision, load_match_config
 from hub.mdm import DeterministicResolver
-from hub.mdm_service import MdmService
+from hub.mdm_service import ChangeWatcher, MdmService
 
 from .support.databases import database_url
 from .support.harness import until
@@ -348,7 +348,7 @@ import asyncio, json, os, sys, time
 from pathlib import Path
 from hub.db import Database
 from hub.matching import load_match_config
-from hub.mdm_service import MdmService
+from hub.mdm_service import ChangeWatcher, MdmService
 
 url, go, system, ext, attrs = sys.argv[1:6]
 async def main():
@@ -411,3 +411,32 @@ def test_hub_yaml_names_the_match_configuration_and_its_errors_have_file_and_lin
     hub_yaml.write_text("mdm: missing.yaml\n")
     with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read"):
         load_config(hub_yaml)
+
+
+async def test_a_watcher_in_another_process_hears_of_merges_and_unmerges(url: str) -> None:
+    here, there = Database(url), Database(url)
+    try:
+        service = MdmService(here, CONFIG)
+        anna = await service.resolve("customer", "shop", "1", ANNA)
+        otto = await service.resolve("customer", "shop", "2", OTTO)
+        heard: list[Any] = []
+        watcher = ChangeWatcher(MdmService(there, CONFIG), heard.extend, interval_s=0.05)
+        await watcher.start()
+        try:
+            assert await watcher.poll() == []  # nothing since it started
+            await service.merge("customer", anna, otto, actor="steward:ann")
+            await service.unmerge("customer", otto, actor="steward:ann")
+
+            async def both() -> bool:
+                return len(heard) == 2
+
+            await until(both)
+            assert [(c.action, c.survivor, c.merged) for c in heard] == [
+                ("merge", anna, otto),
+                ("unmerge", anna, otto),
+            ]
+        finally:
+            await watcher.stop()
+    finally:
+        await here.close()
+        await there.close()

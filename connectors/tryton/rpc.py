@@ -12,8 +12,9 @@ here, once:
 - ``UserError`` and ``UserWarning`` (validation, a missing field, access refused, a record
   that cannot change state) are refusals; the message is Tryton's own, with its description;
 - ``ConcurrencyException`` (the record changed meanwhile) is retriable, and so is any other
-  server exception whose text names a lock, a serialization failure or a database operational
-  error; an unexpected server exception otherwise is a refusal (the same call would fail again).
+  server exception whose text or type (the traceback's last line) names a lock, a serialization
+  failure or a database operational error; an unexpected server exception otherwise is a
+  refusal (the same call would fail again).
 
 HTTP failures (refused connections, timeouts, 5xx, 429) are classified by :mod:`connectors.rest`.
 Values cross JSON-RPC in Tryton's encoding: :func:`decimal` and :func:`date` build them,
@@ -169,8 +170,11 @@ def classify(system: str, method: str, error: Any) -> RequestRefused | RequestRe
     if name == "LoginException":
         return RequestRefused(system, f"{method}: Tryton asks for {args!r} to log in")
     text = str(name) if name else str(error)
-    detail = str(args)
-    if any(word.lower() in (text + detail).lower() for word in RETRIABLE_WORDS):
+    # an unexpected exception comes as [its text, its traceback]: the traceback's last line
+    # names its type (the frames above it name Tryton's own lock() calls, whatever failed)
+    lines = [line for line in str(args).splitlines() if line.strip()] if name else []
+    last = lines[-1] if lines else ""
+    if any(word.lower() in f"{text}\n{last}".lower() for word in RETRIABLE_WORDS):
         return RequestRetriable(system, f"{method}: Tryton server error: {_first_line(text)}")
     return RequestRefused(system, f"{method}: Tryton server error: {_first_line(text)}")
 

@@ -74,6 +74,12 @@ class TrytonOptions(PollingOptions):
     page_size: int = Field(
         100, ge=1, le=1000, description="Records of each kind read by one poll at most."
     )
+    settle_s: float = Field(
+        5.0,
+        ge=0,
+        description="Changes younger than this, by Tryton's clock, wait for a later poll, so "
+        "a transaction that commits after a younger one is not skipped.",
+    )
 
 
 @register
@@ -117,7 +123,7 @@ class Tryton(Sink, PollingSource):
             unit=o.unit,
             create_products=o.create_products,
         )
-        self._changes = TrytonChanges(self._rpc, o.poll, o.warehouse, o.page_size)
+        self._changes = TrytonChanges(self._rpc, o.poll, o.warehouse, o.page_size, o.settle_s)
 
     async def close(self) -> None:
         rpc, self._rpc, self._writer, self._changes = self._rpc, None, None, None

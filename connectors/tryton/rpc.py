@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import email.utils
 import itertools
 from decimal import Decimal
 from typing import Any
@@ -71,6 +72,7 @@ class TrytonRpc:
         self.user_id: int | None = None
         self.context: dict[str, Any] = {}
         self._authorization: str | None = None
+        self.server_now: dt.datetime | None = None  # Tryton's clock: its last answer's Date
         self._ids = itertools.count(1)
         self._login_lock = asyncio.Lock()
 
@@ -139,6 +141,7 @@ class TrytonRpc:
             headers=headers,
             allow=(401,),
         )
+        self.server_now = _http_date(response.headers.get("date")) or self.server_now
         if response.status == 401:
             if expired:
                 return _EXPIRED
@@ -177,6 +180,16 @@ def classify(system: str, method: str, error: Any) -> RequestRefused | RequestRe
     if any(word.lower() in f"{text}\n{last}".lower() for word in RETRIABLE_WORDS):
         return RequestRetriable(system, f"{method}: Tryton server error: {_first_line(text)}")
     return RequestRefused(system, f"{method}: Tryton server error: {_first_line(text)}")
+
+
+def _http_date(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when.astimezone(dt.UTC) if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _first_line(text: str, limit: int = 300) -> str:

@@ -6,6 +6,11 @@ and records written by one transaction share one; so a record's position is the 
 ``(timestamp, id)``, and a poll asks for the records after the cursor's pair: nothing written
 in the same second, or in the same transaction, is skipped when a page ends among them.
 
+A transaction that started before another but commits after it carries the older timestamp:
+had the cursor already passed it, it would be skipped. So a poll leaves the records younger
+than ``settle_s`` (by Tryton's clock, the ``Date`` of its answers) for a later poll: a write
+whose transaction lasts longer than that can still be missed.
+
 Kinds (option ``poll``), each with its own position in the cursor (a JSON object):
 
 - ``sales``: ``sale.sale`` with its lines and shipments -> ``sale.changed``;
@@ -34,8 +39,17 @@ Key = tuple[dt.datetime, int]
 
 
 class TrytonChanges:
-    def __init__(self, rpc: TrytonRpc, kinds: Iterable[str], warehouse: str, page_size: int):
+    def __init__(
+        self,
+        rpc: TrytonRpc,
+        kinds: Iterable[str],
+        warehouse: str,
+        page_size: int,
+        settle_s: float = 5.0,
+    ):
         self.rpc = rpc
+        self.settle_s = settle_s
+        self._upper: dt.datetime | None = None
         self.kinds = list(kinds)
         self.warehouse_code = warehouse
         self.page_size = page_size
@@ -43,6 +57,10 @@ class TrytonChanges:
 
     async def poll(self, cursor: str | None) -> Page:
         positions = _read_cursor(cursor)
+        # a fresh Date from Tryton; it has whole seconds, so its clock is before date + 1 s
+        await self.rpc.call("model.res.user.get_preferences", True)
+        now = self.rpc.server_now or dt.datetime.now(dt.UTC)
+        self._upper = now + dt.timedelta(seconds=1) - dt.timedelta(seconds=self.settle_s)
         changes: list[Change] = []
         more = False
         for kind in self.kinds:
@@ -70,6 +88,9 @@ class TrytonChanges:
         limit = self.page_size
         edited: list[Any] = [("write_date", "!=", None)]
         created: list[Any] = [("write_date", "=", None)]
+        if self._upper is not None:  # settled records only
+            edited.append(("write_date", "<=", _wire(self._upper)))
+            created.append(("create_date", "<=", _wire(self._upper)))
         if key is not None:
             when, last_id = _wire(key[0]), key[1]
             edited.append(

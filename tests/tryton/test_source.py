@@ -31,6 +31,7 @@ def build(tryton: TrytonServer, **changes: Any) -> Tryton:
         "database": tryton.database,
         "login": setup.HUB_LOGIN,
         "password": f"env:{PASSWORD_ENV}",
+        "settle_s": 0,  # what the test just wrote is polled at once (see the settle test)
         **changes,
     }
     return Tryton("erp", Tryton.Options.model_validate(options))
@@ -95,6 +96,23 @@ async def test_records_written_in_one_transaction_are_all_polled_across_pages(
         )
     finally:
         await source.close()
+
+
+async def test_changes_younger_than_settle_s_wait_for_a_later_poll(tryton: TrytonServer) -> None:
+    """A transaction that commits after a younger one has the older timestamp: the poll leaves
+    the last settle_s seconds (by Tryton's clock) for later, and its cursor stays before them."""
+    settled = build(tryton, poll=["parties"], settle_s=0)
+    patient = build(tryton, poll=["parties"], settle_s=3600)
+    try:
+        _, cursor = await drain(settled, None)
+        (party_id,) = tryton.rpc("model.party.party.create", [{"name": "Just now"}])
+        waiting = await patient.poll(cursor)
+        assert waiting.changes == [] and waiting.cursor is None
+        (now,) = (await settled.poll(cursor)).changes
+        assert json.loads(now.data)["id"] == party_id
+    finally:
+        await settled.close()
+        await patient.close()
 
 
 async def test_a_connection_that_polls_nothing_asks_tryton_nothing(tryton: TrytonServer) -> None:

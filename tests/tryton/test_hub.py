@@ -1,0 +1,112 @@
+"""A whole hub (real broker, real HTTP ingress) with a Tryton connection: a signed Shopify order
+becomes one confirmed sale in Tryton, whose id is linked in the crosswalk, and the hub's
+poller brings the sale back as a canonical order. What Tryton holds is read through its API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hub.db import crosswalk
+from hub.runtime import Hub
+from tests.support.harness import ORDER_BODY, HubFactory, post, shopify_headers, until
+from tests.support.tryton import TrytonServer, setup
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOP_ORDER_ID = "820982911946154508"
+
+
+def hub_yaml(tryton: TrytonServer, outbox: Path) -> str:
+    return f"""
+mappings: {ROOT / "mappings"}
+connections:
+  shop:
+    connector: shopify
+    options: {{webhook_secret: env:TEST_SHOPIFY_SECRET}}
+  erp:
+    connector: tryton
+    options:
+      url: {tryton.url}
+      database: {tryton.database}
+      login: {setup.HUB_LOGIN}
+      password: env:HUB_TEST_TRYTON_PASSWORD
+      poll: [sales]
+      poll_interval_s: 0.5
+      settle_s: 0
+  outbox:
+    connector: file
+    options: {{path: {outbox}}}
+routes:
+  - name: shop-orders-in
+    from: shop
+    mapping: shopify/orders_create
+  - name: orders-to-tryton
+    from: canonical.order
+    to: erp
+    mapping: tryton/order_to_sale
+    when: "'erp' not in pluck(external_refs, 'system')"
+  - name: tryton-sales
+    from: erp
+    mapping: tryton/sale_to_order
+  - name: orders-to-outbox
+    from: canonical.order
+    to: outbox
+"""
+
+
+@pytest.fixture
+async def hub(
+    hubs: HubFactory, tryton: TrytonServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Hub]:
+    monkeypatch.setenv("HUB_TEST_TRYTON_PASSWORD", setup.HUB_PASSWORD)
+    yield await hubs.start(config=hub_yaml(tryton, tmp_path / "outbox.jsonl"))
+
+
+def outbox(hub: Hub) -> list[dict[str, Any]]:
+    path = Path(hub.config.connections["outbox"].options.path)  # type: ignore[attr-defined]
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_a_shopify_order_twice_is_one_confirmed_sale_linked_and_polled_back(
+    hub: Hub, tryton: TrytonServer
+) -> None:
+    golden = hub.resolver.golden_id("order", "shop", SHOP_ORDER_ID)
+    for webhook_id in ("delivery-1", "delivery-2"):  # Shopify sent it twice
+        response = await post(hub, ORDER_BODY, shopify_headers(ORDER_BODY, webhook_id))
+        assert response.status_code == 202, response.text
+
+    async def linked() -> list[Any]:
+        return await hub.db.run(
+            lambda conn: list(conn.execute(select(crosswalk).where(crosswalk.c.entity == "order")))
+        )
+
+    await until(linked)
+    (sale,) = tryton.search_read(
+        "sale.sale", [("reference", "=", golden)], ["state", "party.code", "lines", "total_amount"]
+    )
+    assert sale["state"] == "processing"
+    assert sale["total_amount"]["decimal"] == "398.00"  # 199.00 + 2 x 99.50 + 0.00
+    assert len(sale["lines"]) == 3
+    (link,) = await linked()
+    assert (link.system, link.external_id, link.golden_id) == ("tryton", str(sale["id"]), golden)
+
+    async def polled_back() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in outbox(hub)
+            if {"system": "erp", "id": str(sale["id"])} in e["data"]["external_refs"]
+        ]
+
+    await until(polled_back)
+    (order,) = (await polled_back())[:1]
+    assert order["data"]["status"] == "confirmed"
+    assert order["data"]["total"] == "398.00"
+    # the polled order is not written back to Tryton: still one sale
+    assert len(tryton.search_read("sale.sale", [], ["id"])) == 1

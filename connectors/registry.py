@@ -69,7 +69,7 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import file, http, shopify, tryton  # noqa: F401  (importing registers them)
+    from . import file, http, shopify, shopify_admin, tryton  # noqa: F401  (importing registers them)
 
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:

@@ -119,7 +119,10 @@ def setup_shopify(_dest: Destination, _tmp: Path) -> dict[str, Any]:
 SETUPS = {"http": setup_http, "file": setup_file, "shopify": setup_shopify}
 # Connectors whose behaviour can only be checked against their real system run the same
 # conformance functions in their own tests (marked as such); their spec is checked here too.
-ELSEWHERE = {"tryton": "tests/tryton/test_sink.py"}
+ELSEWHERE = {
+    "tryton": "tests/tryton/test_sink.py",
+    "shopify_admin": "tests/connectors/test_shopify_admin.py",
+}
 
 
 @pytest.fixture(autouse=True)

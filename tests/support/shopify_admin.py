@@ -1,0 +1,341 @@
+"""A strict stand-in for Shopify's REST Admin API, served over real HTTP on 127.0.0.1.
+
+It answers only the requests the ``shopify_admin`` sink makes, each checked as Shopify documents
+it (https://shopify.dev/docs/api/admin-rest/2025-01/resources/fulfillment,
+.../inventorylevel, .../order#post-orders-order-id-cancel, .../shop): the method, the path and
+its API version, ``X-Shopify-Access-Token``, the JSON content type of a body and the body's
+shape (pydantic models that refuse unknown fields). A request that is not right is answered as
+Shopify answers it: 401 ``{"errors": "[API] Invalid API key or access token ..."}``, 404
+``{"errors": "Not Found"}``, 415, or 422 ``{"errors": {...}}``. Every leaky-bucket answer
+carries ``X-Shopify-Shop-Api-Call-Limit``; ``throttle(n)`` makes the next n requests 429 with
+``Retry-After``.
+
+Tests assert on the fake's state afterwards (``fulfillments``, ``levels``, ``cancelled``), not
+on logs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.support.threaded import serve
+
+API_VERSION = "2025-01"
+TOKEN = "shpat_0123456789abcdef0123456789abcdef"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class FulfillmentOrderLineItem(_Strict):
+    id: int
+    quantity: int = Field(gt=0)
+
+
+class LineItemsByFulfillmentOrder(_Strict):
+    fulfillment_order_id: int
+    fulfillment_order_line_items: list[FulfillmentOrderLineItem] | None = None
+
+
+class TrackingInfo(_Strict):
+    number: str | None = None
+    company: str | None = None
+    url: str | None = None
+
+
+class FulfillmentCreate(_Strict):
+    line_items_by_fulfillment_order: list[LineItemsByFulfillmentOrder] = Field(min_length=1)
+    tracking_info: TrackingInfo | None = None
+    notify_customer: bool | None = None
+    message: str | None = None
+    origin_address: dict[str, str] | None = None
+
+
+class FulfillmentBody(_Strict):
+    fulfillment: FulfillmentCreate
+
+
+class InventoryLevelSet(_Strict):
+    location_id: int
+    inventory_item_id: int
+    available: int
+    disconnect_if_necessary: bool | None = None
+
+
+class OrderCancel(_Strict):
+    reason: Literal["customer", "inventory", "fraud", "declined", "other"] | None = None
+    email: bool | None = None
+    restock: bool | None = None
+    amount: str | None = None
+    currency: str | None = None
+
+
+@dataclass
+class Order:
+    id: int
+    line_items: list[dict[str, Any]]  # {id, quantity}
+    cancelled_at: str | None = None
+
+
+@dataclass
+class FakeShopify:
+    """The shop's state and what it was sent."""
+
+    base: str = ""
+    shop_domain: str = "acme.myshopify.com"
+    location_id: int = 655441491
+    orders: dict[int, Order] = field(default_factory=dict)
+    fulfillment_orders: dict[int, dict[str, Any]] = field(default_factory=dict)
+    fulfillments: list[dict[str, Any]] = field(default_factory=list)
+    levels: dict[tuple[int, int], int] = field(default_factory=dict)  # (location, item) -> n
+    cancelled: list[int] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    throttled: int = 0
+    retry_after: str = "2.0"
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1_000_000))
+
+    def add_order(self, order_id: int, quantities: list[int]) -> Order:
+        """An order with one open fulfilment order holding its lines."""
+        lines = [{"id": next(self._ids), "quantity": q} for q in quantities]
+        order = Order(order_id, lines)
+        self.orders[order_id] = order
+        fo_id = next(self._ids)
+        self.fulfillment_orders[fo_id] = {
+            "id": fo_id,
+            "order_id": order_id,
+            "status": "open",
+            "assigned_location_id": self.location_id,
+            "supported_actions": ["create_fulfillment"],
+            "line_items": [
+                {
+                    "id": next(self._ids),
+                    "shop_id": 548380009,
+                    "fulfillment_order_id": fo_id,
+                    "line_item_id": line["id"],
+                    "inventory_item_id": next(self._ids),
+                    "quantity": line["quantity"],
+                    "fulfillable_quantity": line["quantity"],
+                }
+                for line in lines
+            ],
+        }
+        return order
+
+    def add_item(self, item_id: int, available: int) -> None:
+        self.levels[(self.location_id, item_id)] = available
+
+    def throttle(self, times: int, retry_after: str = "2.0") -> None:
+        self.throttled, self.retry_after = times, retry_after
+
+
+def _errors(status: int, errors: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"errors": errors}, status, headers=headers)
+
+
+def app(shop: FakeShopify, token: str = TOKEN) -> Starlette:
+    prefix = f"/admin/api/{API_VERSION}"
+
+    def guard(request: Request, body_expected: bool) -> Response | None:
+        shop.requests.append((request.method, request.url.path))
+        if request.headers.get("x-shopify-access-token") != token:
+            return _errors(
+                401, "[API] Invalid API key or access token (unrecognized login or wrong password)"
+            )
+        if shop.throttled > 0:
+            shop.throttled -= 1
+            return _errors(
+                429,
+                "Exceeded 2 calls per second for api client. Reduce request rates to resume "
+                "uninterrupted service.",
+                {"retry-after": shop.retry_after},
+            )
+        if body_expected and request.headers.get("content-type", "").split(";")[0] != (
+            "application/json"
+        ):
+            return _errors(415, "Content-Type must be application/json")
+        return None
+
+    def limited(body: Any, status: int = 200) -> JSONResponse:
+        return JSONResponse(body, status, headers={"x-shopify-shop-api-call-limit": "1/40"})
+
+    async def parsed(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
+        try:
+            raw = json.loads(await request.body())
+            return model.model_validate(raw)
+        except json.JSONDecodeError:
+            return _errors(400, "body is not JSON")
+        except ValidationError as exc:
+            problems: dict[str, list[str]] = {}
+            for error in exc.errors():
+                where = ".".join(str(p) for p in error["loc"]) or "base"
+                problems.setdefault(where, []).append(error["msg"])
+            return _errors(422, problems)
+
+    def order_of(request: Request) -> Order | None:
+        raw = request.path_params["order_id"]
+        return shop.orders.get(int(raw)) if raw.isdigit() else None
+
+    async def shop_json(request: Request) -> Response:
+        return guard(request, False) or limited(
+            {"shop": {"id": 548380009, "name": "Acme", "myshopify_domain": shop.shop_domain}}
+        )
+
+    async def get_order(request: Request) -> Response:
+        if (refused := guard(request, False)) is not None:
+            return refused
+        order = order_of(request)
+        if order is None:
+            return _errors(404, "Not Found")
+        return limited({"order": {"id": order.id, "cancelled_at": order.cancelled_at}})
+
+    async def fulfillment_orders(request: Request) -> Response:
+        if (refused := guard(request, False)) is not None:
+            return refused
+        order = order_of(request)
+        if order is None:
+            return _errors(404, "Not Found")
+        found = [fo for fo in shop.fulfillment_orders.values() if fo["order_id"] == order.id]
+        return limited({"fulfillment_orders": found})
+
+    async def order_fulfillments(request: Request) -> Response:
+        if (refused := guard(request, False)) is not None:
+            return refused
+        order = order_of(request)
+        if order is None:
+            return _errors(404, "Not Found")
+        return limited(
+            {"fulfillments": [f for f in shop.fulfillments if f["order_id"] == order.id]}
+        )
+
+    async def create_fulfillment(request: Request) -> Response:
+        if (refused := guard(request, True)) is not None:
+            return refused
+        body = await parsed(request, FulfillmentBody)
+        if isinstance(body, JSONResponse):
+            return body
+        assert isinstance(body, FulfillmentBody)
+        create = body.fulfillment
+        fos = []
+        for pair in create.line_items_by_fulfillment_order:
+            fo = shop.fulfillment_orders.get(pair.fulfillment_order_id)
+            if fo is None:
+                return _errors(404, "Not Found")
+            if fo["status"] not in ("open", "in_progress"):
+                return _errors(
+                    422,
+                    {
+                        "base": [
+                            f"Fulfillment order {fo['id']} has an unfulfillable status= closed."
+                        ]
+                    },
+                )
+            fos.append(fo)
+        if len({fo["order_id"] for fo in fos}) != 1:
+            return _errors(422, {"base": ["Fulfillment orders must belong to the same order."]})
+        tracking = create.tracking_info or TrackingInfo()
+        fulfillment = {
+            "id": next(shop._ids),
+            "order_id": fos[0]["order_id"],
+            "status": "success",
+            "location_id": fos[0]["assigned_location_id"],
+            "tracking_company": tracking.company,
+            "tracking_number": tracking.number,
+            "tracking_numbers": [tracking.number] if tracking.number else [],
+            "tracking_url": tracking.url,
+            "tracking_urls": [tracking.url] if tracking.url else [],
+            "notify_customer": bool(create.notify_customer),
+            "line_items": [li for fo in fos for li in fo["line_items"]],
+        }
+        for fo in fos:
+            fo["status"] = "closed"
+        shop.fulfillments.append(fulfillment)
+        return limited({"fulfillment": fulfillment}, 201)
+
+    async def set_level(request: Request) -> Response:
+        if (refused := guard(request, True)) is not None:
+            return refused
+        body = await parsed(request, InventoryLevelSet)
+        if isinstance(body, JSONResponse):
+            return body
+        assert isinstance(body, InventoryLevelSet)
+        key = (body.location_id, body.inventory_item_id)
+        if body.location_id != shop.location_id or key not in shop.levels:
+            return _errors(
+                422, {"inventory_item_id": ["Inventory item is not stocked at location"]}
+            )
+        shop.levels[key] = body.available
+        return limited(
+            {
+                "inventory_level": {
+                    "inventory_item_id": body.inventory_item_id,
+                    "location_id": body.location_id,
+                    "available": body.available,
+                    "updated_at": "2025-01-01T12:00:00-05:00",
+                    "admin_graphql_api_id": (
+                        f"gid://shopify/InventoryLevel/{body.location_id}"
+                        f"?inventory_item_id={body.inventory_item_id}"
+                    ),
+                }
+            }
+        )
+
+    async def cancel(request: Request) -> Response:
+        if (refused := guard(request, True)) is not None:
+            return refused
+        body = await parsed(request, OrderCancel)
+        if isinstance(body, JSONResponse):
+            return body
+        order = order_of(request)
+        if order is None:
+            return _errors(404, "Not Found")
+        if order.cancelled_at is not None:
+            return _errors(422, {"base": ["Order has already been cancelled"]})
+        order.cancelled_at = "2025-01-01T12:00:00-05:00"
+        shop.cancelled.append(order.id)
+        return limited({"order": {"id": order.id, "cancelled_at": order.cancelled_at}})
+
+    async def not_found(request: Request) -> Response:
+        shop.requests.append((request.method, request.url.path))
+        return _errors(404, "Not Found")
+
+    return Starlette(
+        routes=[
+            Route(f"{prefix}/shop.json", shop_json, methods=["GET"]),
+            Route(f"{prefix}/orders/{{order_id}}.json", get_order, methods=["GET"]),
+            Route(
+                f"{prefix}/orders/{{order_id}}/fulfillment_orders.json",
+                fulfillment_orders,
+                methods=["GET"],
+            ),
+            Route(
+                f"{prefix}/orders/{{order_id}}/fulfillments.json",
+                order_fulfillments,
+                methods=["GET"],
+            ),
+            Route(f"{prefix}/fulfillments.json", create_fulfillment, methods=["POST"]),
+            Route(f"{prefix}/inventory_levels/set.json", set_level, methods=["POST"]),
+            Route(f"{prefix}/orders/{{order_id}}/cancel.json", cancel, methods=["POST"]),
+            Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
+        ]
+    )
+
+
+@contextmanager
+def fake_shopify(token: str = TOKEN) -> Iterator[FakeShopify]:
+    """A fake shop served on 127.0.0.1 until the block ends; ``.base`` is its URL."""
+    shop = FakeShopify()
+    with serve(app(shop, token), lifespan="off") as base:
+        shop.base = base
+        yield shop

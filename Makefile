@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= examples/hub.yaml
 
-.PHONY: run demo-erp test test-tryton tryton lint bench bench-mapping bench-pipeline bench-client bench-broker bench-mdm install clean
+.PHONY: run demo-erp test test-tryton tryton test-bottlecrm bottlecrm lint bench bench-mapping bench-pipeline bench-client bench-broker bench-mdm install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ tryton: $(STAMP)
 
 test-tryton: $(STAMP)
 	$(BIN)/python -m pytest -m tryton $(PYTEST_ARGS)
+
+# A real BottleCRM (django-crm 1.35 on Python 3.12) for the connector's tests: its own
+# virtualenv and a migrated PostgreSQL template database, cached (deploy/bottlecrm/setup.py).
+bottlecrm: $(STAMP)
+	$(BIN)/python deploy/bottlecrm/setup.py
+
+test-bottlecrm: $(STAMP)
+	$(BIN)/python -m pytest -m bottlecrm $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hub connectors tests bench

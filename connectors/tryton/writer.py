@@ -103,9 +103,23 @@ class TrytonWriter:
             if found[0]["name"] != name:
                 await self.rpc.call("model.party.party.write", [party_id], {"name": name})
         else:
-            (party_id,) = await self.rpc.call(
-                "model.party.party.create", [{"code": code, "name": name}]
-            )
+            try:
+                (party_id,) = await self.rpc.call(
+                    "model.party.party.create", [{"code": code, "name": name}]
+                )
+            except RequestRefused:
+                # a delivery running beside this one created it first (the code is unique)
+                again = await self.rpc.call(
+                    "model.party.party.search",
+                    [("code", "=", code)],
+                    0,
+                    1,
+                    None,
+                    context={"active_test": False},
+                )
+                if not again:
+                    raise
+                party_id = again[0]
         for i, address in enumerate(party.get("addresses") or []):
             await self.address(party_id, _obj(address, f"party.addresses[{i}]", self))
         await self._contacts(party_id, party.get("contact_mechanisms") or [])

@@ -412,3 +412,21 @@ def test_hub_connectors_check_runs_the_example_against_tryton(
     assert wrong.returncode == 1
     assert "FAIL  erp (tryton):" in wrong.stdout and "refused the login 'hub'" in wrong.stdout
     assert "not-the-password" not in wrong.stdout
+
+
+async def test_two_deliveries_of_one_customer_at_once_make_one_party(
+    tryton: TrytonServer,
+) -> None:
+    """Both search before either creates; the party code is unique in Tryton, so the loser's
+    create is refused and it takes the winner's party."""
+    import asyncio
+
+    first, second = build(tryton), build(tryton)
+    try:
+        event = delivery("tryton/customer_to_party", customer("cus_race"))
+        results = await asyncio.gather(first.deliver(event), second.deliver(event))
+    finally:
+        await first.close()
+        await second.close()
+    (party,) = parties(tryton, "cus_race")
+    assert results[0] == results[1] == DeliveryResult((CreatedId("customer", str(party["id"])),))

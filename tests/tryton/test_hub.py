@@ -109,6 +109,10 @@ async def test_a_shopify_order_twice_is_one_confirmed_sale_linked_and_polled_bac
 
     await until(polled_back)
     order = (await polled_back())[0]
+    assert order["id"] == golden  # the same order as the shop's, by the sale's reference
+    assert order["customer"]["id"] == hub.resolver.golden_id(
+        "customer", "shop", "115310627314723954"
+    )
     assert order["total"] == "398.00"
     assert [line["sku"] for line in order["lines"]] == [
         "IPOD2008PINK",

@@ -15,12 +15,15 @@ The sink is given the output of an outbound mapping (``mappings/shopify/``), one
 
     {fulfillment: {order_refs: [{system: shop, id: "450789469"}], tracking_numbers: ["1Z..."],
                    tracking_company: UPS, tracking_url: ..., notify_customer: false}}
-    {inventory_level: {inventory_item_refs: [{system: shop, id: "808950810"}], available: 7}}
+    {inventory_level: {inventory_item_refs: [{system: shop, id: "808950810"}], sku: MUG-1,
+                       available: 7}}
     {cancel: {order_refs: [{system: shop, id: "450789469"}], reason: other, email: false}}
 
 The refs are the canonical object's ``external_refs``: the Shopify id is the one entry whose
 system is the connection named by ``refs_from`` (the ``shopify`` webhook connection the order
-came in through; by default this connection's own name).
+came in through; by default this connection's own name). An inventory level without such a
+ref is set on the item found by the document's ``sku`` (GraphQL ``inventoryItems``: REST has
+no SKU search).
 
 Every write is idempotent: a fulfilment is not created when the order already has one with the
 same tracking number or has no open fulfilment order left; an order already cancelled is not
@@ -30,6 +33,7 @@ cancelled again; setting an inventory level is idempotent by nature.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -37,7 +41,13 @@ from typing import Any
 
 from pydantic import Field, HttpUrl, field_validator
 
-from hub.errors import ConnectionCheckFailed, RequestFailed, RequestRefused, delivery_failed
+from hub.errors import (
+    ConnectionCheckFailed,
+    RequestFailed,
+    RequestRefused,
+    RequestRetriable,
+    delivery_failed,
+)
 
 from .auth import HeaderAuth
 from .base import ConnectorOptions, Delivery, DeliveryResult, Secret, Sink
@@ -50,6 +60,10 @@ SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,61}\.myshopify\.com$")
 API_VERSION = re.compile(r"^(20[0-9]{2}-(01|04|07|10)|unstable)$")
 OPEN_STATUSES = ("open", "in_progress")  # fulfilment orders that can still be fulfilled
 CANCEL_REASONS = ("customer", "inventory", "fraud", "declined", "other")
+ITEM_BY_SKU = (
+    "query ($q: String!) { inventoryItems(first: 2, query: $q) { edges { node { id sku } } } }"
+)
+"""The inventory items of a SKU (GraphQL: REST has no SKU search); two, to see an ambiguous one."""
 
 
 class BadDocument(RequestRefused):
@@ -141,6 +155,11 @@ class ShopifyAdmin(Sink):
     options: ShopifyAdminOptions
 
     _client: RestClient | None = None
+    _items: dict[str, int]  # SKU -> inventory item id, as found in the shop
+
+    def __init__(self, connection: str, options: ConnectorOptions) -> None:
+        super().__init__(connection, options)
+        self._items = {}
 
     def _new_client(self) -> RestClient:
         o = self.options
@@ -259,9 +278,12 @@ class ShopifyAdmin(Sink):
         await self._call("POST", "fulfillments.json", json={"fulfillment": body})
 
     async def set_inventory(self, doc: dict[str, Any]) -> None:
-        item = self._one_id(
-            doc.get("inventory_item_refs"), "inventory_level.inventory_item_refs", "inventory item"
-        )
+        refs = doc.get("inventory_item_refs")
+        sku = doc.get("sku")
+        if sku and not self._ids_in(refs):
+            item = await self._item_by_sku(str(sku))
+        else:
+            item = self._one_id(refs, "inventory_level.inventory_item_refs", "inventory item")
         location = doc.get("location_id") or self.options.location_id
         if location is None:
             raise self._bad(
@@ -339,6 +361,47 @@ class ShopifyAdmin(Sink):
         if over > 0:
             await asyncio.sleep(over / 2.0)
 
+    async def _item_by_sku(self, sku: str) -> int:
+        """The shop's one inventory item whose variant has exactly this SKU."""
+        if sku in self._items:
+            return self._items[sku]
+        quoted = sku.replace("\\", "\\\\").replace('"', '\\"')
+        answer = await self._call(
+            "POST",
+            "graphql.json",
+            json={"query": ITEM_BY_SKU, "variables": {"q": f'sku:"{quoted}"'}},
+        )
+        body = answer.json()
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if errors:
+            throttled = any(
+                (e.get("extensions") or {}).get("code") == "THROTTLED"
+                for e in errors
+                if isinstance(e, dict)
+            )
+            kind = RequestRetriable if throttled else RequestRefused
+            raise kind(self.connection, f"GraphQL inventoryItems: {_excerpt(errors)}")
+        edges = (((body.get("data") or {}).get("inventoryItems") or {}).get("edges")) or []
+        ids = [
+            e["node"]["id"].rsplit("/", 1)[-1]
+            for e in edges
+            if isinstance(e, dict) and (e.get("node") or {}).get("sku") == sku
+        ]
+        if len(ids) != 1 or not ids[0].isdigit():
+            raise self._bad(
+                "inventory_level.sku",
+                f"{sku!r} names {len(ids)} inventory items in the shop, not one: give the "
+                "variant this SKU in Shopify, or the item's id to the inventory's external_refs",
+            )
+        self._items[sku] = int(ids[0])
+        return self._items[sku]
+
+    def _ids_in(self, refs: Any) -> bool:
+        system = self.options.refs_from or self.connection
+        return isinstance(refs, list) and any(
+            isinstance(r, dict) and r.get("system") == system for r in refs
+        )
+
     def _one_id(self, refs: Any, field: str, what: str) -> int:
         """The id of the one entry of ``refs`` ([{system, id}]) that is this shop's."""
         system = self.options.refs_from or self.connection
@@ -362,6 +425,11 @@ class ShopifyAdmin(Sink):
 
     def _bad(self, field: str, problem: str) -> BadDocument:
         return BadDocument(self.connection, f"{field} {problem}")
+
+
+def _excerpt(value: Any, limit: int = 300) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _obj(value: Any, field: str, sink: ShopifyAdmin) -> dict[str, Any]:

@@ -35,6 +35,7 @@ def shop(served: FakeShopify, monkeypatch: pytest.MonkeyPatch) -> FakeShopify:
     served.fulfillment_orders.clear()
     served.fulfillments.clear()
     served.levels.clear()
+    served.skus.clear()
     served.cancelled.clear()
     served.requests.clear()
     served.throttled = 0
@@ -131,6 +132,40 @@ async def test_inventory_level_is_set_at_the_connections_location(shop: FakeShop
     await writer.deliver(delivery(mapped("shopify/inventory_to_level", level)))
     await writer.close()
     assert shop.levels == {(shop.location_id, 808950810): 8}
+
+
+async def test_an_inventory_item_is_found_by_its_sku_when_the_shop_has_no_ref(
+    shop: FakeShopify,
+) -> None:
+    """Stock polled from the ERP carries the ERP's refs and the SKU, not the shop's item id."""
+    shop.add_item(808950810, 3, sku='MUG-"1"')
+    shop.add_item(808950811, 4, sku="MUG-10")
+    level = {
+        "id": "inv_1",
+        "external_refs": [{"system": "erp", "id": "WH/5"}],
+        "product_id": "prd_1",
+        "sku": 'MUG-"1"',
+        "location": "WH",
+        "on_hand": "10",
+    }
+    writer = sink(shop)
+    await writer.deliver(delivery(mapped("shopify/inventory_to_level", level)))
+    await writer.deliver(delivery(mapped("shopify/inventory_to_level", level), "evt-2"))
+    await writer.close()
+    assert shop.levels == {(shop.location_id, 808950810): 10, (shop.location_id, 808950811): 4}
+    assert sent_graphql(shop) == 1  # the SKU's item is remembered
+
+
+async def test_a_sku_unknown_to_the_shop_is_refused_naming_it(shop: FakeShopify) -> None:
+    doc = {"inventory_level": {"inventory_item_refs": [], "sku": "NOPE-1", "available": 1}}
+    writer = sink(shop)
+    with pytest.raises(DeliveryRejected, match=r"inventory_level.sku 'NOPE-1' names 0"):
+        await writer.deliver(delivery(doc))
+    await writer.close()
+
+
+def sent_graphql(shop: FakeShopify) -> int:
+    return shop.requests.count(("POST", "/admin/api/2025-01/graphql.json"))
 
 
 async def test_an_order_cancelled_elsewhere_is_cancelled_once(shop: FakeShopify) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -74,6 +75,19 @@ class InventoryLevelSet(_Strict):
     disconnect_if_necessary: bool | None = None
 
 
+class GraphQLRequest(_Strict):
+    query: str = Field(min_length=1)
+    variables: dict[str, Any] | None = None
+    operationName: str | None = None  # GraphQL over HTTP names it so
+
+
+ITEMS_QUERY = re.compile(
+    r"^query \(\$q: String!\) \{ inventoryItems\(first: (\d+), query: \$q\) "
+    r"\{ edges \{ node \{ id sku \} \} \} \}$"
+)
+SKU_FILTER = re.compile(r'^sku:"((?:[^"\\]|\\.)*)"$')
+
+
 class OrderCancel(_Strict):
     reason: Literal["customer", "inventory", "fraud", "declined", "other"] | None = None
     email: bool | None = None
@@ -100,6 +114,7 @@ class FakeShopify:
     fulfillment_orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     fulfillments: list[dict[str, Any]] = field(default_factory=list)
     levels: dict[tuple[int, int], int] = field(default_factory=dict)  # (location, item) -> n
+    skus: dict[int, str] = field(default_factory=dict)  # inventory item -> its variant's SKU
     cancelled: list[int] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
     throttled: int = 0
@@ -133,8 +148,10 @@ class FakeShopify:
         }
         return order
 
-    def add_item(self, item_id: int, available: int) -> None:
+    def add_item(self, item_id: int, available: int, sku: str | None = None) -> None:
         self.levels[(self.location_id, item_id)] = available
+        if sku is not None:
+            self.skus[item_id] = sku
 
     def throttle(self, times: int, retry_after: str = "2.0") -> None:
         self.throttled, self.retry_after = times, retry_after
@@ -306,6 +323,28 @@ def app(shop: FakeShopify, token: str = TOKEN) -> Starlette:
         shop.cancelled.append(order.id)
         return limited({"order": {"id": order.id, "cancelled_at": order.cancelled_at}})
 
+    async def graphql(request: Request) -> Response:
+        """Only the inventoryItems query by SKU; GraphQL errors come with HTTP 200, as
+        Shopify sends them."""
+        if (refused := guard(request, True)) is not None:
+            return refused
+        body = await parsed(request, GraphQLRequest)
+        if isinstance(body, JSONResponse):
+            return body
+        assert isinstance(body, GraphQLRequest)
+        query = " ".join(body.query.split())
+        wanted = SKU_FILTER.match(str((body.variables or {}).get("q", "")))
+        matched = ITEMS_QUERY.match(query)
+        if matched is None or wanted is None:
+            return JSONResponse({"errors": [{"message": f"the fake does not answer {query!r}"}]})
+        sku = re.sub(r"\\(.)", r"\1", wanted.group(1))
+        edges = [
+            {"node": {"id": f"gid://shopify/InventoryItem/{item}", "sku": item_sku}}
+            for item, item_sku in shop.skus.items()
+            if item_sku == sku
+        ][: int(matched.group(1))]
+        return limited({"data": {"inventoryItems": {"edges": edges}}})
+
     async def not_found(request: Request) -> Response:
         shop.requests.append((request.method, request.url.path))
         return _errors(404, "Not Found")
@@ -327,6 +366,7 @@ def app(shop: FakeShopify, token: str = TOKEN) -> Starlette:
             Route(f"{prefix}/fulfillments.json", create_fulfillment, methods=["POST"]),
             Route(f"{prefix}/inventory_levels/set.json", set_level, methods=["POST"]),
             Route(f"{prefix}/orders/{{order_id}}/cancel.json", cancel, methods=["POST"]),
+            Route(f"{prefix}/graphql.json", graphql, methods=["POST"]),
             Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
         ]
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.deadletters import Filter
 from tests.support.harness import HubFactory, order_body, post, shopify_headers, until
 from tests.support.shopify_admin import TOKEN, FakeShopify, fake_shopify
 
@@ -94,3 +95,24 @@ async def test_an_order_cancelled_is_cancelled_in_the_shop(
     await until(cancelled)
     assert shop.cancelled == [ORDER_ID]
     assert shop.fulfillments == []
+
+
+async def test_an_order_the_shop_does_not_know_is_a_dead_letter_with_shopifys_answer(
+    hubs: HubFactory, shop: FakeShopify
+) -> None:
+    hub = await hubs.start(config=hub_yaml(shop))  # the fake shop has no orders
+    body = order_body(ORDER_ID, cancelled_at="2026-11-22T11:00:00-05:00")
+    response = await post(hub, body, shopify_headers(body))
+    assert response.status_code == 202, response.text
+
+    async def dead_lettered() -> bool:
+        total, _ = await hub.deadletters.search(Filter(status="open"))
+        return total == 1
+
+    await until(dead_lettered)
+    _, (letter,) = await hub.deadletters.search(Filter(status="open"))
+    assert letter["stage"] == "deliver"
+    assert letter["error_class"] == "DeliveryRejected"
+    assert 'HTTP 404: {"errors":"Not Found"}' in letter["error"]
+    assert TOKEN not in letter["error"]
+    assert shop.cancelled == []

@@ -69,7 +69,14 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import file, http, shopify, shopify_admin, tryton  # noqa: F401  (importing registers them)
+    from . import (  # noqa: F401  (importing registers them)
+        bottlecrm,
+        file,
+        http,
+        shopify,
+        shopify_admin,
+        tryton,
+    )
 
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:

@@ -110,7 +110,7 @@ def test_unknown_connector_names_file_line_and_path(tmp_path: Path) -> None:
     assert problem.line == 3
     assert problem.path == "connections.shop.connector"
     assert f"{path}:3 at connections.shop.connector: unknown connector 'shopifi'" in str(err)
-    assert "known: file, http, shopify" in str(err)
+    assert "known: bottlecrm, file, http, shopify" in str(err)
 
 
 def test_unknown_option_key(tmp_path: Path, secrets: None) -> None:

@@ -122,6 +122,7 @@ SETUPS = {"http": setup_http, "file": setup_file, "shopify": setup_shopify}
 ELSEWHERE = {
     "tryton": "tests/tryton/test_sink.py",
     "shopify_admin": "tests/connectors/test_shopify_admin.py",
+    "bottlecrm": "tests/bottlecrm/test_connector.py",
 }
 
 

@@ -1,0 +1,360 @@
+"""BottleCRM (PyPI ``django-crm``): signed webhooks in, accounts and contacts written through
+its REST API with a personal access token. See docs/connectors/bottlecrm.md.
+
+One connector for both directions, since one BottleCRM organisation is one connection: the
+webhook secret verifies what it sends, the token writes to it. A connection used only as a
+destination needs no webhook secret (its webhooks are then refused).
+
+**Webhooks in.** ``X-BottleCRM-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret,
+"<t>.<body>")>`` (:data:`SIGNATURE`); a timestamp further than ``signature_tolerance_s`` from
+now is refused. ``X-BottleCRM-Event`` is the event type (``contact.created``, ``deal.won``...),
+``X-BottleCRM-Delivery`` the delivery id, the same on each of BottleCRM's retries: the key for
+deduplication. The subject is the record's id (``data.id``).
+
+**Sink.** Given the output of an outbound mapping (``mappings/bottlecrm/``), one of::
+
+    {contact: {refs: [...], id: <BottleCRM id>, first_name, last_name, email, phone, ...}}
+    {account: {refs: [...], id: <BottleCRM id>, name, email, phone, website, ...}}
+
+it updates the record with that id when there is one (``id``, or the entry of ``refs``, the
+canonical object's ``external_refs``, whose system is this connection), else the record found
+by e-mail (a contact: BottleCRM refuses two contacts with one e-mail in an organisation) or by
+name (an account), else creates it, and reports the id as ``contact:<uuid>`` or
+``account:<uuid>``, the form the inbound mappings give it too, so the crosswalk links both
+directions to one golden customer. Delivered twice, a customer is written twice to one
+record: never a second record.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from pydantic import Field, HttpUrl
+
+from hub.errors import (
+    ConnectionCheckFailed,
+    MalformedPayload,
+    RequestFailed,
+    RequestRefused,
+    delivery_failed,
+)
+
+from ..auth import Bearer
+from ..base import (
+    ConnectorOptions,
+    CreatedId,
+    Delivery,
+    DeliveryResult,
+    InboundEvent,
+    Secret,
+    Sink,
+    WebhookSource,
+)
+from ..registry import register
+from ..rest import RestClient
+from ..signing import HmacScheme
+
+log = logging.getLogger(__name__)
+
+SIGNATURE = HmacScheme("X-BottleCRM-Signature", layout="timestamped")
+KINDS = {"contact": "contacts", "account": "accounts"}  # document key -> API collection
+CONTACT_FIELDS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "organization",
+    "title",
+    "department",
+    "address_line",
+    "city",
+    "state",
+    "postcode",
+    "country",
+    "description",
+)
+ACCOUNT_FIELDS = (
+    "name",
+    "email",
+    "phone",
+    "website",
+    "industry",
+    "address_line",
+    "city",
+    "state",
+    "postcode",
+    "country",
+    "description",
+)
+FIELDS = {"contact": CONTACT_FIELDS, "account": ACCOUNT_FIELDS}
+
+
+class BadDocument(RequestRefused):
+    """The mapped document cannot be sent: names the field and what is wrong."""
+
+
+class BottleCrmOptions(ConnectorOptions):
+    url: HttpUrl = Field(
+        description="BottleCRM's base URL (its API is under /api/).",
+        examples=["https://crm.example.com"],
+    )
+    token: Secret = Field(
+        description="A personal access token (bcrm_pat_...) of a BottleCRM user allowed to "
+        "read and write accounts and contacts (env:NAME or file:PATH)."
+    )
+    webhook_secret: Secret | None = Field(
+        None,
+        description="The signing secret (whsec_...) BottleCRM showed when the webhook was "
+        "created; without it the connection's webhooks are refused.",
+    )
+    previous_webhook_secret: Secret | None = Field(
+        None, description="Also accepted while a rotated secret is rolled out."
+    )
+    signature_tolerance_s: float = Field(
+        300.0,
+        gt=0,
+        description="How far a webhook's signed timestamp may be from now, in seconds; older "
+        "(or newer) requests are refused as replays.",
+    )
+    timeout_s: float = Field(30.0, gt=0, description="Timeout of one request to BottleCRM.")
+
+
+def sign(secret: str | bytes, body: bytes, timestamp: int | None = None) -> str:
+    """The ``X-BottleCRM-Signature`` value BottleCRM would send for ``body``."""
+    return SIGNATURE.sign(secret, body, timestamp)
+
+
+@register
+class BottleCrm(WebhookSource, Sink):
+    name = "bottlecrm"
+    title = "BottleCRM"
+    description = (
+        "BottleCRM (django-crm): receives its signed webhooks (accounts, contacts, leads, "
+        "deals) and creates or updates accounts and contacts through its REST API."
+    )
+    Options = BottleCrmOptions
+    options: BottleCrmOptions
+
+    _client: RestClient | None = None
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    def verify(self, headers: Any, body: bytes) -> None:
+        o = self.options
+        scheme = replace(SIGNATURE, tolerance_s=o.signature_tolerance_s)
+        secrets = [o.webhook_secret, o.previous_webhook_secret]
+        scheme.verify((s.get_secret_value() for s in secrets if s is not None), headers, body)
+
+    def describe(self, headers: Any, payload: Any) -> InboundEvent:
+        header = headers.get("x-bottlecrm-event") or headers.get("X-BottleCRM-Event")
+        event = payload.get("event") if isinstance(payload, dict) else None
+        if not header and not event:
+            raise MalformedPayload("missing X-BottleCRM-Event header and event field")
+        if header and event and header != event:
+            raise MalformedPayload(
+                f"X-BottleCRM-Event {header!r} does not match the body's event {event!r}"
+            )
+        data = payload.get("data") if isinstance(payload, dict) else None
+        subject = None
+        if isinstance(data, dict) and data.get("id") not in (None, ""):
+            subject = str(data["id"])
+        delivery = headers.get("x-bottlecrm-delivery") or headers.get("X-BottleCRM-Delivery")
+        return InboundEvent(type=str(header or event), subject=subject, delivery_id=delivery)
+
+    # --- REST -------------------------------------------------------------------------------
+
+    def _new_client(self) -> RestClient:
+        o = self.options
+        return RestClient(
+            self.connection,
+            f"{str(o.url).rstrip('/')}/api/",
+            auth=Bearer(o.token.get_secret_value()),
+            headers={"accept": "application/json"},
+            timeout_s=o.timeout_s,
+            max_connections=8,
+        )
+
+    async def open(self) -> None:
+        if self._client is None:
+            self._client = self._new_client()
+            await self._client.open()
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def check_connection(self) -> str:
+        """Lists one contact and one account with the token: BottleCRM is reachable, the token
+        valid and allowed to read both; writes nothing. The webhook secret cannot be checked
+        from here (BottleCRM shows it once): a webhook refused as forged says it is wrong."""
+        o = self.options
+        where = str(o.url).rstrip("/")
+        client = self._new_client()
+        try:
+            for collection in ("contacts", "accounts"):
+                try:
+                    answer = await client.request(
+                        "GET", f"{collection}/", params={"limit": 1}, allow=(401, 403, 404)
+                    )
+                except RequestFailed as exc:
+                    raise ConnectionCheckFailed(
+                        f"{where} cannot be reached: {exc.reason}; check the url option, that "
+                        "BottleCRM is up, and any proxy (HTTPS_PROXY, NO_PROXY)"
+                    ) from None
+                # BottleCRM answers an unknown token 403 "Organization context is required"
+                # (its middleware finds no organisation) rather than 401.
+                refused = answer.status == 401 or (
+                    answer.status == 403 and b"organization context" in answer.body.lower()
+                )
+                if refused:
+                    raise ConnectionCheckFailed(
+                        f"{where} refused the token (HTTP {answer.status}: "
+                        f"{_detail(answer.body)}); check "
+                        "the token option: a personal access token (bcrm_pat_...) that is not "
+                        "revoked or expired, of an active user"
+                    )
+                if answer.status == 403:
+                    raise ConnectionCheckFailed(
+                        f"{where} accepted the token but denied reading {collection} (HTTP 403: "
+                        f"{_detail(answer.body)}); give the token {collection}:read and "
+                        f"{collection}:write, or no scopes"
+                    )
+                if answer.status == 404:
+                    raise ConnectionCheckFailed(
+                        f"{where} has no BottleCRM API at /api/{collection}/ (HTTP 404); check "
+                        "the url option: BottleCRM's base URL, without /api"
+                    )
+                if not isinstance(answer.json(), dict):
+                    raise ConnectionCheckFailed(
+                        f"{where}/api/{collection}/ did not answer as BottleCRM does; check "
+                        "the url option"
+                    )
+        finally:
+            await client.close()
+        secret = "set" if o.webhook_secret is not None else "not set (webhooks are refused)"
+        return (
+            f"{where}: the token reads contacts and accounts; webhook secret {secret}, "
+            f"signatures accepted within {o.signature_tolerance_s:g}s"
+        )
+
+    # --- delivery ---------------------------------------------------------------------------
+
+    async def deliver(self, delivery: Delivery) -> DeliveryResult:
+        await self.open()
+        document = delivery.data
+        try:
+            if not isinstance(document, dict):
+                raise self._bad("(root)", "is not an object: route events through a mapping")
+            kinds = [k for k in KINDS if k in document]
+            if len(kinds) != 1:
+                raise self._bad("(root)", "must have exactly one of contact, account")
+            kind = kinds[0]
+            record = document[kind]
+            if not isinstance(record, dict):
+                raise self._bad(kind, "is not an object")
+            their_id = await self.upsert(kind, record)
+        except RequestFailed as exc:
+            raise delivery_failed(exc) from None
+        return DeliveryResult((CreatedId("customer", f"{kind}:{their_id}"),))
+
+    async def upsert(self, kind: str, record: dict[str, Any]) -> str:
+        """Update the record by its id, else the one found by e-mail (contact) or name
+        (account), else create it; returns BottleCRM's id."""
+        collection = KINDS[kind]
+        body = {f: record[f] for f in FIELDS[kind] if record.get(f) not in (None, "")}
+        known = _their_id(record.get("id"), kind) or self._from_refs(record.get("refs"), kind)
+        if known is not None:
+            answer = await self._call("PATCH", f"{collection}/{{id}}/", known, body, allow=(404,))
+            if answer.status != 404:
+                return known
+            log.info("%s: %s %s is gone; looking it up", self.connection, kind, known)
+        found = await self.find(kind, record)
+        if found is not None:
+            await self._call("PATCH", f"{collection}/{{id}}/", found, body)
+            return found
+        if kind == "contact" and not body.get("email"):
+            raise self._bad(
+                "contact.email",
+                "is empty and the contact has no BottleCRM id: it cannot be found again, so "
+                "it is not created (a second delivery would make a duplicate)",
+            )
+        if kind == "account" and not body.get("name"):
+            raise self._bad("account.name", "is empty: BottleCRM requires an account's name")
+        created = (await self._call("POST", f"{collection}/", None, body)).json()
+        their = created.get("id") if isinstance(created, dict) else None
+        if not their:
+            raise RequestRefused(
+                self.connection, f"created a {kind} but the answer has no id: {created!r:.200}"
+            )
+        return str(their)
+
+    async def find(self, kind: str, record: dict[str, Any]) -> str | None:
+        """The id of the contact with this e-mail, or of the account with this name (both
+        compared case-insensitively: BottleCRM's filters match parts of words)."""
+        key = "email" if kind == "contact" else "name"
+        value = record.get(key)
+        if value in (None, ""):
+            return None
+        assert self._client is not None
+        answer = await self._client.request(
+            "GET", f"{KINDS[kind]}/", params={key: str(value), "limit": 100}
+        )
+        listed = answer.json()
+        rows = listed.get("results") if isinstance(listed, dict) else None
+        if rows is None and isinstance(listed, dict):  # the accounts list names its halves
+            rows = [*(listed.get("active_accounts") or {}).get("open_accounts", [])]
+            rows += (listed.get("closed_accounts") or {}).get("close_accounts", [])
+        wanted = str(value).strip().casefold()
+        for row in rows or []:
+            if isinstance(row, dict) and str(row.get(key) or "").strip().casefold() == wanted:
+                return str(row["id"])
+        return None
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        their_id: str | None,
+        body: dict[str, Any],
+        allow: tuple[int, ...] = (),
+    ) -> Any:
+        assert self._client is not None
+        params = {"id": their_id} if their_id is not None else None
+        return await self._client.request(method, path, path_params=params, json=body, allow=allow)
+
+    def _from_refs(self, refs: Any, kind: str) -> str | None:
+        """BottleCRM's id in the canonical object's ``external_refs``: the entry whose system is
+        this connection (the customer came from here, or was written here before)."""
+        if not isinstance(refs, list):
+            return None
+        for ref in refs:
+            if isinstance(ref, dict) and ref.get("system") == self.connection:
+                found = _their_id(ref.get("id"), kind)
+                if found is not None:
+                    return found
+        return None
+
+    def _bad(self, field: str, problem: str) -> BadDocument:
+        return BadDocument(self.connection, f"the document's {field} {problem}")
+
+
+def _their_id(value: Any, kind: str) -> str | None:
+    """BottleCRM's id from ``contact:<uuid>`` (as reported and crosswalked) or a bare id."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    prefix, sep, rest = text.partition(":")
+    if sep:
+        return rest if prefix == kind and rest else None
+    return text
+
+
+def _detail(body: bytes) -> str:
+    text = body.decode("utf-8", "replace").strip()
+    return text[:200] if text else "no detail"
+
+
+__all__ = ["SIGNATURE", "BottleCrm", "BottleCrmOptions", "sign"]

@@ -304,6 +304,7 @@ mdm_keys = Table(
     Column("kind", String(8), primary_key=True),
     Column("key", String(512), primary_key=True),
     Column("crosswalk_id", Integer, primary_key=True, autoincrement=False),
+    Index("ix_mdm_keys_crosswalk_id", "crosswalk_id"),  # a record's keys, replaced on change
 )
 
 mdm_reviews = Table(

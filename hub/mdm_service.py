@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import JSON, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from .db import Database, crosswalk, mdm_golden, mdm_history, mdm_keys, mdm_records, mdm_reviews
@@ -59,7 +59,7 @@ from .envelope import CloudEvent, derived_id
 from .errors import MdmRefused
 from .matching import Decision, Entry, MatchConfig, Matcher, MatchResult
 from .matching.blocking import keys_of
-from .matching.survivorship import SourceRecord, SurvivorshipRules, survive
+from .matching.survivorship import GoldenRecord, SourceRecord, SurvivorshipRules, survive
 from .mdm import _derive
 
 log = logging.getLogger(__name__)
@@ -100,12 +100,12 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _match_keys(matcher: Matcher, attributes: Mapping[str, Any]) -> list[str]:
+def _split_keys(matcher: Matcher, attributes: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """The rule and blocking keys of a record: what its match reads, so what it locks."""
     values, _ = matcher.normalise(attributes)
     config = matcher.config
     rules = [key for key in (rule.key(values) for rule in config.rules) if key is not None]
-    return [*rules, *keys_of(list(config.keys), values)]
+    return rules, keys_of(list(config.keys), values)
 
 
 def _record_id(system: str, external_id: str) -> str:
@@ -134,6 +134,11 @@ class Change:
     merged: str
 
 
+_LOOKUP = select(crosswalk.c.golden_id).where(
+    crosswalk.c.entity == bindparam("e"),
+    crosswalk.c.system == bindparam("s"),
+    crosswalk.c.external_id == bindparam("x"),
+)
 _BLOCK = (
     select(
         crosswalk.c.system,
@@ -156,14 +161,36 @@ _BLOCK = (
 )
 
 
+# DbIndex.prefetch: every key's block in one round trip, in crosswalk-id order within a key.
+_PREFETCH = text(
+    """
+    SELECT q.i, c.system, c.external_id, c.golden_id, r.normalised
+    FROM unnest(CAST(:kinds AS varchar[]), CAST(:keys AS varchar[]), CAST(:limits AS int[]))
+         WITH ORDINALITY AS q(kind, key, lim, i)
+    CROSS JOIN LATERAL (
+        SELECT k.crosswalk_id FROM mdm_keys AS k
+        WHERE k.entity = :entity AND k.kind = q.kind AND k.key = q.key
+        ORDER BY k.crosswalk_id LIMIT q.lim
+    ) AS m
+    JOIN crosswalk AS c ON c.id = m.crosswalk_id
+    JOIN mdm_records AS r ON r.crosswalk_id = m.crosswalk_id
+    ORDER BY q.i, m.crosswalk_id
+    """
+).columns(normalised=JSON)
+
+_LOCK_ALL = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
+
+
 class DbIndex:
     """:class:`hub.matching.GoldenIndex` on the tables, within one transaction: each question
     is one indexed query on ``mdm_keys`` (primary key ``entity, kind, key, crosswalk_id``).
-    The service stores a record itself once it is decided, so :meth:`add` does nothing."""
+    On PostgreSQL :meth:`prefetch` asks all of a record's questions in one round trip. The
+    service stores a record itself once it is decided, so :meth:`add` does nothing."""
 
     def __init__(self, conn: Connection, entity: str) -> None:
         self.conn = conn
         self.entity = entity
+        self._fetched: dict[tuple[str, str, int], list[Entry]] = {}
 
     def known(self, record_id: str) -> str | None:
         return None  # the service looked the crosswalk up under the record's lock
@@ -177,7 +204,30 @@ class DbIndex:
     def add(self, entry: Entry, rule_keys: Iterable[str], block_keys: Iterable[str]) -> None:
         return None
 
+    def prefetch(self, wanted: Sequence[tuple[str, str, int]]) -> None:
+        """Answer the questions ``(kind, key, limit)`` in one statement (PostgreSQL: the same
+        indexed query per key, run for each element of arrays by a ``LATERAL`` join)."""
+        wanted = list(dict.fromkeys(wanted))
+        if not wanted:
+            return
+        params = {
+            "entity": self.entity,
+            "kinds": [kind for kind, _, _ in wanted],
+            "keys": [_key(key) for _, key, _ in wanted],
+            "limits": [limit for _, _, limit in wanted],
+        }
+        found: dict[int, list[Entry]] = {i: [] for i in range(1, len(wanted) + 1)}
+        for question, system, external_id, golden_id, normalised in self.conn.execute(
+            _PREFETCH, params
+        ):
+            found[question].append(Entry(_record_id(system, external_id), golden_id, normalised))
+        for i, question in enumerate(wanted, 1):
+            self._fetched[question] = found[i]
+
     def _entries(self, kind: str, key: str, limit: int) -> list[Entry]:
+        fetched = self._fetched.get((kind, key, limit))
+        if fetched is not None:
+            return fetched
         params = {"entity": self.entity, "kind": kind, "key": _key(key), "limit": limit}
         return [
             Entry(_record_id(system, external_id), golden_id, normalised)
@@ -221,30 +271,22 @@ class MdmService:
         attributes: Mapping[str, Any] | None = None,
     ) -> Resolution:
         """:meth:`resolve`, saying what was decided and why."""
-        known = await self._lookup(entity, system, external_id)
-        if known is not None:
-            if attributes is not None:
-                await self.db.run(
-                    lambda conn: self._update_record(conn, entity, system, external_id, attributes)
-                )
-            return Resolution(known, Decision.KNOWN)
-        return await self.db.run(
-            lambda conn: self._resolve_new(conn, entity, system, external_id, attributes or {})
-        )
 
-    async def _lookup(self, entity: str, system: str, external_id: str) -> str | None:
-        query = select(crosswalk.c.golden_id).where(
-            crosswalk.c.entity == entity,
-            crosswalk.c.system == system,
-            crosswalk.c.external_id == external_id,
-        )
-        return await self.db.run(lambda conn: conn.execute(query).scalar())
+        def work(conn: Connection) -> Resolution:
+            known = conn.execute(_LOOKUP, {"e": entity, "s": system, "x": external_id}).scalar()
+            if known is not None:
+                if attributes is not None:
+                    self._update_record(conn, entity, system, external_id, attributes)
+                return Resolution(known, Decision.KNOWN)
+            return self._resolve_new(conn, entity, system, external_id, attributes or {})
+
+        return await self.db.run(work)  # one transaction: a known id costs one round trip
 
     def _lock(self, conn: Connection, entity: str, keys: Iterable[str]) -> None:
         """Hold the locks of ``keys`` until the transaction ends (see the module's doc)."""
         if self.db.dialect == "postgresql":
-            for lock in sorted({_lock_id(entity, key) for key in keys}):
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
+            locks = sorted({_lock_id(entity, key) for key in keys})
+            conn.execute(_LOCK_ALL, {"keys": locks})  # one round trip, in the array's order
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -268,7 +310,8 @@ class MdmService:
         if matcher is None:
             self._lock(conn, entity, [f"id:{record_id}"])
             return self._store_new(conn, entity, system, external_id, attributes, None, new_id)
-        self._lock(conn, entity, [f"id:{record_id}", *_match_keys(matcher, attributes)])
+        rules, blocks = _split_keys(matcher, attributes)
+        self._lock(conn, entity, [f"id:{record_id}", *rules, *blocks])
         found = conn.execute(
             select(crosswalk.c.golden_id).where(
                 crosswalk.c.entity == entity,
@@ -278,7 +321,14 @@ class MdmService:
         ).scalar()
         if found is not None:  # another process stored it while this one waited
             return Resolution(found, Decision.KNOWN)
-        result = matcher.match(record_id, attributes)  # again: now under the lock
+        index = matcher.index
+        if isinstance(index, DbIndex) and self.db.dialect == "postgresql":
+            config = matcher.config
+            index.prefetch(
+                [("rule", key, config.max_candidates) for key in rules]
+                + [("block", key, config.max_block_size + 1) for key in blocks]
+            )
+        result = matcher.match(record_id, attributes)  # under the lock
         return self._store_new(conn, entity, system, external_id, attributes, result, new_id)
 
     def _store_new(
@@ -308,45 +358,45 @@ class MdmService:
                 reason = f"match probability {p:.6f} with {best}"
         else:
             linked_by = "mdm:new"
-        conn.execute(
-            self.db.insert_ignore(crosswalk),
-            [
-                {
-                    "entity": entity,
-                    "system": system,
-                    "external_id": external_id,
-                    "golden_id": golden_id,
-                    "version": None,
-                    "linked_at": now,
-                    "linked_by": linked_by,
-                    "reason": reason,
-                }
-            ],
-        )
         row = conn.execute(
-            select(crosswalk.c.id, crosswalk.c.golden_id).where(
-                crosswalk.c.entity == entity,
-                crosswalk.c.system == system,
-                crosswalk.c.external_id == external_id,
-            )
-        ).one()
+            self.db.insert_ignore(crosswalk).returning(crosswalk.c.id, crosswalk.c.golden_id),
+            {
+                "entity": entity,
+                "system": system,
+                "external_id": external_id,
+                "golden_id": golden_id,
+                "version": None,
+                "linked_at": now,
+                "linked_by": linked_by,
+                "reason": reason,
+            },
+        ).one_or_none()
+        if row is None:  # the unique key was taken: what won is read back
+            row = conn.execute(
+                select(crosswalk.c.id, crosswalk.c.golden_id).where(
+                    crosswalk.c.entity == entity,
+                    crosswalk.c.system == system,
+                    crosswalk.c.external_id == external_id,
+                )
+            ).one()
         if row.golden_id != golden_id:  # linked meanwhile (a sink reported it): that wins
             return Resolution(row.golden_id, Decision.KNOWN)
+        survived = False  # a golden record made here has this record's fields already
         if decision is not Decision.LINK:
-            conn.execute(
+            alone = SourceRecord(system, external_id, now, _jsonable(dict(attributes)))
+            made = conn.execute(
                 self.db.insert_ignore(mdm_golden),
-                [
-                    {
-                        "golden_id": golden_id,
-                        "entity": entity,
-                        "status": "active",
-                        "merged_into": None,
-                        "fields": {},
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                ],
-            )
+                {
+                    "golden_id": golden_id,
+                    "entity": entity,
+                    "status": "active",
+                    "merged_into": None,
+                    "fields": _provenance(survive(golden_id, [alone], self._rules(entity))),
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            ).rowcount
+            survived = made == 1
         values = dict(result.values) if result is not None else {}
         problems = [[p.field, p.reason] for p in result.problems] if result is not None else []
         conn.execute(
@@ -409,7 +459,8 @@ class MdmService:
                     "created_at": now,
                 },
             ).scalar_one()
-        self._survive(conn, entity, golden_id, now)
+        if not survived:
+            self._survive(conn, entity, golden_id, now)
         return Resolution(golden_id, decision, linked_by, review_id, result)
 
     def _store_keys(
@@ -506,17 +557,7 @@ class MdmService:
             SourceRecord(system, external_id, _aware(seen_at), attributes or {})
             for system, external_id, attributes, seen_at in rows
         ]
-        golden = survive(golden_id, records, self._rules(entity))
-        fields = {
-            name: {
-                "value": s.value,
-                "system": s.system,
-                "source_id": s.source_id,
-                "at": s.updated_at.isoformat(),
-                "rule": s.rule,
-            }
-            for name, s in golden.fields.items()
-        }
+        fields = _provenance(survive(golden_id, records, self._rules(entity)))
         conn.execute(
             update(mdm_golden)
             .where(mdm_golden.c.golden_id == golden_id)
@@ -1174,6 +1215,21 @@ def merge_events(row: Any) -> list[CloudEvent]:
         )
         for key in ids
     ]
+
+
+def _provenance(golden: GoldenRecord) -> dict[str, Any]:
+    """The golden record's fields as stored: each value with its system, source id, time and
+    the rule that chose it."""
+    return {
+        name: {
+            "value": s.value,
+            "system": s.system,
+            "source_id": s.source_id,
+            "at": s.updated_at.isoformat(),
+            "rule": s.rule,
+        }
+        for name, s in golden.fields.items()
+    }
 
 
 def _iso(at: datetime | None) -> str | None:

@@ -21,6 +21,16 @@ first, febrl2 is streamed on top of them and timed, and its quality is scored ag
 per record as N grows is the claim blocking makes; ``compared`` is the mean number of candidate
 records compared per new record.
 
+``--database-url URL``: the same on the MDM *service* (hub.mdm_service) with its tables in that
+database (SQLite or PostgreSQL; created by the hub's migrations; use an empty database): for
+each ``--golden`` size N, N synthetic golden records are stored first (bulk inserts, not
+timed), then ``--scale-dataset`` is resolved one record at a time as a mapper would
+(``MdmService.match_record``: normalise, block with one indexed query per key, compare, decide,
+store crosswalk row, source record, keys, history, survivorship): new records per second and
+p50/p99 per record. Then every streamed id is looked up again: one at a time
+(``MdmService.resolve``, one round trip each) and in batches of 500 from a cold process
+(``Crosswalk.lookup_many``, as the hub's resolver reads ahead per consumed batch).
+
 ``--estimate`` prints, for each comparison of the configuration, how often true pairs (m) and
 random non-matching pairs (u) of febrl1 and febrl2 land in each level: the figures the m/u of
 bench/mdm-febrl.yaml come from.
@@ -31,15 +41,20 @@ file in bench/results/.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import gc
 import itertools
 import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
 
 from bench import core
 from hub.matching import Decision, EntityConfig, Entry, Matcher, MemoryIndex, load_match_config
@@ -183,12 +198,7 @@ def prefill(matcher: Matcher, records: Iterator[Record]) -> dict[str, str]:
 def scale_runs(
     config: EntityConfig, sizes: list[int], dataset: str, hides: list[tuple[str, ...]]
 ) -> list[dict[str, Any]]:
-    pools: dict[str, list[Any]] = {}
-    for name in ("febrl1", "febrl2", "febrl3"):
-        for _, record in febrl(name):
-            for field, value in record.items():
-                if value is not None and field not in ("date_of_birth", "soc_sec_id"):
-                    pools.setdefault(field, []).append(value)
+    pools = _pools()
     runs = []
     for size in sizes:
         for hide in hides:
@@ -209,6 +219,202 @@ def scale_runs(
             runs.append(report)
             print_run(report)
     return runs
+
+
+async def db_runs(
+    config: EntityConfig,
+    url: str,
+    sizes: list[int],
+    dataset: str,
+    hide: tuple[str, ...],
+    concurrency: int = 1,
+) -> list[dict[str, Any]]:
+    """The MDM service on ``url``: see the module's docstring."""
+    from sqlalchemy import insert
+
+    from hub.crosswalk import Crosswalk
+    from hub.db import Database, crosswalk, mdm_golden, mdm_keys, mdm_records
+    from hub.matching import MatchConfig
+    from hub.mdm import _derive
+    from hub.mdm_service import MdmService
+
+    pools = _pools()
+    runs = []
+    stored = 0
+    for size in sizes:
+        db = Database(url)
+        await db.start()
+        service = MdmService(db, MatchConfig("bench", {ENTITY: config}))
+        matcher = Matcher(config)
+        started = time.perf_counter()
+        batch: list[Record] = []
+        for record in synthetic(size - stored, pools, seed=size):
+            batch.append((f"{size}-{record[0]}", record[1]))
+            if len(batch) == 1000:
+                await db.run(
+                    functools.partial(
+                        _store_golden,
+                        matcher,
+                        batch,
+                        tables=(insert, crosswalk, mdm_golden, mdm_records, mdm_keys, _derive),
+                    )
+                )
+                batch = []
+        if batch:
+            await db.run(
+                functools.partial(
+                    _store_golden,
+                    matcher,
+                    batch,
+                    tables=(insert, crosswalk, mdm_golden, mdm_records, mdm_keys, _derive),
+                )
+            )
+        stored = size
+        setup = time.perf_counter() - started
+        records = [(f"{size}-{rid}", r) for rid, r in febrl(dataset, hide)]
+        timed = await _timed_stream(service, records, concurrency)
+        seconds, given, decisions, new_s, known, known_s = timed
+        clock = time.perf_counter
+        await db.close()
+        cold = Database(url)  # a new process's view: nothing cached, a new connection pool
+        refs = [(ENTITY, "febrl", record_id) for record_id, _ in records]
+        start = clock()
+        found = await Crosswalk(cold).lookup_many(refs)
+        batched_s = clock() - start
+        await cold.close()
+        assert len(found) == len(refs)
+        truth = {r: identity(r) for r in given}
+        q = pairwise_quality(given, truth)
+        report = {
+            "database": make_url(url).get_backend_name(),
+            "golden": size,
+            "dataset": dataset,
+            "fields": "without soc_sec_id" if hide else "all",
+            "prefill_s": round(setup, 1),
+            "new_records": len(seconds),
+            "concurrency": concurrency,
+            "new_records_per_s": round(len(seconds) / new_s),
+            "new_per_record_ms": core.latency_ms(seconds),
+            "decisions": dict(sorted(decisions.items())),
+            "precision": round(q.precision, 5),
+            "recall": round(q.recall, 5),
+            "f1": round(q.f1, 5),
+            "known_lookups_per_s": round(len(known) / known_s),
+            "known_per_lookup_ms": core.latency_ms(known),
+            "batched_cold_lookups_per_s": round(len(refs) / batched_s),
+        }
+        runs.append(report)
+        lat, kl = report["new_per_record_ms"], report["known_per_lookup_ms"]
+        print(
+            f"{report['database']:<10} x{concurrency} golden {size:>9,}"
+            f"  new {report['new_records_per_s']:>6,}/s"
+            f"  p50 {core.fmt(lat['p50'], 2)} ms  p99 {core.fmt(lat['p99'], 2)} ms"
+            f"  F1 {report['f1']:.4f}  known {report['known_lookups_per_s']:>6,}/s"
+            f" (p50 {core.fmt(kl['p50'], 2)} ms)  batched cold"
+            f" {report['batched_cold_lookups_per_s']:>7,}/s"
+        )
+    return runs
+
+
+async def _timed_stream(
+    service: Any, records: list[Record], concurrency: int
+) -> tuple[list[float], dict[str, str], Counter[str], float, list[float], float]:
+    """Resolve ``records`` as new, ``concurrency`` at a time, then look each up again."""
+    clock = time.perf_counter
+    seconds: list[float] = []
+    known: list[float] = []
+    given: dict[str, str] = {}
+    decisions: Counter[str] = Counter()
+
+    async def new(record_id: str, record: dict[str, Any]) -> None:
+        start = clock()
+        resolution = await service.match_record(ENTITY, "febrl", record_id, record)
+        seconds.append(clock() - start)
+        given[record_id.split("-", 1)[1]] = resolution.golden_id
+        decisions[resolution.decision.value] += 1
+
+    async def lookup(record_id: str) -> None:
+        start = clock()
+        await service.resolve(ENTITY, "febrl", record_id)
+        known.append(clock() - start)
+
+    started = clock()
+    for i in range(0, len(records), concurrency):  # like `concurrency` mapper workers
+        await asyncio.gather(*(new(*r) for r in records[i : i + concurrency]))
+    new_s = clock() - started
+    started = clock()
+    for i in range(0, len(records), concurrency):
+        await asyncio.gather(*(lookup(r[0]) for r in records[i : i + concurrency]))
+    return seconds, given, decisions, new_s, known, clock() - started
+
+
+def _store_golden(matcher: Matcher, batch: list[Record], conn: Any, *, tables: Any) -> None:
+    """Store ``batch`` as golden records of their own (crosswalk row, source record, keys),
+    as the service would for new records, without matching them."""
+    insert, crosswalk, mdm_golden, mdm_records, mdm_keys, derive = tables
+    cfg = matcher.config
+    now = datetime.now(UTC)
+    rows, normalised = [], {}
+    for record_id, record in batch:
+        golden = derive(ENTITY, "syn", record_id)
+        rows.append(
+            {
+                "entity": ENTITY,
+                "system": "syn",
+                "external_id": record_id,
+                "golden_id": golden,
+                "version": None,
+                "linked_at": now,
+                "linked_by": "mdm:new",
+                "reason": None,
+            }
+        )
+        normalised[record_id] = (golden, record, matcher.normalise(record)[0])
+    ids = conn.execute(
+        insert(crosswalk).returning(crosswalk.c.id, crosswalk.c.external_id), rows
+    ).all()
+    goldens, records, keys = [], [], []
+    for crosswalk_id, record_id in ids:
+        golden, record, values = normalised[record_id]
+        goldens.append(
+            {
+                "golden_id": golden,
+                "entity": ENTITY,
+                "status": "active",
+                "merged_into": None,
+                "fields": {},
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        records.append(
+            {
+                "crosswalk_id": crosswalk_id,
+                "normalised": values,
+                "attributes": record,
+                "problems": [],
+                "seen_at": now,
+            }
+        )
+        rule_keys = [k for k in (rule.key(values) for rule in cfg.rules) if k is not None]
+        for kind, found in (("rule", rule_keys), ("block", keys_of(list(cfg.keys), values))):
+            for key in dict.fromkeys(found):
+                keys.append(
+                    {"entity": ENTITY, "kind": kind, "key": key, "crosswalk_id": crosswalk_id}
+                )
+    conn.execute(insert(mdm_golden), goldens)
+    conn.execute(insert(mdm_records), records)
+    conn.execute(insert(mdm_keys), keys)
+
+
+def _pools() -> dict[str, list[Any]]:
+    pools: dict[str, list[Any]] = {}
+    for name in ("febrl1", "febrl2", "febrl3"):
+        for _, record in febrl(name):
+            for field, value in record.items():
+                if value is not None and field not in ("date_of_birth", "soc_sec_id"):
+                    pools.setdefault(field, []).append(value)
+    return pools
 
 
 def estimate(config: EntityConfig, datasets: list[str], samples: int, seed: int) -> None:
@@ -273,6 +479,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-block-size", type=int, help="override the configuration's")
     p.add_argument("--estimate", action="store_true", help="print observed m/u, run nothing else")
     p.add_argument("--samples", type=int, default=200_000, help="random pairs for --estimate u")
+    p.add_argument(
+        "--database-url",
+        help="run the MDM service on this (empty) database instead: --golden sizes, "
+        "--scale-dataset without soc_sec_id (see the docstring)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="with --database-url: records resolved at once (as several mapper workers)",
+    )
     core.add_output(p, "mdm")
     args = p.parse_args(argv)
     config = load_match_config(args.config).entities[ENTITY]
@@ -286,6 +503,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     info = core.machine_info(["rapidfuzz", "jellyfish", "phonenumbers", "recordlinkage"])
     core.header("mdm", info)
+    if args.database_url:
+        sizes = [int(s) for s in args.golden.split(",") if s]
+        runs = asyncio.run(
+            db_runs(
+                config,
+                args.database_url,
+                sizes,
+                args.scale_dataset,
+                ("soc_sec_id",),
+                args.concurrency,
+            )
+        )
+        core.write_report(
+            "mdm-db",
+            args.output,
+            core.command_line("bench.mdm", argv),
+            info,
+            config=str(args.config),
+            database=runs[0]["database"] if runs else None,
+            runs=runs,
+        )
+        return 0
     quality = quality_runs(config, datasets)
     sizes = [int(s) for s in args.golden.split(",") if s]
     hides = [() if f == "all" else ("soc_sec_id",) for f in args.scale_fields.split(",") if f]

@@ -47,8 +47,14 @@ routes:
   - name: crm-contacts-updated
     from: bottlecrm
     mapping: bottlecrm/contact_updated
+  - name: crm-deals-won
+    from: bottlecrm
+    mapping: bottlecrm/deal_won
   - name: customers-to-outbox
     from: canonical.customer
+    to: outbox
+  - name: orders-to-outbox
+    from: canonical.order
     to: outbox
   - name: customers-to-crm
     from: canonical.customer
@@ -220,3 +226,54 @@ async def test_the_hub_refuses_forged_and_stale_webhooks_and_takes_a_redelivery_
     second = await post(hub, body, again, connection="bottlecrm")
     assert second.status_code == 200
     assert second.json() == {"status": "duplicate", "id": first.json()["id"]}
+
+
+async def test_a_deal_moved_to_won_becomes_a_pending_order_of_its_account(
+    hub: Hub, bottlecrm: BottleCrmServer
+) -> None:
+    """As a sales person would: an account, a deal for it, then the deal moved to Closed Won.
+    The deal.won webhook becomes a canonical order, pending (a quotation for the ERP)."""
+    account = await asyncio.to_thread(
+        bottlecrm.api, "POST", "accounts/", {"name": "Langley Research", "currency": "USD"}
+    )
+    deal = await asyncio.to_thread(
+        bottlecrm.api,
+        "POST",
+        "opportunities/",
+        {
+            "name": "Wind tunnel time",
+            "account": account["id"],
+            "amount": "4200.00",
+            "currency": "USD",
+            "stage": "PROSPECTING",
+        },
+    )
+    await asyncio.to_thread(
+        bottlecrm.api,
+        "PATCH",
+        f"opportunities/{deal['id']}/",
+        {"stage": "CLOSED_WON", "closed_on": "2026-12-06"},
+    )
+    won = [d for d in bottlecrm.deliveries() if d["event"] == "deal.won"]
+    assert [(d["status"], d["response_status"]) for d in won] == [("succeeded", 202)], (
+        bottlecrm.log_tail()
+    )
+
+    def orders() -> list[dict[str, Any]]:
+        ref = {"system": "bottlecrm", "id": f"deal:{deal['id']}"}
+        return [e["data"] for e in outbox(hub) if ref in e["data"].get("external_refs", [])]
+
+    async def arrived() -> bool:
+        return bool(orders())
+
+    await until(arrived)
+    (order,) = orders()
+    assert order["status"] == "pending"
+    assert order["number"] == "Wind tunnel time"
+    assert (order["currency"], order["total"]) == ("USD", "4200.00")
+    assert order["customer"]["id"] == hub.resolver.golden_id(
+        "customer", "bottlecrm", f"account:{account['id']}"
+    )
+    assert [(line["name"], line["quantity"]) for line in order["lines"]] == [
+        ("Wind tunnel time", "1")
+    ]

@@ -82,7 +82,11 @@ class InboundEvent:
 
 
 class Connector:
-    """Base class: a connector is registered under ``name`` and declares its ``Options``."""
+    """Base class: a connector is registered under ``name`` and declares its ``Options``.
+
+    ``system`` names the system a connection talks to (hub.yaml's ``system:``, by default the
+    connector's name, e.g. ``shopify``): the origin system of the events that come from it, the
+    system whose ids the crosswalk keeps for it, and what a route's ``skip_origin`` compares."""
 
     name: ClassVar[str]
     title: ClassVar[str]
@@ -92,6 +96,7 @@ class Connector:
     def __init__(self, connection: str, options: ConnectorOptions) -> None:
         self.connection = connection
         self.options = options
+        self.system: str = self.name
 
     async def check_connection(self) -> str:
         """Reach the system with these options without changing anything in it. Returns what
@@ -100,10 +105,10 @@ class Connector:
         return "options are valid; this connector has nothing to call"
 
     def fingerprint(self) -> str:
-        """A digest of the connector and its options, secrets included (compared on a reload to
-        see whether a connection changed; the secrets themselves are never kept)."""
+        """A digest of the connector, its system and its options, secrets included (compared on
+        a reload to see whether a connection changed; the secrets themselves are never kept)."""
         options = json.dumps(self.options.model_dump(), default=_reveal, sort_keys=True)
-        return hashlib.sha256(f"{self.name}\n{options}".encode()).hexdigest()
+        return hashlib.sha256(f"{self.name}\n{self.system}\n{options}".encode()).hexdigest()
 
 
 class WebhookSource(Connector):
@@ -197,7 +202,9 @@ class Delivery:
 
     ``route`` is the outbound route it goes through ('' when there is none, e.g. in a test);
     ``idempotency_key`` is :func:`idempotency_key_for` of the event and the route (made when
-    first asked for): a sink must have one effect per key, not per event id."""
+    first asked for): a sink must have one effect per key, not per event id. ``origin`` and
+    ``origin_system`` say where the event came from: the connection of its raw event and that
+    connection's system (None when unknown)."""
 
     __slots__ = (
         "_body",
@@ -207,6 +214,8 @@ class Delivery:
         "event_id",
         "event_type",
         "headers",
+        "origin",
+        "origin_system",
         "route",
         "subject",
     )
@@ -221,6 +230,8 @@ class Delivery:
         data: Any = _UNSET,
         body: bytes | None = None,
         route: str = "",
+        origin: str | None = None,
+        origin_system: str | None = None,
     ) -> None:
         if data is _UNSET and body is None:
             raise TypeError("Delivery needs data or body (or both, when they agree)")
@@ -230,6 +241,8 @@ class Delivery:
         self.correlation_id = correlation_id
         self.headers = headers
         self.route = route
+        self.origin = origin
+        self.origin_system = origin_system
         self._data = data
         self._body = body
         self._key: str | None = None
@@ -265,6 +278,8 @@ class Delivery:
             self._data,
             self._body,
             route=route,
+            origin=self.origin,
+            origin_system=self.origin_system,
         )
 
     def __repr__(self) -> str:

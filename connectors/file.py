@@ -39,7 +39,7 @@ class FileOptions(ConnectorOptions):
 class File(Sink):
     name = "file"
     title = "JSON Lines file"
-    description = "Appends each event, with its id and correlation id, as one line of JSON."
+    description = "Appends each event, with its id, correlation id and origin, as one line of JSON."
     Options = FileOptions
     options: FileOptions
 
@@ -100,6 +100,8 @@ class File(Sink):
                 "id": delivery.event_id,
                 "idempotency_key": key,
                 "route": delivery.route,
+                "origin": delivery.origin,
+                "origin_system": delivery.origin_system,
                 "type": delivery.event_type,
                 "subject": delivery.subject,
                 "correlationid": delivery.correlation_id,

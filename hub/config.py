@@ -8,6 +8,7 @@
           webhook_secret: env:SHOPIFY_WEBHOOK_SECRET
       erp:
         connector: http
+        system: tryton               # optional: the system it talks to (default: the connector)
         options: {url: "http://127.0.0.1:9000/orders"}
     routes:
       - name: shop-orders-in         # inbound: source events -> mapping -> canonical topic
@@ -16,7 +17,8 @@
       - name: orders-to-erp          # outbound: canonical events -> destination
         from: canonical.order
         to: erp
-        when: "currency == 'EUR'"    # optional condition on the event's data
+        when: "currency == 'EUR'"    # optional condition on the event's data (and meta)
+        skip_origin: true            # optional: not back to the system the event came from
 
 A bad file is refused as a whole with a :class:`ConfigError` listing every problem with its
 file, line and path.
@@ -84,6 +86,9 @@ class RetrySpec(_Strict):
 
 class ConnectionSpec(_Strict):
     connector: str
+    # The system the connection talks to (default: the connector's name): events from it carry
+    # it as their origin system (ce_hubsystem, meta.system); see OutboundRoute.skip_origin.
+    system: str | None = Field(default=None, pattern=NAME_PATTERN)
     options: dict[str, Any] = Field(default_factory=dict)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
 
@@ -94,6 +99,7 @@ class RouteSpec(_Strict):
     to: str | None = None
     mapping: str | None = None
     when: str | None = None
+    skip_origin: bool = False
     enabled: bool = True
     description: str = ""
     retry: RetrySpec | None = None
@@ -130,6 +136,9 @@ class OutboundRoute:
     when: Condition | None = None
     retry: RetrySpec | None = None  # unset fields: the HUB_RETRY_* defaults
     index: int = 0  # position in hub.yaml's routes, for problems found after loading
+    # Skip events whose origin system (ce_hubsystem) is the destination's system: a change is
+    # not sent back to the system it came from.
+    skip_origin: bool = False
 
     def policy(self, settings: Settings) -> RetryPolicy:
         return _policy(self.retry, settings)
@@ -202,6 +211,12 @@ class HubConfig:
     def outbound_for(self, destination: str) -> list[OutboundRoute]:
         return [r for r in self.outbound if r.destination == destination and r.enabled]
 
+    def system_of(self, connection: str) -> str | None:
+        """The system a connection talks to (its ``system:``, by default its connector's name);
+        None for a connection this configuration does not have."""
+        connector = self.connections.get(connection)
+        return connector.system if connector is not None else None
+
 
 def _match_config(doc: YamlDoc, path: Path, problems: list[Problem]) -> MatchConfig | None:
     """The match configuration ``mdm:`` names: its own problems with its own file and line."""
@@ -252,7 +267,10 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
         except PydanticValidationError as exc:
             problems.extend(_problems(doc, (*loc, "options"), exc))
             continue
-        config.connections[name] = cls(name, options)
+        connector = cls(name, options)
+        if spec.system is not None:
+            connector.system = spec.system
+        config.connections[name] = connector
         config.limits[name] = spec.limits
 
     seen: set[str] = set()
@@ -290,6 +308,7 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
                     _condition(doc, loc, route.when, problems),
                     route.retry,
                     i,
+                    skip_origin=route.skip_origin,
                 )
             )
         else:
@@ -311,6 +330,13 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
                     doc.problem(
                         (*loc, "to"),
                         "an inbound route publishes to its mapping's entity; remove 'to'",
+                    )
+                )
+            if route.skip_origin:
+                problems.append(
+                    doc.problem(
+                        (*loc, "skip_origin"),
+                        "skip_origin is for routes to a destination (from: canonical.<entity>)",
                     )
                 )
             if route.mapping is None:

@@ -128,6 +128,14 @@ def derived_id(*parts: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+ORIGIN_CONNECTION = "hubconnection"
+"""The extension naming the connection an event came from (``ce_hubconnection``): set on the
+raw event, kept by every event derived from it."""
+ORIGIN_SYSTEM = "hubsystem"
+"""The extension naming the system it came from (``ce_hubsystem``): the connection's ``system:``
+in hub.yaml, by default its connector's name; kept like ``hubconnection``."""
+
+
 def raw_event(
     event_id: str,
     connection: str,
@@ -136,10 +144,13 @@ def raw_event(
     subject: str | None,
     data: bytes,
     traceparent: str | None = None,
+    system: str | None = None,
 ) -> CloudEvent:
     """A source system's event as it goes to the ingest topic (from a webhook or a poll): keyed
     by connection and subject, so one record's events stay in order. ``traceparent`` is the
-    caller's W3C trace context when valid; otherwise the event starts a trace of its own."""
+    caller's W3C trace context when valid; otherwise the event starts a trace of its own. Its
+    origin travels with it and every event derived from it: the connection and ``system`` (by
+    default the connector's name)."""
     return CloudEvent(
         id=event_id,
         source=f"/connections/{connection}",
@@ -148,7 +159,8 @@ def raw_event(
         data=data,
         key=f"{connection}/{subject}" if subject else connection,
         extensions={
-            "hubconnection": connection,
+            ORIGIN_CONNECTION: connection,
+            ORIGIN_SYSTEM: system or connector,
             "hubevent": event_type,
             "traceparent": tracing.start(traceparent),
         },

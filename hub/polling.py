@@ -218,4 +218,5 @@ class Poller:
             change.subject,
             change.data,
             traceparent,
+            self.source.system,
         )

@@ -89,6 +89,9 @@ class ReplayHub(Publishing, Protocol):
     def db(self) -> Database: ...
 
     @property
+    def config(self) -> HubConfig: ...
+
+    @property
     def mappings(self) -> MappingSet: ...
 
     @property

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import exactjson
 from .canonical import validate
 from .deadletters import ATTEMPT_HEADER, REPLAY_HEADER, REPLAY_HEADERS, new_attempt
-from .envelope import from_kafka
+from .envelope import ORIGIN_CONNECTION, ORIGIN_SYSTEM, from_kafka
 from .errors import HubError, ProcessingError
 
 if TYPE_CHECKING:
@@ -96,8 +96,11 @@ def check_edit(
                     409, "mapping_gone", f"mapping {row['mapping']} is no longer loaded"
                 )
             event = from_kafka(row["key"], value, headers)
-            meta = {
-                "connection": event.extensions.get("hubconnection", ""),
+            connection = event.extensions.get(ORIGIN_CONNECTION, "")
+            meta = {  # what the mapper gives the mapping (hub.workers.mapper)
+                "connection": connection,
+                "origin": connection,
+                "system": event.extensions.get(ORIGIN_SYSTEM) or hub.config.system_of(connection),
                 "event_type": event.extensions.get("hubevent", ""),
                 "event_id": event.id,
                 "subject": event.subject,

@@ -116,7 +116,8 @@ def envelope_schema() -> dict[str, Any]:
         "required": ["id", "source", "type", "specversion"],
         "properties": {
             "id": text(
-                "Event id; unique per source. Sinks use it as the idempotency key.",
+                "Event id; unique per source. On HTTP destinations: the ce-id header (the "
+                "Idempotency-Key is another value, one per event and outbound route).",
                 examples=["5b0c7a9e-3f7b-5d0e-8a51-0d6f1f3c2b7a"],
             ),
             "source": text(
@@ -148,6 +149,17 @@ def envelope_schema() -> dict[str, Any]:
                 "Follow it to trace an order from webhook to destination.",
             ),
             "causationid": text("Id of the event this one was derived from."),
+            "hubconnection": text(
+                "Extension: the connection the event came from (set on the raw event, kept by "
+                "every event derived from it; in mappings meta.origin).",
+                examples=["shop"],
+            ),
+            "hubsystem": text(
+                "Extension: the system the event came from: its connection's system in "
+                "hub.yaml, by default the connector's name (kept like hubconnection; in "
+                "mappings meta.system).",
+                examples=["shopify"],
+            ),
         },
         "propertyNames": {
             "pattern": "^[a-z0-9]+$",

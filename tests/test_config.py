@@ -93,6 +93,46 @@ def test_valid_config_loads(tmp_path: Path, secrets: None) -> None:
     assert [r.name for r in config.outbound_for("erp")] == ["orders-to-erp"]
 
 
+def test_a_connection_names_its_system_by_default_its_connector(
+    tmp_path: Path, secrets: None
+) -> None:
+    text = VALID.replace("    connector: http\n", "    connector: http\n    system: tryton\n")
+    text = text.replace("    to: erp\n", "    to: erp\n    skip_origin: true\n")
+    config = load_config(tmp_path / "hub.yaml", text=text)
+    assert {n: c.system for n, c in config.connections.items()} == {
+        "shop": "shopify",
+        "erp": "tryton",
+        "outbox": "file",
+    }
+    assert config.system_of("erp") == "tryton" and config.system_of("nope") is None
+    assert [(r.name, r.skip_origin) for r in config.outbound] == [
+        ("orders-to-erp", True),
+        ("orders-to-outbox", False),
+    ]
+    # the system is part of what a reload compares
+    plain = load_config(tmp_path / "hub.yaml", text=VALID).connections["erp"]
+    assert plain.fingerprint() != config.connections["erp"].fingerprint()
+
+
+def test_a_bad_system_and_skip_origin_on_an_inbound_route_are_refused(
+    tmp_path: Path, secrets: None
+) -> None:
+    text = VALID.replace("    connector: http\n", "    connector: http\n    system: Tryton ERP\n")
+    text = text.replace(
+        "    mapping: shopify/orders_create\n",
+        "    mapping: shopify/orders_create\n    skip_origin: true\n",
+    )
+    error = refused(tmp_path / "hub.yaml", text)
+    assert [p.path for p in error.problems] == ["connections.erp.system"]
+    text = VALID.replace(
+        "    mapping: shopify/orders_create\n",
+        "    mapping: shopify/orders_create\n    skip_origin: true\n",
+    )
+    error = refused(tmp_path / "hub.yaml", text)
+    assert [p.path for p in error.problems] == ["routes[0].skip_origin"]
+    assert "for routes to a destination" in error.problems[0].message
+
+
 def test_empty_file_is_an_empty_config(tmp_path: Path) -> None:
     config = load_config(tmp_path / "hub.yaml", text="")
     assert config.connections == {}

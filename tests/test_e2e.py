@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from connectors import idempotency_key_for
 from hub.broker import EmbeddedBroker
@@ -11,6 +12,7 @@ from hub.envelope import derived_id
 
 from .support.harness import (
     ORDER_BODY,
+    ROOT,
     Cluster,
     HubFactory,
     RecordingSink,
@@ -19,6 +21,7 @@ from .support.harness import (
     post,
     shopify_headers,
     topic_records,
+    until,
 )
 
 
@@ -215,3 +218,98 @@ def test_the_suite_runs_on_the_cluster_it_is_given(broker: Cluster) -> None:
         assert not isinstance(broker, EmbeddedBroker)
     else:
         assert isinstance(broker, EmbeddedBroker) and broker.running
+
+
+async def test_the_origin_travels_to_canonical_events_and_a_route_skips_its_own_system(
+    hubs: HubFactory, sink: RecordingSink, tmp_path: Path
+) -> None:
+    """The raw event names its connection and system (ce_hubconnection, ce_hubsystem); every
+    canonical event derived from it keeps them; routes see them as meta.origin/meta.system, and
+    one with skip_origin does not send an event back to the system it came from."""
+    from hub.bus import Publisher
+    from hub.envelope import from_kafka
+
+    config = f"""
+mappings: {ROOT / "mappings"}
+connections:
+  shop:
+    connector: shopify
+    system: acme-shop
+    options: {{webhook_secret: env:TEST_SHOPIFY_SECRET}}
+  erp:
+    connector: http
+    options: {{url: "{sink.url}"}}
+  shop-admin:                      # writes back to the shop: the same system
+    connector: http
+    system: acme-shop
+    options: {{url: "{sink.url}"}}
+  outbox:                          # writes each delivery's origin
+    connector: file
+    options: {{path: "{tmp_path / "outbox.jsonl"}"}}
+routes:
+  - name: shop-orders-in
+    from: shop
+    mapping: shopify/orders_create
+  - name: orders-to-erp
+    from: canonical.order
+    to: erp
+    when: "meta.origin == 'shop' and meta.system == 'acme-shop'"
+  - name: orders-to-shop
+    from: canonical.order
+    to: shop-admin
+    skip_origin: true
+  - name: orders-to-outbox
+    from: canonical.order
+    to: outbox
+"""
+    hub = await hubs.start(config=config)
+    body = order_body(4100)
+    assert (await post(hub, body, shopify_headers(body))).status_code == 202
+    to_erp = await sink.next()
+    event_id = to_erp.headers["ce-id"]
+    assert to_erp.headers["idempotency-key"] == idempotency_key_for(event_id, "orders-to-erp")
+    assert (to_erp.headers["ce-hubconnection"], to_erp.headers["ce-hubsystem"]) == (
+        "shop",
+        "acme-shop",
+    )
+
+    (raw,) = await topic_records(hub.bootstrap, hub.settings.ingest_topic)
+    (canonical,) = await topic_records(hub.bootstrap, hub.settings.canonical_topic("order"))
+    for record in (raw, canonical):
+        assert (header(record, "ce_hubconnection"), header(record, "ce_hubsystem")) == (
+            "shop",
+            "acme-shop",
+        )
+
+    # The same order from another system, keyed alike (one partition: after the first one):
+    # the shop gets this one, and so never got the first, which came from it.
+    event = from_kafka(canonical.key, canonical.value, canonical.headers)
+    other = event.derive(
+        id="from-the-pos",
+        source=event.source,
+        type=event.type,
+        data=event.data,
+        extensions={**event.extensions, "hubconnection": "pos", "hubsystem": "till"},
+    )
+    publisher = Publisher(hub.settings, hub.bootstrap, 10.0)
+    try:
+        await publisher.wait([publisher.send(hub.settings.canonical_topic("order"), other)])
+    finally:
+        await publisher.close()
+    to_shop = await sink.next()
+    assert to_shop.headers["idempotency-key"] == idempotency_key_for(
+        "from-the-pos", "orders-to-shop"
+    )
+    assert [a.headers["ce-id"] for a in sink.attempts] == [event_id, "from-the-pos"]
+
+    # Sinks are given the origin (Delivery.origin, Delivery.origin_system): the file writes it.
+    async def both_written() -> bool:
+        outbox = tmp_path / "outbox.jsonl"
+        return outbox.exists() and len(outbox.read_text().splitlines()) == 2
+
+    await until(both_written)
+    lines = [json.loads(line) for line in (tmp_path / "outbox.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["origin"], r["origin_system"]) for r in lines] == [
+        (event_id, "shop", "acme-shop"),
+        ("from-the-pos", "pos", "till"),
+    ]

@@ -64,6 +64,7 @@ async def test_changes_are_stored_in_order_and_then_the_cursor_moves(hubs: HubFa
         assert records[0].key == b"feed/r0"
         assert first["ce_type"] == b"test_feed.record.changed"
         assert first["ce_hubconnection"] == b"feed"
+        assert first["ce_hubsystem"] == b"test_feed"  # the origin system: the connector's name
         assert first["ce_hubevent"] == b"record.changed"
         assert records[0].value == b'{"n": 0}'
 

@@ -72,11 +72,15 @@ async def accept(
     incoming = headers.get("traceparent")
     tracer = hub.tracer
     if tracer is None:
-        return await store(hub, connection, source.name, inbound, event_id, body, incoming)
+        return await store(
+            hub, connection, source.name, inbound, event_id, body, incoming, source.system
+        )
     attributes = {"hub.event_id": event_id, "hub.connection": connection}
     with tracer.span("hub.ingress", incoming, tracer.SERVER, attributes) as span:
         traceparent = tracer.traceparent(span)  # the event's next stage is its child
-        stored = await store(hub, connection, source.name, inbound, event_id, body, traceparent)
+        stored = await store(
+            hub, connection, source.name, inbound, event_id, body, traceparent, source.system
+        )
         if stored[0] >= 500:
             tracer.failed(span, stored[1]["error"])
         return stored
@@ -90,10 +94,12 @@ async def store(
     event_id: str,
     body: bytes,
     traceparent: str | None,
+    system: str | None = None,
 ) -> Answer:
-    """Publish the raw event (acks=all), then record the receipt: 202, or 503."""
+    """Publish the raw event (acks=all), then record the receipt: 202, or 503. ``system``: the
+    connection's (the event's origin system; default: the connector's name)."""
     event = raw_event(
-        event_id, connection, connector, inbound.type, inbound.subject, body, traceparent
+        event_id, connection, connector, inbound.type, inbound.subject, body, traceparent, system
     )
     try:
         await hub.publisher.publish(hub.settings.ingest_topic, event)

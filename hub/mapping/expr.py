@@ -9,7 +9,7 @@ for a larger generated function (a whole mapping, :mod:`hub.mapping.codegen`). T
 - paths: ``customer.email``, ``line_items[0].sku``, ``note_attributes[-1]``; a missing key, an
   index out of range or a step through null gives ``null`` instead of failing;
 - the roots ``root`` (the whole input), ``item`` (the current element, same as bare names) and
-  ``meta`` (``connection``, ``event_type``, ``event_id``, ``subject``);
+  ``meta`` (``connection``, ``origin``, ``system``, ``event_type``, ``event_id``, ``subject``);
 - literals: strings, numbers (exact decimals), ``true``/``false``/``null`` (Python spellings
   also work), lists ``[a, b]``, objects ``{'k': v}``; f-strings ``f"{first} {last}"``;
 - operators: ``+ - * / // %`` (decimal arithmetic, never joining text), comparisons, ``in``,

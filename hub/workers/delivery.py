@@ -20,6 +20,12 @@ Kafka after a crash is not sent twice through a route, and a retry of one route 
 another that succeeded: only deliveries in flight at the moment of a crash can be repeated (at
 most ``HUB_DELIVERY_CONCURRENCY`` per partition), with the same key.
 
+Routes and outbound mappings see where the event came from: ``meta.origin`` (the connection) and
+``meta.system`` (its system), from the ``ce_hubconnection`` and ``ce_hubsystem`` the event
+carries since its raw event; a route with ``skip_origin: true`` does not send an event back to
+the system it came from (the destination's ``system:``). Sinks get them as ``Delivery.origin``
+and ``Delivery.origin_system``.
+
 Every route of an event is attempted, whatever became of the others. While one is retriable the
 event is parked (one row: its retries attempt the routes not delivered yet); when one is refused
 the event becomes a dead letter at once, and its replay sends the routes not delivered yet.
@@ -52,7 +58,14 @@ from hub.config import HubConfig, LimitsSpec, OutboundRoute
 from hub.crosswalk import Crosswalk, system_of
 from hub.db import EVERY_ROUTE
 from hub.deadletters import ATTEMPT_HEADER, REPLAY_HEADER, Stage
-from hub.envelope import EnvelopeError, from_kafka, header_value, now_rfc3339
+from hub.envelope import (
+    ORIGIN_CONNECTION,
+    ORIGIN_SYSTEM,
+    EnvelopeError,
+    from_kafka,
+    header_value,
+    now_rfc3339,
+)
 from hub.errors import (
     CrosswalkConflict,
     DeliveryFailed,
@@ -188,11 +201,25 @@ class DeliveryWorker(RetryingWorker):
             if not routes:
                 log.info("%s already delivered to %s; skipped", event.id, self.destination)
                 return Outcome(done=True)
-        meta = {"connection": self.destination, "event_id": event.id}
+        origin = event.extensions.get(ORIGIN_CONNECTION)
+        config = hub.config
+        # An event mapped before origins were carries no system: its connection's, as now.
+        system = event.extensions.get(ORIGIN_SYSTEM) or (
+            config.system_of(origin) if origin else None
+        )
+        meta = {
+            "connection": self.destination,
+            "event_id": event.id,
+            "origin": origin,
+            "system": system,
+        }
 
         taken: list[tuple[OutboundRoute, RetryPolicy, Any]] = []
         for route, policy in routes:
             context = {"route": route.name, "destination": self.destination}
+            if route.skip_origin and system and system == config.system_of(self.destination):
+                log.debug("%s came from %s: not sent back (%s)", event.id, system, route.name)
+                continue
             try:
                 if route.when is not None and not route.when(data, meta):
                     continue
@@ -233,6 +260,8 @@ class DeliveryWorker(RetryingWorker):
                 data=data if as_is else body,
                 body=event.data if as_is else None,
                 route=route.name,
+                origin=origin,
+                origin_system=system,
             )
             with log_context(route=route.name):
                 if hub.tracer is None:

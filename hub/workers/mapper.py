@@ -2,7 +2,9 @@
 
 For each raw event the inbound routes of its connection pick the mappings whose source event
 matches; each output is validated against its canonical model and published to
-``hub.canonical.<entity>`` keyed by its golden id. Failures become dead letters.
+``hub.canonical.<entity>`` keyed by its golden id. Failures become dead letters. Every canonical
+event keeps the raw event's origin (``ce_hubconnection``, ``ce_hubsystem``), which mappings see
+as ``meta.origin`` and ``meta.system``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from hub import exactjson
 from hub.canonical import encode, validate
 from hub.config import InboundRoute
 from hub.deadletters import REPLAY_HEADERS, Stage
-from hub.envelope import CloudEvent, EnvelopeError, derived_id, from_kafka
+from hub.envelope import ORIGIN_SYSTEM, CloudEvent, EnvelopeError, derived_id, from_kafka
 from hub.errors import MappingFailed, ProcessingError, RouteConditionFailed
 from hub.logs import log_context
 from hub.retry import Parked
@@ -144,6 +146,8 @@ class MapperWorker(RetryingWorker):
         ``traceparent``: the event's own, unless spans are exported (:mod:`hub.telemetry`)."""
         hub = self.hub
         connection = event.extensions.get("hubconnection", "")
+        # An event stored before origins were carries no system: its connection's, as now.
+        system = event.extensions.get(ORIGIN_SYSTEM) or hub.config.system_of(connection)
         context = {
             "route": route.name,
             "mapping": mapping.name,
@@ -151,6 +155,8 @@ class MapperWorker(RetryingWorker):
         }
         meta = {
             "connection": connection,
+            "origin": connection,
+            "system": system,
             "event_type": event.extensions.get("hubevent", ""),
             "event_id": event.id,
             "subject": event.subject,
@@ -177,11 +183,13 @@ class MapperWorker(RetryingWorker):
             return self.dead_letter(record, Stage.VALIDATE, exc, context), exc
         golden = str(result["id"])
         extensions = {
-            **event.extensions,
+            **event.extensions,  # the origin (hubconnection, hubsystem) among them
             "hubroute": route.name,
             "hubmapping": mapping.name,
             "hubmappingversion": mapping.version,
         }
+        if system:
+            extensions[ORIGIN_SYSTEM] = system
         if traceparent is not None:
             extensions["traceparent"] = traceparent
         canonical = event.derive(

@@ -19,6 +19,8 @@ def delivery(event_id: str, data: object, route: str = "to-file") -> Delivery:
         data=data,
         headers={"id": event_id},
         route=route,
+        origin="shop",
+        origin_system="shopify",
     )
 
 
@@ -37,6 +39,8 @@ async def test_appends_one_json_line_per_delivery(tmp_path: Path) -> None:
         "id": "evt-1",
         "idempotency_key": idempotency_key_for("evt-1", "to-file"),
         "route": "to-file",
+        "origin": "shop",
+        "origin_system": "shopify",
         "type": "hub.order.upserted",
         "subject": "ord_1",
         "correlationid": "corr-1",

@@ -16,8 +16,9 @@ Conventions of the page (it says so itself, in "About the examples"):
 - the first ``console`` block after a ``yaml test`` or ``yaml check`` block (before any other yaml
   block) is run: each ``$ hub ...`` command runs in a folder holding that file (plus, for a test
   file, the page's fragments and the mapping it tests) and must print exactly what is shown;
-- every example runs with ``meta = {"connection": "shop"}`` and the deterministic golden-id
-  resolver (``StubResolver({})``), and outputs of entity or model targets are validated.
+- every example runs with ``META`` (``meta.connection`` and ``meta.origin`` ``shop``,
+  ``meta.system`` ``shopify``) and the deterministic golden-id resolver
+  (``StubResolver({})``), and outputs of entity or model targets are validated.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from hub.mapping.testing import StubResolver, paths_differ, run_file
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "mappings.md"
 DOC_LABEL = Path("docs/mappings.md")
-META = {"connection": "shop"}
+META = {"connection": "shop", "origin": "shop", "system": "shopify"}
 
 _FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*$", re.M)

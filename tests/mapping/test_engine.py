@@ -621,3 +621,45 @@ def test_the_shipped_mappings_load() -> None:
     assert order is not None and order.target_entity == "order"
     address = mset.get("shopify/address")
     assert address is not None and address.target_entity is None
+
+
+def test_a_mapping_sees_where_the_event_came_from(tmp_path: Path) -> None:
+    """meta.origin (the connection of the raw event) and meta.system (its system), as the mapper
+    and the delivery worker give them; a mapping can act on them (here: drop what came from the
+    ERP it writes to)."""
+    m = compile_text(
+        """\
+target: {format: erp-order}
+when: meta.system != 'tryton'
+fields:
+  came_from: meta.origin
+  system: meta.system
+  number: name
+""",
+        tmp_path,
+    )
+    assert apply(m, {"name": "#1"}, origin="shop", system="shopify") == {
+        "came_from": "shop",
+        "system": "shopify",
+        "number": "#1",
+    }
+    assert apply(m, {"name": "#2"}, origin="erp", system="tryton") is None
+    assert apply(m, {"name": "#3"}) == {"number": "#3"}  # unknown origin: null, left out
+
+
+def test_test_cases_see_an_origin_by_default(tmp_path: Path) -> None:
+    from hub.mapping.testing import case_meta
+
+    m = compile_text(ORDER_OK, tmp_path)
+    assert case_meta(m, {}) == {
+        "connection": "test",
+        "origin": "test",
+        "system": "shopify",  # the mapping's source connector
+        "event_type": "orders/create",
+    }
+    assert case_meta(m, {"meta": {"connection": "shop", "system": "shop-eu"}}) == {
+        "connection": "shop",
+        "origin": "shop",
+        "system": "shop-eu",
+        "event_type": "orders/create",
+    }

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= examples/hub.yaml
 
-.PHONY: run demo-erp test test-tryton tryton test-bottlecrm bottlecrm lint bench bench-mapping bench-pipeline bench-client bench-broker bench-mdm install clean
+.PHONY: run demo-erp test test-tryton test-browser browser-deps tryton test-bottlecrm bottlecrm lint bench bench-mapping bench-pipeline bench-client bench-broker bench-mdm install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ run: $(STAMP)
 demo-erp: $(STAMP)
 	$(BIN)/python examples/receiver.py --port $(DEMO_ERP_PORT)
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # A real Tryton 8.2 for the connector's tests: its own virtualenv and a PostgreSQL template
@@ -45,6 +45,18 @@ bottlecrm: $(STAMP)
 
 test-bottlecrm: $(STAMP)
 	$(BIN)/python -m pytest -m bottlecrm $(PYTEST_ARGS)
+
+# The dashboard's browser tests drive Debian's chromium with Playwright (never a downloaded
+# browser). browser-deps installs the package with apt-get when /usr/bin/chromium is missing:
+# it needs root (or sudo); Playwright's Python package comes with the dev extra.
+browser-deps: $(STAMP)
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+	  elif command -v sudo >/dev/null; then sudo apt-get update && sudo apt-get install -y chromium; \
+	  else echo "chromium is missing and installing it needs root: apt-get install chromium" >&2; exit 1; fi; }
+
+test-browser: browser-deps
+	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hub connectors tests bench

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import getpass
 import json
 import logging
 import signal
@@ -168,6 +169,60 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _database_arg(dupgrade)
     dupgrade.set_defaults(func=cmd_db_upgrade)
+
+    from .auth import ROLES
+
+    usr = sub.add_parser(
+        "users",
+        help="dashboard users: add, list, set a role, disable",
+        description="Users of the ops dashboard (/ui) and API. Roles: viewer (reads, personal "
+        "data masked), operator (replay, edit, discard, retry now), steward (master-data "
+        "decisions), admin (users, tokens, audit log); each has the rights of the ones before.",
+    )
+    usr.set_defaults(func=lambda _a: _help(usr))
+    usub = usr.add_subparsers(title="commands", metavar="COMMAND")
+    uadd = usub.add_parser(
+        "add",
+        help="add a user (the password is asked for, or read from stdin with --password-stdin)",
+    )
+    uadd.add_argument("name")
+    uadd.add_argument("--role", choices=ROLES, default="viewer")
+    uadd.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    _database_arg(uadd)
+    uadd.set_defaults(func=cmd_users_add)
+    ulist = usub.add_parser("list", help="list users, their roles and whether disabled")
+    _database_arg(ulist)
+    ulist.set_defaults(func=cmd_users_list)
+    urole = usub.add_parser("set-role", help="change a user's role (ends their sessions)")
+    urole.add_argument("name")
+    urole.add_argument("role", choices=ROLES)
+    _database_arg(urole)
+    urole.set_defaults(func=cmd_users_set_role)
+    udis = usub.add_parser("disable", help="disable a user (ends their sessions)")
+    udis.add_argument("name")
+    udis.add_argument("--enable", action="store_true", help="enable them again instead")
+    _database_arg(udis)
+    udis.set_defaults(func=cmd_users_disable)
+
+    tok = sub.add_parser("tokens", help="API tokens for scripts: create, list, revoke")
+    tok.set_defaults(func=lambda _a: _help(tok))
+    tsub = tok.add_subparsers(title="commands", metavar="COMMAND")
+    tcreate = tsub.add_parser(
+        "create", help="create a token; its value is printed once (only its hash is kept)"
+    )
+    tcreate.add_argument("name")
+    tcreate.add_argument("--role", choices=ROLES, default="viewer")
+    _database_arg(tcreate)
+    tcreate.set_defaults(func=cmd_tokens_create)
+    tlist = tsub.add_parser("list", help="list tokens (never their values)")
+    _database_arg(tlist)
+    tlist.set_defaults(func=cmd_tokens_list)
+    trevoke = tsub.add_parser("revoke", help="revoke a token by its id")
+    trevoke.add_argument("id")
+    _database_arg(trevoke)
+    trevoke.set_defaults(func=cmd_tokens_revoke)
     return parser
 
 
@@ -427,6 +482,129 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     url = _settings(args).database_url
     print(f"database: {_shown_url(url)}")
     print(migrations.upgrade(url))
+    return 0
+
+
+def _with_auth(args: argparse.Namespace, work: Any) -> Any:
+    """``work(auth)`` on the database the hub uses (migrated first: a first admin can be made
+    before the hub ever started), each change written to the audit log as ``cli``."""
+    from .auth import Auth
+    from .db import Database
+
+    url = _settings(args).database_url
+
+    async def run() -> Any:
+        db = Database(url)
+        try:
+            await db.start()
+            return await work(Auth(db))
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def _cli_actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from .auth import AuthError
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 1
+
+    async def add(auth: Any) -> None:
+        made = await auth.add_user(args.name, password, args.role)
+        await auth.audit(_cli_actor(), "user add", args.name, None, made)
+
+    try:
+        _with_auth(args, add)
+    except AuthError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    print(f"user {args.name} added, role {args.role}")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    rows = _with_auth(args, lambda auth: auth.users())
+    for r in rows:
+        print(f"{r['name']}\t{r['role']}\t{'disabled' if r['disabled'] else 'enabled'}")
+    return 0
+
+
+def _set_user(args: argparse.Namespace, action: str, **change: Any) -> int:
+    from .auth import AuthError
+
+    async def change_user(auth: Any) -> None:
+        before, after = await auth.set_user(args.name, **change)
+        await auth.audit(_cli_actor(), action, args.name, before, after)
+
+    try:
+        _with_auth(args, change_user)
+    except AuthError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    print(f"user {args.name}: {', '.join(f'{k} {v}' for k, v in change.items())}")
+    return 0
+
+
+def cmd_users_set_role(args: argparse.Namespace) -> int:
+    return _set_user(args, "user set-role", role=args.role)
+
+
+def cmd_users_disable(args: argparse.Namespace) -> int:
+    return _set_user(args, "user disable", disabled=not args.enable)
+
+
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    from .auth import AuthError
+
+    async def create(auth: Any) -> Any:
+        made = await auth.create_token(args.name, args.role, _cli_actor())
+        await auth.audit(
+            _cli_actor(), "token create", made["id"], None, {**made, "token": "[redacted]"}
+        )
+        return made
+
+    try:
+        made = _with_auth(args, create)
+    except AuthError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    print(made["token"])
+    print(
+        f"token {made['id']} ({args.name}, role {args.role}): shown this once; send it as "
+        "Authorization: Bearer <token>",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    for t in _with_auth(args, lambda auth: auth.tokens()):
+        state = f"revoked {t['revoked_at']}" if t["revoked_at"] else "active"
+        print(f"{t['id']}\t{t['name']}\t{t['role']}\t{state}\tlast used {t['last_used_at']}")
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    async def revoke(auth: Any) -> bool:
+        found: bool = await auth.revoke_token(args.id)
+        if found:
+            await auth.audit(_cli_actor(), "token revoke", args.id)
+        return found
+
+    if not _with_auth(args, revoke):
+        print(f"no token {args.id}", file=sys.stderr)
+        return 1
+    print(f"token {args.id} revoked")
     return 0
 
 

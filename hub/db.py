@@ -149,6 +149,7 @@ dead_letters = Table(
     Column("outcome", Text),  # replays made before replay_attempts existed: the last outcome
     Column("discarded_at", DateTime(timezone=True)),
     Column("attempt_times", JSON),  # when each attempt was made (retried failures)
+    Index("ix_dead_letters_failed_at", "failed_at", "id"),  # the list's order and keyset pages
 )
 
 # Every replay of a dead letter, and everything the hub learnt of each (see hub.replay).
@@ -344,6 +345,68 @@ mdm_history = Table(
     Index("ix_mdm_history_action", "action", "id"),
 )
 
+
+# The dashboard's users, their sessions and API tokens, the audit trail of every write, and
+# login attempts (rate limit across processes): hub.auth.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),  # argon2id (argon2-cffi)
+    Column("role", String(16), nullable=False),  # viewer | operator | steward | admin
+    Column("disabled", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),  # SHA-256 of the cookie's value
+    Column("user_id", Integer, nullable=False, index=True),
+    Column("csrf", String(64), nullable=False),  # the synchronizer token of its writes
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),  # the token's public part: hub_<id>_<secret>
+    Column("name", String(64), nullable=False),
+    Column("token_hash", String(64), nullable=False),  # SHA-256 of the whole token
+    Column("role", String(16), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),  # user:<name> | token:<id> | ops-token | …
+    Column("action", String(64), nullable=False),
+    Column("target", String(255)),
+    Column("before", JSON),
+    Column("after", JSON),
+    Column("ip", String(64)),
+    Index("ix_audit_log_at", "at"),
+)
+
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("ip", String(64), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Index("ix_login_attempts_name", "name", "at"),
+    Index("ix_login_attempts_ip", "ip", "at"),
+)
 
 # The reads made for every event; built once: a statement made per call costs SQLAlchemy a
 # cache key each time. On SQLite they run through sqlite3 as compiled by _sqlite_sql.

@@ -13,7 +13,7 @@ from starlette.routing import Match
 from hub import __version__
 from hub.errors import WebhookRejected
 
-from . import health, ingress, mdm, metrics, ops
+from . import auth, health, ingress, mdm, metrics, ops, overview, ui
 from .limits import HeaderLimits
 
 if TYPE_CHECKING:
@@ -24,7 +24,8 @@ def create_app(hub: ApiHub) -> HeaderLimits:
     """The hub's ASGI app: request heads over the limits refused (431), everything else
     through FastAPI's routing, webhooks included."""
     s = hub.settings
-    return HeaderLimits(create_api(hub), s.http_max_header_bytes, s.http_max_headers)
+    app = auth.AuditAndMask(create_api(hub), hub.db)  # type: ignore[arg-type]
+    return HeaderLimits(app, s.http_max_header_bytes, s.http_max_headers)
 
 
 def create_metrics_app(hub: ProbedHub) -> HeaderLimits:
@@ -50,7 +51,11 @@ def create_api(hub: ApiHub) -> FastAPI:
     app.include_router(ingress.router)
     app.include_router(ops.router)
     app.include_router(mdm.router)
+    app.include_router(overview.router)
+    app.include_router(auth.public)
+    app.include_router(auth.router)
     app.include_router(metrics.router)
+    app.include_router(ui.router)
     handle_errors(app)
     return app
 

@@ -17,15 +17,18 @@ import hmac
 import ipaddress
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import select
 
+from hub.auth import CSRF_HEADER, SESSION_COOKIE, Auth, Principal
 from hub.circuits import CircuitStore
-from hub.deadletters import Filter
+from hub.db import dead_letters
+from hub.deadletters import Filter, decode_cursor, encode_cursor
 from hub.polling import CursorStore
 from hub.replay import UNCHANGED, ReplayRefused, replay
 from hub.retry import RetryTable
@@ -33,6 +36,9 @@ from hub.settings import Settings
 from hub.workers.delivery import DeliveryWorker
 
 from .deps import HubDep, ProbeDep, listening_host
+
+if TYPE_CHECKING:
+    from hub.ports import ProbedHub
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_OFFSET = 2**63 - 1  # the largest OFFSET SQLite and PostgreSQL (bigint) take
@@ -56,8 +62,9 @@ class ErrorBody(BaseModel):
 
 _MEANING = {
     400: "Bad filter or unparseable JSON body",
-    401: "Missing or wrong bearer token (HUB_OPS_TOKEN set)",
-    403: "Refused: not a loopback Host without a token, or a write from another web origin",
+    401: "Missing or wrong bearer token, API token or session",
+    403: "Refused: the role may not, a write from another web origin or without its CSRF "
+    "token, or not a loopback Host without credentials",
     404: "No such item",
     409: "Not possible in the item's current state",
     415: "A write with a body that is not application/json",
@@ -71,31 +78,97 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorBody, "description": _MEANING[s]} for s in statuses}
 
 
-def require_operator(request: Request, hub: ProbeDep) -> None:
+async def require_operator(request: Request, hub: ProbeDep) -> Principal:
+    """Who asks (a session cookie, an API token, ``HUB_OPS_TOKEN``, or on a loopback hub
+    without it, the local operator), whether their role may, and for writes the origin, the
+    content type and a session's CSRF token. Stored as ``request.state.principal``."""
+    principal = await _principal(request, hub)
+    request.state.principal = principal
+    if request.method in WRITES:
+        _check_origin(request, hub.settings)
+        _check_content_type(request)
+        if principal.csrf is not None:
+            given = request.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(given.encode(), principal.csrf.encode()):
+                raise OpsError(403, "missing or wrong CSRF token (X-CSRF-Token)", "csrf")
+    needed = needed_role(request.method, request.url.path)
+    if not principal.can(needed):
+        raise OpsError(403, f"this needs the role {needed}; {principal.actor} is {principal.role}")
+    if request.method in WRITES:
+        # audited once answered (hub.api.auth.audit_and_mask); the body as FastAPI read it
+        request.state.audit = {
+            "before": await _before(hub, request.url.path),
+            "body": await request.body(),
+        }
+    return principal
+
+
+def needed_role(method: str, path: str) -> str:
+    """The least role a request needs: admin for users, tokens and the audit log; for other
+    writes steward under ``/api/mdm``, operator elsewhere; viewer for other reads."""
+    if path.startswith(("/api/users", "/api/tokens", "/api/audit")):
+        return "admin"
+    if method not in WRITES:
+        return "viewer"
+    if path.startswith("/api/mdm"):
+        return "steward"
+    return "operator"
+
+
+async def _principal(request: Request, hub: ProbedHub) -> Principal:
     settings = hub.settings
     token = settings.ops_token
-    if token is None:
-        listening = listening_host(request)
-        if not _loopback(listening):
-            raise OpsError(
-                403,
-                "the ops API and /metrics are off on non-loopback addresses until "
-                "HUB_OPS_TOKEN is set",
-            )
-        if not _loopback_host(request.headers.get("host"), listening):
-            raise OpsError(
-                403,
-                "without HUB_OPS_TOKEN the ops API and /metrics answer only requests to a loopback "
-                "address or to localhost",
-            )
-    else:
-        given = request.headers.get("authorization", "")
-        expected = f"Bearer {token.get_secret_value()}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+    given = request.headers.get("authorization")
+    if given is not None:
+        if token is not None and hmac.compare_digest(
+            given.encode(), f"Bearer {token.get_secret_value()}".encode()
+        ):
+            return Principal("ops-token", "admin")
+        scheme, _, value = given.partition(" ")
+        found = await Auth(hub.db).token(value.strip()) if scheme.lower() == "bearer" else None
+        if found is None:
             raise OpsError(401, "missing or wrong bearer token")
-    if request.method in WRITES:
-        _check_origin(request, settings)
-        _check_content_type(request)
+        return found
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie is not None:
+        found = await Auth(hub.db).session(cookie)
+        if found is None:
+            raise OpsError(401, "the session has expired or ended; log in again")
+        return found
+    if token is not None:
+        raise OpsError(401, "missing or wrong bearer token")
+    listening = listening_host(request)
+    if not _loopback(listening):
+        raise OpsError(
+            403,
+            "the ops API and /metrics are off on non-loopback addresses until HUB_OPS_TOKEN is set",
+        )
+    if not _loopback_host(request.headers.get("host"), listening):
+        raise OpsError(
+            403,
+            "without HUB_OPS_TOKEN the ops API and /metrics answer only requests to a loopback "
+            "address or to localhost",
+        )
+    return Principal("local", "admin")
+
+
+_DEAD_LETTER_WRITE = re.compile(r"/api/deadletters/([^/]+)/[a-z-]+")
+
+
+async def _before(hub: ProbedHub, path: str) -> Any:
+    """What the audit log keeps as a write's "before": a dead letter's state."""
+    m = _DEAD_LETTER_WRITE.fullmatch(path)
+    if m is None:
+        return None
+    async with hub.db.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(dead_letters.c.status, dead_letters.c.replays).where(
+                    dead_letters.c.id == m[1]
+                )
+            )
+        ).first()
+    return dict(row._mapping) if row is not None else None
 
 
 def _loopback(host: str) -> bool:
@@ -202,6 +275,11 @@ def _filter(
     error_class: str | None = None,
     since: Annotated[str | None, Query(description=f"Failed at or after: {_TIME}")] = None,
     until: Annotated[str | None, Query(description=f"Failed before: {_TIME}")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="Free text in the payload or the error, any case"),
+    ] = None,
+    correlation_id: str | None = None,
 ) -> Filter:
     if status is not None and status not in STATUSES:
         raise OpsError(
@@ -215,6 +293,8 @@ def _filter(
         error_class,
         _time("since", since),
         _time("until", until),
+        q or None,
+        correlation_id,
     )
 
 
@@ -227,12 +307,29 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 @router.get("/deadletters", responses=responses(400))
 async def list_dead_letters(
-    hub: HubDep, flt: FilterDep, limit: Limit = 100, offset: Offset = 0
+    hub: HubDep,
+    flt: FilterDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    after: Annotated[
+        str | None,
+        Query(max_length=400, description="The ``next`` of the page before (keyset pages)"),
+    ] = None,
 ) -> dict[str, Any]:
     """Dead letters, newest first, as summaries: the payload's size and first characters
-    (``payload_bytes``, ``payload_preview``); the item has the payload."""
-    total, items = await hub.deadletters.search(flt, limit, offset)
-    return {"total": total, "items": items}
+    (``payload_bytes``, ``payload_preview``); the item has the payload. Page with
+    ``after=<next>`` (keyset: as fast on the 1000th page as on the first) or ``offset``."""
+    cursor = None
+    if after is not None:
+        cursor = decode_cursor(after)
+        if cursor is None:
+            raise OpsError(400, "after: not a cursor this API gave (its next)", "invalid_filter")
+    total, items = await hub.deadletters.search(flt, limit, offset, cursor)
+    nxt = None
+    if len(items) == limit:
+        last = items[-1]
+        nxt = encode_cursor(datetime.fromisoformat(last["failed_at"]), last["id"])
+    return {"total": total, "items": items, "next": nxt}
 
 
 @router.get("/deadletters/{id_}", responses=responses(404))

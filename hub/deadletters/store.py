@@ -11,13 +11,17 @@ changed; an edited replay keeps what it sent beside it. Every replay is an attem
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Text, and_, func, or_, select, update
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from ..db import Database, dead_letters, replay_attempts, replay_outcomes
 from ..envelope import derived_id, header_value
@@ -109,6 +113,8 @@ class Filter:
     error_class: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    q: str | None = None  # free text in the payload or the error (case-insensitive)
+    correlation_id: str | None = None  # the chain of events one dead letter belongs to
 
     def where(self) -> list[Any]:
         c = dead_letters.c
@@ -119,6 +125,7 @@ class Filter:
             (c.connection, self.connection),
             (c.destination, self.destination),
             (c.error_class, self.error_class),
+            (c.correlation_id, self.correlation_id),
         ):
             if value is not None:
                 out.append(column == value)
@@ -126,7 +133,52 @@ class Filter:
             out.append(c.failed_at >= self.since)
         if self.until is not None:
             out.append(c.failed_at < self.until)
+        if self.q:
+            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", self.q) + "%"
+            out.append(
+                or_(
+                    _PayloadText(c.value).ilike(pattern, escape="\\"),
+                    c.error.ilike(pattern, escape="\\"),
+                )
+            )
         return out
+
+
+class _PayloadText(FunctionElement[str]):
+    """A payload (bytes) as text to search: SQLite casts; PostgreSQL escapes what is not
+    ASCII (``encode(value, 'escape')``: any bytes, valid UTF-8 or not)."""
+
+    type = Text()
+    inherit_cache = True
+    name = "payload_text"
+
+
+@compiles(_PayloadText)
+def _payload_text(element: _PayloadText, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS TEXT)"
+
+
+@compiles(_PayloadText, "postgresql")
+def _payload_text_pg(element: _PayloadText, compiler: Any, **kw: Any) -> str:
+    return f"encode({compiler.process(element.clauses, **kw)}, 'escape')"
+
+
+def encode_cursor(failed_at: datetime, id_: str) -> str:
+    """A page's end in the dead-letter list (keyset pagination), opaque to clients."""
+    raw = json.dumps([failed_at.astimezone(UTC).isoformat(), id_]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[datetime, str] | None:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        at, id_ = json.loads(raw)
+        when = datetime.fromisoformat(at)
+        if not isinstance(id_, str) or when.tzinfo is None:
+            return None
+        return when, id_
+    except (ValueError, TypeError, OverflowError):
+        return None
 
 
 class DeadLetterStore:
@@ -147,9 +199,19 @@ class DeadLetterStore:
                     await _add_outcome(conn, row["replay_of"], attempt, outcome)
 
     async def search(
-        self, flt: Filter, limit: int = 100, offset: int = 0
+        self,
+        flt: Filter,
+        limit: int = 100,
+        offset: int = 0,
+        after: tuple[datetime, str] | None = None,
     ) -> tuple[int, list[dict[str, Any]]]:
+        """The total matching ``flt`` and a page, newest first: from ``offset``, or (keyset,
+        fast however deep) after the item ``after`` names (see :func:`encode_cursor`)."""
         c = dead_letters.c
+        page = flt.where()
+        if after is not None:
+            at, id_ = after
+            page.append(or_(c.failed_at < at, and_(c.failed_at == at, c.id > id_)))
         async with self.db.engine.connect() as conn:
             total = (
                 await conn.execute(
@@ -158,7 +220,7 @@ class DeadLetterStore:
             ).scalar_one()
             rows = await conn.execute(
                 select(*_SUMMARY_COLUMNS)
-                .where(*flt.where())
+                .where(*page)
                 .order_by(c.failed_at.desc(), c.id)
                 .limit(limit)
                 .offset(offset)
@@ -404,7 +466,9 @@ __all__ = [
     "REPLAY_HEADERS",
     "DeadLetterStore",
     "Filter",
+    "decode_cursor",
     "decode_payload",
+    "encode_cursor",
     "new_attempt",
     "public",
     "row_from_record",

@@ -1,0 +1,275 @@
+// The hub's ops dashboard: plain JavaScript on the JSON API (/api). Data is only ever put
+// into the page with textContent (never as HTML). Writes carry the session's CSRF token.
+"use strict";
+
+let me = null;
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+async function api(method, path, body) {
+  const opts = { method, headers: {}, credentials: "same-origin" };
+  if (method !== "GET" && me && me.csrf) opts.headers["X-CSRF-Token"] = me.csrf;
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  const r = await fetch("/api" + path, opts);
+  if (r.status === 401 && document.body.dataset.page !== "login") {
+    location.assign("/ui/login?next=" + encodeURIComponent(location.pathname + location.search));
+    return { ok: false, status: 401, data: null };
+  }
+  let data = null;
+  try { data = await r.json(); } catch (e) { data = null; }
+  return { ok: r.ok, status: r.status, data };
+}
+
+function main(...children) {
+  const m = document.getElementById("main");
+  m.replaceChildren(...children);
+  return m;
+}
+
+function problem(res) {
+  const d = res.data || {};
+  return el("p", { class: "error", role: "alert", text: `${res.status} ${d.error || ""}: ${d.message || ""}` });
+}
+
+function can(role) {
+  const order = ["viewer", "operator", "steward", "admin"];
+  return me && order.indexOf(me.role) >= order.indexOf(role);
+}
+
+function table(columns, rows) {
+  return el("div", { class: "scroll" }, el("table", {},
+    el("thead", {}, el("tr", {}, columns.map(c => el("th", { text: c[0] })))),
+    el("tbody", {}, rows.map(r => el("tr", {}, columns.map(c => {
+      const v = c[1](r);
+      return el("td", {}, v instanceof Node ? v : (v === null || v === undefined ? "" : String(v)));
+    }))))));
+}
+
+// -- login ----------------------------------------------------------------------------------
+
+function loginPage() {
+  document.getElementById("nav").replaceChildren();
+  const out = el("p", { id: "login-error", class: "error", role: "alert" });
+  const form = el("form", { id: "login", class: "card" },
+    el("h1", { text: "Log in" }),
+    el("label", {}, "Name", el("input", { name: "name", autocomplete: "username", required: true })),
+    el("label", {}, "Password", el("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
+    el("button", { type: "submit", text: "Log in" }), out);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const res = await api("POST", "/auth/login", { name: form.name.value, password: form.password.value });
+    if (!res.ok) { out.textContent = (res.data && res.data.message) || `error ${res.status}`; return; }
+    const next = new URLSearchParams(location.search).get("next") || "/ui/";
+    location.assign(next.startsWith("/ui/") ? next : "/ui/");
+  });
+  main(form);
+}
+
+// -- overview -------------------------------------------------------------------------------
+
+let previous = null;
+
+async function overviewPage() {
+  const res = await api("GET", "/overview");
+  if (!res.ok) { main(problem(res)); return; }
+  const d = res.data, now = Date.now();
+  const counters = d.metrics.filter(m => m.name.endsWith("_total"));
+  const before = new Map(previous ? previous.data.metrics.map(m => [m.name + JSON.stringify(m.labels), m.value]) : []);
+  const seconds = previous ? (now - previous.at) / 1000 : 0;
+  const rate = (m) => {
+    const b = before.get(m.name + JSON.stringify(m.labels));
+    return b === undefined || !seconds ? "" : ((m.value - b) / seconds).toFixed(2);
+  };
+  previous = { at: now, data: d };
+  const labels = (m) => Object.entries(m.labels).map(([k, v]) => `${k}=${v}`).join(" ");
+  main(
+    el("h1", { text: "Overview" }),
+    el("p", { class: "muted", id: "updated", text: `Updated ${new Date(now).toLocaleTimeString()}; refreshes every 5 s.` }),
+    el("section", {}, el("h2", { text: "Open dead letters by error class" }),
+      d.dead_letters.length ? table([["Stage", r => r.stage], ["Error class", r => el("a", { href: `/ui/failed?error_class=${encodeURIComponent(r.error_class)}&stage=${encodeURIComponent(r.stage)}&status=open`, text: r.error_class || "(none)" })], ["Count", r => r.count]], d.dead_letters)
+        : el("p", { class: "muted", text: "None." })),
+    el("section", {}, el("h2", { text: "Destinations" }),
+      table([["Destination", r => r.name], ["Circuit", r => el("span", { class: `badge ${r.circuit}`, text: r.circuit })], ["Parked", r => r.parked], ["Routes", r => r.routes.join(", ")]], d.destinations)),
+    el("section", {}, el("h2", { text: "Polling sources" }),
+      table([["Source", r => r.name], ["Cursor moved", r => r.cursor_moved_at], ["Polls here", r => r.polls], ["Last error", r => r.last_error]], d.sources)),
+    el("section", {}, el("h2", { text: "Events (this process)" }),
+      table([["Figure", r => r.name], ["Labels", labels], ["Total", r => r.value], ["Per second", rate]], counters)),
+  );
+}
+
+// -- failed messages ------------------------------------------------------------------------
+
+const FILTERS = ["status", "connection", "destination", "stage", "error_class", "since", "until", "q"];
+
+async function failedPage() {
+  const params = new URLSearchParams(location.search);
+  const form = el("form", { id: "filters", class: "filters" },
+    FILTERS.map(f => el("label", {}, f.replace("_", " "),
+      f === "status" ? el("select", { name: f }, ["", "open", "replayed", "discarded"].map(s => el("option", { value: s, selected: params.get(f) === s, text: s || "any" })))
+        : el("input", { name: f, value: params.get(f) || "", placeholder: f === "since" || f === "until" ? "2026-12-01T00:00:00Z" : "" }))),
+    el("button", { type: "submit", text: "Filter" }));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const q = new URLSearchParams();
+    for (const f of FILTERS) if (form[f].value) q.set(f, form[f].value);
+    location.assign("/ui/failed?" + q.toString());
+  });
+  const query = new URLSearchParams();
+  for (const f of [...FILTERS, "after"]) if (params.get(f)) query.set(f, params.get(f));
+  query.set("limit", "50");
+  const res = await api("GET", "/deadletters?" + query.toString());
+  if (!res.ok) { main(el("h1", { text: "Failed messages" }), form, problem(res)); return; }
+  const d = res.data;
+  const nextLink = d.next ? (() => { const n = new URLSearchParams(params); n.set("after", d.next); return el("a", { id: "next-page", href: "/ui/failed?" + n.toString(), text: "Next page →" }); })() : null;
+  const firstLink = params.get("after") ? (() => { const n = new URLSearchParams(params); n.delete("after"); return el("a", { href: "/ui/failed?" + n.toString(), text: "← First page" }); })() : null;
+  main(
+    el("h1", { text: "Failed messages" }), form,
+    el("p", { class: "muted", id: "total", text: `${d.total} matching` }),
+    table([
+      ["Failed at", r => r.failed_at],
+      ["Stage", r => r.stage],
+      ["Error class", r => r.error_class],
+      ["Connection", r => r.connection],
+      ["Destination", r => r.destination],
+      ["Status", r => el("span", { class: `badge ${r.status}`, text: r.status })],
+      ["Payload", r => el("a", { class: "open-item", href: `/ui/failed/${encodeURIComponent(r.id)}`, text: (r.payload_preview || "(empty)").slice(0, 80) })],
+    ], d.items),
+    el("p", { class: "pager" }, firstLink, " ", nextLink));
+}
+
+// -- one failed message: inspect, fix, replay, discard ---------------------------------------
+
+function lineDiff(a, b) {
+  // Lines of a and b with "-"/"+"/" " marks (longest common subsequence).
+  const x = a.split("\n"), y = b.split("\n");
+  const n = x.length, m = y.length;
+  if (n * m > 4000000) return [["!", "(too large to compare line by line)"]];
+  const lcs = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--)
+    lcs[i][j] = x[i] === y[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+  const out = [];
+  let i = 0, j = 0;
+  while (i < n && j < m) {
+    if (x[i] === y[j]) { out.push([" ", x[i]]); i++; j++; }
+    else if (lcs[i + 1][j] >= lcs[i][j + 1]) out.push(["-", x[i++]]);
+    else out.push(["+", y[j++]]);
+  }
+  while (i < n) out.push(["-", x[i++]]);
+  while (j < m) out.push(["+", y[j++]]);
+  return out;
+}
+
+async function messagePage() {
+  const id = decodeURIComponent(location.pathname.split("/").pop());
+  const res = await api("GET", `/deadletters/${encodeURIComponent(id)}`);
+  if (!res.ok) { main(el("h1", { text: "Failed message" }), problem(res)); return; }
+  const d = res.data;
+  const original = typeof d.payload === "string" ? d.payload : JSON.stringify(d.payload, null, 2);
+  const facts = [
+    ["Status", d.status], ["Failed at", d.failed_at], ["Stage", d.stage], ["Error class", d.error_class],
+    ["Error", d.error], ["Mapping", d.mapping ? `${d.mapping} (version ${d.mapping_version || "?"})` : null],
+    ["Connection", d.connection], ["Route", d.route], ["Destination", d.destination],
+    ["Event", `${d.event_type || ""} ${d.event_id || ""}`], ["Correlation id", d.correlation_id],
+    ["Attempts", `${d.attempts}${d.attempt_times ? ": " + d.attempt_times.join(", ") : ""}`],
+    ["Replays", d.replays], ["Outcome", d.outcome],
+  ];
+  const editor = el("textarea", { id: "payload", rows: 18, spellcheck: "false", "aria-label": "payload" });
+  editor.value = typeof d.replayed_payload === "undefined" ? original
+    : (typeof d.replayed_payload === "string" ? d.replayed_payload : JSON.stringify(d.replayed_payload, null, 2));
+  const syntax = el("p", { id: "syntax", class: "muted" });
+  const diff = el("pre", { id: "diff", class: "diff" });
+  const result = el("div", { id: "result", role: "status" });
+  const replayBtn = el("button", { id: "replay", type: "button", text: "Replay" });
+  const discardReason = el("input", { id: "discard-reason", placeholder: "reason for discarding", "aria-label": "reason" });
+  const discardBtn = el("button", { id: "discard", type: "button", class: "danger", text: "Discard" });
+  const check = () => {
+    let parsed;
+    try { parsed = JSON.parse(editor.value); syntax.textContent = "Valid JSON."; syntax.className = "ok"; }
+    catch (e) { syntax.textContent = "JSON syntax error: " + e.message; syntax.className = "error"; replayBtn.disabled = true; return undefined; }
+    replayBtn.disabled = !can("operator") || d.status === "discarded";
+    diff.replaceChildren(...lineDiff(original, editor.value).filter(l => l[0] !== " ").map(l => el("div", { class: l[0] === "+" ? "add" : "del", text: `${l[0]} ${l[1]}` })));
+    if (!diff.childNodes.length) diff.append(el("div", { class: "muted", text: "No change from the original." }));
+    return parsed;
+  };
+  editor.addEventListener("input", check);
+  replayBtn.addEventListener("click", async () => {
+    const parsed = check();
+    if (parsed === undefined) return;
+    const edited = editor.value !== original;
+    replayBtn.disabled = true;
+    const r = await api("POST", `/deadletters/${encodeURIComponent(id)}/replay`, edited ? { payload: parsed } : {});
+    result.replaceChildren(r.ok ? el("p", { class: "ok", id: "replayed", text: `Replayed: attempt ${r.data.attempt || ""} sent.` }) : problem(r));
+    if (r.ok) setTimeout(() => location.reload(), 800); else replayBtn.disabled = false;
+  });
+  discardBtn.addEventListener("click", async () => {
+    if (!discardReason.value.trim()) { result.replaceChildren(el("p", { class: "error", text: "Give a reason for discarding." })); return; }
+    const r = await api("POST", `/deadletters/${encodeURIComponent(id)}/discard`, { reason: discardReason.value });
+    result.replaceChildren(r.ok ? el("p", { class: "ok", text: "Discarded." }) : problem(r));
+    if (r.ok) setTimeout(() => location.reload(), 800);
+  });
+  const chain = d.correlation_id ? await api("GET", `/deadletters?correlation_id=${encodeURIComponent(d.correlation_id)}&limit=50`) : null;
+  main(
+    el("p", {}, el("a", { href: "/ui/failed", text: "← Failed messages" })),
+    el("h1", { text: `Failed message ${id.slice(0, 12)}…` }),
+    el("dl", { class: "facts" }, facts.filter(f => f[1] !== null && f[1] !== undefined && f[1] !== "").map(f => [el("dt", { text: f[0] }), el("dd", { text: String(f[1]) })])),
+    el("section", {}, el("h2", { text: "Payload" }), editor, syntax,
+      el("h3", { text: "Changes from the original" }), diff,
+      can("operator") ? el("div", { class: "actions" }, replayBtn, discardReason, discardBtn) : el("p", { class: "muted", id: "read-only", text: `You are a ${me.role}: you can read, not replay.` }),
+      result),
+    el("section", {}, el("h2", { text: "Replay attempts" }),
+      table([["At", a => a.replayed_at], ["Edited", a => a.edited ? "yes" : "no"], ["Sent", a => a.sent ? "yes" : "no"], ["Outcomes", a => (a.outcomes || []).map(o => `${o.at}: ${o.outcome}`).join("; ") || a.error]], d.replay_attempts || [])),
+    el("section", {}, el("h2", { text: "Headers" }), table([["Name", h => h[0]], ["Value", h => h[1]]], d.headers || [])),
+    chain && chain.ok ? el("section", {}, el("h2", { text: "Dead letters of the same chain (correlation id)" }),
+      table([["Failed at", r => r.failed_at], ["Stage", r => r.stage], ["Status", r => r.status], ["Item", r => el("a", { href: `/ui/failed/${encodeURIComponent(r.id)}`, text: r.id.slice(0, 12) })]], chain.data.items)) : null,
+  );
+  check();
+}
+
+// -- audit log ------------------------------------------------------------------------------
+
+async function auditPage() {
+  const params = new URLSearchParams(location.search);
+  const res = await api("GET", "/audit?limit=100" + (params.get("before") ? `&before=${encodeURIComponent(params.get("before"))}` : ""));
+  if (!res.ok) { main(el("h1", { text: "Audit log" }), problem(res)); return; }
+  const short = (v) => v === null || v === undefined ? "" : JSON.stringify(v).slice(0, 300);
+  main(el("h1", { text: "Audit log" }),
+    table([["At", r => r.at], ["Who", r => r.actor], ["What", r => r.action], ["Before", r => short(r.before)], ["After", r => short(r.after)], ["From", r => r.ip]], res.data.items),
+    res.data.next ? el("a", { href: `/ui/audit?before=${res.data.next}`, text: "Older →" }) : null);
+}
+
+// -- the frame ------------------------------------------------------------------------------
+
+async function start() {
+  const page = document.body.dataset.page;
+  if (page === "login") { loginPage(); return; }
+  const who = await api("GET", "/auth/me");
+  if (!who.ok) { main(problem(who)); return; }
+  me = who.data;
+  const links = [["/ui/", "Overview"], ["/ui/failed", "Failed messages"]];
+  if (can("admin")) links.push(["/ui/audit", "Audit log"]);
+  document.getElementById("nav").replaceChildren(...links.map(([href, text]) => el("a", { href, text })));
+  const logout = el("button", { id: "logout", type: "button", class: "link", text: "Log out" });
+  logout.addEventListener("click", async () => { await api("POST", "/auth/logout"); location.assign("/ui/login"); });
+  document.getElementById("who").replaceChildren(el("span", { id: "role", text: `${me.name || me.actor} (${me.role})` }), " ", logout);
+  const pages = { overview: overviewPage, failed: failedPage, message: messagePage, audit: auditPage };
+  await pages[page]();
+  if (page === "overview") setInterval(overviewPage, 5000);
+}
+
+document.addEventListener("DOMContentLoaded", start);

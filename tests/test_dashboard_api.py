@@ -1,0 +1,374 @@
+"""The dashboard's security over HTTP, no browser: logins and sessions, roles, CSRF, API tokens,
+the audit log, the login rate limit, masking for viewers, keyset pages of dead letters, the
+``hub users`` and ``hub tokens`` commands. Real hubs on 127.0.0.1, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hub.auth import Auth, mask
+from hub.cli import main as cli
+from hub.db import Database
+from hub.runtime import Hub
+
+from .support.harness import HubFactory, RecordingSink
+from .test_opsapi import EVIL, assert_error, database_url, dead_letters
+
+__all__ = ["database_url"]  # the fixture, shared with test_opsapi
+
+PASSWORD = "correct horse battery"
+
+
+async def add_users(hub: Hub) -> None:
+    auth = Auth(hub.db)
+    for role in ("viewer", "operator", "admin"):
+        await auth.add_user(role, PASSWORD, role)
+
+
+@contextlib.asynccontextmanager
+async def closing(*clients: httpx.AsyncClient) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def logged_in(hub: Hub, name: str) -> tuple[httpx.AsyncClient, str]:
+    """A client holding ``name``'s session cookie, and the session's CSRF token."""
+    client = httpx.AsyncClient(base_url=hub.base_url, timeout=30)
+    answer = await client.post("/api/auth/login", json={"name": name, "password": PASSWORD})
+    assert answer.status_code == 200, answer.text
+    cookie = answer.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+    assert "secure" not in cookie  # plain HTTP on loopback; over HTTPS it is Secure
+    return client, answer.json()["csrf"]
+
+
+async def test_roles_csrf_masking_and_audit(hubs: HubFactory, sink: RecordingSink) -> None:
+    hub = await hubs.start(sink.url)
+    letters = await dead_letters(hub, range(9100, 9103))
+    await add_users(hub)
+    one, two = letters[0]["id"], letters[1]["id"]
+
+    viewer, viewer_csrf = await logged_in(hub, "viewer")
+    operator, csrf = await logged_in(hub, "operator")
+    admin, _ = await logged_in(hub, "admin")
+    async with closing(viewer, operator, admin):
+        # a viewer reads, with e-mails, phones and addresses masked, and may not write
+        seen = (await viewer.get(f"/api/deadletters/{one}")).json()
+        assert "jon@example.com" not in json.dumps(seen)
+        assert seen["payload"]["email"] == "•••@example.com"
+        assert seen["payload"]["billing_address"]["address1"] == "•••"
+        listed = await viewer.get("/api/deadletters")
+        assert "jon@example.com" not in listed.text and listed.json()["total"] == 3
+        refused = await viewer.post(
+            f"/api/deadletters/{one}/replay", headers={"x-csrf-token": viewer_csrf}
+        )
+        assert "needs the role operator" in assert_error(refused, 403)["message"]
+        assert_error(await viewer.get("/api/audit"), 403)
+        # the operator sees the payload whole
+        whole = (await operator.get(f"/api/deadletters/{one}")).json()
+        assert whole["payload"]["email"] == "jon@example.com"
+
+        # a write without the session's CSRF token, or with another session's, is refused
+        for headers in ({}, {"x-csrf-token": viewer_csrf}, {"x-csrf-token": ""}):
+            no = await operator.post(f"/api/deadletters/{one}/replay", headers=headers)
+            assert assert_error(no, 403)["error"] == "csrf"
+        # ... and so is a page of another origin, token or not
+        evil = {**EVIL, "x-csrf-token": csrf, "content-type": "application/json"}
+        assert_error(await operator.post(f"/api/deadletters/{one}/replay", headers=evil), 403)
+        assert (await operator.get(f"/api/deadletters/{one}")).json()["replays"] == 0
+
+        fixed = {**whole["payload"], "financial_status": "paid"}
+        replayed = await operator.post(
+            f"/api/deadletters/{one}/replay",
+            headers={"x-csrf-token": csrf},
+            json={"payload": fixed},
+        )
+        assert replayed.status_code == 200, replayed.text
+        discarded = await operator.post(
+            f"/api/deadletters/{two}/discard",
+            headers={"x-csrf-token": csrf},
+            json={"reason": "a test order"},
+        )
+        assert discarded.status_code == 200, discarded.text
+        assert_error(await operator.get("/api/users"), 403)  # admin only
+
+        # every write is in the audit log: who, what, before and after
+        log = (await admin.get("/api/audit")).json()["items"]
+        assert [(r["actor"], r["action"]) for r in log] == [
+            ("user:operator", f"POST /deadletters/{two}/discard"),
+            ("user:operator", f"POST /deadletters/{one}/replay"),
+        ]
+        assert log[0]["before"] == {"status": "open", "replays": 0}
+        assert log[0]["after"]["request"] == {"reason": "a test order"}
+        assert log[0]["after"]["answer"]["status"] == "discarded"
+        assert log[1]["after"]["request"]["payload"]["financial_status"] == "paid"
+        assert log[1]["ip"] == "127.0.0.1"
+
+        # logging out ends the session: its cookie, sent again by hand, is refused
+        old = operator.cookies["hub_session"]
+        out = await operator.post("/api/auth/logout", headers={"x-csrf-token": csrf})
+        assert out.status_code == 200
+    async with httpx.AsyncClient(base_url=hub.base_url, cookies={"hub_session": old}) as stale:
+        assert_error(await stale.get("/api/deadletters"), 401)
+    assert (await sink.next()).body["status"] == "paid"  # the fix went through
+
+
+async def test_sessions_end_on_logout_disable_and_role_change(
+    hubs: HubFactory, database_url: dict[str, str]
+) -> None:
+    hub = await hubs.start(None, roles=frozenset({"ingress"}), **database_url)
+    await add_users(hub)
+    operator, _ = await logged_in(hub, "operator")
+    admin, admin_csrf = await logged_in(hub, "admin")
+    async with closing(operator, admin):
+        assert (await operator.get("/api/auth/me")).json()["role"] == "operator"
+        changed = await admin.patch(
+            "/api/users/operator", headers={"x-csrf-token": admin_csrf}, json={"disabled": True}
+        )
+        assert changed.status_code == 200 and changed.json()["disabled"] is True
+        assert_error(await operator.get("/api/auth/me"), 401)
+        relogin = await operator.post(
+            "/api/auth/login", json={"name": "operator", "password": PASSWORD}
+        )
+        assert_error(relogin, 401)
+        bad_role = await admin.patch(
+            "/api/users/operator", headers={"x-csrf-token": admin_csrf}, json={"role": "god"}
+        )
+        assert_error(bad_role, 422)
+        assert_error(
+            await admin.patch(
+                "/api/users/nobody", headers={"x-csrf-token": admin_csrf}, json={"role": "viewer"}
+            ),
+            404,
+        )
+        users = (await admin.get("/api/users")).json()["items"]
+        assert {u["name"]: u["disabled"] for u in users} == {
+            "admin": False,
+            "operator": True,
+            "viewer": False,
+        }
+        assert "password_hash" not in json.dumps(users)
+        log = (await admin.get("/api/audit")).json()["items"]
+        assert log[-1]["action"] == "PATCH /users/operator"
+        assert log[-1]["before"] is None and log[-1]["after"]["answer"]["disabled"] is True
+
+
+async def test_a_login_from_another_origin_is_refused(hubs: HubFactory) -> None:
+    hub = await hubs.start(None, roles=frozenset({"ingress"}))
+    await add_users(hub)
+    async with httpx.AsyncClient(base_url=hub.base_url) as client:
+        body = {"name": "admin", "password": PASSWORD}
+        assert_error(
+            await client.post(
+                "/api/auth/login", json=body, headers={"origin": "http://evil.example"}
+            ),
+            403,
+        )
+        form = await client.post(
+            "/api/auth/login",
+            content=b"name=admin&password=x",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert_error(form, 415, 422)
+        assert "set-cookie" not in form.headers
+
+
+async def test_logins_are_rate_limited_across_processes(
+    hubs: HubFactory, database_url: dict[str, str]
+) -> None:
+    hub = await hubs.start(None, roles=frozenset({"ingress"}), **database_url)
+    await add_users(hub)
+    async with httpx.AsyncClient(base_url=hub.base_url) as client:
+        for _ in range(5):
+            wrong = await client.post(
+                "/api/auth/login", json={"name": "operator", "password": "wrong password"}
+            )
+            assert_error(wrong, 401)
+        right = {"name": "operator", "password": PASSWORD}
+        assert_error(await client.post("/api/auth/login", json=right), 429)
+        # another user from the same address is not locked out by five failures
+        ok = await client.post("/api/auth/login", json={"name": "admin", "password": PASSWORD})
+        assert ok.status_code == 200, ok.text
+    # another process on the same database refuses too: the attempts are in the table
+    other = Database(hub.settings.database_url)
+    try:
+        with pytest.raises(Exception, match="too many failed logins"):
+            await Auth(other).login("operator", PASSWORD, "10.0.0.9")
+        # by address: twenty failures, any names, lock the address out
+        for n in range(20):
+            with pytest.raises(Exception, match="wrong name or password"):
+                await Auth(other).login(f"nobody{n}", "x", "10.0.0.8")
+        with pytest.raises(Exception, match="too many failed logins"):
+            await Auth(other).login("viewer", PASSWORD, "10.0.0.8")
+        who = (await Auth(other).login("viewer", PASSWORD, "10.0.0.7"))[1]
+        assert who.role == "viewer"
+    finally:
+        await other.close()
+
+
+async def test_api_tokens_are_shown_once_and_bounded_by_role(hubs: HubFactory) -> None:
+    hub = await hubs.start(None, roles=frozenset({"ingress"}), ops_token="bootstrap-admin-token")
+    boot = {"authorization": "Bearer bootstrap-admin-token"}
+    async with httpx.AsyncClient(base_url=hub.base_url, headers=boot) as admin:
+        made = await admin.post("/api/tokens", json={"name": "nightly-report", "role": "viewer"})
+        assert made.status_code == 201, made.text
+        token, id_ = made.json()["token"], made.json()["id"]
+        listed = (await admin.get("/api/tokens")).json()["items"]
+        assert [t["id"] for t in listed] == [id_] and token not in json.dumps(listed)
+        assert listed[0]["created_by"] == "ops-token"
+        log = (await admin.get("/api/audit")).json()["items"]
+        assert token not in json.dumps(log) and log[0]["actor"] == "ops-token"
+
+    script = {"authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=hub.base_url, headers=script) as client:
+        assert (await client.get("/api/deadletters")).status_code == 200
+        assert (await client.get("/api/auth/me")).json()["role"] == "viewer"
+        assert_error(await client.post("/api/replays"), 403)  # a viewer's token cannot write
+        assert_error(await client.get("/api/tokens"), 403)
+    async with httpx.AsyncClient(base_url=hub.base_url, headers=boot) as admin:
+        assert (await admin.delete(f"/api/tokens/{id_}")).status_code == 200
+        assert_error(await admin.delete("/api/tokens/ffffffffffff"), 404)
+    async with httpx.AsyncClient(base_url=hub.base_url) as client:
+        assert_error(await client.get("/api/deadletters", headers=script), 401)
+        # a made-up token of the right shape, and no credentials at all, are refused
+        fake = {"authorization": f"Bearer hub_{id_}_{'A' * 43}"}
+        assert_error(await client.get("/api/deadletters", headers=fake), 401)
+        assert_error(await client.get("/api/deadletters"), 401)
+
+
+async def test_dead_letters_page_by_keyset_and_search(hubs: HubFactory) -> None:
+    hub = await hubs.start(None, roles=frozenset({"ingress"}))
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    rows = [
+        _row(f"dl{n:03d}", at - timedelta(seconds=n // 3), {"n": n, "note": f"item {n}"})
+        for n in range(23)
+    ]
+    await hub.deadletters.record(rows)
+    async with httpx.AsyncClient(base_url=hub.base_url) as client:
+        by_offset = (await client.get("/api/deadletters", params={"limit": 100})).json()
+        expected = [x["id"] for x in by_offset["items"]]
+        assert len(expected) == 23
+        seen: list[str] = []
+        params: dict[str, Any] = {"limit": 5}
+        while True:
+            page = (await client.get("/api/deadletters", params=params)).json()
+            assert page["total"] == 23
+            seen += [x["id"] for x in page["items"]]
+            if page["next"] is None:
+                break
+            params["after"] = page["next"]
+        assert seen == expected  # ties on failed_at included, none twice, none missed
+        found = (await client.get("/api/deadletters", params={"q": "ITEM 17"})).json()
+        assert [x["id"] for x in found["items"]] == ["dl017"]
+        nothing = (await client.get("/api/deadletters", params={"q": "100%_"})).json()
+        assert nothing["total"] == 0
+        assert_error(await client.get("/api/deadletters", params={"after": "bogus"}), 400)
+
+
+def _row(id_: str, failed_at: datetime, payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": id_,
+        "failed_at": failed_at,
+        "stage": "map",
+        "error_class": "MappingError",
+        "error": "no rule",
+        "attempts": 1,
+        "attempt_times": None,
+        "connection": "shop",
+        "route": None,
+        "mapping": None,
+        "mapping_version": None,
+        "destination": None,
+        "event_id": id_,
+        "event_type": "shop.order",
+        "correlation_id": id_,
+        "source_topic": "t",
+        "source_partition": 0,
+        "source_offset": 0,
+        "key": None,
+        "value": json.dumps(payload).encode(),
+        "headers": [],
+        "status": "open",
+        "replay_of": None,
+        "replays": 0,
+    }
+
+
+def test_mask_hides_personal_data_and_keeps_the_rest() -> None:
+    value = {
+        "email": "ann@example.org",
+        "phone": "+44 20 7946 0958",
+        "shipping_address": {"city": "Leeds", "country": "GB"},
+        "billing_address": {"first_name": "Ann", "address1": "1 Road", "zip": None},
+        "note": "call +33 1 23 45 67 89 or mail bob@example.com on 2026-12-01",
+        "total": "10.00",
+        "id": 12345678901,
+    }
+    masked = mask(value)
+    assert masked["email"] == "•••@example.org"
+    assert masked["phone"] == "•••"
+    assert masked["shipping_address"] == {"city": "•••", "country": "GB"}
+    assert masked["note"] == "call ••• or mail •••@example.com on 2026-12-01"
+    assert masked["billing_address"] == {"first_name": "•••", "address1": "•••", "zip": None}
+    assert masked["total"] == "10.00" and masked["id"] == 12345678901
+
+
+async def test_pages_need_a_session(hubs: HubFactory) -> None:
+    hub = await hubs.start(None, roles=frozenset({"ingress"}))
+    await add_users(hub)
+    async with httpx.AsyncClient(base_url=hub.base_url) as client:
+        for path in ("/ui/", "/ui/failed", "/ui/failed/x", "/ui/audit"):
+            away = await client.get(path)
+            assert away.status_code == 303 and away.headers["location"] == "/ui/login"
+        login = await client.get("/ui/login")
+        assert login.status_code == 200
+        assert "frame-ancestors 'none'" in login.headers["content-security-policy"]
+        assert (await client.get("/ui/static/app.js")).status_code == 200
+        assert (await client.get("/ui/static/../auth.py")).status_code == 404
+    viewer, _ = await logged_in(hub, "viewer")
+    async with closing(viewer):
+        page = await viewer.get("/ui/failed")
+        assert page.status_code == 200 and 'data-page="failed"' in page.text
+        assert (await viewer.get("/ui/nonsense")).status_code == 404
+
+
+def test_cli_bootstraps_users_and_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert cli(["users", "add", "ann", "--role", "admin", "--password-stdin", "--url", url]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert cli(["users", "add", "bob", "--password-stdin", "--url", url]) == 1
+    assert "at least 8" in capsys.readouterr().err
+    assert cli(["users", "set-role", "ann", "operator", "--url", url]) == 0
+    assert cli(["users", "disable", "ann", "--url", url]) == 0
+    capsys.readouterr()
+    assert cli(["users", "list", "--url", url]) == 0
+    assert capsys.readouterr().out.split() == ["ann", "operator", "disabled"]
+    assert cli(["users", "disable", "nobody", "--url", url]) == 1
+
+    assert cli(["tokens", "create", "ci", "--role", "operator", "--url", url]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("hub_")
+    id_ = token.split("_")[1]
+    assert cli(["tokens", "list", "--url", url]) == 0
+    listed = capsys.readouterr().out
+    assert id_ in listed and token not in listed and "active" in listed
+    assert cli(["tokens", "revoke", id_, "--url", url]) == 0
+    assert cli(["tokens", "revoke", "ffffffffffff", "--url", url]) == 1
+    capsys.readouterr()
+    assert cli(["tokens", "list", "--url", url]) == 0
+    assert "revoked" in capsys.readouterr().out

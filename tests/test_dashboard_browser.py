@@ -1,0 +1,226 @@
+"""The dashboard in a real browser: Debian's chromium (/usr/bin/chromium, ``make
+browser-deps`` installs it) driven by Playwright's Python API against a hub on 127.0.0.1.
+Playwright never downloads a browser here: it launches ``executable_path``. Run only these
+with ``pytest -m browser``; screenshots go to ``$HUB_TEST_ARTIFACTS`` (default
+``test-artifacts/``, ignored by git)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hub.auth import Auth
+from hub.runtime import Hub
+
+from .support.harness import HubFactory, RecordingSink
+from .test_opsapi import dead_letters
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("HUB_TEST_CHROMIUM", "/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(os.environ.get("HUB_TEST_ARTIFACTS", "test-artifacts"))
+PASSWORD = "correct horse battery"
+
+playwright_api = pytest.importorskip("playwright.async_api", reason="pip install -e '.[dev]'")
+if shutil.which(CHROMIUM) is None:
+    pytest.skip(f"{CHROMIUM} is missing: make browser-deps", allow_module_level=True)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    profile = tempfile.mkdtemp(prefix="hub-chromium-")  # an empty --user-data-dir
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    async with playwright_api.async_playwright() as pw:
+        context = await pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=FLAGS, headless=True
+        )
+        try:
+            yield context
+        finally:
+            await context.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def evil_site(html: str) -> AsyncIterator[str]:
+    """A page of another site: http://localhost:PORT/ (the hub is http://127.0.0.1:...)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        body = html.encode()
+        head = f"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {len(body)}\r\n"
+        writer.write(head.encode() + b"connection: close\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield f"http://localhost:{server.sockets[0].getsockname()[1]}/"
+    finally:
+        server.close()
+
+
+async def new_page(context: Any, width: int = 1280) -> tuple[Any, list[str]]:
+    """A page, and the console errors and uncaught exceptions it logs."""
+    page = await context.new_page()
+    await page.set_viewport_size({"width": width, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return page, errors
+
+
+async def log_in(page: Any, hub: Hub, name: str) -> None:
+    await page.goto(f"{hub.base_url}/ui/")
+    await page.wait_for_url("**/ui/login")
+    await page.fill("input[name=name]", name)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("#role")
+
+
+async def shot(page: Any, name: str) -> None:
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def test_an_operator_fixes_and_replays_a_failed_order(
+    hubs: HubFactory, sink: RecordingSink, browser: Any
+) -> None:
+    hub = await hubs.start(sink.url)
+    (letter,) = await dead_letters(hub, range(9500, 9501))
+    await Auth(hub.db).add_user("olivia", PASSWORD, "operator")
+    page, errors = await new_page(browser)
+    await log_in(page, hub, "olivia")
+    assert await page.text_content("#role") == "olivia (operator)"
+    await page.wait_for_selector("#updated")
+    await shot(page, "overview")
+
+    await page.click("text=Failed messages")
+    await page.wait_for_selector("a.open-item")
+    assert "1 matching" in (await page.text_content("#total") or "")
+    await shot(page, "failed-messages")
+    await page.click("a.open-item")
+    await page.wait_for_selector("#payload")
+    assert "on_hold" in await page.input_value("#payload")
+
+    # a syntax error is shown at once, and replay is off until it is fixed
+    original = await page.input_value("#payload")
+    await page.fill("#payload", original.replace('"on_hold"', '"on_hold'))
+    assert "JSON syntax error" in (await page.text_content("#syntax") or "")
+    assert await page.is_disabled("#replay")
+    # a value the mapping refuses: the server's check (422) is shown, nothing is sent
+    await page.fill("#payload", original.replace('"on_hold"', '"frozen"'))
+    await page.click("#replay")
+    await page.wait_for_selector("#result .error")
+    assert "422" in (await page.text_content("#result") or "")
+    assert sink.attempts == []
+    # the fix: the diff shows it, the replay sends it
+    await page.fill("#payload", original.replace('"on_hold"', '"paid"'))
+    diff = await page.text_content("#diff") or ""
+    assert "- " in diff and '"financial_status": "on_hold"' in diff and '"paid"' in diff
+    await shot(page, "fix-and-replay")
+    await page.click("#replay")
+    await page.wait_for_selector("#replayed")
+    assert (await sink.next()).body["status"] == "paid"
+    await page.wait_for_selector("text=delivered to erp", timeout=30000)
+    await shot(page, "replayed")
+    # the browser logs the refused check (422) itself; nothing else went wrong
+    assert [e for e in errors if "status of 422" not in e] == []
+
+    # and at phone width the list still works
+    phone, phone_errors = await new_page(browser, width=390)
+    await phone.goto(f"{hub.base_url}/ui/failed?status=replayed")
+    await phone.wait_for_selector("a.open-item")
+    await shot(phone, "failed-messages-phone")
+    assert phone_errors == []
+    assert letter["id"] in (await phone.get_attribute("a.open-item", "href") or "")
+
+
+async def test_a_viewer_sees_masked_emails_and_cannot_replay(
+    hubs: HubFactory, sink: RecordingSink, browser: Any
+) -> None:
+    hub = await hubs.start(sink.url)
+    (letter,) = await dead_letters(hub, range(9600, 9601))
+    await Auth(hub.db).add_user("victor", PASSWORD, "viewer")
+    page, errors = await new_page(browser)
+    await log_in(page, hub, "victor")
+    await page.goto(f"{hub.base_url}/ui/failed/{letter['id']}")
+    await page.wait_for_selector("#read-only")
+    payload = await page.input_value("#payload")
+    assert "jon@example.com" not in payload and "•••@example.com" in payload
+    assert await page.query_selector("#replay") is None
+    await shot(page, "viewer")
+    # the page hides the button; the API refuses the write itself, even with the CSRF token
+    status = await page.evaluate(
+        """async (id) => {
+            const me = await (await fetch('/api/auth/me')).json();
+            const r = await fetch(`/api/deadletters/${id}/replay`, {method: 'POST',
+                headers: {'X-CSRF-Token': me.csrf}});
+            return r.status;
+        }""",
+        letter["id"],
+    )
+    assert status == 403
+    assert [e for e in errors if "status of 403" not in e] == []  # the browser logs that 403
+
+
+async def test_a_form_posted_from_another_site_is_refused(
+    hubs: HubFactory, sink: RecordingSink, browser: Any
+) -> None:
+    hub = await hubs.start(sink.url)
+    (letter,) = await dead_letters(hub, range(9700, 9701))
+    await Auth(hub.db).add_user("olivia", PASSWORD, "operator")
+    page, _ = await new_page(browser)
+    await log_in(page, hub, "olivia")
+    # a page of another site, in the same browser, posts a form to the hub
+    target = f"{hub.base_url}/api/deadletters/{letter['id']}/replay"
+    html = (
+        f'<form method="post" action="{target}" target="out"><input name="payload" value="{{}}">'
+        '</form><iframe name="out"></iframe>'
+    )
+    attack = await browser.new_page()
+    async with evil_site(html) as evil:
+        await attack.goto(evil)
+        async with attack.expect_response(target) as answered:
+            await attack.evaluate("() => document.forms[0].submit()")
+        assert (await answered.value).status == 403
+    async with httpx.AsyncClient(base_url=hub.base_url) as client:
+        item = (await client.get(f"/api/deadletters/{letter['id']}")).json()
+    assert item["replays"] == 0 and item["status"] == "open"
+    assert sink.attempts == []
+
+
+async def test_the_login_page_shows_the_rate_limit(hubs: HubFactory, browser: Any) -> None:
+    hub = await hubs.start(None, roles=frozenset({"ingress"}))
+    await Auth(hub.db).add_user("olivia", PASSWORD, "operator")
+    page, _ = await new_page(browser)
+    await page.goto(f"{hub.base_url}/ui/login")
+    for _ in range(5):
+        await page.fill("input[name=name]", "olivia")
+        await page.fill("input[name=password]", "wrong password")
+        await page.click("button[type=submit]")
+        await page.wait_for_selector("#login-error:has-text('wrong name or password')")
+        await page.evaluate("() => { document.getElementById('login-error').textContent = '' }")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("#login-error:has-text('too many failed logins')")
+    assert page.url.endswith("/ui/login")

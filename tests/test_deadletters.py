@@ -133,4 +133,4 @@ async def test_the_ops_api_needs_the_token_when_one_is_set(hubs: HubFactory) -> 
     assert wrong.status_code == 401
     ok = await api(hub, "GET", "/deadletters", headers={"authorization": "Bearer s3cret-token"})
     assert ok.status_code == 200
-    assert ok.json() == {"total": 0, "items": []}
+    assert ok.json() == {"total": 0, "items": [], "next": None}

@@ -1,8 +1,8 @@
 """The dashboard's users, sessions, API tokens, audit log and login attempts (hub.auth);
 an index on dead letters' (failed_at, id), the order of their list and its keyset pages.
 
-Revision ID: 0007_auth
-Revises: 0006_mdm
+Revision ID: 0008_auth
+Revises: 0007_mdm_keys_by_record
 Create Date: 2026-12-06
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_auth"
-down_revision: str | None = "0006_mdm"
+revision: str = "0008_auth"
+down_revision: str | None = "0007_mdm_keys_by_record"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

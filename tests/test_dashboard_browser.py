@@ -121,6 +121,9 @@ async def test_an_operator_fixes_and_replays_a_failed_order(
     await page.click("a.open-item")
     await page.wait_for_selector("#payload")
     assert "on_hold" in await page.input_value("#payload")
+    facts = await page.text_content(".facts") or ""
+    assert "MappingFailed" in facts and "shopify/orders_create" in facts
+    assert "[object" not in facts
 
     # a syntax error is shown at once, and replay is off until it is fixed
     original = await page.input_value("#payload")

@@ -12,7 +12,7 @@ function el(tag, attrs, ...children) {
     else if (k === "text") node.textContent = v;
     else node.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -189,7 +189,7 @@ async function messagePage() {
     ["Attempts", `${d.attempts}${d.attempt_times ? ": " + d.attempt_times.join(", ") : ""}`],
     ["Replays", d.replays], ["Outcome", d.outcome],
   ];
-  const editor = el("textarea", { id: "payload", rows: 18, spellcheck: "false", "aria-label": "payload" });
+  const editor = el("textarea", { id: "payload", rows: 18, spellcheck: "false", "aria-label": "payload", readonly: !can("operator") });
   editor.value = typeof d.replayed_payload === "undefined" ? original
     : (typeof d.replayed_payload === "string" ? d.replayed_payload : JSON.stringify(d.replayed_payload, null, 2));
   const syntax = el("p", { id: "syntax", class: "muted" });

@@ -227,3 +227,33 @@ async def test_the_login_page_shows_the_rate_limit(hubs: HubFactory, browser: An
     await page.click("button[type=submit]")
     await page.wait_for_selector("#login-error:has-text('too many failed logins')")
     assert page.url.endswith("/ui/login")
+
+
+async def test_a_bulk_replay_by_filter_shows_its_progress(
+    hubs: HubFactory, sink: RecordingSink, browser: Any
+) -> None:
+    hub = await hubs.start(sink.url)
+    await dead_letters(hub, range(9800, 9803))
+    await Auth(hub.db).add_user("olivia", PASSWORD, "operator")
+    page, errors = await new_page(browser)
+    await log_in(page, hub, "olivia")
+    await page.goto(f"{hub.base_url}/ui/failed?error_class=MappingFailed")
+    await page.wait_for_selector("#bulk-start")
+    asked: list[str] = []
+
+    async def accept(dialog: Any) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", accept)
+    await page.click("#bulk-start")
+    await page.wait_for_selector("#bulk-progress:has-text('finished')", timeout=60000)
+    assert asked == ["Replay 3 open dead letters?"]
+    progress = await page.text_content("#bulk-progress") or ""
+    assert "3 of 3 replayed" in progress
+    await shot(page, "bulk-replay")
+    async with httpx.AsyncClient(base_url=hub.base_url) as client:
+        items = (await client.get("/api/deadletters")).json()["items"]
+    # each was replayed once (unfixed, they fail again: new dead letters, replay_of set)
+    assert [x["replays"] for x in items if not x["replay_of"]] == [1, 1, 1]
+    assert errors == []

@@ -150,7 +150,44 @@ async function failedPage() {
       ["Status", r => el("span", { class: `badge ${r.status}`, text: r.status })],
       ["Payload", r => el("a", { class: "open-item", href: `/ui/failed/${encodeURIComponent(r.id)}`, text: (r.payload_preview || "(empty)").slice(0, 80) })],
     ], d.items),
-    el("p", { class: "pager" }, firstLink, " ", nextLink));
+    el("p", { class: "pager" }, firstLink, " ", nextLink),
+    can("operator") ? bulkReplay(params, d.total) : null);
+}
+
+function bulkReplay(params, total) {
+  // Replay every dead letter the filter matches (open ones unless a status is chosen): the
+  // count first, then a job whose progress shows here, with cancel.
+  const q = new URLSearchParams();
+  for (const f of FILTERS) if (params.get(f)) q.set(f, params.get(f));
+  const status = params.get("status") || "open";
+  const box = el("section", { id: "bulk", class: "card wide" }, el("h2", { text: "Replay all matching" }));
+  const progress = el("p", { id: "bulk-progress", role: "status" });
+  const start = el("button", { id: "bulk-start", type: "button", text: `Replay ${status} matching…` });
+  const cancel = el("button", { id: "bulk-cancel", type: "button", class: "danger", text: "Cancel", hidden: true });
+  let job = null;
+  start.addEventListener("click", async () => {
+    const preview = await api("GET", `/deadletters?${q.toString()}&status=${status}&limit=1`);
+    if (!preview.ok) { progress.replaceChildren(problem(preview)); return; }
+    if (!confirm(`Replay ${preview.data.total} ${status} dead letters?`)) return;
+    const r = await api("POST", `/replays?${q.toString()}`);
+    if (!r.ok) { progress.replaceChildren(problem(r)); return; }
+    job = r.data; start.disabled = true; cancel.hidden = false;
+    watch();
+  });
+  cancel.addEventListener("click", async () => {
+    if (job) { const r = await api("DELETE", `/replays/${job.id}`); if (r.ok) job = r.data; show(); }
+  });
+  const show = () => {
+    progress.textContent = `Job ${job.id.slice(0, 8)}: ${job.state}, ${job.done} of ${job.total} replayed, ${job.failed} failed`;
+  };
+  const watch = async () => {
+    const r = await api("GET", `/replays/${job.id}`);
+    if (r.ok) job = r.data;
+    show();
+    if (job.state === "running" || job.state === "cancelling") setTimeout(watch, 1000); else cancel.hidden = true;
+  };
+  box.append(el("p", { class: "muted", text: `${total} match the filter now; the count of those ${status} is asked again before starting.` }), start, " ", cancel, progress);
+  return box;
 }
 
 // -- one failed message: inspect, fix, replay, discard ---------------------------------------

@@ -24,13 +24,15 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, tuple_, update
 
-from .config import HubConfig
 from .db import Database, crosswalk
 from .errors import CrosswalkConflict
+
+if TYPE_CHECKING:
+    from .config import HubConfig
 
 Ref = tuple[str, str, str]
 """``(entity, system, external id)``, or ``(entity, system, golden id)`` for a reverse lookup."""

@@ -7,6 +7,7 @@ last edited payload if there was one, else the original record."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from .canonical import validate
 from .deadletters import ATTEMPT_HEADER, REPLAY_HEADER, REPLAY_HEADERS, new_attempt
 from .envelope import ORIGIN_CONNECTION, ORIGIN_SYSTEM, from_kafka
 from .errors import HubError, ProcessingError
+from .mdm import CrosswalkResolver
 
 if TYPE_CHECKING:
     from .ports import ReplayHub
@@ -107,7 +109,13 @@ def check_edit(
             }
             # read as the mapper reads raw events: amounts as exact decimals
             data = exactjson.loads(value)
-            result = mapping.apply(data, meta, hub.resolver)
+            resolver = hub.resolver
+            apply = functools.partial(mapping.apply, data, meta, resolver)
+            if isinstance(resolver, CrosswalkResolver):
+                # only whether it maps matters here: ids not cached stand in, nothing is read
+                result = resolver.collect(apply, set())
+            else:
+                result = apply()
             if result is not None and mapping.target_entity:
                 validate(mapping.target_entity, result)
     except ProcessingError as exc:

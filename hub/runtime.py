@@ -20,13 +20,14 @@ from .api.server import Listener
 from .broker import EmbeddedBroker
 from .bus import Publisher, ensure_topics
 from .config import HubConfig, check_routes, load_config
+from .crosswalk import Crosswalk
 from .db import Database
 from .deadletters import DeadLetterStore
 from .envelope import CloudEvent
 from .errors import BrokerStartError, ConfigError
 from .mapping import MappingSet, load_mappings
 from .mapping.engine import yaml_files
-from .mdm import DeterministicResolver, IdResolver
+from .mdm import CrosswalkResolver, IdResolver
 from .mdm_service import ChangeWatcher, MdmService
 from .metrics import Metrics
 from .polling import Poller
@@ -69,10 +70,14 @@ class Hub:
         self.settings = settings
         self.config = config
         self.mappings = mappings
-        self.resolver: IdResolver = resolver or DeterministicResolver()
         self.broker: EmbeddedBroker | None = None
         self.bootstrap = settings.kafka_bootstrap_servers
         self.db = Database(settings.database_url)
+        self.resolver: IdResolver = resolver or CrosswalkResolver(
+            Crosswalk(self.db),
+            cache_size=settings.crosswalk_cache_size,
+            negative_ttl_s=settings.crosswalk_negative_ttl_s,
+        )
         self.receipts = Receipts(self.db)
         self.deadletters = DeadLetterStore(self.db)
         self.replays = ReplayJobs(self)

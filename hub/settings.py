@@ -151,6 +151,16 @@ class Settings(BaseSettings):
         "1h", validate_default=True, description="How often old rows are deleted; 0: never."
     )
 
+    crosswalk_cache_size: int = Field(
+        100_000, ge=1, description="Crosswalk answers each process keeps (LRU), per kind."
+    )
+    crosswalk_negative_ttl_s: float = Field(
+        5.0,
+        ge=0,
+        description="How long 'not linked' is believed before the crosswalk is asked again "
+        "(another process may link the id meanwhile).",
+    )
+
     mdm_poll_s: float = Field(
         1.0,
         ge=0,

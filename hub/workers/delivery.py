@@ -44,6 +44,7 @@ import hashlib
 import logging
 import time
 from collections import defaultdict
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
@@ -74,6 +75,7 @@ from hub.errors import (
     RouteConditionFailed,
 )
 from hub.logs import log_context
+from hub.mdm import resolve_ahead
 from hub.ratelimit import RateLimiter
 from hub.retry import CircuitBreaker, Parked, RetryPolicy
 
@@ -232,8 +234,14 @@ class DeliveryWorker(RetryingWorker):
                 try:
                     if mapping is None:
                         raise MappingFailed(route.mapping, "(root)", None, "mapping is not loaded")
-                    body = mapping.apply(data, meta, hub.resolver)
+                    apply = partial(mapping.apply, data, meta, hub.resolver)
+                    body = await resolve_ahead(hub.resolver, apply)
                 except ProcessingError as exc:
+                    if exc.retriable:  # master data unavailable: tried again later
+                        key = order_key_of(record) if policy.ordered else None
+                        return await self.failed(
+                            record, event.id, exc, policy, key=key, parked=parked, context=context
+                        )
                     return self.dead_now(record, Stage.MAP, exc, parked, context)
                 if body is None:
                     continue

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
@@ -20,8 +22,9 @@ from hub.canonical import encode, validate
 from hub.config import InboundRoute
 from hub.deadletters import REPLAY_HEADERS, Stage
 from hub.envelope import ORIGIN_SYSTEM, CloudEvent, EnvelopeError, derived_id, from_kafka
-from hub.errors import MappingFailed, ProcessingError, RouteConditionFailed
+from hub.errors import MappingFailed, MasterDataUnavailable, ProcessingError, RouteConditionFailed
 from hub.logs import log_context
+from hub.mdm import CrosswalkResolver, Miss, resolve_ahead
 from hub.retry import Parked
 
 from .retrying import Outcome, RetryingWorker, event_id_of, order_key_of, record_fields
@@ -31,6 +34,9 @@ if TYPE_CHECKING:
     from hub.ports import MappingWorkerHub
 
 log = logging.getLogger(__name__)
+
+_Action = Callable[[], "asyncio.Future[None]"]
+"""One output of a mapped event, done when called: its publication or its dead letter."""
 
 
 class _Retriable(Exception):
@@ -55,25 +61,57 @@ class MapperWorker(RetryingWorker):
         self.topics = [hub.settings.ingest_topic]
 
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:
-        pending: list[asyncio.Future[None]] = []
+        """Map the batch, then publish its outputs in order. With a crosswalk resolver the
+        batch is mapped collecting the answers not cached (hub.mdm); they are loaded in one
+        query, and only the events the crosswalk answered differently for are mapped again."""
+        resolver = self.hub.resolver
+        collecting = resolver if isinstance(resolver, CrosswalkResolver) else None
+        prepared: list[tuple[Any, list[_Action] | _Retriable | None, set[Miss]]] = []
+        wanted: set[Miss] = set()
         for i, record in enumerate(records):
+            misses: set[Miss] = set()
+            actions: list[_Action] | _Retriable | None = None  # None: parked behind its key
+            if not (self.blocked and (key := order_key_of(record)) and self.waits_behind(key)):
+                try:
+                    if collecting is None:
+                        actions = self.prepare(record)
+                    else:
+                        actions = collecting.collect(partial(self.prepare, record), misses)
+                        wanted |= misses
+                except _Retriable as r:
+                    actions = r
+            prepared.append((record, actions, misses))
+            if i % 16 == 15:
+                await asyncio.sleep(0)  # mapping is CPU work: let ingress answer meanwhile
+        changed: set[Miss] | None = set()
+        if collecting is not None and wanted:
+            try:
+                changed = await collecting.load(wanted)
+            except MasterDataUnavailable as exc:
+                log.warning("%s; the events that need it are parked", exc)
+                changed = None  # every event with a miss is mapped again, and parks
+        pending: list[asyncio.Future[None]] = []
+        for record, actions, misses in prepared:
             if self.blocked and (key := order_key_of(record)) and self.waits_behind(key):
                 await self.park_behind(record, event_id_of(record), None, key)
                 continue
-            try:
-                pending.extend(self.map_record(record))
-            except _Retriable as r:
-                outcome = await self._failed(record, r, None)
-                pending.extend(outcome.futures)
-            if i % 16 == 15:
-                await asyncio.sleep(0)  # mapping is CPU work: let ingress answer meanwhile
+            if actions is None or (misses and (changed is None or misses & changed)):
+                try:  # not collecting now: an answer still missing parks the event
+                    actions = self.prepare(record)
+                except _Retriable as r:
+                    actions = r
+            if isinstance(actions, _Retriable):
+                pending.extend((await self._failed(record, actions, None)).futures)
+                continue
+            pending.extend(action() for action in actions)
         await self.hub.publisher.wait(pending)
 
     async def handle(self, record: Any, parked: Parked | None) -> Outcome:
         try:
-            return Outcome(done=True, futures=self.map_record(record))
+            actions = await resolve_ahead(self.hub.resolver, lambda: self.prepare(record))
         except _Retriable as r:
             return await self._failed(record, r, parked)
+        return Outcome(done=True, futures=[action() for action in actions])
 
     async def _failed(self, record: Any, r: _Retriable, parked: Parked | None) -> Outcome:
         policy = r.route.policy(self.settings)
@@ -83,24 +121,30 @@ class MapperWorker(RetryingWorker):
         )
 
     def map_record(self, record: Any) -> list[asyncio.Future[None]]:
+        """Map ``record`` and publish its outputs (raises :class:`_Retriable`)."""
+        return [action() for action in self.prepare(record)]
+
+    def prepare(self, record: Any) -> list[_Action]:
+        """What mapping ``record`` yields, not yet done: each output's publication or dead
+        letter (raises :class:`_Retriable`)."""
         with log_context(**record_fields(record)):
             return self._map_record(record)
 
-    def _map_record(self, record: Any) -> list[asyncio.Future[None]]:
+    def _map_record(self, record: Any) -> list[_Action]:
         hub = self.hub
         try:
             event = from_kafka(record.key, record.value, record.headers)
         except EnvelopeError as exc:
-            return [self.dead_letter(record, Stage.INGEST, exc)]
+            return [partial(self.dead_letter, record, Stage.INGEST, exc)]
         connection = event.extensions.get("hubconnection", "")
         event_type = event.extensions.get("hubevent", "")
         try:
             payload = exactjson.loads(event.data)
         except ValueError as exc:  # not JSON, not UTF-8, or an integer beyond the digit limit
             err = EnvelopeError(f"data is not JSON: {exc}")
-            return [self.dead_letter(record, Stage.INGEST, err)]
+            return [partial(self.dead_letter, record, Stage.INGEST, err)]
 
-        out: list[asyncio.Future[None]] = []
+        out: list[_Action] = []
         routed = False
         mappings = hub.mappings
         tracer = hub.tracer
@@ -110,7 +154,7 @@ class MapperWorker(RetryingWorker):
                 continue
             routed = True
             if tracer is None:
-                future, _error = self._map_route(record, event, payload, route, mapping, None)
+                action, _error = self._map_route(record, event, payload, route, mapping, None)
             else:
                 attributes = {
                     "hub.event_id": event.id,
@@ -121,13 +165,13 @@ class MapperWorker(RetryingWorker):
                 parent = event.extensions.get("traceparent")
                 with tracer.span("hub.map", parent, tracer.CONSUMER, attributes) as span:
                     traceparent = tracer.traceparent(span)  # the canonical event's parent span
-                    future, error = self._map_route(
+                    action, error = self._map_route(
                         record, event, payload, route, mapping, traceparent
                     )
                     if error is not None:
                         tracer.failed(span, error)
-            if future is not None:
-                out.append(future)
+            if action is not None:
+                out.append(action)
         if not routed:
             log.info("no route for %s from %s (%s); not mapped", event_type, connection, event.id)
         return out
@@ -140,7 +184,7 @@ class MapperWorker(RetryingWorker):
         route: InboundRoute,
         mapping: CompiledMapping,
         traceparent: str | None,
-    ) -> tuple[asyncio.Future[None] | None, BaseException | None]:
+    ) -> tuple[_Action | None, BaseException | None]:
         """One inbound route's output for a raw event: the canonical event published, a dead
         letter (with its error), or nothing (not taken, or dropped by the mapping).
         ``traceparent``: the event's own, unless spans are exported (:mod:`hub.telemetry`)."""
@@ -167,7 +211,7 @@ class MapperWorker(RetryingWorker):
                 return None, None
         except (ValueError, TypeError, ArithmeticError) as exc:
             failure = RouteConditionFailed(route.name, route.when.source if route.when else "", exc)
-            return self.dead_letter(record, Stage.ROUTE, failure, context), failure
+            return partial(self.dead_letter, record, Stage.ROUTE, failure, context), failure
         try:
             result = mapping.apply(payload, meta, hub.resolver)
             if result is None:
@@ -176,11 +220,11 @@ class MapperWorker(RetryingWorker):
             entity = mapping.target_entity or ""
             validate(entity, result)
         except MappingFailed as exc:
-            return self.dead_letter(record, Stage.MAP, exc, context), exc
+            return partial(self.dead_letter, record, Stage.MAP, exc, context), exc
         except ProcessingError as exc:
             if exc.retriable:  # e.g. master data unavailable: the whole event waits
                 raise _Retriable(exc, route, context) from exc
-            return self.dead_letter(record, Stage.VALIDATE, exc, context), exc
+            return partial(self.dead_letter, record, Stage.VALIDATE, exc, context), exc
         golden = str(result["id"])
         extensions = {
             **event.extensions,  # the origin (hubconnection, hubsystem) among them
@@ -203,9 +247,14 @@ class MapperWorker(RetryingWorker):
         )
         # A replayed event's outputs say so, so the dead letter can learn its outcome.
         replay = [(k, bytes(v)) for k, v in record.headers or () if k in REPLAY_HEADERS]
-        future = hub.publisher.send(hub.settings.canonical_topic(entity), canonical, replay)
-        hub.metrics.mapped.labels(route.name, entity).inc()
-        return future, None
+        return partial(self._publish, entity, canonical, replay, route.name), None
+
+    def _publish(
+        self, entity: str, event: CloudEvent, headers: list[tuple[str, bytes]], route: str
+    ) -> asyncio.Future[None]:
+        sent = self.hub.publisher.send(self.settings.canonical_topic(entity), event, headers)
+        self.hub.metrics.mapped.labels(route, entity).inc()
+        return sent
 
 
 __all__ = ["CloudEvent", "MapperWorker"]

@@ -24,27 +24,15 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select, tuple_, update
 
 from .db import Database, crosswalk
 from .errors import CrosswalkConflict
 
-if TYPE_CHECKING:
-    from .config import HubConfig
-
 Ref = tuple[str, str, str]
 """``(entity, system, external id)``, or ``(entity, system, golden id)`` for a reverse lookup."""
-
-
-def system_of(config: HubConfig, connection: str) -> str:
-    """The system a connection talks to, the crosswalk's ``system``: the connection's
-    ``system:`` in hub.yaml, by default its connector's name."""
-    connector = config.connections.get(connection)
-    if connector is None:
-        return connection
-    return str(getattr(connector, "system", None) or connector.name)
 
 
 _CHUNK = 500  # keys per statement: well under SQLite's and PostgreSQL's parameter limits

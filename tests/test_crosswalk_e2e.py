@@ -40,16 +40,15 @@ fields:
   first_name: first_name
 """
 
-# Until hub.yaml names a connection's system, an HTTP connection's system is its connector's
-# name: the CRM's own webhooks name the CRM's customers in `http`.
+# The CRM's webhooks come in through their own connection, whose system is the CRM's too.
 CRM_CUSTOMER_IN = """
 description: the CRM's customers/update webhook -> canonical customer
 source: {connector: shopify, event: customers/update}
 target: {entity: customer}
 fields:
-  id: golden_id('customer', 'http', id)
+  id: golden_id('customer', meta.system, id)
   external_refs:
-    - system: "'http'"
+    - system: meta.system
       id: str(id)
   email: lower(email)
   first_name: first_name
@@ -117,9 +116,11 @@ connections:
     options: {{webhook_secret: env:TEST_SHOPIFY_SECRET}}
   crmhooks:
     connector: shopify
+    system: crm
     options: {{webhook_secret: env:TEST_SHOPIFY_SECRET}}
   crm:
     connector: http
+    system: crm
     options:
       url: {crm.base}/customers
       result_id: /id
@@ -196,7 +197,7 @@ async def test_the_id_a_destination_assigned_is_linked_to_the_golden_id(hub: Hub
     golden = DeterministicResolver().golden_id("customer", "shop", "7001")
     assert (row.entity, row.system, row.external_id, row.golden_id) == (
         "customer",
-        "http",  # the connection's system: its connector's name unless hub.yaml says otherwise
+        "crm",  # the connection's system (hub.yaml), not its name
         "crm-1",
         golden,
     )
@@ -245,7 +246,7 @@ async def test_a_link_that_fails_loses_nothing_and_resends_nothing(hub: Hub, crm
 async def test_an_id_linked_elsewhere_is_a_conflict_and_the_delivery_stands(
     hub: Hub, crm: Crm
 ) -> None:
-    await Crosswalk(hub.db).link("customer", "http", "crm-1", "cus_someone_else", linked_by="test")
+    await Crosswalk(hub.db).link("customer", "crm", "crm-1", "cus_someone_else", linked_by="test")
     await customer_webhook(hub, 7004, "Barbara")
 
     async def counted() -> bool:
@@ -255,7 +256,7 @@ async def test_an_id_linked_elsewhere_is_a_conflict_and_the_delivery_stands(
         )
 
     await until(counted)
-    assert await Crosswalk(hub.db).lookup("customer", "http", "crm-1") == "cus_someone_else"
+    assert await Crosswalk(hub.db).lookup("customer", "crm", "crm-1") == "cus_someone_else"
 
     async def recorded() -> bool:
         return len(await hub.db.delivered("crm", crm.events)) == 1

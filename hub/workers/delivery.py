@@ -56,7 +56,7 @@ from hub.batching import GroupCommit
 from hub.canonical import decode
 from hub.circuits import SharedCircuit
 from hub.config import HubConfig, LimitsSpec, OutboundRoute
-from hub.crosswalk import Crosswalk, system_of
+from hub.crosswalk import Crosswalk
 from hub.db import EVERY_ROUTE
 from hub.deadletters import ATTEMPT_HEADER, REPLAY_HEADER, Stage
 from hub.envelope import (
@@ -388,7 +388,7 @@ class DeliveryWorker(RetryingWorker):
         its subject). Never raises: the delivery happened whatever becomes of the link."""
         golden = data.get("id") if isinstance(data, dict) else None
         golden = str(golden) if golden is not None else subject
-        system = system_of(self.hub.config, self.destination)
+        system = self.hub.config.system_of(self.destination) or self.destination
         counter = self.hub.metrics.crosswalk_links
         for created in result.created:
             if not golden:

@@ -79,7 +79,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
         (tmp_path / "hub.yaml").write_text(config_text(sink.url))
 
         def distinct() -> int:
-            return len({r.headers["idempotency-key"] for r in sink.received})
+            return len({r.headers["ce-id"] for r in sink.received})
 
         proc = _start_workers(tmp_path, env)
         try:
@@ -99,7 +99,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
             proc.terminate()
             await asyncio.to_thread(proc.wait)
 
-        delivered = [r.headers["idempotency-key"] for r in sink.received]
+        delivered = [r.headers["ce-id"] for r in sink.received]
         assert set(delivered) == expected  # every event, and nothing else
         # Deliveries are recorded one by one as they succeed, so a kill can repeat only what was
         # in flight: at most HUB_DELIVERY_CONCURRENCY per partition. Repeats carry the same

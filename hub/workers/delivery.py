@@ -301,13 +301,15 @@ class DeliveryWorker(RetryingWorker):
             if retriable is not None and not isinstance(retriable[2], CircuitOpen):
                 other = {"route": retriable[0].name, "destination": self.destination}
                 self._count(hub.metrics.failed, Stage.DELIVER, other, retriable[2])
-            return self.dead_now(record, Stage.DELIVER, error, parked, context)
+            with log_context(route=route.name):
+                return self.dead_now(record, Stage.DELIVER, error, parked, context)
         if retriable is not None:
             route, policy, error = retriable
             context = {"route": route.name, "destination": self.destination}
-            return await self.failed(
-                record, event.id, error, policy, key=key, parked=parked, context=context
-            )
+            with log_context(route=route.name):  # the failure's log line names its route
+                return await self.failed(
+                    record, event.id, error, policy, key=key, parked=parked, context=context
+                )
         replay_of = header_value(record.headers, REPLAY_HEADER)
         if replay_of:
             await hub.deadletters.set_outcome(

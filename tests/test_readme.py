@@ -209,6 +209,17 @@ def test_try_it_runs_as_written(demo: tuple[Path, dict[str, str], int]) -> None:
         )
         assert "authorization: ok" in erp.output()
         assert "Bearer" not in erp.output()  # the receiver never prints the secret
+
+        # "Without make": the same hub started directly, in a fresh shell that set nothing.
+        hub.stop()
+        direct = Background(
+            f"export PATH={cwd / '.venv' / 'bin'}:$PATH\n" + take("hub up -c examples/hub.yaml"),
+            cwd,
+            env,
+            cwd / "hub-up.log",
+        )
+        started.append(direct)
+        direct.wait_for(lambda o: "hub listening on" in o, "the hub started without make")
         assert not blocks, f"shell blocks of Try it not run: {blocks}"
 
         # Every `hub check` the README shows works in the same terminal.

@@ -6,6 +6,18 @@ Each request carries ``Idempotency-Key`` (one per event and route:
 Requests go through the connectors' HTTP layer (:mod:`connectors.rest`), which classifies
 failures.
 
+With ``update_path`` an event about an object the destination already has is sent as an
+update: the path (joined to ``url``) names fields of the mapped document in braces, which an
+outbound mapping fills with the destination's id (``external_id()``, the crosswalk's reverse
+lookup)::
+
+    url: https://crm.example/customers      # a create: POST https://crm.example/customers
+    update_path: "{crm_id}"                 # an update: PUT https://crm.example/customers/c-42
+
+When every field the path names has a value, the request is ``update_method`` (PUT) to that
+path, each value percent-encoded as one path segment, and those fields are left out of the body;
+otherwise it is ``method`` (POST) to ``url``, a create.
+
 With ``result_id`` (a JSON pointer ``/data/id`` or a dotted path ``data.id`` into the answer's
 JSON body) the id the destination assigned is reported to the hub, which links it to the event's
 golden id (:mod:`hub.crosswalk`); ``result_version`` likewise for the object's version. An
@@ -15,13 +27,16 @@ and says so in the log.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import string
 from typing import Any, Literal, Self
 
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import Field, HttpUrl, field_validator, model_validator
 
 from hub import tracing
-from hub.errors import ConnectionCheckFailed, RequestFailed, delivery_failed
+from hub.errors import ConnectionCheckFailed, DeliveryRejected, RequestFailed, delivery_failed
 
 from .auth import AuthSpec, HeaderAuth, build_auth
 from .base import ConnectorOptions, CreatedId, Delivery, DeliveryResult, Secret, Sink
@@ -35,7 +50,20 @@ class HttpOptions(ConnectorOptions):
     url: HttpUrl = Field(
         description="Where events are sent.", examples=["https://erp.example/api/orders"]
     )
-    method: Literal["POST", "PUT"] = Field("POST", description="HTTP method of each request.")
+    method: Literal["POST", "PUT"] = Field(
+        "POST", description="HTTP method of each request (of a create, with update_path)."
+    )
+    update_path: str | None = Field(
+        None,
+        description="Where an update goes, joined to url: {field} names a top-level field of "
+        "the mapped document (e.g. filled by external_id()). When every named field has a "
+        "value, the event is sent with update_method to this path, without those fields; "
+        "otherwise with method to url (a create).",
+        examples=["{crm_id}", "/api/customers/{crm_id}"],
+    )
+    update_method: Literal["PUT", "PATCH", "POST"] = Field(
+        "PUT", description="HTTP method of an update (with update_path)."
+    )
     timeout_s: float = Field(10.0, gt=0, description="Timeout of one request.")
     connect_timeout_s: float | None = Field(
         None, gt=0, description="Timeout of opening a connection (default: timeout_s)."
@@ -72,6 +100,38 @@ class HttpOptions(ConnectorOptions):
         if self.authorization is not None and self.auth is not None:
             raise ValueError("set authorization or auth, not both")
         return self
+
+    @field_validator("update_path")
+    @classmethod
+    def _update_path(cls, value: str | None) -> str | None:
+        if value is not None:
+            path_fields(value)  # raises ValueError saying what is wrong
+        return value
+
+
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def path_fields(template: str) -> tuple[str, ...]:
+    """The fields ``{name}`` of a path template, in order; ValueError for a template that is
+    not one (no field, a field that is not a plain name, a stray brace)."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"{template!r} is not a path template: {exc}") from None
+    names: list[str] = []
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not _FIELD.match(name) or spec or conversion:
+            raise ValueError(
+                f"{{{name}}} in {template!r}: a field must be a plain top-level name of the "
+                "mapped document, e.g. {crm_id}"
+            )
+        names.append(name)
+    if not names:
+        raise ValueError(f"{template!r} names no field: e.g. '{{crm_id}}'")
+    return tuple(dict.fromkeys(names))
 
 
 @register
@@ -136,15 +196,38 @@ class Http(Sink):
         trace = delivery.headers.get("traceparent")
         if trace:  # the destination's spans join the event's trace (hub/tracing.py)
             headers["traceparent"] = tracing.child(trace)
+        method, path, params, body = self._request_of(delivery)
         try:
             answer = await self._client.request(
-                self.options.method, content=delivery.body, headers=headers
+                method, path, path_params=params, content=body, headers=headers
             )
         except RequestFailed as exc:
             raise delivery_failed(exc) from None
         if self.options.result_id is None:
             return None
         return self._result(delivery, answer)
+
+    def _request_of(self, delivery: Delivery) -> tuple[str, str, dict[str, str] | None, bytes]:
+        """Method, path, path parameters and body: an update to ``update_path`` when the
+        mapped document has every field it names, else a create with ``method`` to ``url``.
+        The fields the path names are not sent in the body either way."""
+        o = self.options
+        document = delivery.data if o.update_path is not None else None
+        if not isinstance(document, dict):
+            return o.method, "", None, delivery.body
+        fields = path_fields(o.update_path or "")
+        values = {name: _scalar(document.get(name)) for name in fields}
+        rest = {k: v for k, v in document.items() if k not in values}
+        body = json.dumps(rest, separators=(",", ":"), ensure_ascii=False).encode()
+        known = {name: v for name, v in values.items() if v is not None}
+        if len(known) < len(fields):
+            return o.method, "", None, body if len(rest) < len(document) else delivery.body
+        for name, value in known.items():
+            if value in (".", ".."):  # would climb the path, however encoded
+                raise DeliveryRejected(
+                    self.connection, f"{name} is {value!r}, which cannot be a path segment"
+                )
+        return o.update_method, o.update_path or "", known, body
 
     def _result(self, delivery: Delivery, answer: Response) -> DeliveryResult | None:
         """The id (and version) the destination assigned, read from its answer."""

@@ -54,11 +54,16 @@ fields:
   first_name: first_name
 """
 
+CUSTOMER_UPDATE_IN = CUSTOMER_IN.replace("customers/create", "customers/update")
+
+# crm_id: the CRM's id of this customer, once the CRM reported one (the crosswalk's reverse
+# lookup); the connection's update_path sends the event to it as an update.
 CUSTOMER_OUT = """
 description: canonical customer -> the CRM's customer document
 source: {entity: customer}
 target: {format: crm-customer}
 fields:
+  crm_id: external_id('customer', 'crm', id)
   name: first_name
   email: email
 """
@@ -89,6 +94,7 @@ class Crm:
         body = json.loads(await request.body())
         their_id = request.path_params["id"]
         self.requests.append(("PUT", request.url.path, body))
+        self.events.append(request.headers.get("ce-id", ""))
         if their_id not in self.customers:
             return JSONResponse({"error": "no such customer"}, 404)
         self.customers[their_id] = body
@@ -125,11 +131,15 @@ connections:
       url: {crm.base}/customers
       result_id: /id
       result_version: /rev
+      update_path: "{{crm_id}}"
 {crm_options}
 routes:
   - name: shop-customers-in
     from: shop
     mapping: shop/customer
+  - name: shop-customer-updates-in
+    from: shop
+    mapping: shop/customer_update
   - name: crm-customers-in
     from: crmhooks
     mapping: crm/customer_in
@@ -146,6 +156,7 @@ def mappings(tmp_path: Path) -> Path:
     (folder / "shop").mkdir(parents=True)
     (folder / "crm").mkdir()
     (folder / "shop" / "customer.yaml").write_text(CUSTOMER_IN)
+    (folder / "shop" / "customer_update.yaml").write_text(CUSTOMER_UPDATE_IN)
     (folder / "crm" / "customer.yaml").write_text(CUSTOMER_OUT)
     (folder / "crm" / "customer_in.yaml").write_text(CRM_CUSTOMER_IN)
     return folder
@@ -287,3 +298,36 @@ async def test_an_event_from_that_system_about_that_object_resolves_to_the_same_
     records = await topic_records(hub.bootstrap, topic)
     assert [r.key.decode() for r in records] == [golden, golden]
     assert [json.loads(r.value)["first_name"] for r in records] == ["Ada", "Ada L."]
+
+
+async def test_an_update_goes_to_the_id_the_destination_assigned_never_as_a_second_create(
+    hub: Hub, crm: Crm
+) -> None:
+    await customer_webhook(hub, 7006, "Ada")
+
+    async def linked() -> bool:
+        return bool(await crosswalk_rows(hub))
+
+    await until(linked)
+    assert [(m, path) for m, path, _ in crm.requests] == [("POST", "/customers")]
+    # the reverse lookup is read from the database, not from what this process learnt
+    hub.resolver.forget()  # type: ignore[attr-defined]
+    await customer_webhook(hub, 7006, "Ada L.", topic="customers/update")
+
+    async def updated() -> bool:
+        return len(crm.requests) >= 2
+
+    await until(updated)
+
+    async def recorded() -> bool:
+        return len(await hub.db.delivered("crm", crm.events)) == 2
+
+    await until(recorded)
+    assert [(m, path) for m, path, _ in crm.requests] == [
+        ("POST", "/customers"),
+        ("PUT", "/customers/crm-1"),
+    ]
+    # the id addresses the request; the document sent is the customer's alone
+    assert crm.customers == {"crm-1": {"name": "Ada L.", "email": "c7006@example.com"}}
+    [row] = await crosswalk_rows(hub)
+    assert (row.system, row.external_id) == ("crm", "crm-1")  # still one link

@@ -383,11 +383,11 @@ class _Compiler:
         self.info.functions.add(name)
         if fn.lookup_table_arg and node.args and isinstance(node.args[0], ast.Constant):
             self.info.lookups.add(str(node.args[0].value))
-        if name == "golden_id" and isinstance(node.args[0], ast.Constant):
+        if name in ("golden_id", "external_id") and isinstance(node.args[0], ast.Constant):
             entity = node.args[0].value
             if entity not in ENTITIES:
                 raise ExprError(
-                    f"golden_id(): unknown entity {entity!r} (entities: {', '.join(ENTITIES)})"
+                    f"{name}(): unknown entity {entity!r} (entities: {', '.join(ENTITIES)})"
                 )
         args = [self.compile(a) for a in node.args]
         if name in ("coalesce", "default"):

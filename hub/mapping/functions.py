@@ -440,3 +440,14 @@ def golden_id(resolver: Any, entity: Any, system: Any, external_id: Any) -> str 
         return None
     result: str = resolver.golden_id(str(entity), str(system), _s(external_id))
     return result
+
+
+@fn(3, context="resolver")
+def external_id(resolver: Any, entity: Any, system: Any, golden_id: Any) -> str | None:
+    """``system``'s id of the ``entity`` whose golden id is given (the crosswalk's reverse
+    lookup), or null when none is linked: address an update to the object a destination
+    already has, ``external_id('customer', 'crm', id)``."""
+    if golden_id is None or golden_id == "":
+        return None
+    result: str | None = resolver.external_id(str(entity), str(system), _s(golden_id))
+    return result

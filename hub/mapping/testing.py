@@ -10,6 +10,7 @@ cases:
     expect_error: "lookup table"      # a failure whose message contains this, or
     expect_dropped: true              # the mapping's `when` drops the event
     golden_ids: {"order/shop/1": ord_1}  # MDM stubs: fixed golden ids
+    external_ids: {"order/shop/ord_1": "1"}  # crosswalk stubs: a system's id of a golden id
 """
 
 from __future__ import annotations
@@ -43,13 +44,20 @@ class CaseResult:
 
 
 class StubResolver(DeterministicResolver):
-    def __init__(self, stubs: dict[str, str]) -> None:
+    """Golden ids from ``stubs`` (``entity/system/id``), else derived; external ids from
+    ``external`` (``entity/system/golden id``), else none."""
+
+    def __init__(self, stubs: dict[str, str], external: dict[str, str] | None = None) -> None:
         self.stubs = stubs
+        self.external = external or {}
 
     def golden_id(self, entity: str, system: str, external_id: str) -> str:
         return self.stubs.get(f"{entity}/{system}/{external_id}") or super().golden_id(
             entity, system, external_id
         )
+
+    def external_id(self, entity: str, system: str, golden_id: str) -> str | None:
+        return self.external.get(f"{entity}/{system}/{golden_id}")
 
 
 def case_files(path: Path) -> list[Path]:
@@ -107,7 +115,10 @@ def case_meta(mapping: CompiledMapping, case: dict[str, Any]) -> dict[str, Any]:
 
 def case_resolver(case: dict[str, Any]) -> StubResolver:
     """The golden-id resolver of a test case, with its stubs."""
-    return StubResolver({str(k): str(v) for k, v in (case.get("golden_ids") or {}).items()})
+    return StubResolver(
+        {str(k): str(v) for k, v in (case.get("golden_ids") or {}).items()},
+        {str(k): str(v) for k, v in (case.get("external_ids") or {}).items()},
+    )
 
 
 def paths_differ(

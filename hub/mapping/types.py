@@ -54,6 +54,7 @@ RETURNS: dict[str, str] = {
     "pad_right": TEXT,
     "truncate": TEXT,
     "golden_id": TEXT,
+    "external_id": TEXT,
     "bool": BOOLEAN,
     "matches": BOOLEAN,
     "split": LIST,

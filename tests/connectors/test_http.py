@@ -395,3 +395,39 @@ def test_pick_reads_json_pointers_and_dotted_paths() -> None:
     assert pick(doc, "/a/b~1c/x") is None
     assert pick(doc, "n.m") is None
     assert pick(None, "/id") is None
+
+
+async def test_update_path_sends_an_update_to_the_destinations_id_and_a_create_without_one(
+    server: Server,
+) -> None:
+    http = sink(f"{server.base}/customers", update_path="{crm_id}", update_method="PATCH")
+    try:
+        await http.deliver(delivery({"crm_id": "c/42 ?x", "name": "Ada"}))  # an update
+        await http.deliver(delivery({"crm_id": None, "name": "Bea"}))  # none known: a create
+        await http.deliver(delivery({"name": "Cy"}))  # a create
+        with pytest.raises(DeliveryRejected, match="cannot be a path segment"):
+            await http.deliver(delivery({"crm_id": "..", "name": "Dee"}))
+    finally:
+        await http.close()
+    sent = [(r.method, r.path, json.loads(r.body)) for r in server.app.requests]
+    assert sent == [
+        # the id is percent-encoded into the path (no query: '?' was encoded), and it is not
+        # sent in the body
+        ("PATCH", "/customers/c/42 ?x", {"name": "Ada"}),
+        ("POST", "/customers", {"name": "Bea"}),
+        ("POST", "/customers", {"name": "Cy"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("customers", "names no field"),
+        ("{crm.id}", "plain top-level name"),
+        ("{crm_id!r}", "plain top-level name"),
+        ("{crm_id", "not a path template"),
+    ],
+)
+def test_a_bad_update_path_is_refused_when_the_config_loads(template: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        HttpOptions.model_validate({"url": "https://crm.example/c", "update_path": template})

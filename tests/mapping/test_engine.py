@@ -663,3 +663,28 @@ def test_test_cases_see_an_origin_by_default(tmp_path: Path) -> None:
         "system": "shop-eu",
         "event_type": "orders/create",
     }
+
+
+def test_external_id_asks_the_resolver_for_the_systems_id(tmp_path: Path) -> None:
+    from hub.mapping.testing import StubResolver
+
+    text = """\
+description: canonical order -> the ERP
+source: {entity: order}
+target: {format: erp-order}
+fields:
+  erp_id: external_id('order', 'erp', id)
+  number: number
+"""
+    mapping = compile_text(text, tmp_path)
+    resolver = StubResolver({}, {"order/erp/ord_1": "SO-7"})
+    meta = {"connection": "erp"}
+    assert mapping.apply({"id": "ord_1", "number": "#1"}, meta, resolver) == {
+        "erp_id": "SO-7",
+        "number": "#1",
+    }
+    # none linked (or no golden id): the field is left out
+    assert mapping.apply({"id": "ord_2", "number": "#2"}, meta, resolver) == {"number": "#2"}
+    assert mapping.apply({"number": "#3"}, meta, resolver) == {"number": "#3"}
+    _path, err = refused(text.replace("external_id('order'", "external_id('orders'"), tmp_path)
+    assert "external_id(): unknown entity 'orders'" in str(err)

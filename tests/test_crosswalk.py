@@ -11,7 +11,8 @@ from hub.crosswalk import Crosswalk
 from hub.db import Database, crosswalk
 from hub.errors import CrosswalkConflict
 
-from .test_db import _drop_postgres_database, _postgres_database, db  # noqa: F401
+from .support.databases import drop_postgres_database, new_postgres_database
+from .test_db import db  # noqa: F401
 
 
 async def test_link_lookup_and_reverse(db: Database) -> None:  # noqa: F811
@@ -79,7 +80,7 @@ async def test_many_at_once_and_the_first_linked_id_answers_the_reverse_lookup(
 async def test_racing_links_on_postgresql_give_one_golden_id() -> None:
     """Several processes' connections link the same new external id at once: one row, no error
     for those agreeing; of racers disagreeing, exactly one wins and the others are refused."""
-    url, name = await _postgres_database()
+    url, name = await new_postgres_database()
     databases = [Database(url) for _ in range(6)]
     try:
         await databases[0].start()
@@ -112,4 +113,4 @@ async def test_racing_links_on_postgresql_give_one_golden_id() -> None:
     finally:
         for d in databases:
             await d.close()
-        await _drop_postgres_database(name)
+        await drop_postgres_database(name)

@@ -2,54 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from hub.db import Database, deliveries, webhook_receipts
 from hub.retry import RetryQueue, StoredRecord, later, now_utc
 
-POSTGRES_URL = os.environ.get(
-    "HUB_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
-
-
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _postgres_database() -> tuple[str, str]:
-    """A fresh database on the test server: (SQLAlchemy URL, name)."""
-    try:
-        admin = await asyncpg.connect(_dsn(POSTGRES_URL), timeout=10)
-    except (OSError, asyncpg.PostgresError) as exc:
-        reason = f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc!r}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true: the state tests must run against PostgreSQL)")
-        pytest.skip(f"{reason}; set HUB_TEST_POSTGRES_URL or start PostgreSQL")
-    name = f"hub_test_{uuid.uuid4().hex[:12]}"
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False), name
-
-
-async def _drop_postgres_database(name: str) -> None:
-    admin = await asyncpg.connect(_dsn(POSTGRES_URL), timeout=10)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+from .support.databases import drop_postgres_database, new_postgres_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -58,14 +23,14 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'state' / 'hub.db'}"
     else:
-        url, dropped = await _postgres_database()
+        url, dropped = await new_postgres_database()
     database = Database(url)
     try:
         yield database
     finally:
         await database.close()
         if dropped is not None:
-            await _drop_postgres_database(dropped)
+            await drop_postgres_database(dropped)
 
 
 async def test_start_is_idempotent_and_ping(db: Database) -> None:

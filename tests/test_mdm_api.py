@@ -5,36 +5,22 @@ data-quality counts, the ops guard, hostile input."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-import pytest
 
 from hub.envelope import CloudEvent, header_value
 from hub.mdm import DeterministicResolver
 from hub.runtime import Hub
 
+from .support.databases import hub_database_overrides  # noqa: F401  (fixture database_url)
 from .support.harness import HubFactory, config_text, topic_records, until
-from .test_db import _drop_postgres_database, _postgres_database
 from .test_mdm_service import ANNA, ANNA_CRM, MAYBE_ANNA, OTTO
 
 ROOT = Path(__file__).resolve().parents[1]
 MDM_CONFIG = f"mdm: {ROOT / 'examples' / 'mdm.yaml'}\n" + config_text(None)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, str]]:
-    if request.param == "sqlite":
-        yield {}
-        return
-    url, name = await _postgres_database()
-    try:
-        yield {"database_url": url}
-    finally:
-        await _drop_postgres_database(name)
 
 
 async def api(

@@ -5,31 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
 from hub.runtime import Hub
 
+from .support.databases import hub_database_overrides  # noqa: F401  (fixture database_url)
 from .support.harness import HubFactory, RecordingSink, order_body, post, shopify_headers, until
-from .test_db import _drop_postgres_database, _postgres_database
 
 HUGE = [2**31, 2**63, 10**19, 10**20, 10**22, -(2**63) - 1]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, str]]:
-    """Settings overrides: the hub's default SQLite, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield {}
-        return
-    url, name = await _postgres_database()
-    try:
-        yield {"database_url": url}
-    finally:
-        await _drop_postgres_database(name)
 
 
 async def api(

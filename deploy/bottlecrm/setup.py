@@ -25,8 +25,6 @@ Only the standard library is used here, so any Python 3.11+ can run it.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import glob
 import hashlib
 import os
@@ -34,10 +32,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from systems import cache_dir, ensure_venv, locked  # deploy/systems.py
 
 PACKAGES = ("django-crm==1.35.0", "psycopg[binary]==3.3.9")
 PYTHON_VERSION = "3.12"
@@ -83,14 +83,6 @@ class BottleCrm:
             "DBUSER": parts.username or "postgres",
             "DBPASSWORD": parts.password or "",
         }
-
-
-def cache_dir() -> Path:
-    explicit = os.environ.get("HUB_TEST_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "hub-tests"
 
 
 def postgres_uri() -> str:
@@ -140,43 +132,12 @@ def log(message: str) -> None:
     print(f"[bottlecrm] {message}", file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One builder at a time (several test sessions may start together)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def ensure_venv(root: Path) -> Path:
-    env = root / f"bottlecrm-{digest()}"
-    stamp = env / ".installed"
-    if stamp.exists():
-        return env
-    started = time.monotonic()
-    log(f"installing BottleCRM into {env}")
-    if env.exists():
-        shutil.rmtree(env)
-    subprocess.run([find_python(), "-m", "venv", str(env)], check=True)
-    subprocess.run(
-        [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", *PACKAGES],
-        check=True,
-    )
-    stamp.write_text("\n".join(PACKAGES) + "\n")
-    log(f"installed in {time.monotonic() - started:.0f}s")
-    return env
-
-
 def ensure(uri: str | None = None) -> BottleCrm:
     """The virtual environment and the template database, built if missing."""
     uri = uri or postgres_uri()
     root = cache_dir()
-    with _locked(root / "bottlecrm.lock"):
-        env = ensure_venv(root)
+    with locked(root / "bottlecrm.lock"):
+        env = ensure_venv(root / f"bottlecrm-{digest()}", PACKAGES, log, find_python())
         crm = BottleCrm(venv=env, postgres_uri=uri, template=f"hub_bottlecrm_{digest()}")
         started = time.monotonic()
         subprocess.run(

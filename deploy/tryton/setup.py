@@ -24,17 +24,16 @@ Only the standard library is used here, so any Python 3.11+ can run it.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import os
 import subprocess
 import sys
 import time
-import venv
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from systems import cache_dir, ensure_venv, locked  # deploy/systems.py
 
 PACKAGES = (
     "trytond[postgresql]==8.2.1",
@@ -83,14 +82,6 @@ class Tryton:
         return self.venv / "bin" / "python"
 
 
-def cache_dir() -> Path:
-    explicit = os.environ.get("HUB_TEST_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "hub-tests"
-
-
 def postgres_uri() -> str:
     return os.environ.get("HUB_TRYTON_POSTGRES_URI", "postgresql://postgres@127.0.0.1:5432/")
 
@@ -113,41 +104,12 @@ def log(message: str) -> None:
     print(f"[tryton] {message}", file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One builder at a time (several test sessions may start together)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def ensure_venv(root: Path) -> Path:
-    env = root / f"tryton-{digest()}"
-    stamp = env / ".installed"
-    if stamp.exists():
-        return env
-    started = time.monotonic()
-    log(f"installing Tryton into {env}")
-    venv.EnvBuilder(clear=True, with_pip=True).create(env)
-    subprocess.run(
-        [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", *PACKAGES],
-        check=True,
-    )
-    stamp.write_text("\n".join(PACKAGES) + "\n")
-    log(f"installed in {time.monotonic() - started:.0f}s")
-    return env
-
-
 def ensure(uri: str | None = None) -> Tryton:
     """The virtual environment and the template database, built if missing."""
     uri = uri or postgres_uri()
     root = cache_dir()
-    with _locked(root / "tryton.lock"):
-        env = ensure_venv(root)
+    with locked(root / "tryton.lock"):
+        env = ensure_venv(root / f"tryton-{digest()}", PACKAGES, log)
         template = f"hub_tryton_{digest()}"
         subprocess.run(
             [

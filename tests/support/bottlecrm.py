@@ -14,42 +14,27 @@ PostgreSQL unreachable skips these tests (fails them under ``CI=true``).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 120.0
+from tests.support.systems import (
+    free_port,
+    load_setup,
+    require_postgres,
+    stop_process,
+    wait_until_up,
+)
 
-
-def _setup_module() -> ModuleType:
-    """deploy/bottlecrm/setup.py, which is a script, not a package."""
-    spec = importlib.util.spec_from_file_location(
-        "hub_bottlecrm_setup", ROOT / "deploy/bottlecrm/setup.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-setup = _setup_module()
+setup = load_setup("bottlecrm")
 
 
 class ApiError(Exception):
@@ -112,12 +97,6 @@ class BottleCrmServer:
             return ""
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 _SQL = """
 import json, sys, psycopg
 uri, database, statement, params = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
@@ -147,22 +126,10 @@ def _sql(install: Any, database: str, statement: str, params: list[Any] | None =
     return json.loads(done.stdout)
 
 
-def _pg_address(uri: str) -> tuple[str, int]:
-    parts = urlsplit(uri)
-    return parts.hostname or "127.0.0.1", parts.port or 5432
-
-
 @pytest.fixture(scope="session")
 def bottlecrm_install() -> Any:
     """BottleCRM's environment and template (built once, cached under HUB_TEST_CACHE_DIR)."""
-    try:
-        with socket.create_connection(_pg_address(setup.postgres_uri()), timeout=5):
-            pass
-    except OSError as exc:
-        reason = f"PostgreSQL for BottleCRM ({setup.postgres_uri()}) is not reachable: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true: the BottleCRM tests must run)")
-        pytest.skip(f"{reason}; set HUB_BOTTLECRM_POSTGRES_URI or start PostgreSQL")
+    require_postgres(setup.postgres_uri(), "BottleCRM", "HUB_BOTTLECRM_POSTGRES_URI")
     return setup.ensure()
 
 
@@ -170,7 +137,7 @@ def start_bottlecrm(install: Any, tmp: Path) -> BottleCrmServer:
     """Clone the template and serve the clone; :func:`stop_bottlecrm` undoes both."""
     database = f"hub_bottlecrm_test_{uuid.uuid4().hex[:10]}"
     _sql(install, "postgres", f'CREATE DATABASE "{database}" TEMPLATE "{install.template}"')
-    port = _free_port()
+    port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     log_file = tmp / "bottlecrm.log"
     with log_file.open("wb") as log:
@@ -199,33 +166,22 @@ def start_bottlecrm(install: Any, tmp: Path) -> BottleCrmServer:
         log_file=log_file,
         install=install,
     )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            stop_bottlecrm(install, server)
-            pytest.fail(f"BottleCRM exited with {process.returncode}:\n{server.log_tail()}")
+
+    def answers() -> bool:
         try:
             server.api("GET", "contacts/?limit=1")
-            break
         except (OSError, ApiError):
-            pass
-        if time.monotonic() > deadline:
-            stop_bottlecrm(install, server)
-            pytest.fail(
-                f"BottleCRM did not answer within {START_TIMEOUT_S:g}s:\n{server.log_tail()}"
-            )
-        time.sleep(0.2)
+            return False
+        return True
+
+    wait_until_up(
+        process, answers, "BottleCRM", server.log_tail, lambda: stop_bottlecrm(install, server)
+    )
     return server
 
 
 def stop_bottlecrm(install: Any, server: BottleCrmServer) -> None:
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(20)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    stop_process(server.process)
     _sql(install, "postgres", f'DROP DATABASE IF EXISTS "{server.database}" WITH (FORCE)')
 
 

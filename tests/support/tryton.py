@@ -13,41 +13,27 @@ PostgreSQL unreachable skips these tests (fails them under ``CI=true``).
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import os
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 120.0
+from tests.support.systems import (
+    free_port,
+    load_setup,
+    require_postgres,
+    stop_process,
+    wait_until_up,
+)
 
-
-def _setup_module() -> ModuleType:
-    """deploy/tryton/setup.py, which is a script, not a package."""
-    spec = importlib.util.spec_from_file_location(
-        "hub_tryton_setup", ROOT / "deploy/tryton/setup.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-setup = _setup_module()
+setup = load_setup("tryton")
 
 
 class TrytonError(Exception):
@@ -124,12 +110,6 @@ class TrytonServer:
             return ""
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _psql(install: Any, sql: str) -> None:
     """One statement on the server's ``postgres`` database, with the Tryton environment's
     psycopg (installed with trytond; the hub's environment need not have it)."""
@@ -144,29 +124,15 @@ def _psql(install: Any, sql: str) -> None:
 @pytest.fixture(scope="session")
 def tryton_install() -> Any:
     """The Tryton environment and template (built once, cached under HUB_TEST_CACHE_DIR)."""
-    try:
-        with socket.create_connection(_pg_address(setup.postgres_uri()), timeout=5):
-            pass
-    except OSError as exc:
-        reason = f"PostgreSQL for Tryton ({setup.postgres_uri()}) is not reachable: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true: the Tryton tests must run)")
-        pytest.skip(f"{reason}; set HUB_TRYTON_POSTGRES_URI or start PostgreSQL")
+    require_postgres(setup.postgres_uri(), "Tryton", "HUB_TRYTON_POSTGRES_URI")
     return setup.ensure()
-
-
-def _pg_address(uri: str) -> tuple[str, int]:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(uri)
-    return parts.hostname or "127.0.0.1", parts.port or 5432
 
 
 def start_tryton(install: Any, tmp: Path) -> TrytonServer:
     """Clone the template and serve the clone; :func:`stop_tryton` undoes both."""
     database = f"hub_tryton_test_{uuid.uuid4().hex[:10]}"
     _psql(install, f'CREATE DATABASE "{database}" TEMPLATE "{install.template}"')
-    port = _free_port()
+    port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     config_file = tmp / "trytond.conf"
     config_file.write_text(setup.config_text(install.postgres_uri, port, tmp))
@@ -186,34 +152,24 @@ def start_tryton(install: Any, tmp: Path) -> TrytonServer:
         process=process,
         log_file=log_file,
     )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            stop_tryton(install, server)
-            pytest.fail(f"trytond exited with {process.returncode}:\n{server.log_tail()}")
+
+    def answers() -> bool:
         try:
             server.call("common.db.login", "nobody", {"password": "x"}, "en")
         except urllib.error.HTTPError:
-            break  # it answers (a refused login is an answer)
+            return True  # a refused login is an answer
         except (OSError, TrytonError):
-            pass
-        else:
-            break
-        if time.monotonic() > deadline:
-            stop_tryton(install, server)
-            pytest.fail(f"trytond did not answer within {START_TIMEOUT_S:g}s:\n{server.log_tail()}")
-        time.sleep(0.2)
+            return False
+        return True
+
+    wait_until_up(
+        process, answers, "trytond", server.log_tail, lambda: stop_tryton(install, server)
+    )
     return server
 
 
 def stop_tryton(install: Any, server: TrytonServer) -> None:
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(20)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    stop_process(server.process)
     _psql(install, f'DROP DATABASE IF EXISTS "{server.database}" WITH (FORCE)')
 
 

@@ -355,6 +355,8 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"\+[0-9][0-9 ().-]{6,}[0-9]")
 MASK = "•••"
 _COUNTRY = re.compile(r"country", re.I)
+# what holds the value of a field named by value: {"field": "email", "left": ..., ...}
+_VALUE_KEYS = frozenset({"left", "right", "value", "old", "new"})
 
 
 def mask_text(text: str) -> str:
@@ -369,6 +371,10 @@ def mask(value: Any, key: str = "", personal: bool = False) -> Any:
     phone numbers (E.164, +...) in any text."""
     personal = personal or bool(_PERSONAL_KEY.search(key))
     if isinstance(value, dict):
+        named = value.get("field")
+        if isinstance(named, str) and _PERSONAL_KEY.search(named) and not _COUNTRY.search(named):
+            # a field named by value (a match explanation: {"field": "email", "left": ...})
+            return {k: mask(v, k, k in _VALUE_KEYS or personal) for k, v in value.items()}
         return {k: mask(v, k, personal) for k, v in value.items()}
     if isinstance(value, list):
         return [mask(v, key, personal) for v in value]

@@ -323,6 +323,17 @@ def test_mask_hides_personal_data_and_keeps_the_rest() -> None:
     assert masked["note"] == "call ••• or mail •••@example.com on 2026-12-01"
     assert masked["billing_address"] == {"first_name": "•••", "address1": "•••", "zip": None}
     assert masked["total"] == "10.00" and masked["id"] == 12345678901
+    # a field named by value: a match explanation, a data-quality count
+    explained = mask(
+        [
+            {"field": "street", "left": "hauptstr 5", "right": "hauptstrasse 5", "weight": 2.5},
+            {"field": "last_name", "left": "muller", "right": "mueller", "weight": 1.0},
+            {"system": "shop", "field": "email", "records": 3},
+        ]
+    )
+    assert explained[0] == {"field": "street", "left": "•••", "right": "•••", "weight": 2.5}
+    assert explained[1]["left"] == "muller"
+    assert explained[2] == {"system": "shop", "field": "email", "records": 3}
 
 
 async def test_pages_need_a_session(hubs: HubFactory) -> None:
@@ -372,3 +383,52 @@ def test_cli_bootstraps_users_and_tokens(
     capsys.readouterr()
     assert cli(["tokens", "list", "--url", url]) == 0
     assert "revoked" in capsys.readouterr().out
+
+
+async def test_a_viewer_gets_403_on_every_write_of_the_api(hubs: HubFactory) -> None:
+    """Every write route the API has (its OpenAPI, so new ones are covered as they come): a
+    viewer's session with its CSRF token is refused, and so is an operator's for master-data
+    decisions and user administration."""
+    hub = await hubs.start(None, roles=frozenset({"ingress"}))
+    await add_users(hub)
+    await Auth(hub.db).add_user("steward", PASSWORD, "steward")
+    async with httpx.AsyncClient(base_url=hub.base_url) as anon:
+        schema = (await anon.get("/openapi.json")).json()
+    writes = [
+        (method.upper(), path)
+        for path, ops in schema["paths"].items()
+        for method in ops
+        if path.startswith("/api/")
+        and method in ("post", "put", "patch", "delete")
+        and path not in ("/api/auth/login", "/api/auth/logout")
+    ]
+    assert len(writes) >= 13, writes
+    viewer, viewer_csrf = await logged_in(hub, "viewer")
+    operator, operator_csrf = await logged_in(hub, "operator")
+    steward, steward_csrf = await logged_in(hub, "steward")
+    async with closing(viewer, operator, steward):
+        for method, path in writes:
+            url = path.replace("{entity}", "customer").replace("{review_id}", "1")
+            url = url.replace("{id_}", "1").replace("{job_id}", "1").replace("{name}", "viewer")
+            url = url.replace("{", "").replace("}", "")
+            for client, csrf, allowed in (
+                (viewer, viewer_csrf, False),
+                (
+                    operator,
+                    operator_csrf,
+                    not path.startswith(("/api/mdm", "/api/users", "/api/tokens")),
+                ),
+                (steward, steward_csrf, not path.startswith(("/api/users", "/api/tokens"))),
+            ):
+                answer = await client.request(method, url, headers={"x-csrf-token": csrf}, json={})
+                if allowed:
+                    assert answer.status_code != 403 or answer.json()["error"] != "forbidden", (
+                        method,
+                        url,
+                    )
+                else:
+                    assert answer.status_code == 403, (method, url, answer.text)
+        admin, _ = await logged_in(hub, "admin")
+        async with closing(admin):
+            log = (await admin.get("/api/audit")).json()["items"]
+    assert all(not r["actor"].startswith("user:viewer") for r in log)

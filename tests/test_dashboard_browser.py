@@ -22,6 +22,8 @@ from hub.auth import Auth
 from hub.runtime import Hub
 
 from .support.harness import HubFactory, RecordingSink
+from .test_mdm_api import MDM_CONFIG
+from .test_mdm_service import ANNA, ANNA_CRM, MAYBE_ANNA, OTTO
 from .test_opsapi import dead_letters
 
 pytestmark = pytest.mark.browser
@@ -257,3 +259,109 @@ async def test_a_bulk_replay_by_filter_shows_its_progress(
     # each was replayed once (unfixed, they fail again: new dead letters, replay_of set)
     assert [x["replays"] for x in items if not x["replay_of"]] == [1, 1, 1]
     assert errors == []
+
+
+async def mdm_hub(hubs: HubFactory) -> tuple[Hub, str, str, int]:
+    """A hub with MDM: Anna (shop and CRM, linked), a maybe-Anna waiting in the review
+    queue, and an Otto whose e-mail fails normalisation. (hub, anna, maybe, review id)"""
+    hub = await hubs.start(None, config=MDM_CONFIG, roles=frozenset({"ingress"}))
+    anna = await hub.mdm.resolve("customer", "shop", "1", ANNA)
+    await hub.mdm.resolve("customer", "crm", "c-7", ANNA_CRM)
+    maybe = await hub.mdm.match_record("customer", "crm", "c-8", MAYBE_ANNA)
+    await hub.mdm.resolve("customer", "shop", "2", {**OTTO, "email": "not an e-mail"})
+    assert maybe.review_id is not None
+    return hub, anna, maybe.golden_id, maybe.review_id
+
+
+async def test_a_steward_merges_two_golden_customers_from_the_review_queue(
+    hubs: HubFactory, browser: Any
+) -> None:
+    hub, anna, maybe, review_id = await mdm_hub(hubs)
+    await Auth(hub.db).add_user("stella", PASSWORD, "steward")
+    page, errors = await new_page(browser)
+    await log_in(page, hub, "stella")
+    await page.click("text=Master data")
+    await page.wait_for_selector(f"article[data-review='{review_id}']")
+    quality = await page.text_content("#quality") or ""
+    assert "Review tasks open1" in quality.replace("\n", "")
+    failing = await page.text_content("main") or ""
+    assert "shop" in failing and "email" in failing  # Otto's e-mail failed normalisation
+    await shot(page, "master-data")
+    await page.fill(f"#reason-{review_id}", "same birthday but a typo")
+    await page.click(f"article[data-review='{review_id}'] button.accept[data-candidate='{anna}']")
+    await page.wait_for_selector("#decided")
+    await page.wait_for_selector("#queue-empty")
+    assert "Review tasks accepted1" in (await page.text_content("#quality") or "").replace("\n", "")
+    record = await hub.mdm.golden("customer", maybe)
+    assert record is not None and (record["status"], record["merged_into"]) == ("merged", anna)
+
+    # the survivor's page: its crosswalk has the CRM's c-8 now, its history the merge
+    await page.goto(f"{hub.base_url}/ui/mdm/customer/{anna}")
+    await page.wait_for_selector("#crosswalk")
+    assert "c-8" in (await page.text_content("#crosswalk") or "")
+    assert "merged-in" in (await page.text_content("#history") or "")
+    fields = await page.text_content("#fields") or ""
+    assert "z@example.net" in fields and "Hauptstraße 5" in fields  # a steward sees them whole
+    assert "null" not in fields
+    await shot(page, "golden-record")
+    # the merged one's page undoes it
+    await page.goto(f"{hub.base_url}/ui/mdm/customer/{maybe}")
+    await page.wait_for_selector("#unmerge")
+    await page.fill("#golden-reason", "not her after all")
+    await page.click("#unmerge")
+    await page.wait_for_selector("#unmerged")
+    await page.wait_for_selector("#golden-facts:has-text('active')")
+    record = await hub.mdm.golden("customer", maybe)
+    assert record is not None and record["status"] == "active"
+    assert [h["actor"] for h in record["history"][:2]] == ["steward:stella", "steward:stella"]
+
+    # search by e-mail, as the matcher normalises it
+    await page.goto(f"{hub.base_url}/ui/mdm?entity=customer&email=+ANNA.Mueller@example.com")
+    await page.wait_for_selector(f"#found a.golden-link:has-text('{anna}')")
+    # at phone width the queue page still works
+    phone, phone_errors = await new_page(browser, width=390)
+    await phone.goto(f"{hub.base_url}/ui/mdm")
+    await phone.wait_for_selector("#quality")
+    await shot(phone, "master-data-phone")
+    assert errors == [] and phone_errors == []
+
+
+async def test_a_viewer_sees_master_data_masked_and_cannot_decide(
+    hubs: HubFactory, browser: Any
+) -> None:
+    hub, anna, _maybe, review_id = await mdm_hub(hubs)
+    await Auth(hub.db).add_user("victor", PASSWORD, "viewer")
+    page, errors = await new_page(browser)
+    await log_in(page, hub, "victor")
+    await page.goto(f"{hub.base_url}/ui/mdm")
+    await page.wait_for_selector(f"article[data-review='{review_id}']")
+    assert await page.query_selector("button.accept") is None
+    await page.click(f"article[data-review='{review_id}'] summary")
+    queue = await page.text_content("#queue") or ""
+    assert "z@example.net" not in queue and "•••@example.net" in queue
+    assert "10115" not in queue
+    await page.goto(f"{hub.base_url}/ui/mdm/customer/{anna}")
+    await page.wait_for_selector("#crosswalk")
+    text = await page.text_content("main") or ""
+    assert "•••@example.org" in text
+    assert "a.mueller@example.org" not in text and "anna.mueller@example.com" not in text
+    assert "Hauptstraße" not in text and "23456789" not in text and "10115" not in text
+    assert await page.query_selector("#merge-in") is None
+    # the API refuses a viewer's decisions, CSRF token or not
+    statuses = await page.evaluate(
+        """async ([id, anna]) => {
+            const me = await (await fetch('/api/auth/me')).json();
+            const post = async (path, body) => (await fetch('/api/mdm' + path, {method: 'POST',
+                headers: {'X-CSRF-Token': me.csrf, 'Content-Type': 'application/json'},
+                body: JSON.stringify(body)})).status;
+            return [await post(`/reviews/${id}/accept`, {}),
+                await post(`/reviews/${id}/reject`, {}),
+                await post('/customer/merge', {survivor: anna, merged: 'x'}),
+                await post('/customer/unmerge', {merged: anna})];
+        }""",
+        [review_id, anna],
+    )
+    assert statuses == [403, 403, 403, 403]
+    assert [e for e in errors if "status of 403" not in e] == []
+    task = await hub.mdm.review(review_id)
+    assert task is not None and task["status"] == "open"

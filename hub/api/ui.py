@@ -20,7 +20,13 @@ from .deps import ProbeDep
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
-PAGES = {"": "overview", "failed": "failed", "audit": "audit"}
+PAGES = {
+    "": "overview",
+    "failed": "failed",
+    "audit": "audit",
+    "mdm": "mdm",
+}
+ENTITY_PAGES = {"mdm": "golden"}  # /ui/mdm/<entity>/<golden id>
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -65,6 +71,8 @@ async def page(path: str, request: Request, hub: ProbeDep) -> Response:
     name = PAGES.get(parts[0]) if len(parts) == 1 else None
     if parts[0] == "failed" and len(parts) == 2 and parts[1]:
         name = "message"
+    if parts[0] in ENTITY_PAGES and len(parts) == 3 and parts[1] and parts[2]:
+        name = ENTITY_PAGES[parts[0]]
     if name is None:
         return Response("no such page", status_code=404, media_type="text/plain")
     cookie = request.cookies.get(SESSION_COOKIE)

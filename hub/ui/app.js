@@ -38,7 +38,7 @@ async function api(method, path, body) {
 
 function main(...children) {
   const m = document.getElementById("main");
-  m.replaceChildren(...children);
+  m.replaceChildren(...children.filter(c => c !== null && c !== undefined));
   return m;
 }
 
@@ -290,6 +290,176 @@ async function auditPage() {
     res.data.next ? el("a", { href: `/ui/audit?before=${res.data.next}`, text: "Older →" }) : null);
 }
 
+// -- master data: quality, review queue, search, golden records ----------------------------
+
+const ENTITIES = ["customer", "product", "order", "inventory"];
+
+function short(v, n = 300) {
+  return v === null || v === undefined ? "" : (typeof v === "string" ? v : JSON.stringify(v)).slice(0, n);
+}
+
+function goldenLink(entity, id) {
+  return el("a", { class: "golden-link", href: `/ui/mdm/${encodeURIComponent(entity)}/${encodeURIComponent(id)}`, text: id });
+}
+
+function stewardReason(id) {
+  return el("input", { id, class: "reason", placeholder: "reason (kept in the history)", "aria-label": "reason", maxlength: 2000 });
+}
+
+async function mdmPage() {
+  const params = new URLSearchParams(location.search);
+  const entity = ENTITIES.includes(params.get("entity")) ? params.get("entity") : "customer";
+  const pick = el("select", { id: "entity", "aria-label": "entity" }, ENTITIES.map(e => el("option", { value: e, selected: e === entity, text: e })));
+  pick.addEventListener("change", () => { const q = new URLSearchParams(params); q.set("entity", pick.value); location.assign("/ui/mdm?" + q.toString()); });
+  const [quality, reviews] = await Promise.all([
+    api("GET", `/mdm/quality?entity=${entity}`),
+    api("GET", `/mdm/reviews?status=open&entity=${entity}&limit=50`),
+  ]);
+  const result = el("div", { id: "mdm-result", role: "status" });
+
+  let qualityBox;
+  if (!quality.ok) qualityBox = problem(quality);
+  else {
+    const q = quality.data;
+    qualityBox = el("div", {},
+      el("dl", { class: "facts", id: "quality" },
+        [["Golden records active", q.golden_records.active], ["Golden records merged", q.golden_records.merged],
+         ["Duplicates found", q.duplicates_found], ["Linked by a rule or score", q.duplicates_linked],
+         ["Merged (net of unmerges)", q.duplicates_merged], ["Review tasks open", q.review_tasks.open],
+         ["Review tasks accepted", q.review_tasks.accepted], ["Review tasks rejected", q.review_tasks.rejected]]
+          .map(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v) })])),
+      el("h3", { text: "Records failing normalisation, by source and field" }),
+      q.normalisation_failures.length
+        ? table([["Source system", r => r.system], ["Field", r => r.field], ["Records", r => r.records]], q.normalisation_failures)
+        : el("p", { class: "muted", text: "None." }));
+  }
+
+  let queue;
+  if (!reviews.ok) queue = problem(reviews);
+  else if (!reviews.data.items.length) queue = el("p", { class: "muted", id: "queue-empty", text: "No open review tasks." });
+  else queue = el("div", { id: "queue" }, reviews.data.items.map(t => reviewCard(t, result)),
+    reviews.data.total > reviews.data.items.length ? el("p", { class: "muted", text: `${reviews.data.total - reviews.data.items.length} more; decide these first.` }) : null);
+
+  const search = el("form", { id: "search", class: "filters" },
+    ["name", "email", "phone"].map(f => el("label", {}, f, el("input", { name: f, value: params.get(f) || "", maxlength: 200 }))),
+    el("button", { type: "submit", text: "Search" }));
+  search.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const q = new URLSearchParams({ entity });
+    for (const f of ["name", "email", "phone"]) if (search[f].value.trim()) q.set(f, search[f].value.trim());
+    location.assign("/ui/mdm?" + q.toString() + "#found");
+  });
+  let found = null;
+  const terms = new URLSearchParams();
+  for (const f of ["name", "email", "phone"]) if (params.get(f)) terms.set(f, params.get(f));
+  if ([...terms].length) {
+    const r = await api("GET", `/mdm/${entity}/search?${terms.toString()}&limit=50`);
+    found = !r.ok ? problem(r) : (r.data.items.length
+      ? table([["Golden id", g => goldenLink(entity, g.golden_id)], ["Status", g => g.status],
+        ["Fields", g => Object.entries(g.fields).map(([k, v]) => `${k}: ${short(v, 60)}`).join("; ")],
+        ["Known as", g => g.external_refs.map(x => `${x.system}:${x.id}`).join(", ")]], r.data.items)
+      : el("p", { class: "muted", text: "No golden record matches." }));
+  }
+  const lookup = el("form", { id: "lookup", class: "filters" },
+    el("label", {}, "system", el("input", { name: "system", required: true, maxlength: 64 })),
+    el("label", {}, "external id", el("input", { name: "external_id", required: true, maxlength: 255 })),
+    el("button", { type: "submit", text: "Look up" }));
+  const lookupOut = el("div", { id: "lookup-result" });
+  lookup.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const q = new URLSearchParams({ system: lookup.system.value, external_id: lookup.external_id.value });
+    const r = await api("GET", `/mdm/${entity}/lookup?${q.toString()}`);
+    lookupOut.replaceChildren(r.ok ? el("p", {}, `${r.data.system}:${r.data.external_id} → `, goldenLink(entity, r.data.resolves_to), ` (linked by ${r.data.linked_by}${r.data.reason ? ": " + r.data.reason : ""})`) : problem(r));
+  });
+
+  let mergeBox = null;
+  if (can("steward")) {
+    const survivor = el("input", { id: "merge-survivor", placeholder: "survivor golden id", "aria-label": "survivor", maxlength: 64 });
+    const merged = el("input", { id: "merge-merged", placeholder: "golden id merged into it", "aria-label": "merged", maxlength: 64 });
+    const reason = stewardReason("merge-reason");
+    const go = el("button", { id: "merge", type: "button", text: "Merge" });
+    go.addEventListener("click", async () => {
+      const r = await api("POST", `/mdm/${entity}/merge`, { survivor: survivor.value.trim(), merged: merged.value.trim(), steward: me.name || undefined, reason: reason.value || undefined });
+      result.replaceChildren(r.ok ? el("p", { class: "ok", text: `Merged ${r.data.merged} into ${r.data.survivor}.` }) : problem(r));
+    });
+    mergeBox = el("section", {}, el("h2", { text: "Merge two golden records" }), el("div", { class: "actions" }, survivor, merged, reason, go));
+  }
+
+  main(
+    el("h1", { text: "Master data" }),
+    el("label", { class: "inline" }, "Entity ", pick),
+    result,
+    el("section", {}, el("h2", { text: "Review queue" }), queue),
+    el("section", {}, el("h2", { text: "Data quality" }), qualityBox),
+    el("section", { id: "found" }, el("h2", { text: "Find a golden record" }), search, found, lookup, lookupOut),
+    mergeBox);
+}
+
+function reviewCard(t, result) {
+  const reason = stewardReason(`reason-${t.id}`);
+  const decide = async (path, body) => {
+    const r = await api("POST", `/mdm/reviews/${t.id}/${path}`, { steward: me.name || undefined, reason: reason.value || undefined, ...body });
+    result.replaceChildren(r.ok ? el("p", { class: "ok", id: "decided", text: `Review task ${t.id} ${r.data.status}.` }) : problem(r));
+    if (r.ok) setTimeout(() => location.reload(), 600);
+  };
+  const steward = can("steward");
+  const reject = steward ? el("button", { type: "button", class: "danger reject", text: "Not the same: keep apart", onclick: () => decide("reject", {}) }) : null;
+  return el("article", { class: "review card wide", "data-review": t.id },
+    el("h3", {}, `Task ${t.id}: ${t.system}:${t.external_id} → `, goldenLink(t.entity, t.golden_id), ` (score ${Number(t.score).toFixed(3)})`),
+    el("p", { class: "muted", text: `Since ${t.created_at}` }),
+    table([["Candidate", c => goldenLink(t.entity, c.golden_id)], ["Score", c => c.score], ["Probability", c => c.probability],
+      ["", c => steward ? el("button", { type: "button", class: "accept", "data-candidate": c.golden_id, text: "Same: merge into it", onclick: () => decide("accept", { golden_id: c.golden_id }) }) : ""]], t.candidates || []),
+    el("details", {}, el("summary", { text: "Why: field by field" }),
+      table([["Field", f => f.field], ["This record", f => short(f.left, 80)], ["Candidate", f => short(f.right, 80)], ["Similarity", f => f.similarity], ["Weight", f => f.weight]], Array.isArray(t.explanation) ? t.explanation : [])),
+    steward ? el("div", { class: "actions" }, reason, reject) : null);
+}
+
+async function goldenPage() {
+  const [, , , entity, id] = location.pathname.split("/").map(decodeURIComponent);
+  const res = await api("GET", `/mdm/${encodeURIComponent(entity)}/golden/${encodeURIComponent(id)}`);
+  const back = el("p", {}, el("a", { href: `/ui/mdm?entity=${encodeURIComponent(entity)}`, text: "← Master data" }));
+  if (!res.ok) { main(back, el("h1", { text: `Golden ${entity}` }), problem(res)); return; }
+  const g = res.data;
+  const result = el("div", { id: "golden-result", role: "status" });
+  let actions = null;
+  if (can("steward")) {
+    const reason = stewardReason("golden-reason");
+    if (g.status === "merged") {
+      const undo = el("button", { id: "unmerge", type: "button", class: "danger", text: `Unmerge from ${g.merged_into}` });
+      undo.addEventListener("click", async () => {
+        const r = await api("POST", `/mdm/${encodeURIComponent(entity)}/unmerge`, { merged: g.golden_id, steward: me.name || undefined, reason: reason.value || undefined });
+        result.replaceChildren(r.ok ? el("p", { class: "ok", id: "unmerged", text: "Unmerged." }) : problem(r));
+        if (r.ok) setTimeout(() => location.reload(), 600);
+      });
+      actions = el("div", { class: "actions" }, reason, undo);
+    } else {
+      const other = el("input", { id: "merge-other", placeholder: "golden id to merge into this one", "aria-label": "merged", maxlength: 64 });
+      const go = el("button", { id: "merge-in", type: "button", text: "Merge into this" });
+      go.addEventListener("click", async () => {
+        const r = await api("POST", `/mdm/${encodeURIComponent(entity)}/merge`, { survivor: g.golden_id, merged: other.value.trim(), steward: me.name || undefined, reason: reason.value || undefined });
+        result.replaceChildren(r.ok ? el("p", { class: "ok", text: "Merged." }) : problem(r));
+        if (r.ok) setTimeout(() => location.reload(), 600);
+      });
+      actions = el("div", { class: "actions" }, other, reason, go);
+    }
+  }
+  const fields = Object.entries(g.fields || {}).map(([name, f]) => ({ name, ...(f && typeof f === "object" ? f : { value: f }) }));
+  main(back,
+    el("h1", { text: `Golden ${g.entity} ${g.golden_id}` }),
+    el("dl", { class: "facts", id: "golden-facts" },
+      [["Status", g.status], ["Merged into", g.merged_into], ["Resolves to", g.resolves_to], ["Created", g.created_at], ["Updated", g.updated_at]]
+        .filter(f => f[1]).map(([k, v]) => [el("dt", { text: k }), el("dd", {}, k === "Merged into" || k === "Resolves to" ? goldenLink(g.entity, v) : String(v))])),
+    actions, result,
+    el("section", {}, el("h2", { text: "Fields and where each came from" }),
+      el("div", { id: "fields" }, table([["Field", f => f.name], ["Value", f => short(f.value, 200)], ["From system", f => f.system], ["Source id", f => f.source_id], ["At", f => f.at], ["Rule", f => f.rule]], fields))),
+    el("section", {}, el("h2", { text: "Crosswalk" }),
+      el("div", { id: "crosswalk" }, table([["System", r => r.system], ["External id", r => r.external_id], ["Linked at", r => r.linked_at], ["By", r => r.linked_by], ["Why", r => r.reason]], g.crosswalk))),
+    g.open_reviews.length ? el("section", {}, el("h2", { text: "Open review tasks" }),
+      table([["Task", t => el("a", { href: `/ui/mdm?entity=${encodeURIComponent(g.entity)}`, text: String(t.id) })], ["Record", t => `${t.system}:${t.external_id}`], ["Score", t => t.score]], g.open_reviews)) : null,
+    el("section", {}, el("h2", { text: "History (newest first)" }),
+      el("div", { id: "history" }, table([["At", h => h.at], ["Action", h => h.action], ["By", h => h.actor], ["Why", h => h.reason], ["Detail", h => short(h.detail, 300)]], g.history))));
+}
+
 // -- the frame ------------------------------------------------------------------------------
 
 async function start() {
@@ -298,13 +468,14 @@ async function start() {
   const who = await api("GET", "/auth/me");
   if (!who.ok) { main(problem(who)); return; }
   me = who.data;
-  const links = [["/ui/", "Overview"], ["/ui/failed", "Failed messages"]];
+  const links = [["/ui/", "Overview"], ["/ui/failed", "Failed messages"], ["/ui/mdm", "Master data"]];
   if (can("admin")) links.push(["/ui/audit", "Audit log"]);
   document.getElementById("nav").replaceChildren(...links.map(([href, text]) => el("a", { href, text })));
   const logout = el("button", { id: "logout", type: "button", class: "link", text: "Log out" });
   logout.addEventListener("click", async () => { await api("POST", "/auth/logout"); location.assign("/ui/login"); });
   document.getElementById("who").replaceChildren(el("span", { id: "role", text: `${me.name || me.actor} (${me.role})` }), " ", logout);
-  const pages = { overview: overviewPage, failed: failedPage, message: messagePage, audit: auditPage };
+  const pages = { overview: overviewPage, failed: failedPage, message: messagePage, audit: auditPage,
+    mdm: mdmPage, golden: goldenPage };
   await pages[page]();
   if (page === "overview") setInterval(overviewPage, 5000);
 }

@@ -20,10 +20,9 @@ from hub.cli import main as cli
 from hub.db import Database
 from hub.runtime import Hub
 
+from .support.databases import hub_database_overrides  # noqa: F401  (fixture database_url)
 from .support.harness import HubFactory, RecordingSink
-from .test_opsapi import EVIL, assert_error, database_url, dead_letters
-
-__all__ = ["database_url"]  # the fixture, shared with test_opsapi
+from .test_opsapi import EVIL, assert_error, dead_letters
 
 PASSWORD = "correct horse battery"
 

@@ -269,6 +269,30 @@ crosswalk = Table(
 )
 
 
+# The steps of each order (hub.journal): received, mapped, delivered; what GET /api/orders/{ref}
+# answers. One row per (event, step, route): a redelivered event adds nothing.
+order_journal = Table(
+    "order_journal",
+    metadata,
+    Column("event_id", String(64), primary_key=True),  # raw (received) or canonical event
+    Column("step", String(16), primary_key=True),  # received | mapped | delivered
+    Column("route", String(64), primary_key=True, server_default=""),
+    Column("golden_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("status", String(32)),  # the order's canonical status in this event
+    Column("number", String(255)),  # the order's number (canonical `number`)
+    Column("email", String(255)),  # its customer's e-mail, lower case
+    Column("connection", String(64)),  # where it came from (received, mapped) or went to
+    Column("system", String(64)),  # that connection's system
+    Column("external_id", String(255)),  # the source's id of it, or the id a destination gave
+    Column("correlation_id", String(64)),
+    Index("ix_order_journal_golden_id", "golden_id", "at"),
+    Index("ix_order_journal_number", "number"),
+    Index("ix_order_journal_email", "email"),
+    Index("ix_order_journal_at", "at"),  # retention (hub.retention)
+)
+
+
 # Master data (hub.mdm_service): golden records, the source records linked to them (by their
 # crosswalk row), the matcher's rule and blocking keys, review tasks and the history of it all.
 mdm_golden = Table(

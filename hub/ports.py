@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .config import HubConfig
     from .db import Database
     from .deadletters import DeadLetterStore
+    from .journal import OrderJournal
     from .mapping import MappingSet
     from .mdm import IdResolver
     from .mdm_service import MdmService
@@ -128,6 +129,9 @@ class MappingWorkerHub(WorkerHub, Protocol):
     def resolver(self) -> IdResolver: ...
 
     @property
+    def journal(self) -> OrderJournal: ...
+
+    @property
     def tracer(self) -> Spans | None: ...
 
 
@@ -154,6 +158,9 @@ class OpsHub(ReplayHub, Protocol):
 
     @property
     def mdm(self) -> MdmService: ...
+
+    @property
+    def journal(self) -> OrderJournal: ...
 
 
 class ApiHub(OpsHub, IngressHub, Protocol):

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Table, delete, select, tuple_
 
-from .db import Database, deliveries, replay_jobs, webhook_receipts
+from .db import Database, deliveries, order_journal, replay_jobs, webhook_receipts
 from .retry import now_utc
 from .settings import Settings
 
@@ -47,6 +47,7 @@ def rules(settings: Settings) -> list[Rule]:
     return [
         Rule(webhook_receipts, "received_at", settings.receipts_retention),
         Rule(deliveries, "delivered_at", settings.deliveries_retention),
+        Rule(order_journal, "at", settings.deliveries_retention),  # hub.journal
         # a running job's heartbeat is never that old: only ended or abandoned jobs go
         Rule(replay_jobs, "heartbeat_at", settings.deliveries_retention),
     ]

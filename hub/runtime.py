@@ -25,6 +25,7 @@ from .db import Database
 from .deadletters import DeadLetterStore
 from .envelope import CloudEvent
 from .errors import BrokerStartError, ConfigError
+from .journal import OrderJournal
 from .mapping import MappingSet, load_mappings
 from .mapping.engine import yaml_files
 from .mdm import CrosswalkResolver, IdResolver
@@ -80,6 +81,7 @@ class Hub:
         )
         self.receipts = Receipts(self.db)
         self.deadletters = DeadLetterStore(self.db)
+        self.journal = OrderJournal(self.db)
         self.replays = ReplayJobs(self)
         self.mdm = MdmService(self.db, config.mdm, publish=self._publish_mdm)
         self._mdm_watch: ChangeWatcher | None = None
@@ -365,6 +367,7 @@ class Hub:
             await asyncio.to_thread(self.broker.stop)
             self.broker = None
         await self.retention.stop()
+        await self.journal.drain()
         if self._mdm_watch is not None:
             await self._mdm_watch.stop()
             self._mdm_watch = None

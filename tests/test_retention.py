@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, insert, select
 
-from hub.db import Database, deliveries, webhook_receipts
+from hub.db import Database, deliveries, order_journal, webhook_receipts
 from hub.retention import Retention
 from hub.retry import now_utc
 from hub.settings import Settings
@@ -49,10 +49,15 @@ async def test_old_rows_are_deleted_in_batches_recent_ones_kept(db: Database) ->
         {"destination": "erp", "event_id": f"old-{i}", "route": "r", "delivered_at": old_delivery}
         for i in range(5)
     ] + [{"destination": "erp", "event_id": "new", "route": "r", "delivered_at": new_delivery}]
+    steps = [  # an order's steps (hub.journal) are kept as long as deliveries
+        {"event_id": f"e{i}", "step": "mapped", "route": "r", "golden_id": "ord_1", "at": t}
+        for i, t in enumerate([old_delivery] * 4 + [new_delivery])
+    ]
 
     def fill(conn: Any) -> None:
         conn.execute(insert(webhook_receipts), receipts)
         conn.execute(insert(deliveries), delivered)
+        conn.execute(insert(order_journal), steps)
 
     await db.run(fill)
     settings = Settings(receipts_retention="7d", deliveries_retention="30d")
@@ -70,13 +75,19 @@ async def test_old_rows_are_deleted_in_batches_recent_ones_kept(db: Database) ->
         deleted = await retention.run_once(now)
     finally:
         del db.run
-    assert deleted == {"webhook_receipts": 7, "deliveries": 5, "replay_jobs": 0}
+    assert deleted == {
+        "webhook_receipts": 7,
+        "deliveries": 5,
+        "order_journal": 4,
+        "replay_jobs": 0,
+    }
     # one transaction per batch of at most 3 rows, until a batch finds fewer
-    assert sizes == [3, 3, 1, 3, 2, 0]
+    assert sizes == [3, 3, 1, 3, 2, 3, 1, 0]
     assert await db.webhook_events("shop", ["new", "old-0"]) == {"new": ("n", None)}
     assert await db.delivered("erp", ["new", "old-0"]) == {("new", "r")}
     assert not any((await retention.run_once(now)).values())
     assert (await count(db, webhook_receipts), await count(db, deliveries)) == (1, 1)
+    assert await count(db, order_journal) == 1
 
 
 async def test_zero_keeps_for_ever(db: Database) -> None:

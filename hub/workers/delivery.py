@@ -74,6 +74,7 @@ from hub.errors import (
     ProcessingError,
     RouteConditionFailed,
 )
+from hub.journal import delivered_row
 from hub.logs import log_context
 from hub.mdm import resolve_ahead
 from hub.ratelimit import RateLimiter
@@ -190,7 +191,8 @@ class DeliveryWorker(RetryingWorker):
             data = decode(event.data)
         except (EnvelopeError, ValueError) as exc:
             return self.dead_now(record, Stage.DELIVER, exc, parked, context)
-        routes = self._routes(self._entity_by_topic.get(record.topic))
+        entity = self._entity_by_topic.get(record.topic)
+        routes = self._routes(entity)
         if not routes:
             return Outcome()
         if done is None:
@@ -281,6 +283,23 @@ class DeliveryWorker(RetryingWorker):
                 if result is not None and result.created:
                     with log_context(route=route.name):
                         await self._link(result, data, event.subject)
+                if entity == "order" and isinstance(data, dict):  # its steps (hub.journal)
+                    created = None
+                    if result is not None:
+                        ids = (c.external_id for c in result.created if c.entity == "order")
+                        created = next(ids, None)
+                    hub.journal.note(
+                        [
+                            delivered_row(
+                                event,
+                                data,
+                                route.name,
+                                self.destination,
+                                config.system_of(self.destination),
+                                created,
+                            )
+                        ]
+                    )
                 # Recorded at once, before the next route: a retry of another route, or a
                 # crash, never sends it again (only a delivery in flight at the moment of a
                 # crash can be repeated, with the same Idempotency-Key). Deliveries that finish

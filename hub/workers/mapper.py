@@ -23,6 +23,7 @@ from hub.config import InboundRoute
 from hub.deadletters import REPLAY_HEADERS, Stage
 from hub.envelope import ORIGIN_SYSTEM, CloudEvent, EnvelopeError, derived_id, from_kafka
 from hub.errors import MappingFailed, MasterDataUnavailable, ProcessingError, RouteConditionFailed
+from hub.journal import mapped_rows
 from hub.logs import log_context
 from hub.mdm import CrosswalkResolver, Miss, resolve_ahead
 from hub.retry import Parked
@@ -247,13 +248,25 @@ class MapperWorker(RetryingWorker):
         )
         # A replayed event's outputs say so, so the dead letter can learn its outcome.
         replay = [(k, bytes(v)) for k, v in record.headers or () if k in REPLAY_HEADERS]
-        return partial(self._publish, entity, canonical, replay, route.name), None
+        journal = (
+            mapped_rows(event, canonical, result, route.name, connection, system)
+            if entity == "order"
+            else None
+        )
+        return partial(self._publish, entity, canonical, replay, route.name, journal), None
 
     def _publish(
-        self, entity: str, event: CloudEvent, headers: list[tuple[str, bytes]], route: str
+        self,
+        entity: str,
+        event: CloudEvent,
+        headers: list[tuple[str, bytes]],
+        route: str,
+        journal: list[dict[str, Any]] | None = None,
     ) -> asyncio.Future[None]:
         sent = self.hub.publisher.send(self.settings.canonical_topic(entity), event, headers)
         self.hub.metrics.mapped.labels(route, entity).inc()
+        if journal:  # an order's steps, for /api/orders (hub.journal)
+            self.hub.journal.note(journal)
         return sent
 
 

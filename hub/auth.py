@@ -29,6 +29,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database, api_tokens, audit_log, login_attempts, sessions, users
+from .errors import HubError
 
 ROLES = ("viewer", "operator", "steward", "admin")
 SESSION_COOKIE = "hub_session"
@@ -45,7 +46,7 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
-class AuthError(Exception):
+class AuthError(HubError):
     """A refusal: ``status`` and ``code`` as the API answers them."""
 
     def __init__(self, status: int, code: str, message: str) -> None:

@@ -487,7 +487,9 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def _with_auth(args: argparse.Namespace, work: Any) -> Any:
     """``work(auth)`` on the database the hub uses (migrated first: a first admin can be made
-    before the hub ever started), each change written to the audit log as ``cli``."""
+    before the hub ever started), each change written to the audit log as ``cli``. A refusal
+    (:class:`~hub.auth.AuthError`: unknown user, weak password, ...) is a
+    :class:`~hub.errors.HubError`: ``main`` prints it and exits 1."""
     from .auth import Auth
     from .db import Database
 
@@ -509,8 +511,6 @@ def _cli_actor() -> str:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from .auth import AuthError
-
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -523,11 +523,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
         made = await auth.add_user(args.name, password, args.role)
         await auth.audit(_cli_actor(), "user add", args.name, None, made)
 
-    try:
-        _with_auth(args, add)
-    except AuthError as exc:
-        print(exc.message, file=sys.stderr)
-        return 1
+    _with_auth(args, add)
     print(f"user {args.name} added, role {args.role}")
     return 0
 
@@ -540,17 +536,11 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
 
 def _set_user(args: argparse.Namespace, action: str, **change: Any) -> int:
-    from .auth import AuthError
-
     async def change_user(auth: Any) -> None:
         before, after = await auth.set_user(args.name, **change)
         await auth.audit(_cli_actor(), action, args.name, before, after)
 
-    try:
-        _with_auth(args, change_user)
-    except AuthError as exc:
-        print(exc.message, file=sys.stderr)
-        return 1
+    _with_auth(args, change_user)
     print(f"user {args.name}: {', '.join(f'{k} {v}' for k, v in change.items())}")
     return 0
 
@@ -564,8 +554,6 @@ def cmd_users_disable(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens_create(args: argparse.Namespace) -> int:
-    from .auth import AuthError
-
     async def create(auth: Any) -> Any:
         made = await auth.create_token(args.name, args.role, _cli_actor())
         await auth.audit(
@@ -573,11 +561,7 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
         )
         return made
 
-    try:
-        made = _with_auth(args, create)
-    except AuthError as exc:
-        print(exc.message, file=sys.stderr)
-        return 1
+    made = _with_auth(args, create)
     print(made["token"])
     print(
         f"token {made['id']} ({args.name}, role {args.role}): shown this once; send it as "

@@ -199,7 +199,10 @@ def test_connectors_lists_connectors_and_options() -> None:
     assert "    webhook_secret (secret: env:NAME or file:PATH, required): The app's" in out
     assert "    shop_domain (text, optional): If set, " in out
     assert "http: HTTP endpoint" in out
-    assert '    method ("POST" or "PUT", default "POST"): HTTP method of each request.' in out
+    assert (
+        '    method ("POST" or "PUT", default "POST"): HTTP method of each request (of a create, '
+        "with update_path)." in out
+    )
     assert "    timeout_s (number, default 10.0): Timeout of one request." in out
     assert "    headers (mapping of text to text, default {}): Extra, non-secret headers." in out
     assert "    url (URL, required): Where events are sent." in out

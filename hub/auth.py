@@ -137,10 +137,17 @@ class Auth:
             return dict(row._mapping) if row is not None else None
 
     async def set_user(
-        self, name: str, *, role: str | None = None, disabled: bool | None = None
+        self,
+        name: str,
+        *,
+        role: str | None = None,
+        disabled: bool | None = None,
+        password: str | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Change a user's role or disable/enable them; (before, after). Disabling ends their
-        sessions."""
+        """Change a user's role, disable/enable them or set a new password; (before, after).
+        Disabling, a new role or a new password ends their sessions."""
+        if password is not None and len(password) < MIN_PASSWORD:
+            raise AuthError(422, "weak_password", f"password: at least {MIN_PASSWORD} characters")
         before = await self.user(name)
         if before is None:
             raise AuthError(404, "not_found", f"no user {name}")
@@ -149,13 +156,16 @@ class Auth:
             values["role"] = check_role(role)
         if disabled is not None:
             values["disabled"] = disabled
+        if password is not None:
+            values["password_hash"] = await asyncio.to_thread(_hasher.hash, password)
         if values:
             async with self.db.engine.begin() as conn:
                 await conn.execute(update(users).where(users.c.name == name).values(**values))
-                if disabled or role is not None:
+                if disabled or role is not None or password is not None:
                     uid = select(users.c.id).where(users.c.name == name).scalar_subquery()
                     await conn.execute(sessions.delete().where(sessions.c.user_id == uid))
-        return before, {**before, **values}
+        after = {k: v for k, v in values.items() if k != "password_hash"}
+        return before, {**before, **after}
 
     # -- logins and sessions ------------------------------------------------------------------
 

@@ -431,3 +431,46 @@ async def test_a_viewer_gets_403_on_every_write_of_the_api(hubs: HubFactory) -> 
         async with closing(admin):
             log = (await admin.get("/api/audit")).json()["items"]
     assert all(not r["actor"].startswith("user:viewer") for r in log)
+
+
+async def test_an_admin_resets_a_password_and_hostile_bodies_are_refused(
+    hubs: HubFactory,
+) -> None:
+    hub = await hubs.start(None, roles=frozenset({"ingress"}))
+    await add_users(hub)
+    operator, _ = await logged_in(hub, "operator")
+    admin, csrf = await logged_in(hub, "admin")
+    headers = {"x-csrf-token": csrf}
+    async with closing(operator, admin):
+        reset = await admin.patch(
+            "/api/users/operator", headers=headers, json={"password": "a new secret"}
+        )
+        assert reset.status_code == 200, reset.text
+        assert "password" not in reset.json() and "password_hash" not in reset.json()
+        assert_error(await operator.get("/api/auth/me"), 401)  # their session ended
+        assert (await Auth(hub.db).login("operator", "a new secret", "10.2.2.2"))[1].role
+        log = (await admin.get("/api/audit")).json()["items"]
+        assert log[0]["after"]["request"] == {"password": "[redacted]"}
+        assert "a new secret" not in json.dumps(log)
+        # hostile bodies: refused with a clear error, never a 500, nothing changed
+        nested = "[" * 5000 + "1" + "]" * 5000
+        for method, path, body in (
+            ("PATCH", "/api/users/operator", {"password": "short"}),
+            ("PATCH", "/api/users/operator", {"password": "p" * 100_000}),
+            ("PATCH", "/api/users/operator", {"role": {"$ne": 1}}),
+            ("POST", "/api/users", {"name": "<script>", "password": PASSWORD}),
+            ("POST", "/api/users", {"name": "n" * 10_000, "password": PASSWORD}),
+            ("POST", "/api/tokens", '{"name": ' + nested + ', "role": "admin"}'),
+            ("PATCH", "/api/users/operator", nested),
+        ):
+            answer = await admin.request(
+                method,
+                path,
+                headers={**headers, "content-type": "application/json"},
+                content=body if isinstance(body, str) else json.dumps(body),
+            )
+            assert 400 <= answer.status_code < 500, (path, answer.status_code, answer.text[:200])
+        big = await admin.post("/api/auth/login", json={"name": "admin", "password": "p" * 100_000})
+        assert 400 <= big.status_code < 500
+    assert (await Auth(hub.db).user("operator") or {})["role"] == "operator"
+    assert [u["name"] for u in await Auth(hub.db).users()] == ["admin", "operator", "viewer"]

@@ -365,3 +365,74 @@ async def test_a_viewer_sees_master_data_masked_and_cannot_decide(
     assert [e for e in errors if "status of 403" not in e] == []
     task = await hub.mdm.review(review_id)
     assert task is not None and task["status"] == "open"
+
+
+async def test_an_admin_manages_users_and_tokens_and_sees_it_audited(
+    hubs: HubFactory, browser: Any
+) -> None:
+    hub = await hubs.start(None, roles=frozenset({"ingress"}))
+    await Auth(hub.db).add_user("ada", PASSWORD, "admin")
+    page, errors = await new_page(browser)
+    await log_in(page, hub, "ada")
+    await page.click("text=Users and tokens")
+    await page.wait_for_selector("#add-user")
+    await page.fill("#add-user input[name=name]", "otto")
+    await page.fill("#add-user input[name=password]", "first password")
+    await page.select_option("#add-user select[name=role]", "viewer")
+    await page.click("#add-user button")
+    await page.wait_for_selector("tr[data-user=otto]")
+    await page.select_option("tr[data-user=otto] select.role", "operator")
+    await page.wait_for_selector("#users-result:has-text('otto is operator now')")
+    await page.wait_for_selector("tr[data-user=otto] select.role")
+    await page.fill("tr[data-user=otto] input.new-password", "second password")
+    await page.click("tr[data-user=otto] button.reset")
+    await page.wait_for_selector("#users-result:has-text('password is set')")
+    who = (await Auth(hub.db).login("otto", "second password", "10.1.1.1"))[1]
+    assert who.role == "operator"
+    await page.wait_for_selector("tr[data-user=otto] button.disable")
+    await page.click("tr[data-user=otto] button.disable")
+    await page.wait_for_selector("tr[data-user=otto]:has-text('disabled')")
+    assert (await Auth(hub.db).user("otto") or {})["disabled"] is True
+    # a weak password is refused with the reason
+    await page.fill("tr[data-user=ada] input.new-password", "short")
+    await page.click("tr[data-user=ada] button.reset")
+    await page.wait_for_selector("#users-result:has-text('at least 8')")
+
+    # a token: shown once, listed without its value, works, then revoked
+    await page.fill("#add-token input[name=name]", "nightly")
+    await page.select_option("#add-token select[name=role]", "viewer")
+    await page.click("#add-token button")
+    await page.wait_for_selector("#token-value")
+    token = await page.text_content("#token-value") or ""
+    assert token.startswith("hub_")
+    await shot(page, "users-and-tokens")
+    listed = await page.text_content("#tokens") or ""
+    assert "nightly" in listed and token not in listed
+    async with httpx.AsyncClient(base_url=hub.base_url) as client:
+        bearer = {"authorization": f"Bearer {token}"}
+        assert (await client.get("/api/auth/me", headers=bearer)).json()["role"] == "viewer"
+        await page.reload()
+        await page.wait_for_selector("button.revoke")
+        assert token not in (await page.content())
+        await page.click("button.revoke")
+        await page.wait_for_selector("#tokens:has-text('revoked')")
+        assert (await client.get("/api/auth/me", headers=bearer)).status_code == 401
+
+    # all of it in the audit log, passwords and the token's value never
+    await page.click("text=Audit log")
+    await page.wait_for_selector("table")
+    audit = await page.text_content("main") or ""
+    for action in ("POST /users", "PATCH /users/otto", "POST /tokens", "DELETE /tokens/"):
+        assert action in audit, action
+    assert "second password" not in audit and token not in audit
+    await shot(page, "audit-log")
+    assert [e for e in errors if "status of 422" not in e] == []
+
+    # an operator neither sees the pages nor may use the API behind them
+    await Auth(hub.db).add_user("olivia", PASSWORD, "operator")
+    await page.click("#logout")
+    await page.wait_for_url("**/ui/login")
+    await log_in(page, hub, "olivia")
+    assert await page.query_selector("text=Users and tokens") is None
+    await page.goto(f"{hub.base_url}/ui/users")
+    await page.wait_for_selector("[role=alert]:has-text('403')")

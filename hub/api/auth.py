@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from hub.auth import (
@@ -42,19 +42,20 @@ PrincipalDep = Annotated[Principal, Depends(require_operator)]
 
 
 class Login(BaseModel):
-    name: str
-    password: str
+    name: str = Field(max_length=256)
+    password: str = Field(max_length=1024)
 
 
 class NewUser(BaseModel):
     name: str
-    password: str
+    password: str = Field(max_length=1024)
     role: str = "viewer"
 
 
 class UserChange(BaseModel):
     role: str | None = None
     disabled: bool | None = None
+    password: str | None = Field(None, max_length=1024, description="A new password")
 
 
 class NewToken(BaseModel):
@@ -127,10 +128,12 @@ async def add_user(body: NewUser, hub: ProbeDep) -> Response:
 
 @router.patch("/users/{name}", responses=responses(404, 415, 422))
 async def change_user(name: str, body: UserChange, hub: ProbeDep) -> Response:
-    """Change a user's role, or disable (``"disabled": true``) or enable them. A change ends
-    the user's sessions."""
+    """Change a user's role, disable (``"disabled": true``) or enable them, or reset their
+    password (``"password"``). A change ends the user's sessions."""
     try:
-        _before, after = await Auth(hub.db).set_user(name, role=body.role, disabled=body.disabled)
+        _before, after = await Auth(hub.db).set_user(
+            name, role=body.role, disabled=body.disabled, password=body.password
+        )
     except AuthError as exc:
         return _refusal(exc)
     return JSONResponse(after)

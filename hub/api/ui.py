@@ -25,6 +25,7 @@ PAGES = {
     "failed": "failed",
     "audit": "audit",
     "mdm": "mdm",
+    "users": "users",
 }
 ENTITY_PAGES = {"mdm": "golden"}  # /ui/mdm/<entity>/<golden id>
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}

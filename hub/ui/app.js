@@ -460,6 +460,68 @@ async function goldenPage() {
       el("div", { id: "history" }, table([["At", h => h.at], ["Action", h => h.action], ["By", h => h.actor], ["Why", h => h.reason], ["Detail", h => short(h.detail, 300)]], g.history))));
 }
 
+// -- users and API tokens (admins) ------------------------------------------------------------
+
+async function usersPage(flash) {
+  const [users, tokens] = await Promise.all([api("GET", "/users"), api("GET", "/tokens")]);
+  if (!users.ok) { main(el("h1", { text: "Users and tokens" }), problem(users)); return; }
+  const roles = users.data.roles;
+  const result = el("div", { id: "users-result", role: "status" }, flash ? el("p", { class: "ok", text: flash }) : null);
+  const done = async (r, text) => {
+    if (r.ok) await usersPage(text); else result.replaceChildren(problem(r));
+  };
+  const userRow = (u) => {
+    const role = el("select", { class: "role", "aria-label": `role of ${u.name}` }, roles.map(x => el("option", { value: x, selected: x === u.role, text: x })));
+    role.addEventListener("change", async () => done(await api("PATCH", `/users/${encodeURIComponent(u.name)}`, { role: role.value }), `${u.name} is ${role.value} now.`));
+    const toggle = el("button", { type: "button", class: u.disabled ? "enable" : "danger disable", text: u.disabled ? "Enable" : "Disable" });
+    toggle.addEventListener("click", async () => done(await api("PATCH", `/users/${encodeURIComponent(u.name)}`, { disabled: !u.disabled }), `${u.name} ${u.disabled ? "enabled" : "disabled"}.`));
+    const pw = el("input", { type: "password", class: "new-password", placeholder: "new password", autocomplete: "new-password", "aria-label": `new password of ${u.name}`, maxlength: 1024 });
+    const reset = el("button", { type: "button", class: "reset", text: "Set password" });
+    reset.addEventListener("click", async () => done(await api("PATCH", `/users/${encodeURIComponent(u.name)}`, { password: pw.value }), `${u.name}'s password is set; their sessions ended.`));
+    return el("tr", { "data-user": u.name }, el("td", { text: u.name }), el("td", {}, role),
+      el("td", { text: u.disabled ? "disabled" : "enabled" }), el("td", { text: u.created_at }),
+      el("td", {}, el("div", { class: "actions" }, toggle, pw, reset)));
+  };
+  const add = el("form", { id: "add-user", class: "filters" },
+    el("label", {}, "name", el("input", { name: "name", required: true, maxlength: 64, autocomplete: "off" })),
+    el("label", {}, "password", el("input", { name: "password", type: "password", required: true, autocomplete: "new-password", maxlength: 1024 })),
+    el("label", {}, "role", el("select", { name: "role" }, roles.map(x => el("option", { value: x, text: x })))),
+    el("button", { type: "submit", text: "Add user" }));
+  add.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    done(await api("POST", "/users", { name: add.name.value, password: add.password.value, role: add.role.value }), `${add.name.value} added.`);
+  });
+  const shown = el("div", { id: "new-token", role: "status" });
+  const mint = el("form", { id: "add-token", class: "filters" },
+    el("label", {}, "name", el("input", { name: "name", required: true, maxlength: 64, autocomplete: "off" })),
+    el("label", {}, "role", el("select", { name: "role" }, roles.map(x => el("option", { value: x, text: x })))),
+    el("button", { type: "submit", text: "Create token" }));
+  mint.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const r = await api("POST", "/tokens", { name: mint.name.value, role: mint.role.value });
+    if (!r.ok) { shown.replaceChildren(problem(r)); return; }
+    // the only time the value is shown: not kept anywhere in the page once it is left
+    shown.replaceChildren(el("div", { class: "card wide" },
+      el("p", { text: `Token ${r.data.name} (${r.data.role}): copy it now, it is not shown again.` }),
+      el("code", { id: "token-value", text: r.data.token })));
+    const list = await api("GET", "/tokens");
+    if (list.ok) tokenTable.replaceChildren(tokensTable(list.data.items));
+  });
+  const tokensTable = (items) => table([["Id", t => t.id], ["Name", t => t.name], ["Role", t => t.role], ["Created by", t => t.created_by],
+    ["Created", t => t.created_at], ["Last used", t => t.last_used_at], ["State", t => t.revoked_at ? `revoked ${t.revoked_at}` : "active"],
+    ["", t => t.revoked_at ? "" : el("button", { type: "button", class: "danger revoke", "data-token": t.id, text: "Revoke", onclick: async () => done(await api("DELETE", `/tokens/${encodeURIComponent(t.id)}`), `Token ${t.id} revoked.`) })]], items);
+  const tokenTable = el("div", { id: "tokens" }, tokens.ok ? tokensTable(tokens.data.items) : problem(tokens));
+  main(el("h1", { text: "Users and tokens" }), result,
+    el("section", {}, el("h2", { text: "Users" }),
+      el("div", { class: "scroll" }, el("table", { id: "users" },
+        el("thead", {}, el("tr", {}, ["Name", "Role", "State", "Created", ""].map(h => el("th", { text: h })))),
+        el("tbody", {}, users.data.items.map(userRow)))),
+      el("h3", { text: "Add a user" }), add),
+    el("section", {}, el("h2", { text: "API tokens" }), el("p", { class: "muted", text: "For scripts: Authorization: Bearer <token>. Only a hash is kept." }),
+      tokenTable, el("h3", { text: "Create a token" }), mint, shown),
+    el("p", { class: "muted", text: "Every change here is in the audit log." }));
+}
+
 // -- the frame ------------------------------------------------------------------------------
 
 async function start() {
@@ -469,13 +531,13 @@ async function start() {
   if (!who.ok) { main(problem(who)); return; }
   me = who.data;
   const links = [["/ui/", "Overview"], ["/ui/failed", "Failed messages"], ["/ui/mdm", "Master data"]];
-  if (can("admin")) links.push(["/ui/audit", "Audit log"]);
+  if (can("admin")) links.push(["/ui/users", "Users and tokens"], ["/ui/audit", "Audit log"]);
   document.getElementById("nav").replaceChildren(...links.map(([href, text]) => el("a", { href, text })));
   const logout = el("button", { id: "logout", type: "button", class: "link", text: "Log out" });
   logout.addEventListener("click", async () => { await api("POST", "/auth/logout"); location.assign("/ui/login"); });
   document.getElementById("who").replaceChildren(el("span", { id: "role", text: `${me.name || me.actor} (${me.role})` }), " ", logout);
   const pages = { overview: overviewPage, failed: failedPage, message: messagePage, audit: auditPage,
-    mdm: mdmPage, golden: goldenPage };
+    mdm: mdmPage, golden: goldenPage, users: usersPage };
   await pages[page]();
   if (page === "overview") setInterval(overviewPage, 5000);
 }

@@ -12,7 +12,10 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
+
+from prometheus_client.core import GaugeMetricFamily
 
 from . import backlog, telemetry
 from .api.app import create_app, create_metrics_app
@@ -30,7 +33,7 @@ from .mapping import MappingSet, load_mappings
 from .mapping.engine import yaml_files
 from .mdm import CrosswalkResolver, IdResolver
 from .mdm_service import ChangeWatcher, MdmService
-from .metrics import Metrics
+from .metrics import Metrics, gauge
 from .polling import Poller
 from .receipts import Receipts
 from .replayjobs import ReplayJobs
@@ -89,6 +92,14 @@ class Hub:
         self.metrics = Metrics()
         self.tracer: telemetry.Spans | None = None  # HUB_OTEL_ENDPOINT: spans exported
         self.metrics.watch(lambda: gauges(self.workers))
+        self.metrics.watch(self._gauges)
+        # the last reload: when, whether it was taken, which mappings changed, its problems
+        self.last_reload: dict[str, object] = {
+            "at": None,
+            "ok": True,
+            "changed": [],
+            "problems": [],
+        }
         self._publisher: Publisher | None = None
         self._workers: dict[Worker, asyncio.Task[None]] = {}
         self.pollers: dict[str, Poller] = {}
@@ -233,6 +244,48 @@ class Hub:
                 self.pollers[name] = poller = Poller(self, name, source)
                 poller.start()
 
+    def _gauges(self) -> list[GaugeMetricFamily]:
+        """Mapping versions live, the last reload, each polling source's last poll: read when
+        /metrics is scraped (and by the dashboard's overview, from the same registry)."""
+        live = gauge(
+            "hub_mapping_version_info",
+            "1 for each mapping this process runs, labelled with its version (content hash).",
+            ["mapping", "version"],
+        )
+        for name, m in sorted(self.mappings.mappings.items()):
+            live.add_metric([name, m.version], 1.0)
+        reload_at = gauge(
+            "hub_config_reload_timestamp_seconds",
+            "When hub.yaml and the mappings were last reloaded (0: not since the start).",
+            [],
+        )
+        at = self.last_reload["at"]
+        reload_at.add_metric(
+            [], datetime.fromisoformat(at).timestamp() if isinstance(at, str) else 0
+        )
+        reload_ok = gauge(
+            "hub_config_reload_ok",
+            "0 while the last change of hub.yaml or a mapping was refused (the previous version "
+            "runs), else 1.",
+            [],
+        )
+        reload_ok.add_metric([], 1.0 if self.last_reload["ok"] else 0.0)
+        polled = gauge(
+            "hub_source_last_poll_timestamp_seconds",
+            "When this process's poller of a source last ended a round, well or not.",
+            ["source"],
+        )
+        failing = gauge(
+            "hub_source_poll_failing",
+            "1 while this process's last poll of a source failed (its error: /api/sources).",
+            ["source"],
+        )
+        for name, poller in sorted(self.pollers.items()):
+            if poller.last_poll_at is not None:
+                polled.add_metric([name], poller.last_poll_at.timestamp())
+            failing.add_metric([name], 0.0 if poller.last_error is None else 1.0)
+        return [live, reload_at, reload_ok, polled, failing]
+
     def _files_fingerprint(self) -> str:
         digest = hashlib.sha256()
         mappings_dir = self.settings.mappings_dir or self.config.mappings_dir
@@ -271,6 +324,12 @@ class Hub:
                 "configuration change refused, the previous version keeps running:\n  %s",
                 "\n  ".join(str(p) for p in exc.problems),
             )
+            self.last_reload = {
+                "at": datetime.now(UTC).isoformat(),
+                "ok": False,
+                "changed": [],
+                "problems": [str(p) for p in exc.problems],
+            }
             return False
         old = self.mappings
         self.config, self.mappings = config, mappings
@@ -284,6 +343,12 @@ class Hub:
             for n, m in mappings.mappings.items()
             if n not in old.mappings or old.mappings[n].version != m.version
         )
+        self.last_reload = {
+            "at": datetime.now(UTC).isoformat(),
+            "ok": True,
+            "changed": changed,
+            "problems": [],
+        }
         log.info(
             "configuration reloaded: %d mapping(s) changed%s",
             len(changed),

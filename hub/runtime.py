@@ -31,7 +31,8 @@ from .errors import BrokerStartError, ConfigError
 from .journal import OrderJournal
 from .mapping import MappingSet, load_mappings
 from .mapping.engine import yaml_files
-from .mdm import CrosswalkResolver, IdResolver
+from .mdm import IdResolver
+from .mdm_resolver import MdmResolver
 from .mdm_service import ChangeWatcher, MdmService
 from .metrics import Metrics, gauge
 from .polling import Poller
@@ -77,8 +78,10 @@ class Hub:
         self.broker: EmbeddedBroker | None = None
         self.bootstrap = settings.kafka_bootstrap_servers
         self.db = Database(settings.database_url)
-        self.resolver: IdResolver = resolver or CrosswalkResolver(
+        self.mdm = MdmService(self.db, config.mdm, publish=self._publish_mdm)
+        self.resolver: IdResolver = resolver or MdmResolver(
             Crosswalk(self.db),
+            self.mdm,
             cache_size=settings.crosswalk_cache_size,
             negative_ttl_s=settings.crosswalk_negative_ttl_s,
         )
@@ -86,7 +89,6 @@ class Hub:
         self.deadletters = DeadLetterStore(self.db)
         self.journal = OrderJournal(self.db)
         self.replays = ReplayJobs(self)
-        self.mdm = MdmService(self.db, config.mdm, publish=self._publish_mdm)
         self._mdm_watch: ChangeWatcher | None = None
         self.retention = Retention(self.db, settings)
         self.metrics = Metrics()

@@ -3,17 +3,21 @@
 reject: keep apart), merge, unmerge, data-quality counts (hub.mdm_service).
 
 The same access rules as the rest of the ops API (:mod:`hub.api.ops`): the operator's token,
-loopback only without one, no writes from pages of another origin, JSON bodies only.
+loopback only without one, no writes from pages of another origin, JSON bodies only. Writes
+need the ``steward`` role; the steward a decision is recorded under is who is authenticated
+(``steward:<actor>``, e.g. ``steward:user:ann``), never a name in the body, and each write is
+audited like every other (:mod:`hub.api.auth`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from hub.auth import Principal
 from hub.errors import MdmRefused
 from hub.settings import ENTITIES
 
@@ -32,9 +36,6 @@ GoldenId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern
 System = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_NO_NUL)]
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_NO_NUL)]
 Note = Annotated[str, StringConstraints(max_length=2000, pattern=_NO_NUL)]
-Steward = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@+-]+$")
-]
 Term = Annotated[str | None, Query(max_length=200, pattern=_NO_NUL)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
@@ -69,7 +70,10 @@ EntityFilter = Annotated[str | None, Depends(_entity_filter)]
 
 
 class Decision(BaseModel):
-    steward: Steward | None = Field(None, description="Who decides (history: steward:<name>)")
+    """Who decides is who is authenticated: a ``steward`` field is refused (422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     reason: Note | None = None
 
 
@@ -88,8 +92,10 @@ class Unmerge(Decision):
     merged: GoldenId
 
 
-def _actor(body: Decision | None) -> str:
-    return f"steward:{body.steward if body is not None and body.steward else 'operator'}"
+def _actor(request: Request) -> str:
+    """The steward of a decision: the authenticated principal (set by the ops guard)."""
+    principal: Principal = request.state.principal
+    return f"steward:{principal.actor}"
 
 
 def _refused(exc: MdmRefused) -> JSONResponse:
@@ -180,14 +186,14 @@ async def get_review(review_id: ReviewId, hub: HubDep) -> JSONResponse:
 
 @router.post("/reviews/{review_id}/accept", responses=responses(404, 409, 415))
 async def accept_review(
-    review_id: ReviewId, hub: HubDep, body: Accept | None = None
+    review_id: ReviewId, hub: HubDep, request: Request, body: Accept | None = None
 ) -> JSONResponse:
     """The record is the same as the candidate (``golden_id``, default the best): its golden
     record is merged into the candidate's (``customer.merged`` is published)."""
     try:
         task = await hub.mdm.accept(
             review_id,
-            actor=_actor(body),
+            actor=_actor(request),
             golden_id=body.golden_id if body is not None else None,
             reason=body.reason if body is not None else None,
         )
@@ -198,12 +204,12 @@ async def accept_review(
 
 @router.post("/reviews/{review_id}/reject", responses=responses(404, 409, 415))
 async def reject_review(
-    review_id: ReviewId, hub: HubDep, body: Decision | None = None
+    review_id: ReviewId, hub: HubDep, request: Request, body: Decision | None = None
 ) -> JSONResponse:
     """The record is not the candidates: it keeps its own golden record."""
     try:
         task = await hub.mdm.reject(
-            review_id, actor=_actor(body), reason=body.reason if body is not None else None
+            review_id, actor=_actor(request), reason=body.reason if body is not None else None
         )
     except MdmRefused as exc:
         return _refused(exc)
@@ -211,12 +217,12 @@ async def reject_review(
 
 
 @router.post("/{entity}/merge", responses=responses(404, 409, 415))
-async def merge(entity: EntityDep, hub: HubDep, body: Merge) -> JSONResponse:
+async def merge(entity: EntityDep, hub: HubDep, request: Request, body: Merge) -> JSONResponse:
     """Merge golden record ``merged`` into ``survivor``: its crosswalk rows move, its id
     resolves to the survivor, ``<entity>.merged`` is published on both ids' keys."""
     try:
         history_id = await hub.mdm.merge(
-            entity, body.survivor, body.merged, actor=_actor(body), reason=body.reason
+            entity, body.survivor, body.merged, actor=_actor(request), reason=body.reason
         )
     except MdmRefused as exc:
         return _refused(exc)
@@ -226,11 +232,11 @@ async def merge(entity: EntityDep, hub: HubDep, body: Merge) -> JSONResponse:
 
 
 @router.post("/{entity}/unmerge", responses=responses(404, 409, 415))
-async def unmerge(entity: EntityDep, hub: HubDep, body: Unmerge) -> JSONResponse:
+async def unmerge(entity: EntityDep, hub: HubDep, request: Request, body: Unmerge) -> JSONResponse:
     """Undo the last merge of ``merged``: the crosswalk as it was before it."""
     try:
         history_id = await hub.mdm.unmerge(
-            entity, body.merged, actor=_actor(body), reason=body.reason
+            entity, body.merged, actor=_actor(request), reason=body.reason
         )
     except MdmRefused as exc:
         return _refused(exc)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,12 +23,12 @@ from .api.app import create_app, create_metrics_app
 from .api.server import Listener
 from .broker import EmbeddedBroker
 from .bus import Publisher, ensure_topics
-from .config import HubConfig, check_routes, load_config
+from .config import HubConfig, check_routes, load_config, load_mdm_config
 from .crosswalk import Crosswalk
 from .db import Database
 from .deadletters import DeadLetterStore
 from .envelope import CloudEvent
-from .errors import BrokerStartError, ConfigError
+from .errors import BrokerStartError, ConfigError, Problem
 from .journal import OrderJournal
 from .mapping import MappingSet, load_mappings
 from .mapping.engine import yaml_files
@@ -78,6 +79,12 @@ class Hub:
         self.broker: EmbeddedBroker | None = None
         self.bootstrap = settings.kafka_bootstrap_servers
         self.db = Database(settings.database_url)
+        if settings.mdm_config is not None and config.mdm_file != settings.mdm_config.resolve():
+            problems: list[Problem] = []  # a configuration loaded without HUB_MDM_CONFIG
+            config.mdm = load_mdm_config(settings.mdm_config, problems)
+            config.mdm_file = settings.mdm_config.resolve()
+            if problems:
+                raise ConfigError(problems)
         self.mdm = MdmService(self.db, config.mdm, publish=self._publish_mdm)
         self.resolver: IdResolver = resolver or MdmResolver(
             Crosswalk(self.db),
@@ -293,6 +300,10 @@ class Hub:
         mappings_dir = self.settings.mappings_dir or self.config.mappings_dir
         # Every YAML file there, lookup tables included (tests/ changes only cost a reload).
         paths = [self.settings.config, *(yaml_files(mappings_dir) if mappings_dir.is_dir() else [])]
+        if self.config.mdm_file is not None:  # HUB_MDM_CONFIG, or the file hub.yaml names
+            paths.append(self.config.mdm_file)
+        elif self.settings.mdm_config is not None:  # unreadable at start: watched all the same
+            paths.append(self.settings.mdm_config)
         for path in paths:
             digest.update(str(path).encode())
             try:
@@ -316,7 +327,9 @@ class Hub:
         New events use the new version; an event being processed finishes with the one it
         started with. A broken file is logged with its problems and the old version stays."""
         try:
-            config = await asyncio.to_thread(load_config, self.settings.config)
+            config = await asyncio.to_thread(
+                functools.partial(load_config, self.settings.config, mdm=self.settings.mdm_config)
+            )
             mappings = await asyncio.to_thread(
                 load_mappings, self.settings.mappings_dir or config.mappings_dir
             )

@@ -375,3 +375,55 @@ def test_match_attributes_flattens_the_canonical_customer() -> None:
         "country": "DE",
     }
 
+
+# -- HUB_MDM_CONFIG --------------------------------------------------------------------------
+
+
+def test_hub_mdm_config_takes_the_place_of_hub_yaml_and_its_errors_have_file_and_line(
+    tmp_path: Path,
+) -> None:
+    from hub.config import load_config
+    from hub.errors import ConfigError
+
+    hub_yaml = tmp_path / "hub.yaml"
+    hub_yaml.write_text("mdm: missing.yaml\n")
+    config = load_config(hub_yaml, mdm=ROOT / "examples" / "mdm.yaml")  # hub.yaml's is unused
+    assert config.mdm is not None and "customer" in config.mdm.entities
+    assert config.mdm_file == (ROOT / "examples" / "mdm.yaml").resolve()
+    broken = tmp_path / "mdm.yaml"
+    broken.write_text("entities:\n  customer:\n    fields:\n      email: nonsense\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(hub_yaml, mdm=broken)
+    assert f"{broken}:4" in str(caught.value)
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml: cannot read"):
+        load_config(hub_yaml, mdm=tmp_path / "nowhere.yaml")
+
+
+async def test_hub_mdm_config_is_reloaded_when_it_changes_and_a_broken_one_is_refused(
+    hubs: HubFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    mdm_yaml = tmp_path / "mdm.yaml"
+    good = (ROOT / "examples" / "mdm.yaml").read_text()
+    mdm_yaml.write_text(good)
+    config = f"mappings: {ROOT / 'mappings'}\nconnections: {{}}\nroutes: []\n"
+    hub = await hubs.start(
+        config=config, mdm_config=mdm_yaml, reload_interval_s=0.1, roles=frozenset({"ingress"})
+    )
+    first = hub.mdm.config
+    assert first is not None and first.entities["customer"].upper == 0.99
+
+    mdm_yaml.write_text(good.replace("email: email ", "email: nonsense "))
+
+    async def refused() -> bool:
+        return "configuration change refused" in caplog.text and f"{mdm_yaml}:" in caplog.text
+
+    await until(refused)
+    assert hub.mdm.config is first  # the previous configuration keeps running
+
+    mdm_yaml.write_text(good.replace("upper: 0.99", "upper: 0.95"))
+
+    async def reloaded() -> bool:
+        config = hub.mdm.config
+        return config is not None and config.entities["customer"].upper == 0.95
+
+    await until(reloaded)

@@ -5,8 +5,8 @@ reject: keep apart), merge, unmerge, data-quality counts (hub.mdm_service).
 The same access rules as the rest of the ops API (:mod:`hub.api.ops`): the operator's token,
 loopback only without one, no writes from pages of another origin, JSON bodies only. Writes
 need the ``steward`` role; the steward a decision is recorded under is who is authenticated
-(``steward:<actor>``, e.g. ``steward:user:ann``), never a name in the body, and each write is
-audited like every other (:mod:`hub.api.auth`).
+(``steward:<user>``, ``steward:token:<id>``, ...), never a name given in the body, and each
+write is audited like every other (:mod:`hub.api.auth`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from hub.auth import Principal
 from hub.errors import MdmRefused
@@ -40,6 +40,7 @@ Term = Annotated[str | None, Query(max_length=200, pattern=_NO_NUL)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 ReviewId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+Steward = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_NO_NUL)]
 REVIEW_STATUSES = ("open", "accepted", "rejected")
 
 
@@ -70,10 +71,11 @@ EntityFilter = Annotated[str | None, Depends(_entity_filter)]
 
 
 class Decision(BaseModel):
-    """Who decides is who is authenticated: a ``steward`` field is refused (422)."""
-
-    model_config = ConfigDict(extra="forbid")
-
+    steward: Steward | None = Field(
+        None,
+        description="Optional, and only the authenticated user's own name: who decides is who "
+        "is authenticated (another name is refused, 422)",
+    )
     reason: Note | None = None
 
 
@@ -92,10 +94,20 @@ class Unmerge(Decision):
     merged: GoldenId
 
 
-def _actor(request: Request) -> str:
-    """The steward of a decision: the authenticated principal (set by the ops guard)."""
+def _actor(request: Request, body: Decision | None) -> str:
+    """The steward of a decision: the authenticated principal (set by the ops guard), as
+    ``steward:<user>`` for a logged-in user, else ``steward:<actor>`` (``token:<id>``,
+    ``ops-token``, ``local``). A ``steward`` in the body must be that user's own name."""
     principal: Principal = request.state.principal
-    return f"steward:{principal.actor}"
+    given = body.steward if body is not None else None
+    if given is not None and given != principal.name:
+        raise OpsError(
+            422,
+            f"steward: decisions are recorded under who is authenticated ({principal.actor}), "
+            "not a name given in the body; leave steward out",
+            "invalid_request",
+        )
+    return f"steward:{principal.actor.removeprefix('user:')}"
 
 
 def _refused(exc: MdmRefused) -> JSONResponse:
@@ -193,7 +205,7 @@ async def accept_review(
     try:
         task = await hub.mdm.accept(
             review_id,
-            actor=_actor(request),
+            actor=_actor(request, body),
             golden_id=body.golden_id if body is not None else None,
             reason=body.reason if body is not None else None,
         )
@@ -209,7 +221,7 @@ async def reject_review(
     """The record is not the candidates: it keeps its own golden record."""
     try:
         task = await hub.mdm.reject(
-            review_id, actor=_actor(request), reason=body.reason if body is not None else None
+            review_id, actor=_actor(request, body), reason=body.reason if body is not None else None
         )
     except MdmRefused as exc:
         return _refused(exc)
@@ -222,7 +234,7 @@ async def merge(entity: EntityDep, hub: HubDep, request: Request, body: Merge) -
     resolves to the survivor, ``<entity>.merged`` is published on both ids' keys."""
     try:
         history_id = await hub.mdm.merge(
-            entity, body.survivor, body.merged, actor=_actor(request), reason=body.reason
+            entity, body.survivor, body.merged, actor=_actor(request, body), reason=body.reason
         )
     except MdmRefused as exc:
         return _refused(exc)
@@ -236,7 +248,7 @@ async def unmerge(entity: EntityDep, hub: HubDep, request: Request, body: Unmerg
     """Undo the last merge of ``merged``: the crosswalk as it was before it."""
     try:
         history_id = await hub.mdm.unmerge(
-            entity, body.merged, actor=_actor(request), reason=body.reason
+            entity, body.merged, actor=_actor(request, body), reason=body.reason
         )
     except MdmRefused as exc:
         return _refused(exc)

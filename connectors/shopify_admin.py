@@ -13,17 +13,21 @@ local fake can check exactly. See docs/connectors/shopify.md.
 
 The sink is given the output of an outbound mapping (``mappings/shopify/``), one of::
 
-    {fulfillment: {order_refs: [{system: shop, id: "450789469"}], tracking_numbers: ["1Z..."],
-                   tracking_company: UPS, tracking_url: ..., notify_customer: false}}
-    {inventory_level: {inventory_item_refs: [{system: shop, id: "808950810"}], sku: MUG-1,
+    {fulfillment: {order_id: "450789469", order_refs: [{system: shopify, id: "450789469"}],
+                   tracking_numbers: ["1Z..."], tracking_company: UPS, tracking_url: ...,
+                   notify_customer: false}}
+    {inventory_level: {inventory_item_refs: [{system: shopify, id: "808950810"}], sku: MUG-1,
                        available: 7}}
-    {cancel: {order_refs: [{system: shop, id: "450789469"}], reason: other, email: false}}
+    {cancel: {order_id: "450789469", order_refs: [...], reason: other, email: false}}
 
-The refs are the canonical object's ``external_refs``: the Shopify id is the one entry whose
-system is the connection named by ``refs_from`` (the ``shopify`` webhook connection the order
-came in through; by default this connection's own name). An inventory level without such a
-ref is set on the item found by the document's ``sku`` (GraphQL ``inventoryItems``: REST has
-no SKU search).
+The Shopify id is the document's ``order_id`` (``inventory_item_id``) where the mapping gives
+one: ``external_id('order', meta.destination_system, id)``, the crosswalk's link of the order
+to the shop's id, which the hub made when the order came in from the shop, so an order polled
+back from the ERP is fulfilled in the right Shopify order. Otherwise the refs, the canonical
+object's ``external_refs``: the one entry whose system is ``refs_from`` (by default this
+connection's system, ``shopify`` unless hub.yaml says otherwise: the system of the ``shopify``
+webhook connection the orders come in through). An inventory level without either is set on
+the item found by the document's ``sku`` (GraphQL ``inventoryItems``: REST has no SKU search).
 
 Every write is idempotent: a fulfilment is not created when the order already has one with the
 same tracking number or has no open fulfilment order left; an order already cancelled is not
@@ -112,9 +116,10 @@ class ShopifyAdminOptions(ConnectorOptions):
     refs_from: str | None = Field(
         None,
         min_length=1,
-        description="Connection (system) whose external_refs entries hold this shop's ids: the "
-        "shopify webhook connection orders come in through (default: this connection's name).",
-        examples=["shop"],
+        description="System whose external_refs entries hold this shop's ids: the system of "
+        "the shopify webhook connection orders come in through (default: this connection's "
+        "system, shopify unless hub.yaml sets system:).",
+        examples=["shopify"],
     )
     base_url: HttpUrl | None = Field(
         None,
@@ -159,6 +164,7 @@ class ShopifyAdmin(Sink):
 
     def __init__(self, connection: str, options: ConnectorOptions) -> None:
         super().__init__(connection, options)
+        self.system = "shopify"  # the shop's system, as its webhook connection's (hub.yaml may say)
         self._items = {}
 
     def _new_client(self) -> RestClient:
@@ -240,7 +246,7 @@ class ShopifyAdmin(Sink):
         return None
 
     async def fulfil(self, doc: dict[str, Any]) -> None:
-        order_id = self._one_id(doc.get("order_refs"), "fulfillment.order_refs", "order")
+        order_id = self._order_id(doc, "fulfillment")
         numbers = [str(n) for n in doc.get("tracking_numbers") or [] if n not in (None, "")]
         number = numbers[0] if numbers else None
         path = {"id": order_id}
@@ -280,7 +286,9 @@ class ShopifyAdmin(Sink):
     async def set_inventory(self, doc: dict[str, Any]) -> None:
         refs = doc.get("inventory_item_refs")
         sku = doc.get("sku")
-        if sku and not self._ids_in(refs):
+        if doc.get("inventory_item_id") not in (None, ""):
+            item = self._digits(doc["inventory_item_id"], "inventory_level.inventory_item_id")
+        elif sku and not self._ids_in(refs):
             item = await self._item_by_sku(str(sku))
         else:
             item = self._one_id(refs, "inventory_level.inventory_item_refs", "inventory item")
@@ -303,7 +311,7 @@ class ShopifyAdmin(Sink):
         )
 
     async def cancel(self, doc: dict[str, Any]) -> None:
-        order_id = self._one_id(doc.get("order_refs"), "cancel.order_refs", "order")
+        order_id = self._order_id(doc, "cancel")
         path = {"id": order_id}
         order = (
             await self._call("GET", "orders/{id}.json", path, params={"fields": "id,cancelled_at"})
@@ -396,15 +404,28 @@ class ShopifyAdmin(Sink):
         self._items[sku] = int(ids[0])
         return self._items[sku]
 
+    def _order_id(self, doc: dict[str, Any], kind: str) -> int:
+        """The Shopify order: the document's ``order_id`` (the crosswalk's, through
+        ``external_id()``), else the one entry of its ``order_refs`` of this shop."""
+        if doc.get("order_id") not in (None, ""):
+            return self._digits(doc["order_id"], f"{kind}.order_id")
+        return self._one_id(doc.get("order_refs"), f"{kind}.order_refs", "order")
+
+    def _digits(self, value: Any, field: str) -> int:
+        text = str(value)
+        if isinstance(value, bool) or not text.isdigit():
+            raise self._bad(field, f"{text!r} is not a Shopify id (digits)")
+        return int(text)
+
     def _ids_in(self, refs: Any) -> bool:
-        system = self.options.refs_from or self.connection
+        system = self.options.refs_from or self.system
         return isinstance(refs, list) and any(
             isinstance(r, dict) and r.get("system") == system for r in refs
         )
 
     def _one_id(self, refs: Any, field: str, what: str) -> int:
         """The id of the one entry of ``refs`` ([{system, id}]) that is this shop's."""
-        system = self.options.refs_from or self.connection
+        system = self.options.refs_from or self.system
         if not isinstance(refs, list):
             raise self._bad(field, "is not a list of {system, id}")
         values = {
@@ -415,8 +436,9 @@ class ShopifyAdmin(Sink):
         if len(values) != 1:
             raise self._bad(
                 field,
-                f"has {len(values)} ids of system {system!r}, not one: the canonical object "
-                f"is not known in this shop (refs_from names the shopify connection)",
+                f"has {len(values)} ids of system {system!r}, not one, and the document has no "
+                f"{what} id: the canonical object is not known in this shop (refs_from names "
+                "the system of the shopify connection)",
             )
         (text,) = values
         if not text.isdigit():

@@ -4,7 +4,8 @@ One row per link ``(entity, system, external id) -> golden id``, unique on the f
 (``uq_crosswalk_external_id``) and indexed on ``(entity, golden id, system)`` for the reverse
 lookup (``ix_crosswalk_golden_id``). Each row says who or what linked it (``linked_by``:
 ``sink:<connection>`` for an id a destination reported, ``rule:<name>`` or ``steward:<user>``
-for master data), when, why, and the system's version of the object where it has one::
+for master data, ``source`` for the id an object came in under, linked by the mapper), when,
+why, and the system's version of the object where it has one::
 
     crosswalk = Crosswalk(db)
     await crosswalk.link("customer", "crm", "c-42", "cus_1f…", linked_by="sink:crm")
@@ -15,7 +16,8 @@ for master data), when, why, and the system's version of the object where it has
 inserted unless one exists (``INSERT .. ON CONFLICT DO NOTHING``), then read back, so every
 racer sees the one that won. Linking an external id that is linked to *another* golden id raises
 :class:`~hub.errors.CrosswalkConflict`: a link never moves silently (merging golden records is
-master data's decision, with its own history).
+master data's decision, with its own history) — except a ``source`` link, which any other link
+of that id replaces (the mapper saw the object before the sink that created it reported it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from sqlalchemy import select, tuple_, update
 
 from .db import Database, crosswalk
 from .errors import CrosswalkConflict
+
+SOURCE = "source"
+"""``linked_by`` of a link the mapper made for the id an object came in under (the hub's first
+knowledge of it, :meth:`Crosswalk.link_many`); any other link of that id replaces it."""
 
 Ref = tuple[str, str, str]
 """``(entity, system, external id)``, or ``(entity, system, golden id)`` for a reverse lookup."""
@@ -99,6 +105,25 @@ class Crosswalk:
         def work(conn: Any) -> Link:
             conn.execute(insert, [row])
             found = Link(*conn.execute(query).one())
+            if found.golden_id != golden_id and found.linked_by == SOURCE != linked_by:
+                # a link the mapper made for an id as it came in yields to one that says more
+                # (a sink that created the object for this golden id): the echo of an object
+                # the hub created, heard before the sink's answer was linked
+                conn.execute(
+                    update(crosswalk)
+                    .where(crosswalk.c.entity == entity)
+                    .where(crosswalk.c.system == system)
+                    .where(crosswalk.c.external_id == external_id)
+                    .where(crosswalk.c.linked_by == SOURCE)
+                    .values(
+                        golden_id=golden_id,
+                        linked_by=linked_by,
+                        linked_at=row["linked_at"],
+                        reason=reason,
+                        version=version,
+                    )
+                )
+                found = Link(*conn.execute(query).one())
             if found.golden_id == golden_id and version is not None and found.version != version:
                 conn.execute(
                     update(crosswalk)
@@ -114,6 +139,42 @@ class Crosswalk:
         if found.golden_id != golden_id:
             raise CrosswalkConflict(entity, system, external_id, found.golden_id, golden_id)
         return found
+
+    async def link_many(
+        self, links: Iterable[tuple[str, str, str, str]], *, linked_by: str, reason: str
+    ) -> list[Link]:
+        """Link each ``(entity, system, external id, golden id)`` not linked yet, in one
+        transaction; the links as stored (an id already linked keeps its golden id: compare)."""
+        wanted = {(e, s, x): g for e, s, x, g in links}
+        if not wanted:
+            return []
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "entity": e,
+                "system": s,
+                "external_id": x,
+                "golden_id": g,
+                "version": None,
+                "linked_at": now,
+                "linked_by": linked_by,
+                "reason": reason,
+            }
+            for (e, s, x), g in wanted.items()
+        ]
+        insert = self.db.insert_ignore(crosswalk)
+        keys = list(wanted)
+        columns = (crosswalk.c.entity, crosswalk.c.system, crosswalk.c.external_id)
+
+        def work(conn: Any) -> list[Link]:
+            conn.execute(insert, rows)
+            found: list[Link] = []
+            for start in range(0, len(keys), _CHUNK):
+                query = _LOOKUP.where(tuple_(*columns).in_(keys[start : start + _CHUNK]))
+                found.extend(Link(*r) for r in conn.execute(query))
+            return found
+
+        return await self.db.run(work)
 
     async def lookup(self, entity: str, system: str, external_id: str) -> str | None:
         """The golden id ``external_id`` in ``system`` is linked to (None: not linked)."""

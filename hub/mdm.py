@@ -107,6 +107,11 @@ class CrosswalkResolver:
         self._missed((False, entity, system, external_id))
         return _derive(entity, system, external_id)
 
+    def linked(self, entity: str, system: str, external_id: str) -> str | None:
+        """The golden id the crosswalk is known (cached) to link this id to; None when not
+        known to be linked. Never a miss: for deciding whether a link must be written."""
+        return self._golden.get((entity, system, external_id))
+
     def external_id(self, entity: str, system: str, golden_id: str) -> str | None:
         key = (entity, system, golden_id)
         external = self._external.get(key)
@@ -125,12 +130,6 @@ class CrosswalkResolver:
                 f"the crosswalk entry of {entity} {value!r} in {system} is not loaded yet"
             )
         self.misses.add(miss)
-
-    def complete(self, entity: str, result: T) -> T:
-        """A mapping's output for ``entity`` as the resolver completes it (the MDM resolver,
-        :mod:`hub.mdm_resolver`, takes the attributes to match on from it and adds the golden
-        record's external refs); here unchanged."""
-        return result
 
     def collect(self, work: Callable[[], T], misses: set[Miss]) -> T:
         """``work()`` with answers not cached noted in ``misses`` (not raised); what they stand

@@ -114,3 +114,31 @@ async def test_racing_links_on_postgresql_give_one_golden_id() -> None:
         for d in databases:
             await d.close()
         await drop_postgres_database(name)
+
+
+async def test_source_links_are_batched_and_yield_to_a_sinks_link(db: Database) -> None:  # noqa: F811
+    await db.start()
+    xwalk = Crosswalk(db)
+    stored = await xwalk.link_many(
+        [("order", "shopify", "450789469", "ord_1"), ("customer", "crm", "c-9", "cus_echo")],
+        linked_by="source",
+        reason="the id the object came in under",
+    )
+    assert {(s.external_id, s.golden_id, s.linked_by) for s in stored} == {
+        ("450789469", "ord_1", "source"),
+        ("c-9", "cus_echo", "source"),
+    }
+    # linked again (another batch, another process): nothing changes, what is stored comes back
+    await xwalk.link("order", "shopify", "450789469", "ord_1", linked_by="test")
+    [again] = await xwalk.link_many(
+        [("order", "shopify", "450789469", "ord_other")], linked_by="source", reason="r"
+    )
+    assert again.golden_id == "ord_1"
+    # the CRM's echo of a contact the hub created was heard before the sink's report: the sink's
+    # link (what the hub created it for) replaces the source link
+    link = await xwalk.link("customer", "crm", "c-9", "cus_real", linked_by="sink:crm")
+    assert (link.golden_id, link.linked_by) == ("cus_real", "sink:crm")
+    assert await xwalk.lookup("customer", "crm", "c-9") == "cus_real"
+    # ... but no other link ever moves
+    with pytest.raises(CrosswalkConflict):
+        await xwalk.link("customer", "crm", "c-9", "cus_third", linked_by="sink:crm")

@@ -42,7 +42,7 @@ async def test_signed_shopify_order_reaches_destination(
     assert order["currency"] == "USD"
     assert order["total"] == "418.00"
     assert order["created_at"] == "2022-01-01T00:00:00Z"
-    assert order["external_refs"] == [{"system": "shop", "id": "820982911946154508"}]
+    assert order["external_refs"] == [{"system": "shopify", "id": "820982911946154508"}]
     assert [line["sku"] for line in order["lines"]] == [
         "IPOD2008PINK",
         "IPOD2008PINK",

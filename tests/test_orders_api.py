@@ -77,7 +77,7 @@ async def test_an_order_is_followed_by_any_of_its_ids(hubs: HubFactory, systems:
     hub = await hubs.start(config=hub_yaml(systems), ops_token=TOKEN)
     response = await post(hub, ORDER_BODY, shopify_headers(ORDER_BODY, "delivery-1"))
     assert response.status_code == 202, response.text
-    golden = DeterministicResolver().golden_id("order", "shop", SHOP_ORDER_ID)
+    golden = DeterministicResolver().golden_id("order", "shopify", SHOP_ORDER_ID)
 
     async def journey() -> dict[str, Any] | None:
         answer = await get(hub, f"/api/orders/{SHOP_ORDER_ID}")

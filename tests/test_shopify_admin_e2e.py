@@ -37,7 +37,6 @@ connections:
       shop_domain: {shop.shop_domain}
       access_token: env:TEST_SHOPIFY_ADMIN_TOKEN
       location_id: {shop.location_id}
-      refs_from: shop
       base_url: {shop.base}
 routes:
   - name: shop-orders-in

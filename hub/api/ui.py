@@ -26,7 +26,6 @@ PAGES = {
     "audit": "audit",
     "mdm": "mdm",
     "users": "users",
-    "mappings": "mappings",
 }
 ENTITY_PAGES = {"mdm": "golden"}  # /ui/mdm/<entity>/<golden id>
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}

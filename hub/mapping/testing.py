@@ -105,11 +105,13 @@ def run_file(mappings: MappingSet, file: Path) -> list[CaseResult]:
 
 def case_meta(mapping: CompiledMapping, case: dict[str, Any]) -> dict[str, Any]:
     """What the mapping sees as ``meta.*`` in a test case: ``connection`` ``test``, ``origin``
-    the connection, ``system`` the mapping's source connector (else ``test``), ``event_type``
-    its source event, unless the case's ``meta:`` says otherwise."""
+    the connection, ``system`` the mapping's source connector (else ``test``),
+    ``destination_system`` the connection, ``event_type`` its source event, unless the case's
+    ``meta:`` says otherwise."""
     meta = {"connection": "test", "event_type": mapping.source_event, **(case.get("meta") or {})}
     meta.setdefault("origin", meta["connection"])
     meta.setdefault("system", mapping.source_connector or "test")
+    meta.setdefault("destination_system", meta["connection"])
     return meta
 
 

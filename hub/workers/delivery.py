@@ -22,9 +22,11 @@ most ``HUB_DELIVERY_CONCURRENCY`` per partition), with the same key.
 
 Routes and outbound mappings see where the event came from: ``meta.origin`` (the connection) and
 ``meta.system`` (its system), from the ``ce_hubconnection`` and ``ce_hubsystem`` the event
-carries since its raw event; a route with ``skip_origin: true`` does not send an event back to
-the system it came from (the destination's ``system:``). Sinks get them as ``Delivery.origin``
-and ``Delivery.origin_system``.
+carries since its raw event, and where it goes: ``meta.connection`` (the destination) and
+``meta.destination_system`` (its system, what ``external_id()`` asks the crosswalk about).
+A route with ``skip_origin: true`` does not send an event back to the system it came from
+(the destination's ``system:``). Sinks get them as ``Delivery.origin`` and
+``Delivery.origin_system``.
 
 Every route of an event is attempted, whatever became of the others. While one is retriable the
 event is parked (one row: its retries attempt the routes not delivered yet); when one is refused
@@ -213,6 +215,7 @@ class DeliveryWorker(RetryingWorker):
         )
         meta = {
             "connection": self.destination,
+            "destination_system": config.system_of(self.destination) or self.destination,
             "event_id": event.id,
             "origin": origin,
             "system": system,

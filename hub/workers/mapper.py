@@ -16,10 +16,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
+from sqlalchemy.exc import SQLAlchemyError
 
 from hub import exactjson
 from hub.canonical import encode, validate
 from hub.config import InboundRoute
+from hub.crosswalk import SOURCE
 from hub.deadletters import REPLAY_HEADERS, Stage
 from hub.envelope import ORIGIN_SYSTEM, CloudEvent, EnvelopeError, derived_id, from_kafka
 from hub.errors import MappingFailed, MasterDataUnavailable, ProcessingError, RouteConditionFailed
@@ -60,6 +62,8 @@ class MapperWorker(RetryingWorker):
     def __init__(self, hub: MappingWorkerHub) -> None:
         super().__init__(hub, hub.settings.mapper_group)
         self.topics = [hub.settings.ingest_topic]
+        # (entity, system, id, golden id): the ids objects came in under, to link (see _link)
+        self._to_link: list[tuple[str, str, str, str]] = []
 
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:
         """Map the batch, then publish its outputs in order. With a crosswalk resolver the
@@ -106,13 +110,42 @@ class MapperWorker(RetryingWorker):
                 continue
             pending.extend(action() for action in actions)
         await self.hub.publisher.wait(pending)
+        await self._link()
 
     async def handle(self, record: Any, parked: Parked | None) -> Outcome:
         try:
             actions = await resolve_ahead(self.hub.resolver, lambda: self.prepare(record))
         except _Retriable as r:
             return await self._failed(record, r, parked)
-        return Outcome(done=True, futures=[action() for action in actions])
+        futures = [action() for action in actions]
+        await self._link()
+        return Outcome(done=True, futures=futures)
+
+    async def _link(self) -> None:
+        """Link the ids the objects just published came in under to their golden ids (the
+        entry of their ``external_refs`` whose system is the event's origin system), so an
+        outbound mapping's ``external_id()`` finds them: the shop's order id for the order
+        polled back from the ERP. One statement for the batch; only ids the resolver does not
+        already know linked. A failure is logged: the next event about the object tries again."""
+        links, self._to_link = self._to_link, []
+        resolver = self.hub.resolver
+        if not links or not isinstance(resolver, CrosswalkResolver):
+            return
+        try:
+            stored = await resolver.crosswalk.link_many(
+                links, linked_by=SOURCE, reason="the id the object came in under"
+            )
+        except (OSError, SQLAlchemyError) as exc:
+            log.warning(
+                "linking %d source id(s) in the crosswalk failed (%s: %s); tried again with "
+                "the next event about them",
+                len(links),
+                type(exc).__name__,
+                exc,
+            )
+            return
+        for link in stored:
+            resolver.learn(link)
 
     async def _failed(self, record: Any, r: _Retriable, parked: Parked | None) -> Outcome:
         policy = r.route.policy(self.settings)
@@ -219,8 +252,6 @@ class MapperWorker(RetryingWorker):
                 log.info("%s dropped by mapping %s", event.id, mapping.name)
                 return None, None
             entity = mapping.target_entity or ""
-            if isinstance(hub.resolver, CrosswalkResolver):  # MDM: match on it, all its refs
-                result = hub.resolver.complete(entity, result)
             validate(entity, result)
         except MappingFailed as exc:
             return partial(self.dead_letter, record, Stage.MAP, exc, context), exc
@@ -255,7 +286,23 @@ class MapperWorker(RetryingWorker):
             if entity == "order"
             else None
         )
-        return partial(self._publish, entity, canonical, replay, route.name, journal), None
+        links = self._source_links(entity, system, golden, result)
+        return partial(self._publish, entity, canonical, replay, route.name, journal, links), None
+
+    def _source_links(
+        self, entity: str, system: str | None, golden: str, result: dict[str, Any]
+    ) -> list[tuple[str, str, str, str]]:
+        """The output's own ids in its origin system not yet known linked to ``golden``."""
+        resolver = self.hub.resolver
+        if not system or not isinstance(resolver, CrosswalkResolver):
+            return []
+        out = []
+        for ref in result.get("external_refs") or ():
+            if isinstance(ref, dict) and ref.get("system") == system and ref.get("id"):
+                their = str(ref["id"])
+                if resolver.linked(entity, system, their) != golden:
+                    out.append((entity, system, their, golden))
+        return out
 
     def _publish(
         self,
@@ -264,9 +311,12 @@ class MapperWorker(RetryingWorker):
         headers: list[tuple[str, bytes]],
         route: str,
         journal: list[dict[str, Any]] | None = None,
+        links: list[tuple[str, str, str, str]] | None = None,
     ) -> asyncio.Future[None]:
         sent = self.hub.publisher.send(self.settings.canonical_topic(entity), event, headers)
         self.hub.metrics.mapped.labels(route, entity).inc()
+        if links:
+            self._to_link.extend(links)
         if journal:  # an order's steps, for /api/orders (hub.journal)
             self.hub.journal.note(journal)
         return sent

@@ -15,6 +15,7 @@ from connectors.conformance import check_problems, idempotency_problems
 from connectors.shopify_admin import ShopifyAdmin, ShopifyAdminOptions
 from hub.errors import ConnectionCheckFailed, DeliveryRejected, DeliveryRetriable
 from hub.mapping import load_mappings
+from hub.mdm import DeterministicResolver
 from tests.support.shopify_admin import TOKEN, FakeShopify, fake_shopify
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
@@ -79,7 +80,8 @@ def mapped(name: str, data: dict[str, Any]) -> Any:
     """The outbound mapping's output, as the delivery worker hands it to the sink."""
     mapping = load_mappings(MAPPINGS).get(name)
     assert mapping is not None
-    return mapping.apply(data, {"connection": "shop-admin", "event_id": "evt-1"}, None)
+    meta = {"connection": "shop-admin", "destination_system": "shopify", "event_id": "evt-1"}
+    return mapping.apply(data, meta, DeterministicResolver())
 
 
 async def test_a_shipped_order_becomes_one_fulfilment_with_its_tracking_number(

@@ -655,12 +655,14 @@ def test_test_cases_see_an_origin_by_default(tmp_path: Path) -> None:
         "connection": "test",
         "origin": "test",
         "system": "shopify",  # the mapping's source connector
+        "destination_system": "test",
         "event_type": "orders/create",
     }
     assert case_meta(m, {"meta": {"connection": "shop", "system": "shop-eu"}}) == {
         "connection": "shop",
         "origin": "shop",
         "system": "shop-eu",
+        "destination_system": "shop",
         "event_type": "orders/create",
     }
 

@@ -4,6 +4,7 @@ poller brings the sale back as a canonical order. What Tryton holds is read thro
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -50,7 +51,7 @@ routes:
     from: canonical.order
     to: erp
     mapping: tryton/order_to_sale
-    when: "'erp' not in pluck(external_refs, 'system')"
+    when: "'tryton' not in pluck(external_refs, 'system')"
   - name: tryton-sales
     from: erp
     mapping: tryton/sale_to_order
@@ -79,16 +80,23 @@ async def test_a_shopify_order_twice_is_one_confirmed_sale_linked_and_polled_bac
     hub: Hub, tryton: TrytonServer
 ) -> None:
     # nothing links this order yet, so its golden id is the derived one
-    golden = DeterministicResolver().golden_id("order", "shop", SHOP_ORDER_ID)
+    golden = DeterministicResolver().golden_id("order", "shopify", SHOP_ORDER_ID)
     for webhook_id in ("delivery-1", "delivery-2"):  # Shopify sent it twice
         response = await post(hub, ORDER_BODY, shopify_headers(ORDER_BODY, webhook_id))
         assert response.status_code == 202, response.text
 
-    async def linked() -> list[Any]:
-        return await hub.db.run(
-            lambda conn: list(conn.execute(select(crosswalk).where(crosswalk.c.entity == "order")))
-        )
+    async def linked(system: str = "tryton") -> list[Any]:
+        query = select(crosswalk).where(crosswalk.c.entity == "order", crosswalk.c.system == system)
+        return await hub.db.run(lambda conn: list(conn.execute(query)))
 
+    async def confirmed() -> bool:
+        fields = ["state"]
+        sales = await asyncio.to_thread(
+            tryton.search_read, "sale.sale", [("reference", "=", golden)], fields
+        )
+        return bool(sales) and sales[0]["state"] == "processing"
+
+    await until(confirmed)
     await until(linked)
     (sale,) = tryton.search_read(
         "sale.sale", [("reference", "=", golden)], ["state", "party.code", "lines", "total_amount"]
@@ -98,6 +106,9 @@ async def test_a_shopify_order_twice_is_one_confirmed_sale_linked_and_polled_bac
     assert len(sale["lines"]) == 3
     (link,) = await linked()
     assert (link.system, link.external_id, link.golden_id) == ("tryton", str(sale["id"]), golden)
+    # the shop's id of the order is linked too, by the mapper (what external_id() answers)
+    (source,) = await linked("shopify")
+    assert (source.external_id, source.golden_id) == (SHOP_ORDER_ID, golden)
 
     async def polled_back() -> list[dict[str, Any]]:
         """The sale as polled (a poll may also have seen its draft, before it was confirmed:
@@ -105,7 +116,7 @@ async def test_a_shopify_order_twice_is_one_confirmed_sale_linked_and_polled_bac
         return [
             e["data"]
             for e in outbox(hub)
-            if {"system": "erp", "id": str(sale["id"])} in e["data"]["external_refs"]
+            if {"system": "tryton", "id": str(sale["id"])} in e["data"]["external_refs"]
             and e["data"]["status"] == "confirmed"
         ]
 
@@ -113,7 +124,7 @@ async def test_a_shopify_order_twice_is_one_confirmed_sale_linked_and_polled_bac
     order = (await polled_back())[0]
     assert order["id"] == golden  # the same order as the shop's, by the sale's reference
     assert order["customer"]["id"] == DeterministicResolver().golden_id(
-        "customer", "shop", "115310627314723954"
+        "customer", "shopify", "115310627314723954"
     )
     assert order["total"] == "398.00"
     assert [line["sku"] for line in order["lines"]] == [

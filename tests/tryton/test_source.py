@@ -60,7 +60,7 @@ async def drain(source: Tryton, cursor: str | None) -> tuple[list[Change], str |
 
 def mapped(mapping: str, change: Change) -> dict[str, Any]:
     out = MAPPINGS.get(mapping).apply(  # type: ignore[union-attr]
-        json.loads(change.data), {"connection": "erp"}, DeterministicResolver()
+        json.loads(change.data), {"connection": "erp", "system": "tryton"}, DeterministicResolver()
     )
     assert out is not None
     return out
@@ -219,5 +219,5 @@ async def test_a_party_maps_to_a_canonical_customer(
     assert customer["email"] == "marie@example.com"
     assert customer["addresses"][0]["city"] == "Paris"
     assert customer["external_refs"] == [
-        {"system": "erp", "id": str(json.loads(change.data)["id"])}
+        {"system": "tryton", "id": str(json.loads(change.data)["id"])}
     ]

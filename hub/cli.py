@@ -262,7 +262,7 @@ def load(settings: Settings):  # type: ignore[no-untyped-def]
     from .config import check_routes, load_config
     from .mapping import load_mappings
 
-    config = load_config(settings.config)
+    config = load_config(settings.config, mdm=settings.mdm_config)
     mappings = load_mappings(settings.mappings_dir or config.mappings_dir)
     check_routes(config, mappings)
     return config, mappings

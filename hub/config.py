@@ -194,6 +194,7 @@ class HubConfig:
     inbound: list[InboundRoute] = field(default_factory=list)
     outbound: list[OutboundRoute] = field(default_factory=list)
     mdm: MatchConfig | None = None  # `mdm:` in hub.yaml: master data's match configuration
+    mdm_file: Path | None = None  # the file it came from (HUB_MDM_CONFIG, or hub.yaml's `mdm:`)
 
     def webhook_source(self, name: str) -> WebhookSource | None:
         conn = self.connections.get(name)
@@ -229,7 +230,22 @@ def _match_config(doc: YamlDoc, path: Path, problems: list[Problem]) -> MatchCon
     return None
 
 
-def load_config(path: Path, text: str | None = None) -> HubConfig:
+def load_mdm_config(path: Path, problems: list[Problem]) -> MatchConfig | None:
+    """``HUB_MDM_CONFIG``'s match configuration: its problems with its own file and line."""
+    try:
+        return load_match_config(path)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    except OSError as exc:
+        problems.append(
+            Problem(str(path), "", f"cannot read it (HUB_MDM_CONFIG): {exc.strerror or exc}")
+        )
+    return None
+
+
+def load_config(path: Path, text: str | None = None, *, mdm: Path | None = None) -> HubConfig:
+    """hub.yaml, checked; ``mdm``: the match configuration to use instead of its ``mdm:``
+    (``HUB_MDM_CONFIG``)."""
     doc = load_yaml(path, text)
     if doc.data is None:
         doc.data = {}
@@ -243,7 +259,11 @@ def load_config(path: Path, text: str | None = None) -> HubConfig:
     base = path.resolve().parent
     problems: list[Problem] = []
     config = HubConfig(file=path, mappings_dir=(base / raw.mappings).resolve(), doc=doc)
-    if raw.mdm is not None:
+    if mdm is not None:
+        config.mdm_file = mdm.resolve()
+        config.mdm = load_mdm_config(mdm, problems)
+    elif raw.mdm is not None:
+        config.mdm_file = (base / raw.mdm).resolve()
         config.mdm = _match_config(doc, base / raw.mdm, problems)
 
     for name, spec in raw.connections.items():

@@ -131,6 +131,12 @@ class CrosswalkResolver:
             )
         self.misses.add(miss)
 
+    def complete(self, entity: str, result: T) -> T:
+        """A mapping's output for ``entity`` as the resolver completes it (the MDM resolver,
+        :mod:`hub.mdm_resolver`, takes the attributes to match on from it and adds the golden
+        record's external refs); here unchanged."""
+        return result
+
     def collect(self, work: Callable[[], T], misses: set[Miss]) -> T:
         """``work()`` with answers not cached noted in ``misses`` (not raised); what they stand
         in for is what the crosswalk answers when nothing is linked."""

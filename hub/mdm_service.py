@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import JSON, bindparam, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.engine import Connection
 
 from .db import Database, crosswalk, mdm_golden, mdm_history, mdm_keys, mdm_records, mdm_reviews
@@ -178,19 +178,34 @@ _PREFETCH = text(
     """
 ).columns(normalised=JSON)
 
+# MdmService._known: a batch's crosswalk rows and source attributes in one statement.
+_KNOWN_PG = text(
+    """
+    SELECT c.system, c.external_id, c.id, c.golden_id, r.attributes
+    FROM unnest(CAST(:systems AS varchar[]), CAST(:ids AS varchar[])) AS q(system, external_id)
+    JOIN crosswalk AS c
+      ON c.entity = :entity AND c.system = q.system AND c.external_id = q.external_id
+    LEFT JOIN mdm_records AS r ON r.crosswalk_id = c.id
+    """
+).columns(attributes=JSON)
+
+_CHUNK = 500  # keys per statement where arrays are not an option (SQLite)
+
 _LOCK_ALL = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
 
 
 class DbIndex:
     """:class:`hub.matching.GoldenIndex` on the tables, within one transaction: each question
     is one indexed query on ``mdm_keys`` (primary key ``entity, kind, key, crosswalk_id``).
-    On PostgreSQL :meth:`prefetch` asks all of a record's questions in one round trip. The
-    service stores a record itself once it is decided, so :meth:`add` does nothing."""
+    On PostgreSQL :meth:`prefetch` asks all of a batch's questions in one round trip. Records
+    decided in the same batch are not stored yet: :meth:`add` keeps them in memory, and they
+    answer after the stored ones (they will get higher crosswalk ids)."""
 
     def __init__(self, conn: Connection, entity: str) -> None:
         self.conn = conn
         self.entity = entity
         self._fetched: dict[tuple[str, str, int], list[Entry]] = {}
+        self._added: dict[tuple[str, str], list[Entry]] = {}
 
     def known(self, record_id: str) -> str | None:
         return None  # the service looked the crosswalk up under the record's lock
@@ -202,12 +217,14 @@ class DbIndex:
         return self._entries("block", key, limit)
 
     def add(self, entry: Entry, rule_keys: Iterable[str], block_keys: Iterable[str]) -> None:
-        return None
+        for kind, keys in (("rule", rule_keys), ("block", block_keys)):
+            for key in dict.fromkeys(keys):
+                self._added.setdefault((kind, _key(key)), []).append(entry)
 
     def prefetch(self, wanted: Sequence[tuple[str, str, int]]) -> None:
         """Answer the questions ``(kind, key, limit)`` in one statement (PostgreSQL: the same
         indexed query per key, run for each element of arrays by a ``LATERAL`` join)."""
-        wanted = list(dict.fromkeys(wanted))
+        wanted = [q for q in dict.fromkeys(wanted) if q not in self._fetched]
         if not wanted:
             return
         params = {
@@ -225,18 +242,53 @@ class DbIndex:
             self._fetched[question] = found[i]
 
     def _entries(self, kind: str, key: str, limit: int) -> list[Entry]:
-        fetched = self._fetched.get((kind, key, limit))
-        if fetched is not None:
-            return fetched
-        params = {"entity": self.entity, "kind": kind, "key": _key(key), "limit": limit}
-        return [
-            Entry(_record_id(system, external_id), golden_id, normalised)
-            for system, external_id, golden_id, normalised in self.conn.execute(_BLOCK, params)
-        ]
+        stored = self._fetched.get((kind, key, limit))
+        if stored is None:
+            params = {"entity": self.entity, "kind": kind, "key": _key(key), "limit": limit}
+            stored = [
+                Entry(_record_id(system, external_id), golden_id, normalised)
+                for system, external_id, golden_id, normalised in self.conn.execute(_BLOCK, params)
+            ]
+            self._fetched[(kind, key, limit)] = stored
+        added = self._added.get((kind, _key(key)))
+        return (stored + added)[:limit] if added else stored
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+Item = tuple[str, str, Mapping[str, Any] | None]
+"""``(system, external id, attributes)`` to resolve; attributes None: nothing to match on."""
+
+
+@dataclass
+class _New:
+    """An unknown record of a batch, from its normalisation to its stored rows."""
+
+    system: str
+    external_id: str
+    attributes: Mapping[str, Any]
+    values: dict[str, str]
+    problems: list[Any]
+    rules: list[str]
+    blocks: list[str]
+    result: MatchResult | None = None
+    golden_id: str = ""
+    crosswalk_id: int | None = None
+
+    @property
+    def ref(self) -> tuple[str, str]:
+        return (self.system, self.external_id)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What :meth:`MdmService.resolve_many` answered."""
+
+    resolutions: dict[tuple[str, str], Resolution]  # (system, external id) -> what was done
+    found: dict[tuple[str, str], str]  # of the lookups: the golden ids linked
+    refs: dict[str, list[tuple[str, str]]]  # with_refs: each golden id's (system, id), in order
 
 
 class MdmService:
@@ -250,6 +302,10 @@ class MdmService:
         self.config = config
         self.publish = publish
         self._listeners: list[Callable[[Change], None]] = []
+
+    def matches(self, entity: str) -> bool:
+        """Whether ``entity`` has a match configuration (else: crosswalk and new ids only)."""
+        return self.config is not None and entity in self.config.entities
 
     # -- resolve ---------------------------------------------------------------------------
 
@@ -271,16 +327,121 @@ class MdmService:
         attributes: Mapping[str, Any] | None = None,
     ) -> Resolution:
         """:meth:`resolve`, saying what was decided and why."""
+        batch = await self.resolve_many(entity, [(system, external_id, attributes)])
+        return batch.resolutions[(system, external_id)]
 
-        def work(conn: Connection) -> Resolution:
-            known = conn.execute(_LOOKUP, {"e": entity, "s": system, "x": external_id}).scalar()
-            if known is not None:
-                if attributes is not None:
-                    self._update_record(conn, entity, system, external_id, attributes)
-                return Resolution(known, Decision.KNOWN)
-            return self._resolve_new(conn, entity, system, external_id, attributes or {})
+    async def resolve_many(
+        self,
+        entity: str,
+        items: Sequence[Item],
+        lookups: Iterable[tuple[str, str]] = (),
+        *,
+        with_refs: bool = False,
+    ) -> Batch:
+        """Resolve ``items`` (looked up, matched or new; a known record's changed attributes
+        update it) and look ``lookups`` up (never creating anything), all in one transaction:
+        a batch costs a fixed number of statements, not a number per record. ``with_refs``:
+        also every external ref of the golden ids answered."""
+        wanted: dict[tuple[str, str], Mapping[str, Any] | None] = {}
+        for system, external_id, attributes in items:
+            wanted[(system, external_id)] = attributes  # the last attributes of a record win
+        looked = [ref for ref in dict.fromkeys(lookups) if ref not in wanted]
+        return await self.db.run(
+            functools.partial(self._resolve_many, entity, wanted, looked, with_refs)
+        )
 
-        return await self.db.run(work)  # one transaction: a known id costs one round trip
+    def _resolve_many(
+        self,
+        entity: str,
+        wanted: dict[tuple[str, str], Mapping[str, Any] | None],
+        looked: list[tuple[str, str]],
+        with_refs: bool,
+        conn: Connection,
+    ) -> Batch:
+        known = self._known(conn, entity, [*wanted, *looked])
+        out: dict[tuple[str, str], Resolution] = {}
+        changed: list[tuple[str, str, Mapping[str, Any]]] = []
+        new: list[tuple[str, str, Mapping[str, Any]]] = []
+        for (system, external_id), attributes in wanted.items():
+            row = known.get((system, external_id))
+            if row is None:
+                new.append((system, external_id, attributes or {}))
+                continue
+            out[(system, external_id)] = Resolution(row[1], Decision.KNOWN)
+            if attributes is not None and _jsonable(dict(attributes)) != row[2]:
+                changed.append((system, external_id, attributes))
+        if new:  # first: on SQLite its lock must open the transaction
+            out.update(self._resolve_new(conn, entity, new))
+        for system, external_id, attributes in changed:
+            self._update_record(conn, entity, system, external_id, attributes)
+        found = {ref: known[ref][1] for ref in looked if ref in known}
+        refs: dict[str, list[tuple[str, str]]] = {}
+        if with_refs:
+            goldens = {r.golden_id for r in out.values()} | set(found.values())
+            refs = self._refs(conn, entity, goldens)
+        return Batch(out, found, refs)
+
+    def _known(
+        self, conn: Connection, entity: str, refs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[int, str, Any]]:
+        """The crosswalk rows of ``refs`` that exist: crosswalk id, golden id, the attributes
+        of its source record (None: none)."""
+        if not refs:
+            return {}
+        found: dict[tuple[str, str], tuple[int, str, Any]] = {}
+        rows: Iterable[Any]
+        if self.db.dialect == "postgresql":
+            rows = conn.execute(
+                _KNOWN_PG,
+                {"entity": entity, "systems": [s for s, _ in refs], "ids": [x for _, x in refs]},
+            )
+        else:
+            rows = (
+                row
+                for start in range(0, len(refs), _CHUNK)
+                for row in conn.execute(
+                    select(
+                        crosswalk.c.system,
+                        crosswalk.c.external_id,
+                        crosswalk.c.id,
+                        crosswalk.c.golden_id,
+                        mdm_records.c.attributes,
+                    )
+                    .select_from(
+                        crosswalk.outerjoin(
+                            mdm_records, mdm_records.c.crosswalk_id == crosswalk.c.id
+                        )
+                    )
+                    .where(
+                        crosswalk.c.entity == entity,
+                        tuple_(crosswalk.c.system, crosswalk.c.external_id).in_(
+                            refs[start : start + _CHUNK]
+                        ),
+                    )
+                )
+            )
+        for system, external_id, crosswalk_id, golden_id, attributes in rows:
+            found[(system, external_id)] = (crosswalk_id, golden_id, attributes)
+        return found
+
+    def _refs(
+        self, conn: Connection, entity: str, golden_ids: Iterable[str]
+    ) -> dict[str, list[tuple[str, str]]]:
+        """Every ``(system, external id)`` linked to each of ``golden_ids``, first linked first."""
+        ids = sorted(set(golden_ids))
+        refs: dict[str, list[tuple[str, str]]] = {g: [] for g in ids}
+        for start in range(0, len(ids), _CHUNK):
+            rows = conn.execute(
+                select(crosswalk.c.golden_id, crosswalk.c.system, crosswalk.c.external_id)
+                .where(
+                    crosswalk.c.entity == entity,
+                    crosswalk.c.golden_id.in_(ids[start : start + _CHUNK]),
+                )
+                .order_by(crosswalk.c.id)
+            )
+            for golden_id, system, external_id in rows:
+                refs[golden_id].append((system, external_id))
+        return refs
 
     def _lock(self, conn: Connection, entity: str, keys: Iterable[str]) -> None:
         """Hold the locks of ``keys`` until the transaction ends (see the module's doc)."""
@@ -297,180 +458,228 @@ class MdmService:
         return Matcher(config, DbIndex(conn, entity), new_id=lambda: new_id)
 
     def _resolve_new(
-        self,
-        conn: Connection,
-        entity: str,
-        system: str,
-        external_id: str,
-        attributes: Mapping[str, Any],
-    ) -> Resolution:
-        record_id = _record_id(system, external_id)
-        new_id = _derive(entity, system, external_id)
-        matcher = self._matcher(conn, entity, new_id)
-        if matcher is None:
-            self._lock(conn, entity, [f"id:{record_id}"])
-            return self._store_new(conn, entity, system, external_id, attributes, None, new_id)
-        rules, blocks = _split_keys(matcher, attributes)
-        self._lock(conn, entity, [f"id:{record_id}", *rules, *blocks])
-        found = conn.execute(
-            select(crosswalk.c.golden_id).where(
-                crosswalk.c.entity == entity,
-                crosswalk.c.system == system,
-                crosswalk.c.external_id == external_id,
-            )
-        ).scalar()
-        if found is not None:  # another process stored it while this one waited
-            return Resolution(found, Decision.KNOWN)
-        index = matcher.index
-        if isinstance(index, DbIndex) and self.db.dialect == "postgresql":
+        self, conn: Connection, entity: str, items: list[tuple[str, str, Mapping[str, Any]]]
+    ) -> dict[tuple[str, str], Resolution]:
+        """Match and store the records the crosswalk does not know, under their keys' locks:
+        normalise all, lock every key at once (sorted: no deadlock between batches), look the
+        crosswalk up again, read every block in one query, match one record after another
+        (each sees the earlier ones of the batch), then store all in a few statements."""
+        matcher = self._matcher(conn, entity, "")
+        records: list[_New] = []
+        for system, external_id, attributes in items:
+            values: dict[str, str] = {}
+            problems: list[Any] = []
+            rules: list[str] = []
+            blocks: list[str] = []
+            if matcher is not None:
+                values, problems = matcher.normalise(attributes)
+                config = matcher.config
+                rules = [k for k in (rule.key(values) for rule in config.rules) if k is not None]
+                blocks = keys_of(list(config.keys), values)
+            records.append(_New(system, external_id, attributes, values, problems, rules, blocks))
+        self._lock(
+            conn,
+            entity,
+            [
+                key
+                for r in records
+                for key in (f"id:{_record_id(r.system, r.external_id)}", *r.rules, *r.blocks)
+            ],
+        )
+        out: dict[tuple[str, str], Resolution] = {}
+        stored = self._known(conn, entity, [r.ref for r in records])
+        if stored:  # another process stored them while this one waited
+            for ref, (_, golden_id, _) in stored.items():
+                out[ref] = Resolution(golden_id, Decision.KNOWN)
+            records = [r for r in records if r.ref not in stored]
+        if not records:
+            return out
+        if matcher is not None:
+            index = matcher.index
+            assert isinstance(index, DbIndex)
             config = matcher.config
-            index.prefetch(
-                [("rule", key, config.max_candidates) for key in rules]
-                + [("block", key, config.max_block_size + 1) for key in blocks]
+            if self.db.dialect == "postgresql":
+                index.prefetch(
+                    [("rule", key, config.max_candidates) for r in records for key in r.rules]
+                    + [
+                        ("block", key, config.max_block_size + 1)
+                        for r in records
+                        for key in r.blocks
+                    ]
+                )
+            for r in records:
+                new_id = _derive(entity, r.system, r.external_id)
+                matcher.new_id = functools.partial(str, new_id)
+                record_id = _record_id(r.system, r.external_id)
+                r.result = matcher.match(record_id, r.attributes, (r.values, r.problems))
+                index.add(
+                    Entry(record_id, r.result.golden_id, r.result.values),
+                    r.result.rule_keys,
+                    r.result.block_keys,
+                )
+        for r in records:
+            r.golden_id = (
+                r.result.golden_id
+                if r.result is not None
+                else _derive(entity, r.system, r.external_id)
             )
-        result = matcher.match(record_id, attributes)  # under the lock
-        return self._store_new(conn, entity, system, external_id, attributes, result, new_id)
+        linked = {r.golden_id for r in records if _decision(r) is Decision.LINK}
+        if linked:  # a golden record merged meanwhile: its survivor (read FOR SHARE)
+            follow = self._follow_many(conn, linked, lock=True)
+            for r in records:
+                if _decision(r) is Decision.LINK:
+                    r.golden_id = follow.get(r.golden_id, r.golden_id)
+        out.update(self._store_new(conn, entity, records))
+        return out
 
     def _store_new(
-        self,
-        conn: Connection,
-        entity: str,
-        system: str,
-        external_id: str,
-        attributes: Mapping[str, Any],
-        result: MatchResult | None,
-        new_id: str,
-    ) -> Resolution:
+        self, conn: Connection, entity: str, records: list[_New]
+    ) -> dict[tuple[str, str], Resolution]:
+        """Store a batch's decided records: crosswalk rows, golden records, source records,
+        keys, history, review tasks, survivorship — each one statement for the batch."""
         now = _now()
-        decision = result.decision if result is not None else Decision.NEW
-        golden_id = result.golden_id if result is not None else new_id
-        if decision is Decision.LINK:
-            golden_id = self._follow(conn, golden_id, lock=True)
-        reason: str | None = None
-        if result is not None and decision is Decision.LINK:
-            if result.rule is not None:
-                linked_by = f"rule:{result.rule}"
-                reason = f"same {result.rule} as {result.best.record_id if result.best else '?'}"
-            else:
-                p = math.floor((result.probability or 0.0) * 1e6) / 1e6  # never shown as 1
-                best = result.best.record_id if result.best is not None else "?"
-                linked_by = f"match:{p:.6f}"
-                reason = f"match probability {p:.6f} with {best}"
-        else:
-            linked_by = "mdm:new"
-        row = conn.execute(
-            self.db.insert_ignore(crosswalk).returning(crosswalk.c.id, crosswalk.c.golden_id),
-            {
-                "entity": entity,
-                "system": system,
-                "external_id": external_id,
-                "golden_id": golden_id,
-                "version": None,
-                "linked_at": now,
-                "linked_by": linked_by,
-                "reason": reason,
-            },
-        ).one_or_none()
-        if row is None:  # the unique key was taken: what won is read back
-            row = conn.execute(
-                select(crosswalk.c.id, crosswalk.c.golden_id).where(
-                    crosswalk.c.entity == entity,
-                    crosswalk.c.system == system,
-                    crosswalk.c.external_id == external_id,
-                )
-            ).one()
-        if row.golden_id != golden_id:  # linked meanwhile (a sink reported it): that wins
-            return Resolution(row.golden_id, Decision.KNOWN)
-        survived = False  # a golden record made here has this record's fields already
-        if decision is not Decision.LINK:
-            alone = SourceRecord(system, external_id, now, _jsonable(dict(attributes)))
-            made = conn.execute(
-                self.db.insert_ignore(mdm_golden),
+        why = {r.ref: _why(r.result) for r in records}
+        rows = conn.execute(
+            self.db.insert_ignore(crosswalk).returning(
+                crosswalk.c.id, crosswalk.c.system, crosswalk.c.external_id
+            ),
+            [
                 {
-                    "golden_id": golden_id,
                     "entity": entity,
-                    "status": "active",
-                    "merged_into": None,
-                    "fields": _provenance(survive(golden_id, [alone], self._rules(entity))),
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            ).rowcount
-            survived = made == 1
-        values = dict(result.values) if result is not None else {}
-        problems = [[p.field, p.reason] for p in result.problems] if result is not None else []
+                    "system": r.system,
+                    "external_id": r.external_id,
+                    "golden_id": r.golden_id,
+                    "version": None,
+                    "linked_at": now,
+                    "linked_by": why[r.ref][0],
+                    "reason": why[r.ref][1],
+                }
+                for r in records
+            ],
+        ).all()
+        ids = {(system, external_id): crosswalk_id for crosswalk_id, system, external_id in rows}
+        out: dict[tuple[str, str], Resolution] = {}
+        taken = [r for r in records if r.ref not in ids]
+        if taken:  # linked meanwhile (a sink reported it, no lock taken): that link wins
+            for ref, (_, golden_id, _) in self._known(conn, entity, [r.ref for r in taken]).items():
+                out[ref] = Resolution(golden_id, Decision.KNOWN)
+            records = [r for r in records if r.ref in ids]
+        for r in records:
+            r.crosswalk_id = ids[r.ref]
+        members: dict[str, list[_New]] = {}
+        for r in records:
+            members.setdefault(r.golden_id, []).append(r)
+        rules = self._rules(entity)
+        made = [
+            r for r in records if _decision(r) is not Decision.LINK and members[r.golden_id][0] is r
+        ]
+        if made:
+            conn.execute(
+                self.db.insert_ignore(mdm_golden),
+                [
+                    {
+                        "golden_id": r.golden_id,
+                        "entity": entity,
+                        "status": "active",
+                        "merged_into": None,
+                        "fields": _provenance(
+                            survive(
+                                r.golden_id,
+                                [
+                                    SourceRecord(
+                                        r.system, r.external_id, now, _jsonable(dict(r.attributes))
+                                    )
+                                ],
+                                rules,
+                            )
+                        ),
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for r in made
+                ],
+            )
         conn.execute(
             insert(mdm_records),
             [
                 {
-                    "crosswalk_id": row.id,
-                    "normalised": values,
-                    "attributes": _jsonable(dict(attributes)),
-                    "problems": problems,
+                    "crosswalk_id": r.crosswalk_id,
+                    "normalised": dict(r.result.values) if r.result is not None else {},
+                    "attributes": _jsonable(dict(r.attributes)),
+                    "problems": [[p.field, p.reason] for p in r.result.problems]
+                    if r.result is not None
+                    else [],
                     "seen_at": now,
                 }
+                for r in records
             ],
         )
-        if result is not None:
-            self._store_keys(conn, entity, row.id, result, system)
-        candidates = [
-            {
-                "golden_id": c.golden_id,
-                "record_id": c.record_id,
-                "score": round(c.score, 4),
-                "probability": round(c.probability, 6),
-            }
-            for c in (result.candidates if result is not None else ())
+        keys = [
+            row
+            for r in records
+            if r.result is not None and r.crosswalk_id is not None
+            for row in self._key_rows(entity, r.crosswalk_id, r.result, r.system)
         ]
-        detail: dict[str, Any] = {
-            "system": system,
-            "external_id": external_id,
-            "decision": str(decision),
-            "candidates": candidates[:10],
-        }
-        if result is not None and result.rule is not None:
-            detail["rule"] = result.rule
-        action = {Decision.LINK: "link", Decision.REVIEW: "review"}.get(decision, "new")
-        self._history(conn, entity, golden_id, action, linked_by, reason, detail, now)
-        review_id = None
-        if decision is Decision.REVIEW and result is not None:
-            review_id = conn.execute(
-                insert(mdm_reviews).returning(mdm_reviews.c.id),
+        if keys:
+            conn.execute(self.db.insert_ignore(mdm_keys), keys)
+        history = []
+        reviews = []
+        for r in records:
+            decision = _decision(r)
+            candidates = _candidates(r.result)
+            detail: dict[str, Any] = {
+                "system": r.system,
+                "external_id": r.external_id,
+                "decision": str(decision),
+                "candidates": candidates[:10],
+            }
+            if r.result is not None and r.result.rule is not None:
+                detail["rule"] = r.result.rule
+            action = {Decision.LINK: "link", Decision.REVIEW: "review"}.get(decision, "new")
+            linked_by, reason = why[r.ref]
+            history.append(
                 {
                     "entity": entity,
-                    "golden_id": golden_id,
-                    "system": system,
-                    "external_id": external_id,
-                    "candidates": [c for c in candidates if c["golden_id"] in result.review],
-                    "score": result.probability or 0.0,
-                    "explanation": [
-                        {
-                            "field": f.field,
-                            "comparator": f.comparator,
-                            "left": f.left,
-                            "right": f.right,
-                            "similarity": f.similarity,
-                            "level": f.level,
-                            "weight": round(f.weight, 4),
-                        }
-                        for f in result.fields
-                    ],
-                    "status": "open",
-                    "created_at": now,
-                },
-            ).scalar_one()
-        if not survived:
-            self._survive(conn, entity, golden_id, now)
-        return Resolution(golden_id, decision, linked_by, review_id, result)
+                    "golden_id": r.golden_id,
+                    "action": action,
+                    "actor": linked_by,
+                    "reason": reason,
+                    "detail": _jsonable(detail),
+                    "at": now,
+                }
+            )
+            if decision is Decision.REVIEW and r.result is not None:
+                reviews.append(_review_row(entity, r, candidates, now))
+        conn.execute(insert(mdm_history), history)
+        review_ids: dict[tuple[str, str], int] = {}
+        if reviews:
+            review_ids = {
+                (system, external_id): review_id
+                for review_id, system, external_id in conn.execute(
+                    insert(mdm_reviews).returning(
+                        mdm_reviews.c.id, mdm_reviews.c.system, mdm_reviews.c.external_id
+                    ),
+                    reviews,
+                )
+            }
+        # survivorship again where records joined a golden record (a lone new one has it)
+        joined = {g for g, rs in members.items() if any(_decision(r) is Decision.LINK for r in rs)}
+        if joined:
+            self._survive_many(conn, entity, joined, now)
+        for r in records:
+            out[r.ref] = Resolution(
+                r.golden_id, _decision(r), why[r.ref][0], review_ids.get(r.ref), r.result
+            )
+        return out
 
-    def _store_keys(
-        self, conn: Connection, entity: str, crosswalk_id: int, result: MatchResult, system: str
-    ) -> None:
+    def _key_rows(
+        self, entity: str, crosswalk_id: int, result: MatchResult, system: str
+    ) -> list[dict[str, Any]]:
         """The record's rule and blocking keys (the matcher's index), its search keys (a
         steward's search) and its normalisation problems (data quality: ``system``, field)."""
         search = [f"{name}:{result.values[name]}" for name in SEARCHED if result.values.get(name)]
         problems = [f"{system}\x1f{p.field}" for p in result.problems]
-        rows = [
+        return [
             {"entity": entity, "kind": kind, "key": _key(key), "crosswalk_id": crosswalk_id}
             for kind, keys in (
                 ("rule", result.rule_keys),
@@ -480,6 +689,11 @@ class MdmService:
             )
             for key in dict.fromkeys(keys)
         ]
+
+    def _store_keys(
+        self, conn: Connection, entity: str, crosswalk_id: int, result: MatchResult, system: str
+    ) -> None:
+        rows = self._key_rows(entity, crosswalk_id, result, system)
         if rows:
             conn.execute(self.db.insert_ignore(mdm_keys), rows)
 
@@ -543,25 +757,45 @@ class MdmService:
 
     def _survive(self, conn: Connection, entity: str, golden_id: str, now: datetime) -> None:
         """Recompute ``golden_id``'s fields from its source records (hub.matching.survive)."""
-        rows = conn.execute(
-            select(
-                crosswalk.c.system,
-                crosswalk.c.external_id,
-                mdm_records.c.attributes,
-                mdm_records.c.seen_at,
+        self._survive_many(conn, entity, [golden_id], now)
+
+    def _survive_many(
+        self, conn: Connection, entity: str, golden_ids: Iterable[str], now: datetime
+    ) -> None:
+        """:meth:`_survive` for several golden records: one read, one write."""
+        ids = sorted(set(golden_ids))
+        members: dict[str, list[SourceRecord]] = {g: [] for g in ids}
+        for start in range(0, len(ids), _CHUNK):
+            rows = conn.execute(
+                select(
+                    crosswalk.c.golden_id,
+                    crosswalk.c.system,
+                    crosswalk.c.external_id,
+                    mdm_records.c.attributes,
+                    mdm_records.c.seen_at,
+                )
+                .select_from(
+                    crosswalk.join(mdm_records, mdm_records.c.crosswalk_id == crosswalk.c.id)
+                )
+                .where(
+                    crosswalk.c.entity == entity,
+                    crosswalk.c.golden_id.in_(ids[start : start + _CHUNK]),
+                )
+                .order_by(crosswalk.c.id)
             )
-            .select_from(crosswalk.join(mdm_records, mdm_records.c.crosswalk_id == crosswalk.c.id))
-            .where(crosswalk.c.entity == entity, crosswalk.c.golden_id == golden_id)
-        ).all()
-        records = [
-            SourceRecord(system, external_id, _aware(seen_at), attributes or {})
-            for system, external_id, attributes, seen_at in rows
-        ]
-        fields = _provenance(survive(golden_id, records, self._rules(entity)))
+            for golden_id, system, external_id, attributes, seen_at in rows:
+                members[golden_id].append(
+                    SourceRecord(system, external_id, _aware(seen_at), attributes or {})
+                )
+        rules = self._rules(entity)
         conn.execute(
             update(mdm_golden)
-            .where(mdm_golden.c.golden_id == golden_id)
-            .values(fields=fields, updated_at=now)
+            .where(mdm_golden.c.golden_id == bindparam("g"))
+            .values(fields=bindparam("f"), updated_at=now),
+            [
+                {"g": g, "f": _provenance(survive(g, records, rules))}
+                for g, records in members.items()
+            ],
         )
 
     # -- merge and unmerge -----------------------------------------------------------------
@@ -582,6 +816,31 @@ class MdmService:
                 return current
             current = row.merged_into
         return current
+
+    def _follow_many(
+        self, conn: Connection, golden_ids: Iterable[str], *, lock: bool = False
+    ) -> dict[str, str]:
+        """:meth:`_follow` for several ids, one query per merge hop."""
+        where = {g: g for g in golden_ids}  # id -> where it has got to
+        pending = set(where.values())
+        for _ in range(_FOLLOW_MAX):
+            if not pending:
+                break
+            query = select(
+                mdm_golden.c.golden_id, mdm_golden.c.status, mdm_golden.c.merged_into
+            ).where(mdm_golden.c.golden_id.in_(sorted(pending)))
+            if lock:
+                query = query.with_for_update(read=True)
+            hops = {
+                g: into
+                for g, status, into in conn.execute(query)
+                if status == "merged" and into is not None
+            }
+            for start, at in where.items():
+                if at in hops:
+                    where[start] = hops[at]
+            pending = set(hops.values())
+        return where
 
     async def merge(
         self,
@@ -990,28 +1249,14 @@ class MdmService:
         def where(table: Any) -> list[Any]:
             return [table.c.entity == entity] if entity else []
 
+        def counts(conn: Connection, table: Any, column: Any) -> dict[str, int]:
+            query = select(column, func.count()).where(*where(table)).group_by(column)
+            return {key: n for key, n in conn.execute(query)}
+
         def work(conn: Connection) -> dict[str, Any]:
-            golden: dict[str, int] = dict(
-                conn.execute(
-                    select(mdm_golden.c.status, func.count())
-                    .where(*where(mdm_golden))
-                    .group_by(mdm_golden.c.status)
-                ).all()
-            )
-            actions: dict[str, int] = dict(
-                conn.execute(
-                    select(mdm_history.c.action, func.count())
-                    .where(*where(mdm_history))
-                    .group_by(mdm_history.c.action)
-                ).all()
-            )
-            reviews: dict[str, int] = dict(
-                conn.execute(
-                    select(mdm_reviews.c.status, func.count())
-                    .where(*where(mdm_reviews))
-                    .group_by(mdm_reviews.c.status)
-                ).all()
-            )
+            golden = counts(conn, mdm_golden, mdm_golden.c.status)
+            actions = counts(conn, mdm_history, mdm_history.c.action)
+            reviews = counts(conn, mdm_reviews, mdm_reviews.c.status)
             problems = conn.execute(
                 select(mdm_keys.c.key, func.count())
                 .where(mdm_keys.c.kind == "problem", *where(mdm_keys))
@@ -1131,6 +1376,63 @@ class MdmService:
                 await self.publish(row.entity, event)
             await self.db.run(functools.partial(_stamp, row.id))
         return len(rows)
+
+
+def _decision(r: _New) -> Decision:
+    return r.result.decision if r.result is not None else Decision.NEW
+
+
+def _why(result: MatchResult | None) -> tuple[str, str | None]:
+    """``linked_by`` and ``reason`` of a new record's crosswalk row."""
+    if result is None or result.decision is not Decision.LINK:
+        return "mdm:new", None
+    best = result.best.record_id if result.best is not None else "?"
+    if result.rule is not None:
+        return f"rule:{result.rule}", f"same {result.rule} as {best}"
+    p = math.floor((result.probability or 0.0) * 1e6) / 1e6  # never shown as 1
+    return f"match:{p:.6f}", f"match probability {p:.6f} with {best}"
+
+
+def _candidates(result: MatchResult | None) -> list[dict[str, Any]]:
+    return [
+        {
+            "golden_id": c.golden_id,
+            "record_id": c.record_id,
+            "score": round(c.score, 4),
+            "probability": round(c.probability, 6),
+        }
+        for c in (result.candidates if result is not None else ())
+    ]
+
+
+def _review_row(
+    entity: str, r: _New, candidates: list[dict[str, Any]], now: datetime
+) -> dict[str, Any]:
+    """The review task of a record whose best candidate fell between the thresholds."""
+    result = r.result
+    assert result is not None
+    return {
+        "entity": entity,
+        "golden_id": r.golden_id,
+        "system": r.system,
+        "external_id": r.external_id,
+        "candidates": [c for c in candidates if c["golden_id"] in result.review],
+        "score": result.probability or 0.0,
+        "explanation": [
+            {
+                "field": f.field,
+                "comparator": f.comparator,
+                "left": f.left,
+                "right": f.right,
+                "similarity": f.similarity,
+                "level": f.level,
+                "weight": round(f.weight, 4),
+            }
+            for f in result.fields
+        ],
+        "status": "open",
+        "created_at": now,
+    }
 
 
 class ChangeWatcher:

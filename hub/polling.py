@@ -111,6 +111,7 @@ class Poller:
         self.interval_s = source.options.poll_interval_s
         self.polls = 0  # rounds that reached the source
         self.last_error: str | None = None  # of the last round; None once a round went through
+        self.last_poll_at: datetime | None = None  # when the last round ended, well or not
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -146,7 +147,10 @@ class Poller:
                     await self.source.open()
                     opened = True
                 if await self.store.lease(self.connection, self.owner, now_utc(), self.hold_s):
-                    wait = await self.round()
+                    try:
+                        wait = await self.round()
+                    finally:
+                        self.last_poll_at = now_utc()
                 else:
                     wait = self.interval_s  # another process polls it
                 backoff = self.min_backoff_s

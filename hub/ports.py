@@ -162,6 +162,9 @@ class OpsHub(ReplayHub, Protocol):
     @property
     def journal(self) -> OrderJournal: ...
 
+    @property
+    def last_reload(self) -> Mapping[str, object]: ...
+
 
 class ApiHub(OpsHub, IngressHub, Protocol):
     """The HTTP app (:mod:`hub.api.app`): webhooks, health, metrics and the ops API."""

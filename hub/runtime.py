@@ -9,28 +9,33 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
+
+from prometheus_client.core import GaugeMetricFamily
 
 from . import backlog, telemetry
 from .api.app import create_app, create_metrics_app
 from .api.server import Listener
 from .broker import EmbeddedBroker
 from .bus import Publisher, ensure_topics
-from .config import HubConfig, check_routes, load_config
+from .config import HubConfig, check_routes, load_config, load_mdm_config
 from .crosswalk import Crosswalk
 from .db import Database
 from .deadletters import DeadLetterStore
 from .envelope import CloudEvent
-from .errors import BrokerStartError, ConfigError
+from .errors import BrokerStartError, ConfigError, Problem
 from .journal import OrderJournal
 from .mapping import MappingSet, load_mappings
 from .mapping.engine import yaml_files
-from .mdm import CrosswalkResolver, IdResolver
+from .mdm import IdResolver
+from .mdm_resolver import MdmResolver
 from .mdm_service import ChangeWatcher, MdmService
-from .metrics import Metrics
+from .metrics import Metrics, gauge
 from .polling import Poller
 from .receipts import Receipts
 from .replayjobs import ReplayJobs
@@ -74,8 +79,16 @@ class Hub:
         self.broker: EmbeddedBroker | None = None
         self.bootstrap = settings.kafka_bootstrap_servers
         self.db = Database(settings.database_url)
-        self.resolver: IdResolver = resolver or CrosswalkResolver(
+        if settings.mdm_config is not None and config.mdm_file != settings.mdm_config.resolve():
+            problems: list[Problem] = []  # a configuration loaded without HUB_MDM_CONFIG
+            config.mdm = load_mdm_config(settings.mdm_config, problems)
+            config.mdm_file = settings.mdm_config.resolve()
+            if problems:
+                raise ConfigError(problems)
+        self.mdm = MdmService(self.db, config.mdm, publish=self._publish_mdm)
+        self.resolver: IdResolver = resolver or MdmResolver(
             Crosswalk(self.db),
+            self.mdm,
             cache_size=settings.crosswalk_cache_size,
             negative_ttl_s=settings.crosswalk_negative_ttl_s,
         )
@@ -83,12 +96,19 @@ class Hub:
         self.deadletters = DeadLetterStore(self.db)
         self.journal = OrderJournal(self.db)
         self.replays = ReplayJobs(self)
-        self.mdm = MdmService(self.db, config.mdm, publish=self._publish_mdm)
         self._mdm_watch: ChangeWatcher | None = None
         self.retention = Retention(self.db, settings)
         self.metrics = Metrics()
         self.tracer: telemetry.Spans | None = None  # HUB_OTEL_ENDPOINT: spans exported
         self.metrics.watch(lambda: gauges(self.workers))
+        self.metrics.watch(self._gauges)
+        # the last reload: when, whether it was taken, which mappings changed, its problems
+        self.last_reload: dict[str, object] = {
+            "at": None,
+            "ok": True,
+            "changed": [],
+            "problems": [],
+        }
         self._publisher: Publisher | None = None
         self._workers: dict[Worker, asyncio.Task[None]] = {}
         self.pollers: dict[str, Poller] = {}
@@ -233,11 +253,57 @@ class Hub:
                 self.pollers[name] = poller = Poller(self, name, source)
                 poller.start()
 
+    def _gauges(self) -> list[GaugeMetricFamily]:
+        """Mapping versions live, the last reload, each polling source's last poll: read when
+        /metrics is scraped (and by the dashboard's overview, from the same registry)."""
+        live = gauge(
+            "hub_mapping_version_info",
+            "1 for each mapping this process runs, labelled with its version (content hash).",
+            ["mapping", "version"],
+        )
+        for name, m in sorted(self.mappings.mappings.items()):
+            live.add_metric([name, m.version], 1.0)
+        reload_at = gauge(
+            "hub_config_reload_timestamp_seconds",
+            "When hub.yaml and the mappings were last reloaded (0: not since the start).",
+            [],
+        )
+        at = self.last_reload["at"]
+        reload_at.add_metric(
+            [], datetime.fromisoformat(at).timestamp() if isinstance(at, str) else 0
+        )
+        reload_ok = gauge(
+            "hub_config_reload_ok",
+            "0 while the last change of hub.yaml or a mapping was refused (the previous version "
+            "runs), else 1.",
+            [],
+        )
+        reload_ok.add_metric([], 1.0 if self.last_reload["ok"] else 0.0)
+        polled = gauge(
+            "hub_source_last_poll_timestamp_seconds",
+            "When this process's poller of a source last ended a round, well or not.",
+            ["source"],
+        )
+        failing = gauge(
+            "hub_source_poll_failing",
+            "1 while this process's last poll of a source failed (its error: /api/sources).",
+            ["source"],
+        )
+        for name, poller in sorted(self.pollers.items()):
+            if poller.last_poll_at is not None:
+                polled.add_metric([name], poller.last_poll_at.timestamp())
+            failing.add_metric([name], 0.0 if poller.last_error is None else 1.0)
+        return [live, reload_at, reload_ok, polled, failing]
+
     def _files_fingerprint(self) -> str:
         digest = hashlib.sha256()
         mappings_dir = self.settings.mappings_dir or self.config.mappings_dir
         # Every YAML file there, lookup tables included (tests/ changes only cost a reload).
         paths = [self.settings.config, *(yaml_files(mappings_dir) if mappings_dir.is_dir() else [])]
+        if self.config.mdm_file is not None:  # HUB_MDM_CONFIG, or the file hub.yaml names
+            paths.append(self.config.mdm_file)
+        elif self.settings.mdm_config is not None:  # unreadable at start: watched all the same
+            paths.append(self.settings.mdm_config)
         for path in paths:
             digest.update(str(path).encode())
             try:
@@ -261,7 +327,9 @@ class Hub:
         New events use the new version; an event being processed finishes with the one it
         started with. A broken file is logged with its problems and the old version stays."""
         try:
-            config = await asyncio.to_thread(load_config, self.settings.config)
+            config = await asyncio.to_thread(
+                functools.partial(load_config, self.settings.config, mdm=self.settings.mdm_config)
+            )
             mappings = await asyncio.to_thread(
                 load_mappings, self.settings.mappings_dir or config.mappings_dir
             )
@@ -271,6 +339,12 @@ class Hub:
                 "configuration change refused, the previous version keeps running:\n  %s",
                 "\n  ".join(str(p) for p in exc.problems),
             )
+            self.last_reload = {
+                "at": datetime.now(UTC).isoformat(),
+                "ok": False,
+                "changed": [],
+                "problems": [str(p) for p in exc.problems],
+            }
             return False
         old = self.mappings
         self.config, self.mappings = config, mappings
@@ -284,6 +358,12 @@ class Hub:
             for n, m in mappings.mappings.items()
             if n not in old.mappings or old.mappings[n].version != m.version
         )
+        self.last_reload = {
+            "at": datetime.now(UTC).isoformat(),
+            "ok": True,
+            "changed": changed,
+            "problems": [],
+        }
         log.info(
             "configuration reloaded: %d mapping(s) changed%s",
             len(changed),

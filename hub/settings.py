@@ -161,6 +161,11 @@ class Settings(BaseSettings):
         "(another process may link the id meanwhile).",
     )
 
+    mdm_config: Path | None = Field(
+        None,
+        description="Master data's match configuration (mdm.yaml): takes the place of hub.yaml's "
+        "`mdm:`; checked at start (file:line errors) and reloaded when it changes.",
+    )
     mdm_poll_s: float = Field(
         1.0,
         ge=0,

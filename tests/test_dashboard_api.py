@@ -474,3 +474,47 @@ async def test_an_admin_resets_a_password_and_hostile_bodies_are_refused(
         assert 400 <= big.status_code < 500
     assert (await Auth(hub.db).user("operator") or {})["role"] == "operator"
     assert [u["name"] for u in await Auth(hub.db).users()] == ["admin", "operator", "viewer"]
+
+
+async def test_mappings_connections_and_their_figures(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    hub = await hubs.start(sink.url, reload_interval_s=0)
+    await add_users(hub)
+    version = hub.mappings.mappings["shopify/orders_create"].version
+    viewer, _ = await logged_in(hub, "viewer")
+    operator, csrf = await logged_in(hub, "operator")
+    async with closing(viewer, operator):
+        listed = (await viewer.get("/api/mappings")).json()
+        assert {"name": "shopify/orders_create", "version": version}.items() <= next(
+            m for m in listed["items"] if m["name"] == "shopify/orders_create"
+        ).items()
+        assert listed["reload"] == {"at": None, "ok": True, "changed": [], "problems": []}
+        conns = {c["name"]: c for c in (await viewer.get("/api/connections")).json()["items"]}
+        assert conns["shop"]["options"]["webhook_secret"] == "[secret]"
+        assert conns["erp"]["kinds"] == ["sink"] and conns["erp"]["outbound_routes"]
+        checked = await operator.post("/api/connections/erp/check", headers={"x-csrf-token": csrf})
+        assert checked.status_code == 200 and checked.json()["ok"] is True, checked.text
+        assert_error(
+            await operator.post("/api/connections/nope/check", headers={"x-csrf-token": csrf}),
+            404,
+        )
+        assert_error(
+            await operator.post(
+                f"/api/connections/{'x' * 5000}/check", headers={"x-csrf-token": csrf}
+            ),
+            422,
+        )
+        log = (await operator.get("/api/auth/me")).json()
+        assert log["role"] == "operator"
+        # /metrics has the figures the overview shows
+        metrics = (await operator.get("/metrics")).text
+    assert (
+        f'hub_mapping_version_info{{mapping="shopify/orders_create",version="{version}"}} 1.0'
+        in (metrics)
+    )
+    assert "hub_config_reload_ok 1.0" in metrics
+    assert f'hub_consumer_lag{{group="{hub.settings.mapper_group}"' in metrics
+    assert await hub.reload() is True
+    assert (await Auth(hub.db).audit_rows())[0]["action"] == "POST /connections/erp/check"
+    assert hub.last_reload["ok"] is True and hub.last_reload["at"] is not None

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 from hub.auth import Auth
 from hub.runtime import Hub
 
-from .support.harness import HubFactory, RecordingSink
+from .support.harness import HubFactory, RecordingSink, config_text
 from .test_mdm_api import MDM_CONFIG
 from .test_mdm_service import ANNA, ANNA_CRM, MAYBE_ANNA, OTTO
 from .test_opsapi import dead_letters
@@ -436,3 +437,110 @@ async def test_an_admin_manages_users_and_tokens_and_sees_it_audited(
     assert await page.query_selector("text=Users and tokens") is None
     await page.goto(f"{hub.base_url}/ui/users")
     await page.wait_for_selector("[role=alert]:has-text('403')")
+
+
+async def test_mappings_and_connections_live_reload_problems_and_checks(
+    hubs: HubFactory, sink: RecordingSink, browser: Any
+) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there
+    extra = """
+  - name: orders-to-gone
+    from: canonical.order
+    to: gone
+"""
+    config = config_text(sink.url, extra).replace(
+        "\nroutes:",
+        f"""
+  gone:
+    connector: http
+    options:
+      url: http://user:hunter2-in-url@127.0.0.1:{port}/orders
+routes:""",
+    )
+    hub = await hubs.start(sink.url, config=config, reload_interval_s=0)
+    await Auth(hub.db).add_user("olivia", PASSWORD, "operator")
+    page, errors = await new_page(browser)
+    await log_in(page, hub, "olivia")
+    await page.click("text=Mappings and connections")
+    await page.wait_for_selector("#mappings")
+    version = hub.mappings.mappings["shopify/orders_create"].version
+    mappings = await page.text_content("#mappings") or ""
+    assert "shopify/orders_create" in mappings and version in mappings
+    assert "shop-orders-in" in mappings
+    assert "Not reloaded" in (await page.text_content("#reload") or "")
+    # a check run on demand: the reachable destination answers, the gone one says why
+    await page.click("button.check[data-connection=erp]")
+    await page.wait_for_selector("tr:has(button[data-connection=erp]) .check-result.ok")
+    await page.click("button.check[data-connection=gone]")
+    await page.wait_for_selector("tr:has(button[data-connection=gone]) .check-result.error")
+    gone = await page.text_content("tr:has(button[data-connection=gone]) .check-result") or ""
+    assert "cannot be reached" in gone
+    # secrets are never on the page: the webhook secret, the password in a URL
+    html = await page.content()
+    assert os.environ["TEST_SHOPIFY_SECRET"] not in html and "hunter2" not in html
+    assert "[secret]" in html
+    await shot(page, "mappings-and-connections")
+
+    # a broken mapping is refused on reload: its problems show, the old version keeps running
+    mapping_dir = Path(hub.config.mappings_dir)
+    broken = mapping_dir.parent / "broken-mappings"
+    shutil.copytree(mapping_dir, broken)
+    try:
+        (broken / "shopify" / "orders_create.yaml").write_text("fields: [not, a, mapping\n")
+        hub.settings.config.write_text(
+            hub.settings.config.read_text().replace(str(mapping_dir), str(broken))
+        )
+        assert await hub.reload() is False
+        await page.reload()
+        await page.wait_for_selector("#reload-problems")
+        problems = await page.text_content("#reload-problems") or ""
+        assert "orders_create" in problems
+        assert version in (await page.text_content("#mappings") or "")
+        await page.goto(f"{hub.base_url}/ui/")
+        await page.wait_for_selector("#reload-state.error")
+        assert version in (await page.text_content("#live-mappings") or "")
+    finally:
+        shutil.rmtree(broken)
+    assert errors == []
+
+    # a viewer sees the page without the checks, and the API refuses a viewer's check
+    await Auth(hub.db).add_user("victor", PASSWORD, "viewer")
+    await page.click("#logout")
+    await page.wait_for_url("**/ui/login")
+    await log_in(page, hub, "victor")
+    await page.goto(f"{hub.base_url}/ui/mappings")
+    await page.wait_for_selector("#connections")
+    assert await page.query_selector("button.check") is None
+    status = await page.evaluate(
+        """async () => {
+            const me = await (await fetch('/api/auth/me')).json();
+            return (await fetch('/api/connections/erp/check', {method: 'POST',
+                headers: {'X-CSRF-Token': me.csrf}})).status;
+        }"""
+    )
+    assert status == 403
+
+
+async def test_the_overview_shows_lag_sources_and_mappings_and_updates_itself(
+    hubs: HubFactory, sink: RecordingSink, browser: Any
+) -> None:
+    hub = await hubs.start(sink.url)
+    await Auth(hub.db).add_user("olivia", PASSWORD, "operator")
+    page, errors = await new_page(browser)
+    await log_in(page, hub, "olivia")
+    await page.wait_for_selector("#lag")
+    lag = await page.text_content("#lag") or ""
+    assert hub.settings.mapper_group in lag
+    assert hub.settings.delivery_group("erp") in lag
+    live = await page.text_content("#live-mappings") or ""
+    assert hub.mappings.mappings["shopify/orders_create"].version in live
+    # it updates by itself: a dead letter appears without a reload
+    first = await page.text_content("#updated")
+    await dead_letters(hub, range(9900, 9901))
+    await page.wait_for_selector("text=MappingFailed", timeout=30000)
+    assert await page.text_content("#updated") != first
+    await shot(page, "overview")
+    assert errors == []

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
+from hub.auth import Auth
 from hub.envelope import CloudEvent, header_value
 from hub.mdm import DeterministicResolver
 from hub.runtime import Hub
@@ -24,10 +25,30 @@ MDM_CONFIG = f"mdm: {ROOT / 'examples' / 'mdm.yaml'}\n" + config_text(None)
 
 
 async def api(
-    hub: Hub, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    hub: Hub,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    *,
+    who: str | None = None,
+    **kwargs: Any,
 ) -> httpx.Response:
+    """A request to ``/api/mdm``: as the loopback operator, or logged in as steward ``who``."""
     async with httpx.AsyncClient(base_url=hub.base_url, timeout=30) as client:
+        if who is not None:
+            if not await _has(hub, who):
+                await Auth(hub.db).add_user(who, PASSWORD, "steward")
+            answer = await client.post("/api/auth/login", json={"name": who, "password": PASSWORD})
+            assert answer.status_code == 200, answer.text
+            headers = {**(headers or {}), "x-csrf-token": answer.json()["csrf"]}
         return await client.request(method, f"/api/mdm{path}", headers=headers, **kwargs)
+
+
+PASSWORD = "correct horse battery"
+
+
+async def _has(hub: Hub, name: str) -> bool:
+    return any(u["name"] == name for u in await Auth(hub.db).users())
 
 
 def ok(response: httpx.Response) -> Any:
@@ -98,15 +119,25 @@ async def test_stewardship_round_trip(hubs: HubFactory, database_url: dict[str, 
             id="before", source="test", type="hub.customer", data=b"{}", key=maybe.golden_id
         ),
     )
+    # the steward is who is logged in: a name in the body is refused, nothing decided
+    refused_body = await api(
+        hub, "POST", f"/reviews/{maybe.review_id}/accept", json={"steward": "mallory"}, who="ann"
+    )
+    assert "not a name given in the body" in refused(refused_body, 422)
     accepted = ok(
         await api(
             hub,
             "POST",
             f"/reviews/{maybe.review_id}/accept",
-            json={"steward": "ann", "reason": "same"},
+            json={"reason": "same", "steward": "ann"},  # one's own name is accepted
+            who="ann",
         )
     )
     assert accepted["status"] == "accepted" and accepted["decided_by"] == "steward:ann"
+    audit = await Auth(hub.db).audit_rows(10, None)
+    assert [(a["actor"], a["action"]) for a in audit[:1]] == [
+        ("user:ann", f"POST /mdm/reviews/{maybe.review_id}/accept")
+    ]
     assert accepted["decision"]["merged_into"] == anna
     refused(await api(hub, "POST", f"/reviews/{maybe.review_id}/accept", json={}), 409)
     refused(await api(hub, "POST", f"/reviews/{maybe.review_id}/reject"), 409)
@@ -137,11 +168,7 @@ async def test_stewardship_round_trip(hubs: HubFactory, database_url: dict[str, 
     assert data["actor"] == "steward:ann" and data["refs"] == [{"system": "crm", "id": "c-8"}]
 
     # unmerge through the API restores the crosswalk
-    ok(
-        await api(
-            hub, "POST", "/customer/unmerge", json={"merged": maybe.golden_id, "steward": "bob"}
-        )
-    )
+    ok(await api(hub, "POST", "/customer/unmerge", json={"merged": maybe.golden_id}, who="bob"))
     assert await hub.mdm.resolve("customer", "crm", "c-8") == maybe.golden_id
     refused(await api(hub, "POST", "/customer/unmerge", json={"merged": maybe.golden_id}), 409)
     # a steward's merge, and its refusals
@@ -167,10 +194,8 @@ async def test_stewardship_round_trip(hubs: HubFactory, database_url: dict[str, 
     maybe_berta |= {"postcode": "50667", "date_of_birth": "1971-02-01"}
     again = await hub.mdm.match_record("customer", "pos", "p-1", maybe_berta)
     assert again.review_id is not None
-    rejected = ok(
-        await api(hub, "POST", f"/reviews/{again.review_id}/reject", json={"steward": "bob"})
-    )
-    assert rejected["status"] == "rejected"
+    rejected = ok(await api(hub, "POST", f"/reviews/{again.review_id}/reject", who="bob"))
+    assert rejected["status"] == "rejected" and rejected["decided_by"] == "steward:bob"
     assert await hub.mdm.resolve("customer", "pos", "p-1") == again.golden_id
 
     quality = ok(await api(hub, "GET", "/quality"))

@@ -97,6 +97,9 @@ async def test_a_failing_source_is_polled_again_from_the_same_cursor(hubs: HubFa
         assert source["cursor"] == "3" and source["cursor_moved_at"]
         assert source["polled_here"] is True
         assert source["polls"] >= 1 and source["last_error"] is None
+        # /metrics (and the dashboard's overview) have its last poll and that it is not failing
+        assert hub.metrics.value("hub_source_last_poll_timestamp_seconds", source="feed") > 0
+        assert hub.metrics.value("hub_source_poll_failing", source="feed") == 0
 
 
 async def test_the_cursor_stays_until_the_broker_has_the_changes(hubs: HubFactory) -> None:
@@ -122,6 +125,7 @@ async def test_the_cursor_stays_until_the_broker_has_the_changes(hubs: HubFactor
             [source] = (await ops(hub, "/sources"))["items"]
             assert source["cursor"] == "2"
             assert "acknowledge" in source["last_error"] or "broker" in source["last_error"]
+            assert hub.metrics.value("hub_source_poll_failing", source="feed") == 1
     finally:
         own.stop()
 

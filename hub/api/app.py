@@ -13,7 +13,7 @@ from starlette.routing import Match
 from hub import __version__
 from hub.errors import WebhookRejected
 
-from . import auth, health, ingress, mdm, metrics, ops, orders, overview, ui
+from . import auth, connections, health, ingress, mdm, metrics, ops, orders, overview, ui
 from .limits import HeaderLimits
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ def create_api(hub: ApiHub) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(mdm.router)
     app.include_router(overview.router)
+    app.include_router(connections.router)
     app.include_router(orders.router)
     app.include_router(auth.public)
     app.include_router(auth.router)

@@ -3,17 +3,21 @@
 reject: keep apart), merge, unmerge, data-quality counts (hub.mdm_service).
 
 The same access rules as the rest of the ops API (:mod:`hub.api.ops`): the operator's token,
-loopback only without one, no writes from pages of another origin, JSON bodies only.
+loopback only without one, no writes from pages of another origin, JSON bodies only. Writes
+need the ``steward`` role; the steward a decision is recorded under is who is authenticated
+(``steward:<user>``, ``steward:token:<id>``, ...), never a name given in the body, and each
+write is audited like every other (:mod:`hub.api.auth`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
 
+from hub.auth import Principal
 from hub.errors import MdmRefused
 from hub.settings import ENTITIES
 
@@ -32,13 +36,11 @@ GoldenId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern
 System = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_NO_NUL)]
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_NO_NUL)]
 Note = Annotated[str, StringConstraints(max_length=2000, pattern=_NO_NUL)]
-Steward = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@+-]+$")
-]
 Term = Annotated[str | None, Query(max_length=200, pattern=_NO_NUL)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 ReviewId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+Steward = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_NO_NUL)]
 REVIEW_STATUSES = ("open", "accepted", "rejected")
 
 
@@ -69,7 +71,11 @@ EntityFilter = Annotated[str | None, Depends(_entity_filter)]
 
 
 class Decision(BaseModel):
-    steward: Steward | None = Field(None, description="Who decides (history: steward:<name>)")
+    steward: Steward | None = Field(
+        None,
+        description="Optional, and only the authenticated user's own name: who decides is who "
+        "is authenticated (another name is refused, 422)",
+    )
     reason: Note | None = None
 
 
@@ -88,8 +94,20 @@ class Unmerge(Decision):
     merged: GoldenId
 
 
-def _actor(body: Decision | None) -> str:
-    return f"steward:{body.steward if body is not None and body.steward else 'operator'}"
+def _actor(request: Request, body: Decision | None) -> str:
+    """The steward of a decision: the authenticated principal (set by the ops guard), as
+    ``steward:<user>`` for a logged-in user, else ``steward:<actor>`` (``token:<id>``,
+    ``ops-token``, ``local``). A ``steward`` in the body must be that user's own name."""
+    principal: Principal = request.state.principal
+    given = body.steward if body is not None else None
+    if given is not None and given != principal.name:
+        raise OpsError(
+            422,
+            f"steward: decisions are recorded under who is authenticated ({principal.actor}), "
+            "not a name given in the body; leave steward out",
+            "invalid_request",
+        )
+    return f"steward:{principal.actor.removeprefix('user:')}"
 
 
 def _refused(exc: MdmRefused) -> JSONResponse:
@@ -180,14 +198,14 @@ async def get_review(review_id: ReviewId, hub: HubDep) -> JSONResponse:
 
 @router.post("/reviews/{review_id}/accept", responses=responses(404, 409, 415))
 async def accept_review(
-    review_id: ReviewId, hub: HubDep, body: Accept | None = None
+    review_id: ReviewId, hub: HubDep, request: Request, body: Accept | None = None
 ) -> JSONResponse:
     """The record is the same as the candidate (``golden_id``, default the best): its golden
     record is merged into the candidate's (``customer.merged`` is published)."""
     try:
         task = await hub.mdm.accept(
             review_id,
-            actor=_actor(body),
+            actor=_actor(request, body),
             golden_id=body.golden_id if body is not None else None,
             reason=body.reason if body is not None else None,
         )
@@ -198,12 +216,12 @@ async def accept_review(
 
 @router.post("/reviews/{review_id}/reject", responses=responses(404, 409, 415))
 async def reject_review(
-    review_id: ReviewId, hub: HubDep, body: Decision | None = None
+    review_id: ReviewId, hub: HubDep, request: Request, body: Decision | None = None
 ) -> JSONResponse:
     """The record is not the candidates: it keeps its own golden record."""
     try:
         task = await hub.mdm.reject(
-            review_id, actor=_actor(body), reason=body.reason if body is not None else None
+            review_id, actor=_actor(request, body), reason=body.reason if body is not None else None
         )
     except MdmRefused as exc:
         return _refused(exc)
@@ -211,12 +229,12 @@ async def reject_review(
 
 
 @router.post("/{entity}/merge", responses=responses(404, 409, 415))
-async def merge(entity: EntityDep, hub: HubDep, body: Merge) -> JSONResponse:
+async def merge(entity: EntityDep, hub: HubDep, request: Request, body: Merge) -> JSONResponse:
     """Merge golden record ``merged`` into ``survivor``: its crosswalk rows move, its id
     resolves to the survivor, ``<entity>.merged`` is published on both ids' keys."""
     try:
         history_id = await hub.mdm.merge(
-            entity, body.survivor, body.merged, actor=_actor(body), reason=body.reason
+            entity, body.survivor, body.merged, actor=_actor(request, body), reason=body.reason
         )
     except MdmRefused as exc:
         return _refused(exc)
@@ -226,11 +244,11 @@ async def merge(entity: EntityDep, hub: HubDep, body: Merge) -> JSONResponse:
 
 
 @router.post("/{entity}/unmerge", responses=responses(404, 409, 415))
-async def unmerge(entity: EntityDep, hub: HubDep, body: Unmerge) -> JSONResponse:
+async def unmerge(entity: EntityDep, hub: HubDep, request: Request, body: Unmerge) -> JSONResponse:
     """Undo the last merge of ``merged``: the crosswalk as it was before it."""
     try:
         history_id = await hub.mdm.unmerge(
-            entity, body.merged, actor=_actor(body), reason=body.reason
+            entity, body.merged, actor=_actor(request, body), reason=body.reason
         )
     except MdmRefused as exc:
         return _refused(exc)

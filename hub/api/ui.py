@@ -26,6 +26,7 @@ PAGES = {
     "audit": "audit",
     "mdm": "mdm",
     "users": "users",
+    "mappings": "mappings",
 }
 ENTITY_PAGES = {"mdm": "golden"}  # /ui/mdm/<entity>/<golden id>
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}

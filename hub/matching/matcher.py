@@ -99,10 +99,16 @@ class Matcher:
     def normalise(self, record: Mapping[str, Any]) -> tuple[dict[str, str], list[FieldProblem]]:
         return normalise_record(list(self.config.fields), record)
 
-    def match(self, record_id: str, record: Mapping[str, Any]) -> MatchResult:
-        """The decision for ``record`` (known as ``record_id`` in its system); changes nothing."""
+    def match(
+        self,
+        record_id: str,
+        record: Mapping[str, Any],
+        normalised: tuple[dict[str, str], list[FieldProblem]] | None = None,
+    ) -> MatchResult:
+        """The decision for ``record`` (known as ``record_id`` in its system); changes nothing.
+        ``normalised``: what :meth:`normalise` gave for it, if the caller has it already."""
         cfg = self.config
-        values, problems = self.normalise(record)
+        values, problems = normalised if normalised is not None else self.normalise(record)
         rule_keys = tuple(k for k in (rule.key(values) for rule in cfg.rules) if k is not None)
         block_keys = tuple(keys_of(list(cfg.keys), values))
         base = MatchResult(

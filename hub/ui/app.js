@@ -98,6 +98,19 @@ async function overviewPage() {
   };
   previous = { at: now, data: d };
   const labels = (m) => Object.entries(m.labels).map(([k, v]) => `${k}=${v}`).join(" ");
+  // the same figures /metrics exposes: lag per group, sources' last poll, mappings live
+  const named = (name) => d.metrics.filter(m => m.name === name);
+  const lag = new Map();
+  for (const m of named("hub_consumer_lag")) {
+    const g = lag.get(m.labels.group) || { group: m.labels.group, lag: 0, partitions: 0 };
+    g.lag += m.value; g.partitions += 1; lag.set(m.labels.group, g);
+  }
+  const lastPoll = new Map(named("hub_source_last_poll_timestamp_seconds").map(m => [m.labels.source, m.value]));
+  const failing = new Map(named("hub_source_poll_failing").map(m => [m.labels.source, m.value]));
+  const when = (seconds) => seconds ? new Date(seconds * 1000).toISOString() : "";
+  const reloadAt = (named("hub_config_reload_timestamp_seconds")[0] || {}).value;
+  const reloadOk = (named("hub_config_reload_ok")[0] || { value: 1 }).value;
+  const live = named("hub_mapping_version_info").map(m => m.labels);
   main(
     el("h1", { text: "Overview" }),
     el("p", { class: "muted", id: "updated", text: `Updated ${new Date(now).toLocaleTimeString()}; refreshes every 5 s.` }),
@@ -106,8 +119,18 @@ async function overviewPage() {
         : el("p", { class: "muted", text: "None." })),
     el("section", {}, el("h2", { text: "Destinations" }),
       table([["Destination", r => r.name], ["Circuit", r => el("span", { class: `badge ${r.circuit}`, text: r.circuit })], ["Parked", r => r.parked], ["Routes", r => r.routes.join(", ")]], d.destinations)),
+    el("section", {}, el("h2", { text: "Consumer lag per group" }),
+      lag.size ? el("div", { id: "lag" }, table([["Consumer group", g => g.group], ["Records behind", g => g.lag], ["Partitions", g => g.partitions]], [...lag.values()]))
+        : el("p", { class: "muted", text: "No consumer runs in this process." })),
     el("section", {}, el("h2", { text: "Polling sources" }),
-      table([["Source", r => r.name], ["Cursor moved", r => r.cursor_moved_at], ["Polls here", r => r.polls], ["Last error", r => r.last_error]], d.sources)),
+      !d.sources.length ? el("p", { class: "muted", text: "No polling sources." }) : el("div", { id: "polling" }, table([["Source", r => r.name], ["Last poll here", r => when(lastPoll.get(r.name))],
+        ["State", r => failing.get(r.name) ? el("span", { class: "badge open", text: "failing" }) : (lastPoll.has(r.name) ? "ok" : "")],
+        ["Last error", r => r.last_error], ["Cursor moved", r => r.cursor_moved_at], ["Polls here", r => r.polls]], d.sources))),
+    el("section", {}, el("h2", { text: "Mapping versions live" }),
+      el("p", { class: reloadOk ? "muted" : "error", id: "reload-state", text: reloadOk
+        ? (reloadAt ? `Last reload ${when(reloadAt)}.` : "Not reloaded since the start.")
+        : `The last change was refused (${when(reloadAt)}); the previous version runs: see Mappings and connections.` }),
+      el("div", { id: "live-mappings" }, table([["Mapping", m => el("a", { href: "/ui/mappings", text: m.mapping })], ["Version", m => m.version]], live))),
     el("section", {}, el("h2", { text: "Events (this process)" }),
       table([["Figure", r => r.name], ["Labels", labels], ["Total", r => r.value], ["Per second", rate]], counters)),
   );
@@ -522,6 +545,42 @@ async function usersPage(flash) {
     el("p", { class: "muted", text: "Every change here is in the audit log." }));
 }
 
+// -- mappings and connections --------------------------------------------------------------
+
+async function mappingsPage() {
+  const [maps, conns] = await Promise.all([api("GET", "/mappings"), api("GET", "/connections")]);
+  const reloadBox = (r, interval) => el("div", { id: "reload" },
+    el("p", { class: r.ok ? "ok" : "error", text: r.at
+      ? `Last reload ${r.at}: ${r.ok ? (r.changed.length ? "taken, changed " + r.changed.join(", ") : "taken, no mapping changed") : "refused; the previous version keeps running"}.`
+      : "Not reloaded since the hub started." }),
+    r.problems && r.problems.length ? el("ul", { id: "reload-problems" }, r.problems.map(p => el("li", { class: "error", text: p }))) : null,
+    el("p", { class: "muted", text: interval > 0 ? `hub.yaml and the mappings are checked for changes every ${interval} s.` : "Reloading is off (HUB_RELOAD_INTERVAL_S=0)." }));
+  const checkCell = (c) => {
+    if (!can("operator")) return "";
+    const out = el("span", { class: "check-result", role: "status" });
+    const go = el("button", { type: "button", class: "check", "data-connection": c.name, text: "Check" });
+    go.addEventListener("click", async () => {
+      go.disabled = true; out.textContent = " checking…"; out.className = "check-result muted";
+      const r = await api("POST", `/connections/${encodeURIComponent(c.name)}/check`);
+      go.disabled = false;
+      if (!r.ok) { out.replaceChildren(problem(r)); return; }
+      out.className = `check-result ${r.data.ok ? "ok" : "error"}`;
+      out.textContent = ` ${r.data.ok ? "ok" : "failed"}: ${r.data.message}`;
+    });
+    return el("span", {}, go, out);
+  };
+  main(el("h1", { text: "Mappings and connections" }),
+    el("section", {}, el("h2", { text: "Mappings live" }),
+      maps.ok ? [reloadBox(maps.data.reload, maps.data.reload_interval_s),
+        el("div", { id: "mappings" }, table([["Mapping", m => m.name], ["Version", m => m.version], ["From", m => m.source], ["To", m => m.target],
+          ["Routes", m => m.routes.join(", ")], ["File", m => m.file]], maps.data.items))] : problem(maps)),
+    el("section", {}, el("h2", { text: "Connections" }),
+      conns.ok ? el("div", { id: "connections" }, table([["Connection", c => c.name], ["Connector", c => c.connector], ["System", c => c.system],
+        ["Does", c => c.kinds.join(", ")], ["Routes", c => [...c.inbound_routes, ...c.outbound_routes].join(", ")],
+        ["Options", c => Object.entries(c.options).filter(([, v]) => v !== null && v !== "" && !(typeof v === "object" && !Object.keys(v).length)).map(([k, v]) => `${k}: ${short(v, 80)}`).join("; ")],
+        ["", checkCell]], conns.data.items)) : problem(conns)));
+}
+
 // -- the frame ------------------------------------------------------------------------------
 
 async function start() {
@@ -530,14 +589,15 @@ async function start() {
   const who = await api("GET", "/auth/me");
   if (!who.ok) { main(problem(who)); return; }
   me = who.data;
-  const links = [["/ui/", "Overview"], ["/ui/failed", "Failed messages"], ["/ui/mdm", "Master data"]];
+  const links = [["/ui/", "Overview"], ["/ui/failed", "Failed messages"], ["/ui/mdm", "Master data"], ["/ui/mappings", "Mappings and connections"]];
   if (can("admin")) links.push(["/ui/users", "Users and tokens"], ["/ui/audit", "Audit log"]);
   document.getElementById("nav").replaceChildren(...links.map(([href, text]) => el("a", { href, text })));
   const logout = el("button", { id: "logout", type: "button", class: "link", text: "Log out" });
   logout.addEventListener("click", async () => { await api("POST", "/auth/logout"); location.assign("/ui/login"); });
   document.getElementById("who").replaceChildren(el("span", { id: "role", text: `${me.name || me.actor} (${me.role})` }), " ", logout);
   const pages = { overview: overviewPage, failed: failedPage, message: messagePage, audit: auditPage,
-    mdm: mdmPage, golden: goldenPage, users: usersPage };
+    mdm: mdmPage, golden: goldenPage, users: usersPage,
+    mappings: mappingsPage };
   await pages[page]();
   if (page === "overview") setInterval(overviewPage, 5000);
 }

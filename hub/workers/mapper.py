@@ -252,6 +252,8 @@ class MapperWorker(RetryingWorker):
                 log.info("%s dropped by mapping %s", event.id, mapping.name)
                 return None, None
             entity = mapping.target_entity or ""
+            if isinstance(hub.resolver, CrosswalkResolver):  # MDM: match on it, all its refs
+                result = hub.resolver.complete(entity, result)
             validate(entity, result)
         except MappingFailed as exc:
             return partial(self.dead_letter, record, Stage.MAP, exc, context), exc

@@ -15,8 +15,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import hmac
+import json
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -25,8 +28,9 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import event, func, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .db import Database, api_tokens, audit_log, login_attempts, sessions, users
 from .errors import HubError
@@ -332,16 +336,15 @@ class Auth:
     ) -> None:
         async with self.db.engine.begin() as conn:
             await conn.execute(
-                audit_log.insert(),
-                {
-                    "at": _now(),
-                    "actor": actor[:128],
-                    "action": action[:64],
-                    "target": target[:255] if target is not None else None,
-                    "before": before,
-                    "after": after,
-                    "ip": ip[:64] if ip is not None else None,
-                },
+                audit_log.insert(), _audit_row(actor, action, target, before, after, ip)
+            )
+
+    async def complete_audit(self, pending: PendingAudit, after: Any) -> None:
+        """Add what is known once the write answered (its status, its answer) to its audit
+        row, written with the write."""
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                update(audit_log).where(audit_log.c.id == pending.id).values(after=after)
             )
 
     async def audit_rows(
@@ -355,6 +358,131 @@ class Auth:
         async with self.db.engine.connect() as conn:
             rows = await conn.execute(query)
             return [{**r._mapping, "at": _aware(r.at).isoformat()} for r in rows]
+
+
+# -- the audit row, in the transaction of the write it records ---------------------------------
+
+log = logging.getLogger(__name__)
+
+
+class AuditFailed(HubError):
+    """The audit row of a write could not be written: the write was not made either."""
+
+
+@dataclass
+class PendingAudit:
+    """A write's audit row, waiting for the write's transaction. ``id`` once written."""
+
+    row: dict[str, Any]
+    id: int | None = None
+
+
+_pending: contextvars.ContextVar[PendingAudit | None] = contextvars.ContextVar(
+    "hub_pending_audit", default=None
+)
+_WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE", "UPSERT", "REPLACE")
+_WROTE = "hub_audit_wrote"
+
+
+def expect_write(
+    actor: str,
+    action: str,
+    target: str | None,
+    before: Any = None,
+    after: Any = None,
+    ip: str | None = None,
+) -> PendingAudit:
+    """From now on in this context (the request's task, and what it starts), the first
+    transaction that changes a row also inserts this audit row, before it commits: the change
+    and its audit row commit together, or neither does (:class:`AuditFailed`)."""
+    pending = PendingAudit(_audit_row(actor, action, target, before, after, ip))
+    _pending.set(pending)
+    return pending
+
+
+def audit_in_transactions(db: Database) -> None:
+    """Attach the hooks that write a pending audit row in the write's transaction to every
+    engine of ``db`` (once)."""
+    engines = [db.engine.sync_engine]
+    if db._sync is not None:  # a SQLite file: the database thread's engine
+        engines.append(db._sync)
+    for engine in engines:
+        if not event.contains(engine, "commit", _before_commit):
+            event.listen(engine, "after_cursor_execute", _saw_statement)
+            event.listen(engine, "commit", _before_commit)
+            event.listen(engine, "rollback", _forget)
+            event.listen(engine, "begin", _forget)
+
+
+def _saw_statement(
+    conn: Connection, _cursor: Any, statement: str, *_args: Any, **_kwargs: Any
+) -> None:
+    if _pending.get() is not None and statement.lstrip()[:7].upper().startswith(_WRITES):
+        conn.info[_WROTE] = True
+
+
+def _forget(conn: Connection) -> None:
+    conn.info.pop(_WROTE, None)
+
+
+def _before_commit(conn: Connection) -> None:
+    """SQLAlchemy's commit event: called before the transaction commits."""
+    wrote = conn.info.pop(_WROTE, False)
+    pending = _pending.get()
+    if pending is None or pending.id is not None or not wrote:
+        return
+    try:
+        done = conn.execute(audit_log.insert(), pending.row)
+    except SQLAlchemyError as exc:
+        log.error("the audit row of %s could not be written: %s", pending.row["action"], exc)
+        raise AuditFailed(
+            f"the audit log could not be written, so the change was not made: "
+            f"{type(exc).__name__}; try again, and check the database"
+        ) from None
+    key = done.inserted_primary_key
+    assert key is not None
+    pending.id = int(key[0])
+
+
+def _audit_row(
+    actor: str,
+    action: str,
+    target: str | None,
+    before: Any = None,
+    after: Any = None,
+    ip: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "at": _now(),
+        "actor": actor[:128],
+        "action": action[:64],
+        "target": target[:255] if target is not None else None,
+        "before": before,
+        "after": after,
+        "ip": ip[:64] if ip is not None else None,
+    }
+
+
+# what a write's audit row keeps of its request and answer: JSON, secrets redacted
+_SECRET_KEYS = frozenset({"password", "token", "csrf"})
+MAX_AUDIT_BYTES = 64 * 1024
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "[redacted]" if k in _SECRET_KEYS else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def audit_body(raw: bytes) -> Any:
+    if not raw or len(raw) > MAX_AUDIT_BYTES:
+        return None if not raw else {"bytes": len(raw)}
+    try:
+        return redact(json.loads(raw))
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to keep
+        return {"bytes": len(raw)}
 
 
 # -- masking personal data for viewers -----------------------------------------------------------

@@ -23,6 +23,7 @@ waits on SQLite's write lock.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import os
@@ -549,7 +550,11 @@ class Database:
         """``fn(*args)`` on the database's own thread (SQLite)."""
         if self._thread is None:  # made on first use, again after close()
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        # in the caller's context: what it set (a write's pending audit row) holds there too
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, context.run, fn, *args
+        )
 
     def _in_thread(self, work: Callable[[Connection], T]) -> T:
         assert self._sync is not None

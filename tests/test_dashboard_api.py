@@ -21,7 +21,9 @@ from hub.db import Database
 from hub.runtime import Hub
 
 from .support.databases import hub_database_overrides  # noqa: F401  (fixture database_url)
-from .support.harness import HubFactory, RecordingSink
+from .support.harness import HubFactory, RecordingSink, config_text
+from .test_mdm_api import MDM_CONFIG
+from .test_mdm_service import ANNA, OTTO
 from .test_opsapi import EVIL, assert_error, dead_letters
 
 PASSWORD = "correct horse battery"
@@ -518,3 +520,111 @@ async def test_mappings_connections_and_their_figures(
     assert await hub.reload() is True
     assert (await Auth(hub.db).audit_rows())[0]["action"] == "POST /connections/erp/check"
     assert hub.last_reload["ok"] is True and hub.last_reload["at"] is not None
+
+
+def MDM_CONFIG_WITH_ERP(url: str) -> str:
+    return MDM_CONFIG.split("\n", 1)[0] + "\n" + config_text(url)
+
+
+async def _refuse_audit_rows(hub: Hub, refuse: bool) -> None:
+    """A trigger that makes every insert into audit_log fail (or its removal)."""
+    async with hub.db.engine.begin() as conn:
+        if hub.db.dialect == "postgresql":
+            if refuse:
+                await conn.exec_driver_sql(
+                    "CREATE FUNCTION no_audit() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'audit refused'; END $$ LANGUAGE plpgsql"
+                )
+                await conn.exec_driver_sql(
+                    "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log "
+                    "FOR EACH ROW EXECUTE FUNCTION no_audit()"
+                )
+            else:
+                await conn.exec_driver_sql("DROP TRIGGER no_audit ON audit_log")
+                await conn.exec_driver_sql("DROP FUNCTION no_audit()")
+        elif refuse:
+            await conn.exec_driver_sql(
+                "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log "
+                "BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
+            )
+        else:
+            await conn.exec_driver_sql("DROP TRIGGER no_audit")
+
+
+async def test_the_audit_row_commits_with_the_write_or_neither_does(
+    hubs: HubFactory, sink: RecordingSink, database_url: dict[str, str]
+) -> None:
+    hub = await hubs.start(sink.url, config=MDM_CONFIG_WITH_ERP(sink.url), **database_url)
+    letters = await dead_letters(hub, range(9150, 9152))
+    await add_users(hub)
+    await Auth(hub.db).add_user("steward", PASSWORD, "steward")
+    anna = await hub.mdm.resolve("customer", "shop", "1", ANNA)
+    otto = await hub.mdm.resolve("customer", "shop", "2", OTTO)
+    operator, csrf = await logged_in(hub, "operator")
+    steward, steward_csrf = await logged_in(hub, "steward")
+    admin, admin_csrf = await logged_in(hub, "admin")
+    one, two = letters[0]["id"], letters[1]["id"]
+    async with closing(operator, steward, admin):
+        await _refuse_audit_rows(hub, True)
+        try:
+            # each write fails whole: 503, and nothing it would have changed is changed
+            refused = [
+                await operator.post(
+                    f"/api/deadletters/{one}/discard", headers={"x-csrf-token": csrf}
+                ),
+                await operator.post(
+                    f"/api/deadletters/{two}/replay", headers={"x-csrf-token": csrf}
+                ),
+                await steward.post(
+                    "/api/mdm/customer/merge",
+                    headers={"x-csrf-token": steward_csrf},
+                    json={"survivor": anna, "merged": otto},
+                ),
+                await admin.post(
+                    "/api/users",
+                    headers={"x-csrf-token": admin_csrf},
+                    json={"name": "eve", "password": PASSWORD},
+                ),
+                await admin.post(
+                    "/api/tokens",
+                    headers={"x-csrf-token": admin_csrf},
+                    json={"name": "eve", "role": "admin"},
+                ),
+            ]
+            for answer in refused:
+                assert assert_error(answer, 503)["error"] == "audit_failed", answer.text
+        finally:
+            await _refuse_audit_rows(hub, False)
+        item = (await operator.get(f"/api/deadletters/{one}")).json()
+        assert (item["status"], item["replays"]) == ("open", 0)
+        assert (await operator.get(f"/api/deadletters/{two}")).json()["replays"] == 0
+        assert (await hub.mdm.golden("customer", otto) or {})["status"] == "active"
+        assert await Auth(hub.db).user("eve") is None
+        assert (await admin.get("/api/tokens")).json()["items"] == []
+        assert (await admin.get("/api/audit")).json()["items"] == []
+        assert sink.attempts == []
+
+        # a write refused for the item's state (nothing changed) leaves no audit row either
+        ok = await operator.post(f"/api/deadletters/{one}/discard", headers={"x-csrf-token": csrf})
+        assert ok.status_code == 200, ok.text
+        merged = await steward.post(
+            "/api/mdm/customer/merge",
+            headers={"x-csrf-token": steward_csrf},
+            json={"survivor": anna, "merged": otto, "reason": "test"},
+        )
+        assert merged.status_code == 200, merged.text
+        again = await steward.post(
+            "/api/mdm/customer/merge",
+            headers={"x-csrf-token": steward_csrf},
+            json={"survivor": anna, "merged": otto},
+        )
+        assert_error(again, 409)
+        log = (await admin.get("/api/audit")).json()["items"]
+    assert [(r["actor"], r["action"]) for r in log] == [
+        ("user:steward", "POST /mdm/customer/merge"),
+        ("user:operator", f"POST /deadletters/{one}/discard"),
+    ]
+    # the row written with the write has its answer added once answered
+    assert log[0]["after"]["status"] == 200 and log[0]["after"]["answer"]["survivor"] == anna
+    assert log[0]["after"]["request"]["reason"] == "test"
+    assert log[1]["before"] == {"status": "open", "replays": 0}

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from hub import __version__
+from hub.auth import AuditFailed, audit_in_transactions
 from hub.errors import WebhookRejected
 
 from . import auth, connections, health, ingress, mdm, metrics, ops, orders, overview, ui
@@ -24,6 +25,7 @@ def create_app(hub: ApiHub) -> HeaderLimits:
     """The hub's ASGI app: request heads over the limits refused (431), everything else
     through FastAPI's routing, webhooks included."""
     s = hub.settings
+    audit_in_transactions(hub.db)  # a write's audit row commits with the write
     app = auth.AuditAndMask(create_api(hub), hub.db)  # type: ignore[arg-type]
     return HeaderLimits(app, s.http_max_header_bytes, s.http_max_headers)
 
@@ -94,6 +96,10 @@ def handle_errors(app: FastAPI) -> None:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         return JSONResponse({"error": "invalid_request", "message": errors}, status_code=422)
+
+    @app.exception_handler(AuditFailed)
+    async def not_audited(_request: Request, exc: AuditFailed) -> JSONResponse:
+        return JSONResponse({"error": "audit_failed", "message": str(exc)}, status_code=503)
 
     @app.exception_handler(WebhookRejected)
     async def rejected(_request: Request, exc: WebhookRejected) -> JSONResponse:

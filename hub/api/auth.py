@@ -20,7 +20,9 @@ from hub.auth import (
     SESSION_TTL,
     Auth,
     AuthError,
+    PendingAudit,
     Principal,
+    audit_body,
     mask,
 )
 from hub.db import Database
@@ -177,26 +179,6 @@ async def audit(
 
 # -- the middleware: audit every write, mask answers for viewers ---------------------------------
 
-_SECRET_KEYS = frozenset({"password", "token", "csrf"})
-MAX_AUDIT_BYTES = 64 * 1024
-
-
-def redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: "[redacted]" if k in _SECRET_KEYS else redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
-
-
-def _json_or_none(raw: bytes) -> Any:
-    if not raw or len(raw) > MAX_AUDIT_BYTES:
-        return None if not raw else {"bytes": len(raw)}
-    try:
-        return redact(json.loads(raw))
-    except ValueError:
-        return {"bytes": len(raw)}
-
 
 class AuditAndMask:
     """ASGI middleware for ``/api/`` requests only (webhooks skip it, at no cost): see
@@ -248,22 +230,24 @@ async def _audit(
     status: int,
     answer: bytes | None,
 ) -> None:
-    if status >= 300:
-        return  # refused: nothing changed
+    """The write's audit row gets its status and answer. Written already in the write's own
+    transaction (hub.auth.expect_write) when the write changed a row; else, for a write that
+    succeeded without changing a row here (a connection check), written now."""
     body: bytes = pending.get("body", b"")
+    after = {"status": status, "request": audit_body(body), "answer": audit_body(answer or b"")}
+    written: PendingAudit | None = pending.get("pending")
     path = request.url.path
     try:
-        await Auth(db).audit(
-            who.actor,
-            f"{request.method} {path.removeprefix('/api')}",
-            path,
-            pending.get("before"),
-            {
-                "status": status,
-                "request": _json_or_none(body),
-                "answer": _json_or_none(answer or b""),
-            },
-            request.client.host if request.client is not None else None,
-        )
+        if written is not None and written.id is not None:
+            await Auth(db).complete_audit(written, after)
+        elif status < 300:
+            await Auth(db).audit(
+                who.actor,
+                f"{request.method} {path.removeprefix('/api')}",
+                path,
+                pending.get("before"),
+                after,
+                request.client.host if request.client is not None else None,
+            )
     except Exception:
         log.exception("could not write the audit row of %s %s", request.method, path)

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from hub.auth import CSRF_HEADER, SESSION_COOKIE, Auth, Principal
+from hub.auth import CSRF_HEADER, SESSION_COOKIE, Auth, Principal, audit_body, expect_write
 from hub.circuits import CircuitStore
 from hub.db import dead_letters
 from hub.deadletters import Filter, decode_cursor, encode_cursor
@@ -95,11 +95,21 @@ async def require_operator(request: Request, hub: ProbeDep) -> Principal:
     if not principal.can(needed):
         raise OpsError(403, f"this needs the role {needed}; {principal.actor} is {principal.role}")
     if request.method in WRITES:
-        # audited once answered (hub.api.auth.audit_and_mask); the body as FastAPI read it
-        request.state.audit = {
-            "before": await _before(hub, request.url.path),
-            "body": await request.body(),
-        }
+        # The audit row goes into the transaction of the first change the write makes
+        # (hub.auth.expect_write); its status and answer are added once answered
+        # (hub.api.auth.audit_and_mask). The body as FastAPI read it.
+        path = request.url.path
+        before = await _before(hub, path)
+        body = await request.body()
+        pending = expect_write(
+            principal.actor,
+            f"{request.method} {path.removeprefix('/api')}",
+            path,
+            before,
+            {"request": audit_body(body)},
+            request.client.host if request.client is not None else None,
+        )
+        request.state.audit = {"before": before, "body": body, "pending": pending}
     return principal
 
 

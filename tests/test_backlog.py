@@ -187,7 +187,13 @@ async def test_a_hub_killed_outright_leaves_its_broker_and_the_next_start_takes_
 
             async def send_over_http(order_id: int) -> None:
                 body = order_body(order_id, note="killed")
-                r = await client.post("/webhooks/shop", content=body, headers=shopify_headers(body))
+                # A connection of its own: a kept-alive one from the first batch may be closed by
+                # the server's keep-alive timeout (5 s) while the circuit opens, just as it is
+                # reused (httpx.ReadError, seen under load); a webhook sender retries that.
+                async with httpx.AsyncClient(base_url=base, timeout=10) as own:
+                    r = await own.post(
+                        "/webhooks/shop", content=body, headers=shopify_headers(body)
+                    )
                 assert r.status_code == 202, r.text
 
             async def circuit_open() -> bool:

@@ -392,6 +392,7 @@ def test_hub_connectors_check_runs_the_example_against_tryton(
         env = dict(
             os.environ,
             SHOPIFY_WEBHOOK_SECRET="example-webhook-secret-0123",
+            SHOPIFY_ADMIN_TOKEN="example-admin-token-0123456",
             TRYTON_PASSWORD=password,
         )
         return subprocess.run(

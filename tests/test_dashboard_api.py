@@ -341,7 +341,17 @@ async def test_pages_need_a_session(hubs: HubFactory) -> None:
     hub = await hubs.start(None, roles=frozenset({"ingress"}))
     await add_users(hub)
     async with httpx.AsyncClient(base_url=hub.base_url) as client:
-        for path in ("/ui/", "/ui/failed", "/ui/failed/x", "/ui/audit"):
+        for path in (
+            "/ui/",
+            "/ui/failed",
+            "/ui/failed/x",
+            "/ui/audit",
+            "/ui/mdm",
+            "/ui/mdm/customer/cus_x",
+            "/ui/mappings",
+            "/ui/users",
+            "/ui/orders",
+        ):
             away = await client.get(path)
             assert away.status_code == 303 and away.headers["location"] == "/ui/login"
         login = await client.get("/ui/login")

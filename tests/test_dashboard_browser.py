@@ -22,10 +22,22 @@ import pytest
 from hub.auth import Auth
 from hub.runtime import Hub
 
-from .support.harness import HubFactory, RecordingSink, config_text
+from .support.harness import (
+    ORDER_BODY,
+    HubFactory,
+    RecordingSink,
+    config_text,
+    post,
+    shopify_headers,
+    until,
+)
 from .test_mdm_api import MDM_CONFIG
 from .test_mdm_service import ANNA, ANNA_CRM, MAYBE_ANNA, OTTO
 from .test_opsapi import dead_letters
+from .test_orders_api import SHOP_ORDER_ID, systems
+from .test_orders_api import hub_yaml as orders_hub_yaml
+
+__all__ = ["systems"]  # the fixture, shared with test_orders_api
 
 pytestmark = pytest.mark.browser
 
@@ -544,3 +556,70 @@ async def test_the_overview_shows_lag_sources_and_mappings_and_updates_itself(
     assert await page.text_content("#updated") != first
     await shot(page, "overview")
     assert errors == []
+
+
+async def test_an_orders_journey_shows_each_step_and_links_its_dead_letter(
+    hubs: HubFactory, systems: str, browser: Any
+) -> None:
+    hub = await hubs.start(config=orders_hub_yaml(systems))
+    answer = await post(hub, ORDER_BODY, shopify_headers(ORDER_BODY, "delivery-1"))
+    assert answer.status_code == 202, answer.text
+
+    async def travelled() -> bool:
+        found = await hub.journal.golden_ids(SHOP_ORDER_ID)
+        if not found:
+            return False
+        steps = [e["step"] for e in (await hub.journal.journey(found[0]))["events"]]
+        return "delivered" in steps and "dead_letter" in steps
+
+    await until(travelled)
+    await Auth(hub.db).add_user("olivia", PASSWORD, "operator")
+    page, errors = await new_page(browser)
+    await log_in(page, hub, "olivia")
+    await page.click("text=Orders")
+    await page.fill("#order-search input[name=ref]", "#9999")  # the shop's order number
+    await page.click("#order-search button")
+    await page.wait_for_selector("#journey")
+    steps = await page.eval_on_selector_all(
+        "#journey tr.step", "rows => rows.map(r => r.dataset.step)"
+    )
+    assert steps[0] == "received" and steps.index("mapped") < steps.index("delivered")
+    assert "dead_letter" in steps
+    journey = await page.text_content("#journey") or ""
+    assert (
+        "paid" in journey
+        and "delivered to erp (acme-erp) by route orders-to-erp as SO-17" in journey
+    )
+    ids = await page.text_content("#order-ids") or ""
+    assert SHOP_ORDER_ID in ids and "SO-17" in ids
+    assert "john@example.com" in (await page.text_content("#order-facts") or "")
+    await shot(page, "order-journey")
+    # the same order by the ERP's id, then by its customer's e-mail
+    await page.goto(f"{hub.base_url}/ui/orders?ref=SO-17")
+    await page.wait_for_selector("#journey")
+    await page.goto(f"{hub.base_url}/ui/orders?ref=John%40Example.com")
+    await page.click("a.order-link")
+    await page.wait_for_selector("#journey")
+    # its dead letter, one click away
+    await page.click("#journey a.dead-letter-link")
+    await page.wait_for_selector("#payload")
+    assert "unknown carrier" in (await page.text_content(".facts") or "")
+    # an unknown order says so
+    await page.goto(f"{hub.base_url}/ui/orders?ref=nothing-like-it")
+    await page.wait_for_selector("[role=alert]:has-text('404')")
+    assert [e for e in errors if "status of 404" not in e] == []
+
+    # a viewer follows it too, the customer's e-mail masked
+    await Auth(hub.db).add_user("victor", PASSWORD, "viewer")
+    await page.click("#logout")
+    await page.wait_for_url("**/ui/login")
+    await log_in(page, hub, "victor")
+    await page.goto(f"{hub.base_url}/ui/orders?ref=%239999")
+    await page.wait_for_selector("#journey")
+    facts = await page.text_content("#order-facts") or ""
+    assert "john@example.com" not in facts and "•••@example.com" in facts
+    phone, phone_errors = await new_page(browser, width=390)
+    await phone.goto(f"{hub.base_url}/ui/orders?ref=SO-17")
+    await phone.wait_for_selector("#journey")
+    await shot(phone, "order-journey-phone")
+    assert phone_errors == []

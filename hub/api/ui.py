@@ -27,6 +27,7 @@ PAGES = {
     "mdm": "mdm",
     "users": "users",
     "mappings": "mappings",
+    "orders": "orders",
 }
 ENTITY_PAGES = {"mdm": "golden"}  # /ui/mdm/<entity>/<golden id>
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}

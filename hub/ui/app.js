@@ -581,6 +581,58 @@ async function mappingsPage() {
         ["", checkCell]], conns.data.items)) : problem(conns)));
 }
 
+// -- order journey ------------------------------------------------------------------------------
+
+function uiDeadLetter(href) {
+  // the API's /api/deadletters/{id} as the page of that failed message
+  const id = String(href || "").split("/").pop();
+  return el("a", { class: "dead-letter-link", href: `/ui/failed/${id}`, text: decodeURIComponent(id).slice(0, 12) + "…" });
+}
+
+async function ordersPage() {
+  const params = new URLSearchParams(location.search);
+  const ref = (params.get("ref") || "").trim();
+  const form = el("form", { id: "order-search", class: "filters" },
+    el("label", {}, "Order number, any system's id, golden id or customer e-mail",
+      el("input", { name: "ref", value: ref, required: true, maxlength: 255, placeholder: "#1001, SO-17, ord_…, ann@example.com" })),
+    el("button", { type: "submit", text: "Find" }));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    location.assign("/ui/orders?ref=" + encodeURIComponent(form.ref.value.trim()));
+  });
+  const head = [el("h1", { text: "Order journey" }), form];
+  if (!ref) { main(...head, el("p", { class: "muted", text: "Every event about one order, across systems, in time order." })); return; }
+  if (ref.includes("@")) {
+    const r = await api("GET", "/orders?email=" + encodeURIComponent(ref));
+    if (!r.ok) { main(...head, problem(r)); return; }
+    main(...head, el("h2", { text: `Orders of ${ref}` }),
+      r.data.items.length ? el("div", { id: "orders" }, table([["Order", o => el("a", { class: "order-link", href: "/ui/orders?ref=" + encodeURIComponent(o.golden_id), text: o.number || o.golden_id })],
+        ["Golden id", o => o.golden_id], ["Status", o => o.status], ["Last event", o => o.last_at]], r.data.items))
+        : el("p", { class: "muted", id: "no-orders", text: "No order of that e-mail is known." }));
+    return;
+  }
+  const r = await api("GET", "/orders/" + encodeURIComponent(ref));
+  if (!r.ok) { main(...head, problem(r)); return; }
+  const o = r.data;
+  main(...head,
+    el("h2", { text: `Order ${o.number || o.golden_id}` }),
+    el("dl", { class: "facts", id: "order-facts" },
+      [["Golden id", o.golden_id], ["Number", o.number], ["Status now", o.status], ["Customer e-mail", o.email]]
+        .filter(f => f[1]).map(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v) })])),
+    el("section", {}, el("h3", { text: "Its id in every system" }),
+      el("div", { id: "order-ids" }, table([["System", i => i.system], ["Id", i => i.id], ["Known from", i => i.from]], o.ids))),
+    el("section", {}, el("h3", { text: "Every event, in time order" }),
+      el("div", { id: "journey" }, el("div", { class: "scroll" }, el("table", {},
+        el("thead", {}, el("tr", {}, ["At", "Step", "Status", "What happened", ""].map(h => el("th", { text: h })))),
+        el("tbody", {}, o.events.map(e => el("tr", { class: `step ${e.step}`, "data-step": e.step },
+          el("td", { text: e.at }), el("td", {}, el("span", { class: `badge ${e.step === "dead_letter" ? "open" : ""}`, text: e.step.replace("_", " ") })),
+          el("td", { text: e.status || "" }), el("td", { text: e.summary || "" }),
+          el("td", {}, e.dead_letter ? uiDeadLetter(e.dead_letter) : "")))))))),
+    o.dead_letters.length ? el("section", {}, el("h3", { text: "Its dead letters" }),
+      el("div", { id: "order-dead-letters" }, table([["Failed at", d => d.failed_at], ["Stage", d => d.stage], ["Destination", d => d.destination || d.connection],
+        ["Status", d => el("span", { class: `badge ${d.status}`, text: d.status })], ["Error", d => short(d.error, 160)], ["", d => uiDeadLetter(d.href)]], o.dead_letters))) : null);
+}
+
 // -- the frame ------------------------------------------------------------------------------
 
 async function start() {
@@ -589,7 +641,7 @@ async function start() {
   const who = await api("GET", "/auth/me");
   if (!who.ok) { main(problem(who)); return; }
   me = who.data;
-  const links = [["/ui/", "Overview"], ["/ui/failed", "Failed messages"], ["/ui/mdm", "Master data"], ["/ui/mappings", "Mappings and connections"]];
+  const links = [["/ui/", "Overview"], ["/ui/failed", "Failed messages"], ["/ui/orders", "Orders"], ["/ui/mdm", "Master data"], ["/ui/mappings", "Mappings and connections"]];
   if (can("admin")) links.push(["/ui/users", "Users and tokens"], ["/ui/audit", "Audit log"]);
   document.getElementById("nav").replaceChildren(...links.map(([href, text]) => el("a", { href, text })));
   const logout = el("button", { id: "logout", type: "button", class: "link", text: "Log out" });
@@ -597,7 +649,7 @@ async function start() {
   document.getElementById("who").replaceChildren(el("span", { id: "role", text: `${me.name || me.actor} (${me.role})` }), " ", logout);
   const pages = { overview: overviewPage, failed: failedPage, message: messagePage, audit: auditPage,
     mdm: mdmPage, golden: goldenPage, users: usersPage,
-    mappings: mappingsPage };
+    mappings: mappingsPage, orders: ordersPage };
   await pages[page]();
   if (page === "overview") setInterval(overviewPage, 5000);
 }

@@ -14,10 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationInfo
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    model_validator,
+)
 
 from hub.canonical import decode
 from hub.envelope import derived_id
+from hub.schedule import Window, parse_window
 
 MIN_SECRET_BYTES = 16
 """A secret shorter than this is refused: an empty key makes a signature anyone can compute,
@@ -124,11 +133,37 @@ class WebhookSource(Connector):
 
 
 class PollingOptions(ConnectorOptions):
-    """Options every polling connector has (its own Options extend these)."""
+    """Options every polling connector has (its own Options extend these): its schedule."""
 
     poll_interval_s: float = Field(
         60.0, gt=0, description="Seconds between polls when the last one found nothing more."
     )
+    poll_window: str | None = Field(
+        None,
+        description="Only poll within this daily window, HH:MM-HH:MM in poll_timezone (may "
+        "cross midnight: 22:00-06:00); outside it the poller waits for the window to open.",
+        examples=["06:00-22:00"],
+    )
+    poll_timezone: str | None = Field(
+        None,
+        description="IANA time zone of poll_window (required with it), e.g. Europe/Berlin or "
+        "UTC; daylight saving time is applied.",
+        examples=["Europe/Berlin"],
+    )
+
+    @model_validator(mode="after")
+    def _window(self) -> PollingOptions:
+        if self.poll_window is not None:
+            parse_window(self.poll_window, self.poll_timezone)
+        elif self.poll_timezone is not None:
+            raise ValueError("poll_timezone is set without poll_window: set both or neither")
+        return self
+
+    def window(self) -> Window | None:
+        """The daily window polls are made in (None: all day)."""
+        if self.poll_window is None:
+            return None
+        return parse_window(self.poll_window, self.poll_timezone)
 
 
 @dataclass(frozen=True)

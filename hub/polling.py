@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -102,13 +103,21 @@ class Poller:
 
     min_backoff_s = 1.0
 
-    def __init__(self, hub: PollerHub, connection: str, source: PollingSource) -> None:
+    def __init__(
+        self,
+        hub: PollerHub,
+        connection: str,
+        source: PollingSource,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
         self.hub = hub
         self.connection = connection
         self.source = source
         self.store = CursorStore(hub.db)
         self.owner = uuid.uuid4().hex  # this process's poller, for the lease
         self.interval_s = source.options.poll_interval_s
+        self.window = source.options.window()  # hub.schedule: None polls all day
+        self.clock = clock  # given in tests, to be at any time of day
         self.polls = 0  # rounds that reached the source
         self.last_error: str | None = None  # of the last round; None once a round went through
         self.last_poll_at: datetime | None = None  # when the last round ended, well or not
@@ -139,35 +148,57 @@ class Poller:
         await self.source.close()
 
     async def run(self) -> None:
-        backoff = self.min_backoff_s
-        opened = False
+        self._backoff = self.min_backoff_s
         while not self._stopping.is_set():
-            try:
-                if not opened:
-                    await self.source.open()
-                    opened = True
-                if await self.store.lease(self.connection, self.owner, now_utc(), self.hold_s):
-                    try:
-                        wait = await self.round()
-                    finally:
-                        self.last_poll_at = now_utc()
-                else:
-                    wait = self.interval_s  # another process polls it
-                backoff = self.min_backoff_s
-                self.last_error = None
-            except (PollFailed, BrokerUnavailable) as exc:
-                log.warning("%s: %s; polling again in %.0fs", self.connection, exc, backoff)
-                self.last_error = str(exc)
-                wait, backoff = backoff, min(backoff * 2, self.interval_s)
-            except Exception as exc:
-                log.exception("%s: polling failed; again in %.0fs", self.connection, backoff)
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                wait, backoff = backoff, min(backoff * 2, self.interval_s)
+            wait = await self.step()
             if wait > 0:
                 try:
                     await asyncio.wait_for(self._stopping.wait(), wait)
                 except TimeoutError:
                     pass
+
+    _backoff = min_backoff_s
+    _opened = False
+
+    async def step(self) -> float:
+        """One turn of the loop: a poll when the schedule allows it; how long to wait then.
+        Outside the connection's ``poll_window`` nothing is asked: the wait is until it opens
+        (at most an interval at a time, so a stop or a new configuration is seen)."""
+        closed_for = self.window.wait_s(self.clock()) if self.window is not None else 0.0
+        if closed_for > 0:
+            if self.polls == 0 or self._was_open:
+                log.info(
+                    "%s: outside its poll window %s; polling again when it opens",
+                    self.connection,
+                    self.window,
+                )
+            self._was_open = False
+            return min(closed_for, max(self.interval_s, 60.0))
+        self._was_open = True
+        try:
+            if not self._opened:
+                await self.source.open()
+                self._opened = True
+            if await self.store.lease(self.connection, self.owner, now_utc(), self.hold_s):
+                try:
+                    wait = await self.round()
+                finally:
+                    self.last_poll_at = now_utc()
+            else:
+                wait = self.interval_s  # another process polls it
+            self._backoff = self.min_backoff_s
+            self.last_error = None
+        except (PollFailed, BrokerUnavailable) as exc:
+            log.warning("%s: %s; polling again in %.0fs", self.connection, exc, self._backoff)
+            self.last_error = str(exc)
+            wait, self._backoff = self._backoff, min(self._backoff * 2, self.interval_s)
+        except Exception as exc:
+            log.exception("%s: polling failed; again in %.0fs", self.connection, self._backoff)
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            wait, self._backoff = self._backoff, min(self._backoff * 2, self.interval_s)
+        return wait
+
+    _was_open = True
 
     async def round(self) -> float:
         """One poll; returns how long to wait before the next (0: a full page, go on)."""

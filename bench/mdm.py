@@ -23,13 +23,18 @@ records compared per new record.
 
 ``--database-url URL``: the same on the MDM *service* (hub.mdm_service) with its tables in that
 database (SQLite or PostgreSQL; created by the hub's migrations; use an empty database): for
-each ``--golden`` size N, N synthetic golden records are stored first (bulk inserts, not
-timed), then ``--scale-dataset`` is resolved one record at a time as a mapper would
-(``MdmService.match_record``: normalise, block with one indexed query per key, compare, decide,
-store crosswalk row, source record, keys, history, survivorship): new records per second and
-p50/p99 per record. Then every streamed id is looked up again: one at a time
-(``MdmService.resolve``, one round trip each) and in batches of 500 from a cold process
-(``Crosswalk.lookup_many``, as the hub's resolver reads ahead per consumed batch).
+each ``--golden`` size N, N synthetic golden records are stored first (bulk inserts, then
+ANALYZE on PostgreSQL, not timed), then ``--scale-dataset`` is resolved ``--batch`` records per
+transaction as the mapper resolves a consumed batch (``MdmService.resolve_many``: crosswalk
+lookup, every key's lock, every block in one query, normalise, compare, decide, then crosswalk
+rows, golden records, source records, keys, history and survivorship in one statement each;
+``--batch 1``: ``match_record`` one record at a time), ``--concurrency`` batches at once: new
+records per second, and p50/p99 per record (a record waits for its whole batch). Then every
+streamed id is looked up again: one at a time (``MdmService.resolve``, one transaction each);
+from a cold process in batches (``Crosswalk.lookup_many``, what the hub's resolver reads for
+entities without matching, and ``MdmService.resolve_many`` lookups with every golden id's refs,
+what it reads for customers); and from the warm cache of the hub's resolver
+(``MdmResolver.golden_id``).
 
 ``--estimate`` prints, for each comparison of the configuration, how often true pairs (m) and
 random non-matching pairs (u) of febrl1 and febrl2 land in each level: the figures the m/u of
@@ -228,11 +233,11 @@ async def db_runs(
     dataset: str,
     hide: tuple[str, ...],
     concurrency: int = 1,
+    batch_size: int = 500,
 ) -> list[dict[str, Any]]:
     """The MDM service on ``url``: see the module's docstring."""
     from sqlalchemy import insert
 
-    from hub.crosswalk import Crosswalk
     from hub.db import Database, crosswalk, mdm_golden, mdm_keys, mdm_records
     from hub.matching import MatchConfig
     from hub.mdm import _derive
@@ -270,19 +275,15 @@ async def db_runs(
                 )
             )
         stored = size
+        if db.dialect == "postgresql":  # statistics, as autovacuum keeps them on a live table
+            await db.run(lambda conn: conn.exec_driver_sql("ANALYZE"))
         setup = time.perf_counter() - started
         records = [(f"{size}-{rid}", r) for rid, r in febrl(dataset, hide)]
-        timed = await _timed_stream(service, records, concurrency)
+        timed = await _timed_stream(service, records, concurrency, batch_size)
         seconds, given, decisions, new_s, known, known_s = timed
-        clock = time.perf_counter
         await db.close()
-        cold = Database(url)  # a new process's view: nothing cached, a new connection pool
         refs = [(ENTITY, "febrl", record_id) for record_id, _ in records]
-        start = clock()
-        found = await Crosswalk(cold).lookup_many(refs)
-        batched_s = clock() - start
-        await cold.close()
-        assert len(found) == len(refs)
+        lookups = await _cold_lookups(url, refs, max(batch_size, 500))
         truth = {r: identity(r) for r in given}
         q = pairwise_quality(given, truth)
         report = {
@@ -299,9 +300,10 @@ async def db_runs(
             "precision": round(q.precision, 5),
             "recall": round(q.recall, 5),
             "f1": round(q.f1, 5),
+            "batch": batch_size,
             "known_lookups_per_s": round(len(known) / known_s),
             "known_per_lookup_ms": core.latency_ms(known),
-            "batched_cold_lookups_per_s": round(len(refs) / batched_s),
+            **lookups,
         }
         runs.append(report)
         lat, kl = report["new_per_record_ms"], report["known_per_lookup_ms"]
@@ -311,41 +313,105 @@ async def db_runs(
             f"  p50 {core.fmt(lat['p50'], 2)} ms  p99 {core.fmt(lat['p99'], 2)} ms"
             f"  F1 {report['f1']:.4f}  known {report['known_lookups_per_s']:>6,}/s"
             f" (p50 {core.fmt(kl['p50'], 2)} ms)  batched cold"
-            f" {report['batched_cold_lookups_per_s']:>7,}/s"
+            f" {report['batched_cold_lookups_per_s']:>7,}/s (service, with refs"
+            f" {report['batched_cold_service_lookups_per_s']:>7,}/s)"
+            f"  cache {report['cache_lookups_per_s']:>9,}/s"
         )
     return runs
 
 
 async def _timed_stream(
-    service: Any, records: list[Record], concurrency: int
+    service: Any, records: list[Record], concurrency: int, batch: int
 ) -> tuple[list[float], dict[str, str], Counter[str], float, list[float], float]:
-    """Resolve ``records`` as new, ``concurrency`` at a time, then look each up again."""
+    """Resolve ``records`` as new, ``batch`` per transaction (``MdmService.resolve_many``, as
+    the mapper does per consumed batch; 1: ``match_record`` one at a time), ``concurrency``
+    batches at once; then look each up again, one at a time. A record's latency is its
+    batch's: the time the event waits."""
     clock = time.perf_counter
     seconds: list[float] = []
     known: list[float] = []
     given: dict[str, str] = {}
     decisions: Counter[str] = Counter()
 
-    async def new(record_id: str, record: dict[str, Any]) -> None:
+    async def new(chunk: list[Record]) -> None:
         start = clock()
-        resolution = await service.match_record(ENTITY, "febrl", record_id, record)
-        seconds.append(clock() - start)
-        given[record_id.split("-", 1)[1]] = resolution.golden_id
-        decisions[resolution.decision.value] += 1
+        if batch == 1:
+            [(record_id, record)] = chunk
+            found = {
+                ("febrl", record_id): await service.match_record(ENTITY, "febrl", record_id, record)
+            }
+        else:
+            items = [("febrl", record_id, record) for record_id, record in chunk]
+            found = (await service.resolve_many(ENTITY, items)).resolutions
+        took = clock() - start
+        seconds.extend([took] * len(chunk))
+        for (_, record_id), resolution in found.items():
+            given[record_id.split("-", 1)[1]] = resolution.golden_id
+            decisions[resolution.decision.value] += 1
 
     async def lookup(record_id: str) -> None:
         start = clock()
         await service.resolve(ENTITY, "febrl", record_id)
         known.append(clock() - start)
 
+    chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
     started = clock()
-    for i in range(0, len(records), concurrency):  # like `concurrency` mapper workers
-        await asyncio.gather(*(new(*r) for r in records[i : i + concurrency]))
+    for i in range(0, len(chunks), concurrency):  # like `concurrency` mapper workers
+        await asyncio.gather(*(new(c) for c in chunks[i : i + concurrency]))
     new_s = clock() - started
     started = clock()
     for i in range(0, len(records), concurrency):
         await asyncio.gather(*(lookup(r[0]) for r in records[i : i + concurrency]))
     return seconds, given, decisions, new_s, known, clock() - started
+
+
+async def _cold_lookups(url: str, refs: list[tuple[str, str, str]], batch: int) -> dict[str, Any]:
+    """Every ref looked up again from a cold process (a new connection pool, nothing cached):
+    through the crosswalk (``Crosswalk.lookup_many``, what the resolver reads for entities
+    without matching) and through the service (``MdmService.resolve_many`` lookups with every
+    golden id's refs, what it reads for customers), ``batch`` per statement; then from the
+    warm cache of the hub's resolver (``MdmResolver.golden_id``)."""
+    from hub.crosswalk import Crosswalk
+    from hub.db import Database
+    from hub.mdm_resolver import MdmResolver
+    from hub.mdm_service import MdmService
+
+    clock = time.perf_counter
+    out: dict[str, Any] = {}
+    cold = Database(url)
+    chunks = [refs[i : i + batch] for i in range(0, len(refs), batch)]
+    start = clock()
+    found: dict[Any, str] = {}
+    for chunk in chunks:
+        found.update(await Crosswalk(cold).lookup_many(chunk))
+    out["batched_cold_lookups_per_s"] = round(len(refs) / (clock() - start))
+    assert len(found) == len(refs)
+    await cold.close()
+    cold = Database(url)
+    service = MdmService(cold)
+    start = clock()
+    per_batch = []
+    for chunk in chunks:
+        began = clock()
+        answered = await service.resolve_many(
+            ENTITY, [], [(s, x) for _, s, x in chunk], with_refs=True
+        )
+        per_batch.append(clock() - began)
+        assert len(answered.found) == len(chunk)
+    out["batched_cold_service_lookups_per_s"] = round(len(refs) / (clock() - start))
+    out["batch_lookup_ms"] = core.latency_ms(per_batch)
+    resolver = MdmResolver(Crosswalk(cold), service, cache_size=len(refs) + 1)
+    misses: set[Any] = set()
+    resolver.collect(lambda: [resolver.golden_id(*ref) for ref in refs], misses)
+    await resolver.load(misses)
+    rounds = 5
+    start = clock()
+    for _ in range(rounds):
+        for ref in refs:
+            resolver.golden_id(*ref)
+    out["cache_lookups_per_s"] = round(rounds * len(refs) / (clock() - start))
+    await cold.close()
+    return out
 
 
 def _store_golden(matcher: Matcher, batch: list[Record], conn: Any, *, tables: Any) -> None:
@@ -488,7 +554,13 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency",
         type=int,
         default=1,
-        help="with --database-url: records resolved at once (as several mapper workers)",
+        help="with --database-url: batches resolved at once (as several mapper workers)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=500,
+        help="with --database-url: records per transaction, as a consumed batch (1: one at a time)",
     )
     core.add_output(p, "mdm")
     args = p.parse_args(argv)
@@ -513,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.scale_dataset,
                 ("soc_sec_id",),
                 args.concurrency,
+                args.batch,
             )
         )
         core.write_report(

@@ -51,7 +51,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, bindparam, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from .db import Database, crosswalk, mdm_golden, mdm_history, mdm_keys, mdm_records, mdm_reviews
@@ -164,27 +175,37 @@ _BLOCK = (
 # DbIndex.prefetch: every key's block in one round trip, in crosswalk-id order within a key.
 _PREFETCH = text(
     """
-    SELECT q.i, c.system, c.external_id, c.golden_id, r.normalised
-    FROM unnest(CAST(:kinds AS varchar[]), CAST(:keys AS varchar[]), CAST(:limits AS int[]))
-         WITH ORDINALITY AS q(kind, key, lim, i)
-    CROSS JOIN LATERAL (
-        SELECT k.crosswalk_id FROM mdm_keys AS k
-        WHERE k.entity = :entity AND k.kind = q.kind AND k.key = q.key
-        ORDER BY k.crosswalk_id LIMIT q.lim
-    ) AS m
-    JOIN crosswalk AS c ON c.id = m.crosswalk_id
-    JOIN mdm_records AS r ON r.crosswalk_id = m.crosswalk_id
-    ORDER BY q.i, m.crosswalk_id
+    WITH m AS MATERIALIZED (
+        SELECT q.i, k.crosswalk_id
+        FROM unnest(CAST(:kinds AS varchar[]), CAST(:keys AS varchar[]),
+                    CAST(:limits AS int[])) WITH ORDINALITY AS q(kind, key, lim, i)
+        CROSS JOIN LATERAL (
+            SELECT k.crosswalk_id FROM mdm_keys AS k
+            WHERE k.entity = :entity AND k.kind = q.kind AND k.key = q.key
+            ORDER BY k.crosswalk_id LIMIT q.lim
+        ) AS k
+    )
+    SELECT i, crosswalk_id, NULL, NULL, NULL, NULL FROM m
+    UNION ALL
+    SELECT 0, c.id, c.system, c.external_id, c.golden_id, CAST(r.normalised AS text)
+    FROM (SELECT DISTINCT crosswalk_id FROM m) AS d
+    JOIN crosswalk AS c ON c.id = d.crosswalk_id
+    JOIN mdm_records AS r ON r.crosswalk_id = d.crosswalk_id
     """
-).columns(normalised=JSON)
+)
+"""Every question's block in one statement: ``(i, crosswalk id)`` per member (``i`` the
+question's place, from 1), then once per distinct record ``(0, crosswalk id, system, external
+id, golden id, normalised values as JSON text)``: blocks of one batch overlap."""
 
 # MdmService._known: a batch's crosswalk rows and source attributes in one statement.
 _KNOWN_PG = text(
     """
     SELECT c.system, c.external_id, c.id, c.golden_id, r.attributes
     FROM unnest(CAST(:systems AS varchar[]), CAST(:ids AS varchar[])) AS q(system, external_id)
-    JOIN crosswalk AS c
-      ON c.entity = :entity AND c.system = q.system AND c.external_id = q.external_id
+    CROSS JOIN LATERAL (
+        SELECT c.system, c.external_id, c.id, c.golden_id FROM crosswalk AS c
+        WHERE c.entity = :entity AND c.system = q.system AND c.external_id = q.external_id
+    ) AS c
     LEFT JOIN mdm_records AS r ON r.crosswalk_id = c.id
     """
 ).columns(attributes=JSON)
@@ -233,11 +254,19 @@ class DbIndex:
             "keys": [_key(key) for _, key, _ in wanted],
             "limits": [limit for _, _, limit in wanted],
         }
-        found: dict[int, list[Entry]] = {i: [] for i in range(1, len(wanted) + 1)}
-        for question, system, external_id, golden_id, normalised in self.conn.execute(
+        members: list[tuple[int, int]] = []
+        entries: dict[int, Entry] = {}
+        for question, crosswalk_id, system, external_id, golden_id, normalised in self.conn.execute(
             _PREFETCH, params
         ):
-            found[question].append(Entry(_record_id(system, external_id), golden_id, normalised))
+            if question:
+                members.append((question, crosswalk_id))
+            else:
+                values = orjson.loads(normalised) if normalised is not None else {}
+                entries[crosswalk_id] = Entry(_record_id(system, external_id), golden_id, values)
+        found: dict[int, list[Entry]] = {i: [] for i in range(1, len(wanted) + 1)}
+        for question, crosswalk_id in sorted(members):  # in crosswalk-id order within a key
+            found[question].append(entries[crosswalk_id])
         for i, question in enumerate(wanted, 1):
             self._fetched[question] = found[i]
 
@@ -256,6 +285,63 @@ class DbIndex:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_PG_TYPES = {"VARCHAR": "varchar", "TEXT": "text", "INTEGER": "int", "FLOAT": "float8"}
+
+
+def _pg_type(column: Any) -> str:
+    if isinstance(column.type, JSON):
+        return "json"
+    if isinstance(column.type, DateTime):
+        return "timestamptz"
+    return _PG_TYPES.get(column.type.__visit_name__.upper(), "text")
+
+
+def _bulk_insert(
+    db: Database,
+    conn: Connection,
+    table: Any,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    ignore: bool = False,
+    returning: Sequence[Any] = (),
+) -> list[Any]:
+    """Insert ``rows`` (all with the same keys) in one statement, skipping those whose key
+    exists with ``ignore``; the ``returning`` columns of the rows inserted. On PostgreSQL the
+    rows go as one array per column (``unnest``): one parameter set, JSON encoded by orjson;
+    elsewhere an executemany."""
+    if not rows:
+        return []
+    names = list(rows[0])
+    if db.dialect != "postgresql":
+        statement = db.insert_ignore(table) if ignore else insert(table)
+        if returning:
+            return list(conn.execute(statement.returning(*returning), list(rows)))
+        conn.execute(statement, list(rows))
+        return []
+    columns = [table.c[name] for name in names]
+    kinds = [_pg_type(c) for c in columns]
+    params: dict[str, list[Any]] = {}
+    for i, (name, kind) in enumerate(zip(names, kinds, strict=True)):
+        values = [row[name] for row in rows]
+        if kind == "json":
+            values = [None if v is None else orjson.dumps(v).decode() for v in values]
+        params[f"c{i}"] = values
+    arrays = ", ".join(
+        f"CAST(:c{i} AS {'text' if kind == 'json' else kind}[])" for i, kind in enumerate(kinds)
+    )
+    picks = ", ".join(
+        f"CAST(u.c{i} AS json)" if kind == "json" else f"u.c{i}" for i, kind in enumerate(kinds)
+    )
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {picks} FROM unnest({arrays}) "
+        f"AS u({', '.join(f'c{i}' for i in range(len(names)))})"
+        + (" ON CONFLICT DO NOTHING" if ignore else "")
+        + (f" RETURNING {', '.join(c.name for c in returning)}" if returning else "")
+    )
+    result = conn.execute(text(sql), params)
+    return list(result) if returning else []
 
 
 Item = tuple[str, str, Mapping[str, Any] | None]
@@ -539,10 +625,10 @@ class MdmService:
         keys, history, review tasks, survivorship — each one statement for the batch."""
         now = _now()
         why = {r.ref: _why(r.result) for r in records}
-        rows = conn.execute(
-            self.db.insert_ignore(crosswalk).returning(
-                crosswalk.c.id, crosswalk.c.system, crosswalk.c.external_id
-            ),
+        rows = _bulk_insert(
+            self.db,
+            conn,
+            crosswalk,
             [
                 {
                     "entity": entity,
@@ -556,7 +642,9 @@ class MdmService:
                 }
                 for r in records
             ],
-        ).all()
+            ignore=True,
+            returning=(crosswalk.c.id, crosswalk.c.system, crosswalk.c.external_id),
+        )
         ids = {(system, external_id): crosswalk_id for crosswalk_id, system, external_id in rows}
         out: dict[tuple[str, str], Resolution] = {}
         taken = [r for r in records if r.ref not in ids]
@@ -574,8 +662,10 @@ class MdmService:
             r for r in records if _decision(r) is not Decision.LINK and members[r.golden_id][0] is r
         ]
         if made:
-            conn.execute(
-                self.db.insert_ignore(mdm_golden),
+            _bulk_insert(
+                self.db,
+                conn,
+                mdm_golden,
                 [
                     {
                         "golden_id": r.golden_id,
@@ -598,9 +688,12 @@ class MdmService:
                     }
                     for r in made
                 ],
+                ignore=True,
             )
-        conn.execute(
-            insert(mdm_records),
+        _bulk_insert(
+            self.db,
+            conn,
+            mdm_records,
             [
                 {
                     "crosswalk_id": r.crosswalk_id,
@@ -620,8 +713,7 @@ class MdmService:
             if r.result is not None and r.crosswalk_id is not None
             for row in self._key_rows(entity, r.crosswalk_id, r.result, r.system)
         ]
-        if keys:
-            conn.execute(self.db.insert_ignore(mdm_keys), keys)
+        _bulk_insert(self.db, conn, mdm_keys, keys, ignore=True)
         history = []
         reviews = []
         for r in records:
@@ -650,7 +742,7 @@ class MdmService:
             )
             if decision is Decision.REVIEW and r.result is not None:
                 reviews.append(_review_row(entity, r, candidates, now))
-        conn.execute(insert(mdm_history), history)
+        _bulk_insert(self.db, conn, mdm_history, history)
         review_ids: dict[tuple[str, str], int] = {}
         if reviews:
             review_ids = {

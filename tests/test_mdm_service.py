@@ -343,6 +343,32 @@ async def test_two_near_duplicates_racing_as_new_customers_match_each_other(url:
         await db.close()
 
 
+async def test_racing_batches_make_exactly_one_golden_record_per_person(url: str) -> None:
+    """Batches (one transaction each, as mappers resolve a consumed batch) racing on the same
+    people in different orders: each person gets one golden record."""
+    people = [("shop", "1", ANNA), ("crm", "c-1", ANNA_CRM), ("shop", "2", OTTO)]
+    batches = [people, people[::-1], people[1:] + people[:1], people]
+    dbs = [Database(url) for _ in batches]
+    try:
+        services = [MdmService(db, CONFIG) for db in dbs]
+        answers = await asyncio.gather(
+            *(s.resolve_many("customer", batch) for s, batch in zip(services, batches, strict=True))
+        )
+    finally:
+        for db in dbs:
+            await db.close()
+    for answer in answers:
+        got = {ref: r.golden_id for ref, r in answer.resolutions.items()}
+        assert got[("shop", "1")] == got[("crm", "c-1")] != got[("shop", "2")]
+    assert len({a.resolutions[("shop", "1")].golden_id for a in answers}) == 1
+    db = Database(url)
+    try:
+        assert await _count(db, mdm_golden) == 2
+        assert await _count(db, crosswalk) == 3
+    finally:
+        await db.close()
+
+
 RACER = """
 import asyncio, json, os, sys, time
 from pathlib import Path

@@ -18,7 +18,9 @@ creates a second party, product or sale.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -68,21 +70,39 @@ class TrytonWriter:
         if not isinstance(document, dict):
             raise self._bad("(root)", "is not an object: route events through a tryton mapping")
         written = Written()
-        if "product" in document:
-            written.product = await self.upsert_product(
-                _obj(document["product"], "product", self), update=True
-            )
-        if "party" in document:
-            written.party = await self.upsert_party(_obj(document["party"], "party", self))
-        if "sale" in document:
-            if written.party is None:
-                raise self._bad("party", "is required with a sale")
-            written.sale, written.sale_state = await self.upsert_sale(
-                _obj(document["sale"], "sale", self), written.party
-            )
+        with self._naming("product"):
+            if "product" in document:
+                written.product = await self.upsert_product(
+                    _obj(document["product"], "product", self), update=True
+                )
+        with self._naming("party"):
+            if "party" in document:
+                written.party = await self.upsert_party(_obj(document["party"], "party", self))
+        with self._naming("sale"):
+            if "sale" in document:
+                if written.party is None:
+                    raise self._bad("party", "is required with a sale")
+                written.sale, written.sale_state = await self.upsert_sale(
+                    _obj(document["sale"], "sale", self), written.party
+                )
         if not ({"product", "party", "sale"} & document.keys()):
             raise self._bad("(root)", "has none of party, product, sale")
         return written
+
+    @contextlib.contextmanager
+    def _naming(self, part: str) -> Iterator[None]:
+        """Tryton's refusal (a UserError, a validation) names the part of the mapped document
+        being written when it came: ``the mapped document's sale: model.sale.sale.create:
+        Tryton UserError: ...``. Retriable failures and the writer's own refusals (which name
+        their field already) go through unchanged."""
+        try:
+            yield
+        except BadDocument:
+            raise
+        except RequestRefused as exc:
+            raise RequestRefused(
+                exc.system, f"the mapped document's {part}: {exc.reason}", exc.status
+            ) from None
 
     # --- parties ----------------------------------------------------------------------------
 
@@ -185,10 +205,13 @@ class TrytonWriter:
 
     # --- products ---------------------------------------------------------------------------
 
-    async def upsert_product(self, product: dict[str, Any], *, update: bool) -> int:
+    async def upsert_product(
+        self, product: dict[str, Any], *, update: bool, field: str = "product"
+    ) -> int:
         """The product whose code is ``product.code``; created if missing (with the connection's
-        account category and unit). ``update``: its name and list price are set too."""
-        code = _text(product.get("code"), "product.code", self, required=True)
+        account category and unit), unless ``create_products`` is false. ``update``: its name
+        and list price are set too. ``field``: where the product is in the mapped document."""
+        code = _text(product.get("code"), f"{field}.code", self, required=True)
         found = await self.rpc.call(
             "model.product.product.search_read",
             [("code", "=", code)],
@@ -212,7 +235,11 @@ class TrytonWriter:
                 await self.rpc.call("model.product.template.write", [row["template"]], changes)
             return int(row["id"])
         if not self.create_products and not update:
-            raise self._bad("product.code", f"no product with code {code!r} in Tryton")
+            raise self._bad(
+                f"{field}.code",
+                f"{code!r} is no product in Tryton (create_products is false: create the "
+                "product in Tryton, or let the hub create it)",
+            )
         unit = await self._unit(str(product.get("unit") or self.unit_symbol))
         template = {
             "name": _text(name, "product.name", self, required=True),
@@ -306,7 +333,9 @@ class TrytonWriter:
         for i, line in enumerate(lines):
             item = _obj(line, f"sale.lines[{i}]", self)
             product = _obj(item.get("product"), f"sale.lines[{i}].product", self)
-            product_id = await self.upsert_product(product, update=False)
+            product_id = await self.upsert_product(
+                product, update=False, field=f"sale.lines[{i}].product"
+            )
             (row,) = await self.rpc.call(
                 "model.product.product.read", [product_id], ["sale_uom", "default_uom"]
             )

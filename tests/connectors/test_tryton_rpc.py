@@ -5,10 +5,20 @@ a real Tryton is in tests/tryton/."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from connectors import Delivery
+from connectors.tryton import Tryton
 from connectors.tryton.rpc import classify, date, decimal, plain
-from hub.errors import RequestRefused, RequestRetriable
+from hub.errors import DeliveryFailed, RequestRefused, RequestRetriable
+from tests.support.threaded import serve
 
 TRACEBACK = (
     "Traceback (most recent call last):\n"
@@ -67,3 +77,58 @@ def test_values_cross_in_trytons_encoding() -> None:
         {"a": Decimal("1.10")},
         dt.datetime(2026, 12, 6, 1, tzinfo=dt.UTC),
     ]
+
+
+# --- the sink against a stand-in of Tryton's JSON-RPC that fails as a real one can -----------
+
+
+@pytest.mark.parametrize(
+    ("failure", "retriable", "expected"),
+    [
+        ("503", True, "HTTP 503"),  # a proxy or Tryton overloaded
+        ("500", True, "HTTP 500"),
+        ("lock", True, "could not obtain lock"),  # a row locked by another transaction
+        ("concurrency", True, "ConcurrencyException"),
+        ("user_error", False, "the mapped document's party: model.party.party.create: Tryton"),
+    ],
+)
+async def test_trytons_failures_are_retried_or_dead_lettered(
+    failure: str, retriable: bool, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def rpc(request: Request) -> Response:
+        call = json.loads(await request.body())
+        method = call["method"]
+        if method == "common.db.login":
+            return JSONResponse({"id": call["id"], "result": [1, "session-1"]})
+        if method == "model.res.user.get_preferences":
+            return JSONResponse({"id": call["id"], "result": {"language": "en"}})
+        if method.endswith(".search_read") or method.endswith(".search"):
+            return JSONResponse({"id": call["id"], "result": []})  # nothing exists yet
+        if failure in ("503", "500"):
+            return PlainTextResponse("unavailable", status_code=int(failure))
+        errors = {
+            "lock": ["could not obtain lock on row in relation party_party", TRACEBACK],
+            "concurrency": ["ConcurrencyException", "Records were modified in the meanwhile"],
+            "user_error": ["UserError", ['The value "" for field "Name" is not valid.', ""]],
+        }
+        return JSONResponse({"id": call["id"], "error": errors[failure]})
+
+    monkeypatch.setenv("TEST_TRYTON_STUB_PASSWORD", "stub-password-0123456789")
+    app = Starlette(routes=[Route("/stub/rpc/", rpc, methods=["POST"])])
+    with serve(app, lifespan="off") as base:
+        options = {
+            "url": base,
+            "database": "stub",
+            "login": "hub",
+            "password": "env:TEST_TRYTON_STUB_PASSWORD",
+        }
+        sink = Tryton("erp", Tryton.Options.model_validate(options))
+        document = {"party": {"code": "cus_1", "name": "Ada"}}
+        try:
+            with pytest.raises(DeliveryFailed) as failed:
+                await sink.deliver(Delivery("evt-1", "hub.customer", "cus_1", "c", {}, document))
+        finally:
+            await sink.close()
+    assert failed.value.retriable is retriable
+    assert expected in str(failed.value)
+    assert "stub-password" not in str(failed.value)

@@ -290,9 +290,25 @@ async def test_trytons_validation_error_is_a_rejection_naming_its_message(
     document = {"product": {"code": "ODD-1", "name": "Odd", "type": "nonsense"}}
     with pytest.raises(DeliveryRejected) as rejected:
         await sink.deliver(Delivery("evt-odd", "t", None, "c", {}, document))
-    assert "Tryton UserError" in str(rejected.value)
-    assert '"nonsense"' in str(rejected.value)  # Tryton's own message, naming the value
+    assert "the mapped document's product: model.product.template.create: Tryton UserError" in (
+        str(rejected.value)
+    )  # the part of the document, the call, and Tryton's own message naming its field and value
+    assert '"nonsense"' in str(rejected.value)
     assert tryton.search_read("product.product", [("code", "=", "ODD-1")], ["id"]) == []
+
+
+async def test_a_missing_product_is_a_rejection_naming_the_line(tryton: TrytonServer) -> None:
+    strict = build(tryton, create_products=False)
+    try:
+        with pytest.raises(DeliveryRejected) as rejected:
+            await strict.deliver(
+                delivery("tryton/order_to_sale", order("ord_nop", "cus_nop", "NO-SUCH-SKU"))
+            )
+    finally:
+        await strict.close()
+    assert "sale.lines[0].product.code 'NO-SUCH-SKU' is no product in Tryton" in str(rejected.value)
+    assert tryton.search_read("sale.sale", [("reference", "=", "ord_nop")], ["id"]) == []
+    assert tryton.search_read("product.product", [("code", "=", "NO-SUCH-SKU")], ["id"]) == []
 
 
 async def test_an_unknown_currency_is_a_rejection_naming_it(sink: Tryton) -> None:

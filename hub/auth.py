@@ -133,6 +133,8 @@ class Auth:
             return [{**r._mapping, "created_at": _aware(r.created_at).isoformat()} for r in rows]
 
     async def user(self, name: str) -> dict[str, Any] | None:
+        if not NAME.fullmatch(name):
+            return None  # no user has such a name (and PostgreSQL refuses NUL in text)
         c = users.c
         async with self.db.engine.connect() as conn:
             row = (
@@ -298,6 +300,8 @@ class Auth:
 
     async def revoke_token(self, id_: str) -> bool:
         """Revoke a token; False when there is no such token (one revoked stays revoked)."""
+        if not re.fullmatch(r"[0-9a-f]{12}", id_):
+            return False  # no token has such an id
         c = api_tokens.c
         async with self.db.engine.begin() as conn:
             found = (await conn.execute(select(c.revoked_at).where(c.id == id_))).first()
@@ -415,10 +419,12 @@ def audit_in_transactions(db: Database) -> None:
 
 
 def _saw_statement(
-    conn: Connection, _cursor: Any, statement: str, *_args: Any, **_kwargs: Any
+    conn: Connection, cursor: Any, statement: str, *_args: Any, **_kwargs: Any
 ) -> None:
+    """Note a statement that changed rows (an UPDATE that matched none changed nothing)."""
     if _pending.get() is not None and statement.lstrip()[:7].upper().startswith(_WRITES):
-        conn.info[_WROTE] = True
+        if getattr(cursor, "rowcount", -1) != 0:
+            conn.info[_WROTE] = True
 
 
 def _forget(conn: Connection) -> None:

@@ -163,7 +163,8 @@ async def test_sessions_end_on_logout_disable_and_role_change(
         assert "password_hash" not in json.dumps(users)
         log = (await admin.get("/api/audit")).json()["items"]
         assert log[-1]["action"] == "PATCH /users/operator"
-        assert log[-1]["before"] is None and log[-1]["after"]["answer"]["disabled"] is True
+        assert log[-1]["before"] == {"name": "operator", "role": "operator", "disabled": False}
+        assert log[-1]["after"]["answer"]["disabled"] is True
 
 
 async def test_a_login_from_another_origin_is_refused(hubs: HubFactory) -> None:
@@ -399,7 +400,8 @@ def test_cli_bootstraps_users_and_tokens(
 async def test_a_viewer_gets_403_on_every_write_of_the_api(hubs: HubFactory) -> None:
     """Every write route the API has (its OpenAPI, so new ones are covered as they come): a
     viewer's session with its CSRF token is refused, and so is an operator's for master-data
-    decisions and user administration."""
+    decisions and user administration; an admin's without the CSRF token or from a page of
+    another origin too."""
     hub = await hubs.start(None, roles=frozenset({"ingress"}))
     await add_users(hub)
     await Auth(hub.db).add_user("steward", PASSWORD, "steward")
@@ -439,10 +441,18 @@ async def test_a_viewer_gets_403_on_every_write_of_the_api(hubs: HubFactory) -> 
                     )
                 else:
                     assert answer.status_code == 403, (method, url, answer.text)
-        admin, _ = await logged_in(hub, "admin")
+        # and every write needs the session's CSRF token, and a page of this origin — admin too
+        admin, admin_csrf = await logged_in(hub, "admin")
         async with closing(admin):
+            for method, path in writes:
+                url = path.replace("{", "").replace("}", "")
+                for headers in ({}, {"x-csrf-token": viewer_csrf}):
+                    refused = await admin.request(method, url, headers=headers, json={})
+                    assert assert_error(refused, 403)["error"] == "csrf", (method, url)
+                evil = {**EVIL, "x-csrf-token": admin_csrf}
+                assert_error(await admin.request(method, url, headers=evil, json={}), 403)
             log = (await admin.get("/api/audit")).json()["items"]
-    assert all(not r["actor"].startswith("user:viewer") for r in log)
+    assert all(not r["actor"].startswith(("user:viewer", "user:admin")) for r in log)
 
 
 async def test_an_admin_resets_a_password_and_hostile_bodies_are_refused(
@@ -638,3 +648,32 @@ async def test_the_audit_row_commits_with_the_write_or_neither_does(
     assert log[0]["after"]["status"] == 200 and log[0]["after"]["answer"]["survivor"] == anna
     assert log[0]["after"]["request"]["reason"] == "test"
     assert log[1]["before"] == {"status": "open", "replays": 0}
+
+
+async def test_hostile_names_in_admin_paths_are_never_a_500(
+    hubs: HubFactory, database_url: dict[str, str]
+) -> None:
+    hub = await hubs.start(None, roles=frozenset({"ingress"}), **database_url)
+    await add_users(hub)
+    admin, csrf = await logged_in(hub, "admin")
+    headers = {"x-csrf-token": csrf}
+    async with closing(admin):
+        for name in ("a%00b", "x" * 3000, "%F0%9F%92%A9", "..%2F..%2Fetc", "<script>"):
+            for method, path, body in (
+                ("PATCH", f"/api/users/{name}", {"role": "viewer"}),
+                ("DELETE", f"/api/tokens/{name}", None),
+                ("POST", f"/api/connections/{name}/check", None),
+                ("POST", f"/api/deadletters/{name}/discard", None),
+                ("GET", f"/api/deadletters/{name}", None),
+            ):
+                answer = await admin.request(method, path, headers=headers, json=body)
+                assert 400 <= answer.status_code < 500, (method, path, answer.text[:200])
+        revoke_me = await admin.post(
+            "/api/tokens", headers=headers, json={"name": "ci", "role": "viewer"}
+        )
+        id_ = revoke_me.json()["id"]
+        assert (await admin.delete(f"/api/tokens/{id_}", headers=headers)).status_code == 200
+        log = (await admin.get("/api/audit")).json()["items"]
+    assert log[0]["action"] == f"DELETE /tokens/{id_}"
+    assert log[0]["before"] == {"name": "ci", "role": "viewer", "revoked_at": None}
+    assert [r["action"] for r in log] == [f"DELETE /tokens/{id_}", "POST /tokens"]

@@ -623,3 +623,39 @@ async def test_an_orders_journey_shows_each_step_and_links_its_dead_letter(
     await phone.wait_for_selector("#journey")
     await shot(phone, "order-journey-phone")
     assert phone_errors == []
+
+
+async def test_every_page_loads_clean_at_desktop_and_phone_width(
+    hubs: HubFactory, sink: RecordingSink, browser: Any
+) -> None:
+    """Each page, as an admin, at 1280 px and 390 px: no console error, nothing wider than
+    the screen (wide tables scroll inside their box)."""
+    config = MDM_CONFIG.split("\n", 1)[0] + "\n" + config_text(sink.url)
+    hub = await hubs.start(sink.url, config=config)
+    (letter,) = await dead_letters(hub, range(9990, 9991))
+    anna = await hub.mdm.resolve("customer", "shop", "1", ANNA)
+    await hub.mdm.match_record("customer", "crm", "c-8", MAYBE_ANNA)
+    await Auth(hub.db).add_user("ada", PASSWORD, "admin")
+    page, errors = await new_page(browser)
+    await log_in(page, hub, "ada")
+    pages = {
+        "/ui/": "#updated",
+        "/ui/failed": "a.open-item",
+        f"/ui/failed/{letter['id']}": "#payload",
+        "/ui/orders": "#order-search",
+        "/ui/mdm": "#quality",
+        f"/ui/mdm/customer/{anna}": "#crosswalk",
+        "/ui/mappings": "#connections",
+        "/ui/users": "#users",
+        "/ui/audit": "h1",
+    }
+    for width in (1280, 390):
+        await page.set_viewport_size({"width": width, "height": 900})
+        for path, ready in pages.items():
+            await page.goto(f"{hub.base_url}{path}")
+            await page.wait_for_selector(ready)
+            wide = await page.evaluate(
+                "() => document.documentElement.scrollWidth - window.innerWidth"
+            )
+            assert wide <= 1, (path, width, wide)
+    assert errors == []

@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from hub.auth import CSRF_HEADER, SESSION_COOKIE, Auth, Principal, audit_body, expect_write
 from hub.circuits import CircuitStore
-from hub.db import dead_letters
+from hub.db import api_tokens, dead_letters, mdm_reviews, users
 from hub.deadletters import Filter, decode_cursor, encode_cursor
 from hub.polling import CursorStore
 from hub.replay import UNCHANGED, ReplayRefused, replay
@@ -163,22 +163,51 @@ async def _principal(request: Request, hub: ProbedHub) -> Principal:
 
 
 _DEAD_LETTER_WRITE = re.compile(r"/api/deadletters/([^/]+)/[a-z-]+")
+_USER_WRITE = re.compile(r"/api/users/([^/]+)")
+_TOKEN_WRITE = re.compile(r"/api/tokens/([^/]+)")
+_REVIEW_WRITE = re.compile(r"/api/mdm/reviews/([0-9]{1,9})/[a-z]+")
 
 
 async def _before(hub: ProbedHub, path: str) -> Any:
-    """What the audit log keeps as a write's "before": a dead letter's state."""
-    m = _DEAD_LETTER_WRITE.fullmatch(path)
-    if m is None:
-        return None
-    async with hub.db.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(dead_letters.c.status, dead_letters.c.replays).where(
-                    dead_letters.c.id == m[1]
-                )
-            )
-        ).first()
-    return dict(row._mapping) if row is not None else None
+    """What the audit log keeps as a write's "before": the state of what it changes — a dead
+    letter's status and replays, a user (role, disabled), a token (role, revoked), a review
+    task's status."""
+    queries: list[tuple[re.Pattern[str], Any]] = [
+        (
+            _DEAD_LETTER_WRITE,
+            lambda key: select(dead_letters.c.status, dead_letters.c.replays).where(
+                dead_letters.c.id == key
+            ),
+        ),
+        (
+            _USER_WRITE,
+            lambda key: select(users.c.name, users.c.role, users.c.disabled).where(
+                users.c.name == key
+            ),
+        ),
+        (
+            _TOKEN_WRITE,
+            lambda key: select(api_tokens.c.name, api_tokens.c.role, api_tokens.c.revoked_at).where(
+                api_tokens.c.id == key
+            ),
+        ),
+        (
+            _REVIEW_WRITE,
+            lambda key: select(mdm_reviews.c.status, mdm_reviews.c.golden_id).where(
+                mdm_reviews.c.id == int(key)
+            ),
+        ),
+    ]
+    for pattern, query in queries:
+        m = pattern.fullmatch(path)
+        if m is None or "\x00" in m[1]:  # PostgreSQL refuses NUL in text
+            continue
+        async with hub.db.engine.connect() as conn:
+            row = (await conn.execute(query(m[1]))).first()
+        if row is None:
+            return None
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row._mapping.items()}
+    return None
 
 
 def _loopback(host: str) -> bool:
@@ -313,6 +342,8 @@ FilterDep = Annotated[Filter, Depends(_filter)]
 
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+# an item's id in a path: PostgreSQL refuses NUL in text, so it is refused here (422)
+ItemId = Annotated[str, Path(max_length=255, pattern=r"^[^\x00]*$")]
 
 
 @router.get("/deadletters", responses=responses(400))
@@ -343,7 +374,7 @@ async def list_dead_letters(
 
 
 @router.get("/deadletters/{id_}", responses=responses(404))
-async def get_dead_letter(id_: str, hub: HubDep) -> JSONResponse:
+async def get_dead_letter(id_: ItemId, hub: HubDep) -> JSONResponse:
     """One dead letter whole: payload, headers, the last edit sent, every replay attempt
     with its outcomes."""
     item = await hub.deadletters.item(id_)
@@ -353,7 +384,9 @@ async def get_dead_letter(id_: str, hub: HubDep) -> JSONResponse:
 
 
 @router.post("/deadletters/{id_}/replay", responses=responses(400, 404, 409, 415, 503))
-async def replay_dead_letter(id_: str, hub: HubDep, body: ReplayBody | None = None) -> JSONResponse:
+async def replay_dead_letter(
+    id_: ItemId, hub: HubDep, body: ReplayBody | None = None
+) -> JSONResponse:
     """Replay as it is, or with ``{"payload": ...}``: an edited value, checked first (422 when
     it still fails). Without a payload, the last edited payload is sent again if there is
     one, else the original. Every replay is an attempt of its own."""
@@ -365,7 +398,7 @@ async def replay_dead_letter(id_: str, hub: HubDep, body: ReplayBody | None = No
 
 
 @router.post("/deadletters/{id_}/discard", responses=responses(404, 409, 415))
-async def discard_dead_letter(id_: str, hub: HubDep) -> JSONResponse:
+async def discard_dead_letter(id_: ItemId, hub: HubDep) -> JSONResponse:
     """Discard an open dead letter (again: nothing changes); a replayed one is 409."""
     changed, status = await hub.deadletters.discard(id_)
     if status is None:
@@ -411,7 +444,7 @@ async def list_bulk_replays(
 
 
 @router.get("/replays/{job_id}", responses=responses(404))
-async def bulk_replay_progress(job_id: str, hub: HubDep) -> JSONResponse:
+async def bulk_replay_progress(job_id: ItemId, hub: HubDep) -> JSONResponse:
     job = await hub.replays.get(job_id)
     if job is None:
         return _error(404, "not_found", f"no replay job {job_id}")
@@ -419,7 +452,7 @@ async def bulk_replay_progress(job_id: str, hub: HubDep) -> JSONResponse:
 
 
 @router.delete("/replays/{job_id}", responses=responses(404, 415))
-async def cancel_bulk_replay(job_id: str, hub: HubDep) -> JSONResponse:
+async def cancel_bulk_replay(job_id: ItemId, hub: HubDep) -> JSONResponse:
     """Stop a job before its next chunk (``cancelling`` until its process stops it; a job whose
     process is gone is ``cancelled`` at once). An ended job is left as it is."""
     job = await hub.replays.cancel(job_id)

@@ -227,6 +227,13 @@ class DbIndex:
         self.entity = entity
         self._fetched: dict[tuple[str, str, int], list[Entry]] = {}
         self._added: dict[tuple[str, str], list[Entry]] = {}
+        # term frequencies: the matcher names the fields; names are counted by their search
+        # keys (SEARCHED), the records of the batch decided so far included
+        self.counted: set[str] = set()
+        self._counts: dict[str, int] = {}
+        self._total: int | None = None
+        self._added_counts: dict[str, int] = {}
+        self._added_total = 0
 
     def known(self, record_id: str) -> str | None:
         return None  # the service looked the crosswalk up under the record's lock
@@ -241,6 +248,55 @@ class DbIndex:
         for kind, keys in (("rule", rule_keys), ("block", block_keys)):
             for key in dict.fromkeys(keys):
                 self._added.setdefault((kind, _key(key)), []).append(entry)
+        self._added_total += 1
+        for name in self.counted:
+            value = entry.values.get(name)
+            if value:
+                key = _key(f"{name}:{value}")
+                self._added_counts[key] = self._added_counts.get(key, 0) + 1
+
+    def count(self, values: Iterable[tuple[str, str]]) -> None:
+        """Read how many stored records hold each ``(field, value)`` (one statement for them
+        all, chunked on SQLite) and how many records there are."""
+        keys = sorted(
+            {_key(f"{f}:{v}") for f, v in values if f in self.counted and f in SEARCHED and v}
+            - set(self._counts)
+        )
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            for key, n in self.conn.execute(
+                select(mdm_keys.c.key, func.count())
+                .where(
+                    mdm_keys.c.entity == self.entity,
+                    mdm_keys.c.kind == "search",
+                    mdm_keys.c.key.in_(chunk),
+                )
+                .group_by(mdm_keys.c.key)
+            ):
+                self._counts[key] = int(n)
+            for key in chunk:
+                self._counts.setdefault(key, 0)
+        if self._total is None:
+            self._total = int(
+                self.conn.execute(
+                    select(func.count())
+                    .select_from(crosswalk)
+                    .where(crosswalk.c.entity == self.entity)
+                ).scalar_one()
+            )
+
+    def frequency(self, field: str, value: str) -> tuple[int, int] | None:
+        """How many records hold ``value`` in ``field``, of how many (None: not counted)."""
+        if field not in self.counted or field not in SEARCHED:
+            return None
+        key = _key(f"{field}:{value}")
+        if key not in self._counts or self._total is None:
+            self.count([(field, value)])
+        assert self._total is not None
+        return (
+            self._counts[key] + self._added_counts.get(key, 0),
+            self._total + self._added_total,
+        )
 
     def prefetch(self, wanted: Sequence[tuple[str, str, int]]) -> None:
         """Answer the questions ``(kind, key, limit)`` in one statement (PostgreSQL: the same
@@ -593,6 +649,8 @@ class MdmService:
                         for key in r.blocks
                     ]
                 )
+            if index.counted:
+                index.count((f, r.values.get(f, "")) for r in records for f in index.counted)
             for r in records:
                 new_id = _derive(entity, r.system, r.external_id)
                 matcher.new_id = functools.partial(str, new_id)

@@ -19,6 +19,7 @@ from hub.config import load_config
 from hub.db import Database, crosswalk, mdm_golden, mdm_history, mdm_keys, mdm_reviews
 from hub.errors import ConfigError, MdmRefused
 from hub.matching import Decision, load_match_config
+from hub.matching.scoring import tf_weight
 from hub.mdm import DeterministicResolver
 from hub.mdm_service import ChangeWatcher, MdmService
 
@@ -466,3 +467,40 @@ async def test_a_watcher_in_another_process_hears_of_merges_and_unmerges(url: st
     finally:
         await here.close()
         await there.close()
+
+
+async def test_the_database_index_counts_names_for_term_frequencies(url: str) -> None:
+    text = (ROOT / "examples" / "mdm.yaml").read_text()
+    text = text.replace(
+        "      last_name:\n        comparator: name\n",
+        "      last_name:\n        comparator: name\n        term_frequency: true\n",
+    )
+    config = load_match_config(Path("mdm.yaml"), text)
+    db = Database(url)
+    try:
+        service = MdmService(db, config)
+        town = [
+            (
+                "shop",
+                str(i),
+                {"first_name": f"P{i}", "last_name": "Müller", "email": f"p{i}@example.com"}
+                | {"postcode": "10115", "country": "DE"},
+            )
+            for i in range(20)
+        ]
+        await service.resolve_many("customer", town)
+        found = await service.match_record(
+            "customer",
+            "crm",
+            "c-1",
+            {"first_name": "Zed", "last_name": "MULLER", "postcode": "10115", "country": "DE"},
+        )
+        assert found.result is not None
+        part = next(f for f in found.result.fields if f.field == "last_name")
+        assert part.level.endswith("(term frequency)")
+        exact = config.entities["customer"].comparisons
+        level = next(c for c in exact if c.field == "last_name").levels[0]
+        assert part.weight == pytest.approx(tf_weight(level, 20, 20))  # 20 of 20 records
+        assert part.weight < level.weight  # a common name weighs less than configured
+    finally:
+        await db.close()

@@ -81,6 +81,7 @@ class CompareSpec(_Strict):
     levels: list[LevelSpec] = Field(min_length=1)
     else_: ElseSpec | None = Field(default=None, alias="else")
     swap_with: str | None = None
+    term_frequency: bool = False  # the exact level's u: how common the value is (smoothed)
 
 
 class ThresholdSpec(_Strict):
@@ -261,6 +262,7 @@ def _compile(
                 COMPARATORS[cspec.comparator],
                 tuple(levels),
                 cspec.swap_with,
+                cspec.term_frequency,
             )
         )
 

@@ -9,7 +9,7 @@ golden records.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -47,6 +47,8 @@ class MemoryIndex:
         self._rules: dict[str, list[Entry]] = defaultdict(list)
         self._blocks: dict[str, list[Entry]] = defaultdict(list)
         self._records: dict[str, Entry] = {}
+        self.counted: set[str] = set()  # fields whose values are counted (term frequencies)
+        self._counts: Counter[tuple[str, str]] = Counter()
 
     def __len__(self) -> int:
         return len(self._records)
@@ -65,10 +67,21 @@ class MemoryIndex:
         if entry.record_id in self._records:
             raise ValueError(f"record {entry.record_id!r} is indexed already")
         self._records[entry.record_id] = entry
+        for name in self.counted:
+            value = entry.values.get(name)
+            if value:
+                self._counts[(name, value)] += 1
         for key in rule_keys:
             self._rules[key].append(entry)
         for key in block_keys:
             self._blocks[key].append(entry)
+
+    def frequency(self, field: str, value: str) -> tuple[int, int] | None:
+        """How many indexed records hold ``value`` in ``field``, of how many (None: the field
+        is not counted)."""
+        if field not in self.counted:
+            return None
+        return self._counts[(field, value)], len(self._records)
 
     def block_sizes(self) -> Mapping[str, int]:
         return {key: len(entries) for key, entries in self._blocks.items()}

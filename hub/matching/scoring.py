@@ -39,6 +39,7 @@ class Comparison:
     comparator: Comparator
     levels: tuple[Level, ...]  # descending ``at``, the last one is ``else`` (at 0)
     swap_with: str | None = None  # also compare with the other record's field (swapped names)
+    term_frequency: bool = False  # the exact level's weight from how common the value is
     # (at, weight) of each level, for the scoring loop
     steps: tuple[tuple[float, float], ...] = dataclass_field(init=False, repr=False, compare=False)
 
@@ -77,17 +78,31 @@ def probability(score: float) -> float:
     return 1.0 / (1.0 + math.pow(2.0, -score))
 
 
+TF_PSEUDO_RECORDS = 1000
+"""Term frequencies are smoothed as if this many records had the configured u: a value's
+exact-level u is ``(count + K·u) / (total + K)``, the configured u while few records are
+stored, the value's share of the stored records once many are."""
+
+
+def tf_weight(level: Level, count: int, total: int) -> float:
+    """The exact level's weight for a value ``count`` of ``total`` stored records hold."""
+    u = (count + TF_PSEUDO_RECORDS * level.u) / (total + TF_PSEUDO_RECORDS)
+    return math.log2(level.m / u)
+
+
 def score_pair(
     comparisons: tuple[Comparison, ...],
     prior_weight: float,
     left: Mapping[str, str],
     right: Mapping[str, str],
     explain: bool = False,
+    exact: Mapping[str, float] | None = None,
 ) -> tuple[float, list[FieldScore]]:
     """The score (weight of evidence, in bits) of ``left`` against ``right``; with ``explain``
-    also each field's part."""
+    also each field's part. ``exact``: for some fields, the weight of an exact agreement on
+    ``left``'s value instead of the configured one (term frequencies)."""
     if explain:
-        return _explained(comparisons, prior_weight, left, right)
+        return _explained(comparisons, prior_weight, left, right, exact)
     total = prior_weight
     for c in comparisons:  # the matcher's inner loop: kept lean
         a = left.get(c.field)
@@ -98,7 +113,7 @@ def score_pair(
             continue
         steps = c.steps
         if a == b:
-            total += steps[0][1]
+            total += exact.get(c.field, steps[0][1]) if exact else steps[0][1]
             continue
         similarity = c.comparator(a, b)
         if c.swap_with is not None:
@@ -121,6 +136,7 @@ def _explained(
     prior_weight: float,
     left: Mapping[str, str],
     right: Mapping[str, str],
+    exact: Mapping[str, float] | None,
 ) -> tuple[float, list[FieldScore]]:
     total = prior_weight
     parts: list[FieldScore] = []
@@ -136,8 +152,9 @@ def _explained(
             if other is not None:
                 similarity = max(similarity, c.comparator(a, other))
         level = c.level_of(similarity)
-        total += level.weight
-        parts.append(
-            FieldScore(c.field, c.comparator_name, a, b, similarity, level.label, level.weight)
-        )
+        weight, label = level.weight, level.label
+        if a == b and exact and c.field in exact:
+            weight, label = exact[c.field], f"{level.label} (term frequency)"
+        total += weight
+        parts.append(FieldScore(c.field, c.comparator_name, a, b, similarity, label, weight))
     return total, parts

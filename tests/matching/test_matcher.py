@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -228,3 +229,31 @@ def test_the_prior_is_shared_among_the_golden_records_compared() -> None:
     assert four.prior_weight == pytest.approx(-2.0)  # four golden records: log2(4) bits less
     assert four.best is not None and one.best is not None
     assert four.best.score == pytest.approx(one.best.score - 2.0)
+
+
+def test_term_frequencies_weigh_a_common_name_less_than_a_rare_one() -> None:
+    text = CONFIG.replace(
+        "      last:\n        comparator: exact\n",
+        "      last:\n        comparator: exact\n        term_frequency: true\n",
+    )
+    index = MemoryIndex()
+    m = matcher(text, index)
+    assert index.counted == {"last"}
+    for i in range(3000):  # a town full of Müllers, one Zyskowski
+        m.resolve(f"seed:{i}", {"first": f"P{i}", "last": "Müller", "city": f"t{i}"})
+    m.resolve("seed:z", {"first": "Ola", "last": "Zyskowski", "city": "elsewhere"})
+    assert index.frequency("last", "muller") == (3000, 3001)
+    assert index.frequency("first", "ola") is None  # not counted: no term_frequency
+
+    common = m.match("q:1", {"first": "Zed", "last": "Müller", "city": "t5"})
+    rare = m.match("q:2", {"first": "Zed", "last": "Zyskowski", "city": "elsewhere"})
+    last_common = next(f for f in common.fields if f.field == "last")
+    last_rare = next(f for f in rare.fields if f.field == "last")
+    assert last_common.level.endswith("(term frequency)")
+    # the configured u is 0.1 (3 bits); u from the counts: (3000 + 100) / 4001 and
+    # (1 + 100) / 4001
+    assert last_common.weight == pytest.approx(math.log2(0.8 / (3100 / 4001)))
+    assert last_rare.weight == pytest.approx(math.log2(0.8 / (101 / 4001)))
+    assert last_rare.weight > 3 > last_common.weight
+    assert rare.probability is not None and common.probability is not None
+    assert rare.probability > common.probability

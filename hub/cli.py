@@ -510,6 +510,15 @@ def _cli_actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
+def _expect(auth: Any, action: str, target: str, before: Any = None, after: Any = None) -> Any:
+    """The audit row of the change that follows, written in its transaction: the change and
+    its row commit together or not at all (hub.auth.expect_write)."""
+    from .auth import audit_in_transactions, expect_write
+
+    audit_in_transactions(auth.db)
+    return expect_write(_cli_actor(), action, target, before, after)
+
+
 def cmd_users_add(args: argparse.Namespace) -> int:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -520,8 +529,8 @@ def cmd_users_add(args: argparse.Namespace) -> int:
             return 1
 
     async def add(auth: Any) -> None:
-        made = await auth.add_user(args.name, password, args.role)
-        await auth.audit(_cli_actor(), "user add", args.name, None, made)
+        _expect(auth, "user add", args.name, None, {"name": args.name, "role": args.role})
+        await auth.add_user(args.name, password, args.role)
 
     _with_auth(args, add)
     print(f"user {args.name} added, role {args.role}")
@@ -537,8 +546,9 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
 def _set_user(args: argparse.Namespace, action: str, **change: Any) -> int:
     async def change_user(auth: Any) -> None:
-        before, after = await auth.set_user(args.name, **change)
-        await auth.audit(_cli_actor(), action, args.name, before, after)
+        before = await auth.user(args.name)
+        _expect(auth, action, args.name, before, {**(before or {}), **change})
+        await auth.set_user(args.name, **change)
 
     _with_auth(args, change_user)
     print(f"user {args.name}: {', '.join(f'{k} {v}' for k, v in change.items())}")
@@ -555,10 +565,9 @@ def cmd_users_disable(args: argparse.Namespace) -> int:
 
 def cmd_tokens_create(args: argparse.Namespace) -> int:
     async def create(auth: Any) -> Any:
+        pending = _expect(auth, "token create", args.name, None, {"name": args.name})
         made = await auth.create_token(args.name, args.role, _cli_actor())
-        await auth.audit(
-            _cli_actor(), "token create", made["id"], None, {**made, "token": "[redacted]"}
-        )
+        await auth.complete_audit(pending, {**made, "token": "[redacted]"})
         return made
 
     made = _with_auth(args, create)
@@ -580,9 +589,8 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
 
 def cmd_tokens_revoke(args: argparse.Namespace) -> int:
     async def revoke(auth: Any) -> bool:
+        _expect(auth, "token revoke", args.id)
         found: bool = await auth.revoke_token(args.id)
-        if found:
-            await auth.audit(_cli_actor(), "token revoke", args.id)
         return found
 
     if not _with_auth(args, revoke):

@@ -4,9 +4,11 @@ the audit log, the login rate limit, masking for viewers, keyset pages of dead l
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -677,3 +679,41 @@ async def test_hostile_names_in_admin_paths_are_never_a_500(
     assert log[0]["action"] == f"DELETE /tokens/{id_}"
     assert log[0]["before"] == {"name": "ci", "role": "viewer", "revoked_at": None}
     assert [r["action"] for r in log] == [f"DELETE /tokens/{id_}", "POST /tokens"]
+
+
+def test_cli_changes_commit_with_their_audit_rows_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "hub.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert cli(["users", "add", "ann", "--role", "admin", "--password-stdin", "--url", url]) == 0
+    assert cli(["users", "set-role", "ann", "operator", "--url", url]) == 0
+    assert cli(["tokens", "create", "ci", "--url", url]) == 0
+    id_ = capsys.readouterr().out.strip().split("_")[1]
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log "
+            "BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
+        )
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert cli(["users", "add", "bob", "--password-stdin", "--url", url]) == 1
+    assert cli(["users", "disable", "ann", "--url", url]) == 1
+    assert cli(["tokens", "revoke", id_, "--url", url]) == 1
+    assert "audit log could not be written" in capsys.readouterr().err
+
+    async def state() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Any]]:
+        db = Database(url)
+        try:
+            auth = Auth(db)
+            return await auth.users(), await auth.tokens(), await auth.audit_rows()
+        finally:
+            await db.close()
+
+    users, tokens, log = asyncio.run(state())
+    assert [(u["name"], u["role"], u["disabled"]) for u in users] == [("ann", "operator", False)]
+    assert tokens[0]["revoked_at"] is None
+    assert [r["action"] for r in log] == ["token create", "user set-role", "user add"]
+    assert log[1]["before"]["role"] == "admin" and log[1]["after"]["role"] == "operator"
+    assert log[0]["after"]["id"] == id_ and log[0]["after"]["token"] == "[redacted]"
+    assert all(r["actor"].startswith("cli:") for r in log)

@@ -192,14 +192,28 @@ class TrytonWriter:
             0,
             None,
             None,
-            ["type", "value"],
+            ["type", "value", "sequence"],
         )
         have = {(row["type"], _squash(row["value"])) for row in existing}
-        new = [
-            {"party": party_id, "type": kind, "value": value}
-            for kind, value in dict.fromkeys(wanted)
-            if (kind, _squash(value)) not in have
-        ]
+        wanted_keys = {(kind, _squash(value)) for kind, value in wanted}
+        # A mechanism of the party's that the customer no longer has, per type, first first: a
+        # changed e-mail or phone replaces it (the customer has one of each), so the party
+        # does not keep the old one in front of the new (what polling it reports).
+        stale: dict[str, list[int]] = {}
+        for row in sorted(existing, key=lambda r: (r.get("sequence") or 0, r["id"])):
+            if (row["type"], _squash(row["value"])) not in wanted_keys:
+                stale.setdefault(row["type"], []).append(int(row["id"]))
+        new = []
+        for kind, value in dict.fromkeys(wanted):
+            if (kind, _squash(value)) in have:
+                continue
+            if stale.get(kind):
+                mechanism = stale[kind].pop(0)
+                await self.rpc.call(
+                    "model.party.contact_mechanism.write", [mechanism], {"value": value}
+                )
+            else:
+                new.append({"party": party_id, "type": kind, "value": value})
         if new:
             await self.rpc.call("model.party.contact_mechanism.create", new)
 

@@ -360,3 +360,10 @@ class Sink(Connector):
     async def deliver(self, delivery: Delivery) -> DeliveryResult | None:
         """Write one event; raise DeliveryRetriable or DeliveryRejected on failure."""
         raise NotImplementedError
+
+    def state_of(self, document: Any) -> Any:
+        """What of a mapped document the destination will hold: compared with what it reports
+        back, to recognise the echo of the hub's own write (hub.sync). By default the whole
+        document; a sink whose documents carry what only finds the record (ids, references)
+        leaves that out."""
+        return document

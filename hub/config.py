@@ -19,6 +19,7 @@
         to: erp
         when: "currency == 'EUR'"    # optional condition on the event's data (and meta)
         skip_origin: true            # optional: not back to the system the event came from
+        drop_echoes: true            # default: echoes of its own writes are dropped (hub.sync)
 
 A bad file is refused as a whole with a :class:`ConfigError` listing every problem with its
 file, line and path.
@@ -100,6 +101,7 @@ class RouteSpec(_Strict):
     mapping: str | None = None
     when: str | None = None
     skip_origin: bool = False
+    drop_echoes: bool = True
     enabled: bool = True
     description: str = ""
     retry: RetrySpec | None = None
@@ -139,6 +141,9 @@ class OutboundRoute:
     # Skip events whose origin system (ce_hubsystem) is the destination's system: a change is
     # not sent back to the system it came from.
     skip_origin: bool = False
+    # Keep what the destination holds (hub.sync) and drop the changes it reports that equal
+    # it: the echoes of the hub's own writes. False: this route neither records nor compares.
+    drop_echoes: bool = True
 
     def policy(self, settings: Settings) -> RetryPolicy:
         return _policy(self.retry, settings)
@@ -329,6 +334,7 @@ def load_config(path: Path, text: str | None = None, *, mdm: Path | None = None)
                     route.retry,
                     i,
                     skip_origin=route.skip_origin,
+                    drop_echoes=route.drop_echoes,
                 )
             )
         else:
@@ -357,6 +363,13 @@ def load_config(path: Path, text: str | None = None, *, mdm: Path | None = None)
                     doc.problem(
                         (*loc, "skip_origin"),
                         "skip_origin is for routes to a destination (from: canonical.<entity>)",
+                    )
+                )
+            if "drop_echoes" in route.model_fields_set:
+                problems.append(
+                    doc.problem(
+                        (*loc, "drop_echoes"),
+                        "drop_echoes is for routes to a destination (from: canonical.<entity>)",
                     )
                 )
             if route.mapping is None:

@@ -294,6 +294,31 @@ order_journal = Table(
 )
 
 
+# What the hub knows each system holds of an object (hub.sync): per (entity, system, golden id,
+# outbound route to that system) a fingerprint of the document that route would write, set just
+# before the hub writes it ('wrote') and by every change the system reports ('reported'). A change
+# a system reports equal to it is the echo of the hub's own write, or no change: dropped.
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("entity", String(32), primary_key=True),
+    Column("system", String(64), primary_key=True),
+    Column("golden_id", String(64), primary_key=True),
+    Column("route", String(128), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("source", String(16), nullable=False),  # wrote | reported
+    Column("event_id", String(255), nullable=False),  # the canonical event that set it
+    # earlier writes whose echo may still come (a poll that read before the last write), as a
+    # JSON list of fingerprints, oldest first; emptied when the system reports the last one
+    Column("pending", Text, nullable=False),
+    # the last reported event judged, and whether it was an echo: every delivery worker asks
+    Column("judged_event", String(255)),
+    Column("judged_echo", Boolean),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_sync_state_fingerprint", "entity", "system", "route", "fingerprint"),
+)
+
+
 # Master data (hub.mdm_service): golden records, the source records linked to them (by their
 # crosswalk row), the matcher's rule and blocking keys, review tasks and the history of it all.
 mdm_golden = Table(

@@ -16,6 +16,8 @@ destination, whichever apply::
     hub_events_dead_lettered_total{stage,route,destination,error_class}
     hub_crosswalk_links_total{destination,outcome}        ids a destination reported, by what
                                                           became of them: linked|conflict|failed
+    hub_echoes_dropped_total{system,destination}          changes a system reported that equal
+                                                          what the hub knows it holds (hub.sync)
 
 Histograms: ``hub_webhook_seconds{connection}`` (receipt to answer) and
 ``hub_delivery_seconds{destination}`` (one destination call). Gauges, read when scraped:
@@ -91,6 +93,13 @@ class Metrics:
             "Ids a destination reported having assigned, by what became of them: linked, "
             "conflict (linked to another golden id already) or failed (e.g. the database).",
             ["destination", "outcome"],
+            registry=registry,
+        )
+        self.echoes_dropped = Counter(
+            "hub_echoes_dropped",
+            "Changes a system reported that equal what the hub knows it holds (the echo of the "
+            "hub's own write, or a save that changed nothing synced): not delivered (hub.sync).",
+            ["system", "destination"],
             registry=registry,
         )
         self.webhook_seconds = Histogram(

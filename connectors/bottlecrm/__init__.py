@@ -89,6 +89,12 @@ ACCOUNT_FIELDS = (
     "description",
 )
 FIELDS = {"contact": CONTACT_FIELDS, "account": ACCOUNT_FIELDS}
+# What BottleCRM's webhooks carry of what the sink writes (its webhooks.events.contact_data and
+# account_data): the part of a written record its echo can show (hub.sync). No addresses.
+REPORTED = {
+    "contact": ("first_name", "last_name", "email", "phone", "organization", "title"),
+    "account": ("name", "email", "phone", "website", "industry"),
+}
 
 
 class BadDocument(RequestRefused):
@@ -259,6 +265,17 @@ class BottleCrm(WebhookSource, Sink):
         except RequestFailed as exc:
             raise delivery_failed(exc) from None
         return DeliveryResult((CreatedId("customer", f"{kind}:{their_id}"),))
+
+    def state_of(self, document: Any) -> Any:
+        """The fields the sink writes that BottleCRM's webhooks report back (:data:`REPORTED`;
+        not ``refs`` or ``id``, which only find the record, nor the address, not in them)."""
+        if not isinstance(document, dict):
+            return document
+        return {
+            kind: {f: record.get(f) for f in REPORTED[kind]}
+            for kind, record in document.items()
+            if kind in KINDS and isinstance(record, dict)
+        }
 
     async def upsert(self, kind: str, record: dict[str, Any]) -> str:
         """Update the record by its id, else the one found by e-mail (contact) or name

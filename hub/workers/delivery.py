@@ -81,6 +81,7 @@ from hub.logs import log_context
 from hub.mdm import resolve_ahead
 from hub.ratelimit import RateLimiter
 from hub.retry import CircuitBreaker, Parked, RetryPolicy
+from hub.sync import Echo, SyncState, fingerprint
 
 from .retrying import (
     CircuitOpen,
@@ -132,6 +133,7 @@ class DeliveryWorker(RetryingWorker):
             lambda done: hub.db.record_deliveries(destination, done)
         )
         self.crosswalk = Crosswalk(hub.db)
+        self.sync = SyncState(hub.db)
 
     @staticmethod
     def signature_of(
@@ -220,6 +222,22 @@ class DeliveryWorker(RetryingWorker):
             "origin": origin,
             "system": system,
         }
+        entity = self._entity_by_topic.get(record.topic) or ""
+        golden = data.get("id") if isinstance(data, dict) else None
+        golden = str(golden) if golden is not None else event.subject
+        if system and golden:
+            echo = await self._echo(event.id, entity, golden, data, origin, system)
+            if echo is not None:
+                log.info(
+                    "%s is the echo of what %s was last %s (%s): not delivered to %s",
+                    event.id,
+                    system,
+                    "written" if echo.source == "wrote" else "seen to hold",
+                    echo.event_id,
+                    self.destination,
+                )
+                hub.metrics.echoes_dropped.labels(system, self.destination).inc()
+                return Outcome(done=True)
 
         taken: list[tuple[OutboundRoute, RetryPolicy, Any]] = []
         for route, policy in routes:
@@ -264,6 +282,16 @@ class DeliveryWorker(RetryingWorker):
         refused: tuple[OutboundRoute, ProcessingError] | None = None
         for route, policy, body in taken:
             as_is = body is _AS_IS  # the canonical JSON goes out as it came, not re-encoded
+            if route.drop_echoes and not as_is and golden:
+                # Before the write: its echo may come back before the write answers.
+                await self.sync.wrote(
+                    entity,
+                    config.system_of(self.destination) or self.destination,
+                    golden,
+                    route.name,
+                    fingerprint(self.sink.state_of(body)),
+                    event.id,
+                )
             delivery = Delivery(
                 event_id=event.id,
                 event_type=event.type,
@@ -340,6 +368,64 @@ class DeliveryWorker(RetryingWorker):
                 header_value(record.headers, ATTEMPT_HEADER),
             )
         return Outcome(done=True)
+
+    async def _echo(
+        self,
+        event_id: str,
+        entity: str,
+        golden: str,
+        data: Any,
+        origin: str | None,
+        system: str,
+    ) -> Echo | None:
+        """An :class:`Echo` when the event is a change ``system`` reported that equals what the
+        hub knows it holds (hub.sync): each route back to it (``drop_echoes``, with a mapping)
+        maps the event as it would be written there, and the fingerprints are compared. A new
+        object that echoes a create of the hub's is linked to that golden id at once."""
+        hub = self.hub
+        config = hub.config
+        states: dict[str, str] = {}
+        for connection, sink in config.sinks().items():
+            if config.system_of(connection) != system:
+                continue
+            for route in config.outbound_for(connection):
+                if route.entity != entity or not route.drop_echoes or route.mapping is None:
+                    continue
+                mapping = hub.mappings.get(route.mapping)
+                if mapping is None:
+                    continue
+                meta = {"connection": connection, "origin": origin, "system": system}
+                try:
+                    apply = partial(mapping.apply, data, meta, hub.resolver)
+                    body = await resolve_ahead(hub.resolver, apply)
+                except ProcessingError as exc:
+                    log.debug("%s: %s cannot say what it would write (%s)", event_id, route, exc)
+                    return None
+                if body is not None:
+                    states[route.name] = fingerprint(sink.state_of(body))
+        if not states:
+            return None
+        echo = await self.sync.reported(entity, system, golden, states, event_id)
+        if echo is not None and echo.golden_id != golden and isinstance(data, dict):
+            for ref in data.get("external_refs") or ():
+                if not isinstance(ref, dict) or ref.get("system") not in (origin, system):
+                    continue
+                try:
+                    link = await self.crosswalk.link(
+                        entity,
+                        system,
+                        str(ref.get("id")),
+                        echo.golden_id,
+                        linked_by=f"echo:{origin or system}",
+                        reason=f"the echo of the hub's write {echo.event_id}",
+                    )
+                except (CrosswalkConflict, OSError, SQLAlchemyError) as exc:
+                    log.warning("linking the echo %s failed: %s", event_id, exc)
+                    continue
+                learn = getattr(hub.resolver, "learn", None)
+                if learn is not None:
+                    learn(link)
+        return echo
 
     def _routes(self, entity: str | None) -> list[tuple[OutboundRoute, RetryPolicy]]:
         """This destination's enabled routes for ``entity`` with their retry policies, as of

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.bottlecrm import bottlecrm, bottlecrm_install  # noqa: F401  (fixtures)
+from tests.support.tryton import tryton, tryton_install  # noqa: F401  (fixtures: CRM with ERP)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 import connectors
 from connectors import CreatedId, Delivery
-from connectors.bottlecrm import BottleCrm, sign
+from connectors.bottlecrm import BottleCrm, BottleCrmOptions, sign
 from connectors.conformance import (
     check_problems,
     forgery_problems,
@@ -210,3 +210,32 @@ async def test_an_account_is_found_by_name_and_a_contact_without_email_is_refuse
     listed = bottlecrm.api("GET", "accounts/?name=Difference%20Engines")
     accounts = listed["active_accounts"]["open_accounts"]
     assert [a["id"] for a in accounts] == [first.created[0].external_id.removeprefix("account:")]
+
+
+def test_what_is_compared_of_a_written_record_is_what_its_webhook_carries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """hub.sync compares the record the sink writes with its echo: not the refs that find it,
+    nor the address, which BottleCRM's contact webhooks leave out."""
+    monkeypatch.setenv("HUB_TEST_STATE_TOKEN", "bcrm_pat_0123456789abcdef")
+    options = BottleCrmOptions(url="https://crm.example.com", token="env:HUB_TEST_STATE_TOKEN")
+    sink = BottleCrm("bottlecrm", options)
+    written = {
+        "contact": {
+            "refs": [{"system": "tryton", "id": "3"}],
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "email": "ada@example.com",
+            "city": "London",
+        }
+    }
+    echo = {
+        "contact": {
+            "refs": [{"system": "bottlecrm", "id": "contact:1"}],
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "email": "ada@example.com",
+        }
+    }
+    assert sink.state_of(written) == sink.state_of(echo)
+    assert sink.state_of(written)["contact"]["email"] == "ada@example.com"

@@ -1,0 +1,248 @@
+"""Echo and loop prevention: what the hub knows each system holds of an object.
+
+When the hub writes a customer to the CRM, the CRM reports the change back (a webhook, or the
+next poll); written on to the ERP, the ERP reports it back too, and without a rule each report
+is sent on again, forever. ``skip_origin: true`` keeps a change from going back to the system it
+came from, but not the echo of the hub's own write from travelling on to the *other* systems.
+
+**The rule.** For each object (entity and golden id), each system and each outbound route to
+that system that compares (``drop_echoes``, the default), the hub keeps a fingerprint of the
+document that route writes (:func:`fingerprint` of the sink's :meth:`~connectors.Sink.state_of`
+the route's mapped output): *what the hub knows the system holds*. It is set
+
+- just before the hub writes to the system (``wrote``), so an echo that comes back before the
+  write has even answered (BottleCRM's webhook does) is already known; and
+- by every change the system reports (``reported``): the event from that system is mapped
+  through the same outbound route(s), which gives the document the system would be written if
+  the hub sent it back.
+
+A change a system reports whose fingerprint equals what the hub knows it holds is **not a
+change**: the echo of the hub's own write, or a save that changed nothing the hub syncs. So is
+one equal to an earlier write of the hub's that the system has not reported yet (a poll that
+read the object between two writes of the hub's reports the first after the second was made):
+the system is catching up, and the writes before that one are forgotten. The delivery workers
+drop it for every destination. Anything else is a change and goes on as
+before. So one edit is written to each other system once, and its echoes stop at the first hop.
+
+A system's new object that echoes a create of the hub's (BottleCRM's webhook arrives before its
+answer gives the hub the new id, so before the crosswalk links it) has no golden id of its own
+yet: it is compared with what the hub *wrote* to that system in the last :data:`ECHO_WINDOW_S`
+seconds, by fingerprint, and when one matches it is that object's echo, and its id is linked to
+that golden id at once.
+
+The comparison needs the mappings both ways to agree: the outbound mapping of what the inbound
+one gives must be the document the hub wrote (round trip). Where they do not, an echo is taken
+for a change and written once more, and stops at the next hop, when the fingerprint settles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from .db import Database, sync_state
+
+ECHO_WINDOW_S = 3600.0
+"""How long a create the hub wrote is compared with new objects of that system, by content."""
+
+WROTE = "wrote"
+REPORTED = "reported"
+
+
+def normalised(value: Any) -> Any:
+    """``value`` without nulls, empty strings, lists and objects (at any depth): a field the
+    document leaves out and one it leaves empty say the same."""
+    if isinstance(value, dict):
+        out = {k: normalised(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, "", [], {})}
+    if isinstance(value, list):
+        items = [normalised(v) for v in value]
+        return [v for v in items if v not in (None, "", [], {})]
+    return value
+
+
+def fingerprint(document: Any) -> str:
+    """SHA-256 of the document's canonical JSON (keys sorted, empties left out)."""
+    text = json.dumps(normalised(document), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Echo:
+    """A reported change that is not one: the object's golden id (the one whose write it
+    echoes, for a new object) and what set the state it equals."""
+
+    golden_id: str
+    source: str
+    event_id: str
+
+
+MAX_PENDING = 16
+"""Earlier writes kept per object and route whose echo may still come."""
+
+
+class SyncState:
+    def __init__(self, db: Database, echo_window_s: float = ECHO_WINDOW_S) -> None:
+        self.db = db
+        self.echo_window_s = echo_window_s
+
+    async def wrote(
+        self,
+        entity: str,
+        system: str,
+        golden_id: str,
+        route: str,
+        fingerprint: str,
+        event_id: str,
+    ) -> None:
+        """The hub is about to write ``fingerprint`` to ``system`` through ``route``. What it
+        wrote before and the system has not reported yet stays pending: a poll that read the
+        object before this write lands reports that earlier write."""
+        now = datetime.now(UTC)
+        c = sync_state.c
+        key = (entity, system, golden_id, route)
+
+        def work(conn: Any) -> None:
+            row = conn.execute(
+                select(c.fingerprint, c.source, c.pending).where(*_where(key))
+            ).first()
+            pending: list[str] = []
+            if row is not None and row.source == WROTE:
+                pending = [*json.loads(row.pending or "[]"), row.fingerprint][-MAX_PENDING:]
+            values = {
+                "fingerprint": fingerprint,
+                "source": WROTE,
+                "event_id": event_id,
+                "pending": json.dumps(pending),
+                "updated_at": now,
+            }
+            self._upsert(conn, key, values)
+
+        await self.db.run(work)
+
+    async def reported(
+        self,
+        entity: str,
+        system: str,
+        golden_id: str,
+        states: dict[str, str],
+        event_id: str,
+    ) -> Echo | None:
+        """``system`` reported a change of ``golden_id`` (canonical event ``event_id``) whose
+        routes back to it would write ``states`` (route -> fingerprint). An :class:`Echo` when
+        that is what the hub knows the system holds, or one of its writes the system had not
+        reported yet (the system is catching up: the writes before it are forgotten); else
+        None, and ``states`` become what it holds. Several delivery workers ask about one
+        event: each gets the answer the first one got."""
+        if not states:
+            return None
+        now = datetime.now(UTC)
+        window = now - timedelta(seconds=self.echo_window_s)
+        c = sync_state.c
+
+        def work(conn: Any) -> Echo | None:
+            rows = {
+                r.route: r
+                for r in conn.execute(
+                    select(
+                        c.route,
+                        c.fingerprint,
+                        c.source,
+                        c.event_id,
+                        c.pending,
+                        c.judged_event,
+                        c.judged_echo,
+                    ).where(
+                        c.entity == entity,
+                        c.system == system,
+                        c.golden_id == golden_id,
+                        c.route.in_(list(states)),
+                    )
+                )
+            }
+            keys = {route: (entity, system, golden_id, route) for route in states}
+            if rows and all(
+                (row := rows.get(route)) is not None and row.judged_event == event_id
+                for route in states
+            ):  # another worker judged this event already
+                first = rows[next(iter(states))]
+                if first.judged_echo:
+                    return Echo(golden_id, first.source, first.event_id)
+                return None
+            if rows and all(route in rows for route in states):
+                caught_up: dict[str, list[str]] = {}
+                for route, fp in states.items():
+                    row = rows[route]
+                    pending = json.loads(row.pending or "[]")
+                    if row.fingerprint == fp:
+                        caught_up[route] = []
+                    elif fp in pending:
+                        caught_up[route] = pending[pending.index(fp) + 1 :]
+                    else:
+                        break
+                else:
+                    for route, pending in caught_up.items():
+                        values = {
+                            "pending": json.dumps(pending),
+                            "judged_event": event_id,
+                            "judged_echo": True,
+                        }
+                        conn.execute(update(sync_state).where(*_where(keys[route])).values(values))
+                    first = rows[next(iter(states))]
+                    return Echo(golden_id, first.source, first.event_id)
+            if not rows:
+                # New to the hub: the echo of a create it wrote, not linked yet?
+                route, fp = next(iter(states.items()))
+                found = conn.execute(
+                    select(c.golden_id, c.event_id)
+                    .where(
+                        c.entity == entity,
+                        c.system == system,
+                        c.route == route,
+                        c.fingerprint == fp,
+                        c.source == WROTE,
+                        c.updated_at >= window,
+                        c.golden_id != golden_id,
+                    )
+                    .order_by(c.updated_at.desc())
+                    .limit(1)
+                ).first()
+                if found is not None:
+                    return Echo(found.golden_id, WROTE, found.event_id)
+            for route, fp in states.items():
+                values = {
+                    "fingerprint": fp,
+                    "source": REPORTED,
+                    "event_id": event_id,
+                    "pending": "[]",
+                    "judged_event": event_id,
+                    "judged_echo": False,
+                    "updated_at": now,
+                }
+                self._upsert(conn, keys[route], values)
+            return None
+
+        return await self.db.run(work)
+
+    def _upsert(self, conn: Any, key: tuple[str, str, str, str], values: dict[str, Any]) -> None:
+        if conn.execute(update(sync_state).where(*_where(key)).values(values)).rowcount:
+            return
+        entity, system, golden_id, route = key
+        row = {"entity": entity, "system": system, "golden_id": golden_id, "route": route}
+        inserted = conn.execute(self.db.insert_ignore(sync_state), [{**row, **values}]).rowcount
+        if not inserted:  # another process inserted it meanwhile: ours is the later
+            conn.execute(update(sync_state).where(*_where(key)).values(values))
+
+
+def _where(key: tuple[str, str, str, str]) -> tuple[Any, ...]:
+    c = sync_state.c
+    entity, system, golden_id, route = key
+    return (c.entity == entity, c.system == system, c.golden_id == golden_id, c.route == route)
+
+
+__all__ = ["ECHO_WINDOW_S", "MAX_PENDING", "Echo", "SyncState", "fingerprint", "normalised"]

@@ -1,0 +1,254 @@
+"""Customers kept in sync both ways between a real BottleCRM and a real Tryton by a whole hub
+running examples/crm-erp.yaml (issue 15, flow 1), and the echo and loop prevention that keeps
+one edit from coming back as a new change (hub/sync.py).
+
+Every write the hub makes to either system is counted (the sinks' deliveries, per golden id),
+and BottleCRM's own webhook log shows every save of the contact. A change has been through
+the hub, and its echoes too, when a later change made in the same system after it (a
+*barrier*: another contact, another party) has come out of the hub: webhooks are sent in
+order of the saves, and a Tryton poll reads parties in order of their change."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from connectors.base import Delivery, DeliveryResult
+from hub.mdm import DeterministicResolver
+from hub.runtime import Hub
+from tests.support.bottlecrm import BottleCrmServer
+from tests.support.harness import HubFactory, until
+from tests.support.tryton import TrytonServer
+from tests.support.tryton import setup as tryton_setup
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.tryton
+
+
+def example(bottlecrm: BottleCrmServer, tryton: TrytonServer) -> str:
+    """examples/crm-erp.yaml, pointed at this test's systems and polling Tryton often."""
+    config = yaml.safe_load((ROOT / "examples" / "crm-erp.yaml").read_text())
+    config["mappings"] = str(ROOT / "mappings")
+    crm = config["connections"]["bottlecrm"]["options"]
+    crm["url"] = bottlecrm.url
+    erp = config["connections"]["tryton"]["options"]
+    # settle_s: the hub writes a new party in several calls (party, then its e-mail and phone);
+    # a poll that read it half-written would see a change of Tryton's (as it would any other
+    # writer's) and send it on. The default is 5 s.
+    erp.update(url=tryton.url, database=tryton.database, poll_interval_s=0.3, settle_s=1)
+    return yaml.safe_dump(config)
+
+
+class Writes:
+    """The hub's writes to each system, per golden id (counted around the sinks)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.count: Counter[tuple[str, str]] = Counter()
+        for name in ("bottlecrm", "tryton"):
+            sink = hub.config.connections[name]
+            sink.deliver = self._counting(name, sink.deliver)  # type: ignore[attr-defined]
+
+    def _counting(
+        self, system: str, deliver: Callable[[Delivery], Any]
+    ) -> Callable[[Delivery], Any]:
+        async def counted(delivery: Delivery) -> DeliveryResult | None:
+            self.count[(system, str(delivery.subject))] += 1
+            result: DeliveryResult | None = await deliver(delivery)
+            return result
+
+        return counted
+
+    def of(self, golden: str) -> dict[str, int]:
+        return {s: self.count[(s, golden)] for s in ("bottlecrm", "tryton")}
+
+
+@pytest.fixture
+async def hub(
+    hubs: HubFactory,
+    bottlecrm: BottleCrmServer,
+    tryton: TrytonServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Hub]:
+    monkeypatch.setenv("BOTTLECRM_TOKEN", bottlecrm.token)
+    monkeypatch.setenv("BOTTLECRM_WEBHOOK_SECRET", bottlecrm.webhook_secret)
+    monkeypatch.setenv("TRYTON_PASSWORD", tryton_setup.HUB_PASSWORD)
+    hub = await hubs.start(config=example(bottlecrm, tryton))
+    bottlecrm.point_webhook(f"{hub.base_url}/webhooks/bottlecrm")
+    try:
+        yield hub
+    finally:
+        bottlecrm.point_webhook("http://127.0.0.1:9/hub-stopped", active=False)
+
+
+def party(tryton: TrytonServer, email: str) -> dict[str, Any] | None:
+    """The party with this e-mail, its name, e-mail and phone (None: none yet)."""
+    found = tryton.search_read(
+        "party.contact_mechanism", [("type", "=", "email"), ("value", "=", email)], ["party"]
+    )
+    if not found:
+        return None
+    (row,) = tryton.search_read("party.party", [("id", "=", found[0]["party"])], ["code", "name"])
+    mechanisms = tryton.search_read(
+        "party.contact_mechanism", [("party", "=", row["id"])], ["type", "value"]
+    )
+    values = {m["type"]: m["value"] for m in mechanisms}
+    return {**row, "email": values.get("email"), "phone": values.get("phone")}
+
+
+def contact(bottlecrm: BottleCrmServer, contact_id: str) -> dict[str, Any]:
+    answer: dict[str, Any] = bottlecrm.api("GET", f"contacts/{contact_id}/")
+    return answer.get("contact_obj", answer)
+
+
+def saves(bottlecrm: BottleCrmServer, contact_id: str) -> list[str]:
+    """The webhooks BottleCRM sent for this contact, oldest first: one per save."""
+    rows = bottlecrm.sql(
+        "SELECT event FROM webhook_delivery WHERE payload->'data'->>'id' = %s ORDER BY created_at",
+        contact_id,
+    )
+    return [row[0] for row in rows]
+
+
+async def crm_barrier(hub: Hub, bottlecrm: BottleCrmServer, tryton: TrytonServer) -> None:
+    """A contact created in BottleCRM now has arrived in Tryton: what BottleCRM sent before
+    it has been through the hub."""
+    email = f"barrier-{uuid.uuid4().hex[:8]}@example.com"
+    await asyncio.to_thread(
+        bottlecrm.api,
+        "POST",
+        "contacts/",
+        {"first_name": "B", "last_name": "Arrier", "email": email},
+    )
+
+    async def arrived() -> bool:
+        return await asyncio.to_thread(party, tryton, email) is not None
+
+    await until(arrived)
+
+
+async def tryton_barrier(hub: Hub, bottlecrm: BottleCrmServer, tryton: TrytonServer) -> None:
+    """A party created in Tryton now has arrived in BottleCRM: every party change before it
+    has been polled and through the hub."""
+    email = f"barrier-{uuid.uuid4().hex[:8]}@example.com"
+    await asyncio.to_thread(
+        tryton.rpc,
+        "model.party.party.create",
+        [
+            {
+                "name": "Tryton Barrier",
+                "contact_mechanisms": [["create", [{"type": "email", "value": email}]]],
+            }
+        ],
+    )
+
+    async def arrived() -> bool:
+        listed = await asyncio.to_thread(bottlecrm.api, "GET", f"contacts/?email={email}")
+        return bool(listed["results"])
+
+    await until(arrived)
+
+
+async def test_a_contact_created_then_edited_in_the_crm_is_written_to_tryton_once_each(
+    hub: Hub, bottlecrm: BottleCrmServer, tryton: TrytonServer
+) -> None:
+    writes = Writes(hub)
+    created = await asyncio.to_thread(
+        bottlecrm.api,
+        "POST",
+        "contacts/",
+        {
+            "first_name": "Katherine",
+            "last_name": "Johnson",
+            "email": "katherine.johnson@example.com",
+            "phone": "+17575550123",
+            "organization": "NASA",
+        },
+    )
+    golden = DeterministicResolver().golden_id("customer", "bottlecrm", f"contact:{created['id']}")
+
+    async def in_tryton() -> bool:
+        found = await asyncio.to_thread(party, tryton, "katherine.johnson@example.com")
+        return found is not None and found["phone"] == "+17575550123"
+
+    await until(in_tryton)
+    await asyncio.to_thread(
+        bottlecrm.api, "PATCH", f"contacts/{created['id']}/", {"phone": "+17575550188"}
+    )
+
+    async def edited() -> bool:
+        found = await asyncio.to_thread(party, tryton, "katherine.johnson@example.com")
+        return found is not None and found["phone"] == "+17575550188"
+
+    await until(edited)
+    await crm_barrier(hub, bottlecrm, tryton)
+    await tryton_barrier(hub, bottlecrm, tryton)  # Tryton's echoes polled and dropped too
+
+    found = await asyncio.to_thread(party, tryton, "katherine.johnson@example.com")
+    assert found is not None
+    assert (found["code"], found["name"]) == (golden, "Katherine Johnson")
+    # the party is linked to the same golden customer as the contact
+    assert hub.resolver.golden_id("customer", "tryton", str(found["id"])) == golden
+    # one write to Tryton per edit in the CRM (create, phone), none back to the CRM
+    assert writes.of(golden) == {"bottlecrm": 0, "tryton": 2}
+    # BottleCRM saved the contact only when its user did
+    assert saves(bottlecrm, created["id"]) == ["contact.created", "contact.updated"]
+    assert hub.metrics.echoes_dropped.labels("tryton", "bottlecrm")._value.get() >= 1
+
+
+async def test_a_party_edited_in_tryton_updates_the_crm_contact_and_stops(
+    hub: Hub, bottlecrm: BottleCrmServer, tryton: TrytonServer
+) -> None:
+    writes = Writes(hub)
+    created = await asyncio.to_thread(
+        bottlecrm.api,
+        "POST",
+        "contacts/",
+        {"first_name": "Dorothy", "last_name": "Vaughan", "email": "dorothy@example.com"},
+    )
+    golden = DeterministicResolver().golden_id("customer", "bottlecrm", f"contact:{created['id']}")
+
+    async def in_tryton() -> bool:
+        return await asyncio.to_thread(party, tryton, "dorothy@example.com") is not None
+
+    await until(in_tryton)
+    # Its creation polled back (and dropped as an echo) before the edit: Tryton's poller reads
+    # a party and its e-mail and phone in two calls, so a poll overlapping the edit could
+    # report the new phone under the old name, then the name: two changes of Tryton's.
+    await tryton_barrier(hub, bottlecrm, tryton)
+    found = await asyncio.to_thread(party, tryton, "dorothy@example.com")
+    assert found is not None
+    before = dict(writes.of(golden))
+    saved_before = len(saves(bottlecrm, created["id"]))
+    # In Tryton, as its client does: the party's name and a phone in one write.
+    await asyncio.to_thread(
+        tryton.rpc,
+        "model.party.party.write",
+        [found["id"]],
+        {
+            "name": "Dorothy Johnson Vaughan",
+            "contact_mechanisms": [["create", [{"type": "phone", "value": "+17575550100"}]]],
+        },
+    )
+
+    async def in_crm() -> bool:
+        now = await asyncio.to_thread(contact, bottlecrm, created["id"])
+        return now.get("phone") == "+17575550100"
+
+    await until(in_crm)
+    await tryton_barrier(hub, bottlecrm, tryton)
+    await crm_barrier(hub, bottlecrm, tryton)
+    await tryton_barrier(hub, bottlecrm, tryton)
+
+    now = await asyncio.to_thread(contact, bottlecrm, created["id"])
+    assert (now["first_name"], now["last_name"]) == ("Dorothy", "Johnson Vaughan")
+    after = writes.of(golden)
+    # one write to the CRM for the edit; its echo was not written back to Tryton
+    assert (after["bottlecrm"] - before["bottlecrm"], after["tryton"] - before["tryton"]) == (1, 0)
+    assert saves(bottlecrm, created["id"])[saved_before:] == ["contact.updated"]

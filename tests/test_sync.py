@@ -1,0 +1,113 @@
+"""hub.sync: what the hub knows each system holds, and the echoes it drops (SQLite and
+PostgreSQL). End to end with real systems: tests/bottlecrm/test_sync.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hub.db import Database
+from hub.sync import SyncState, fingerprint
+from tests.support.databases import database_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SyncState]:
+    async with database_url(request.param, tmp_path) as url:
+        db = Database(url)
+        await db.start()
+        try:
+            yield SyncState(db)
+        finally:
+            await db.close()
+
+
+def test_a_fingerprint_ignores_empty_fields_and_key_order() -> None:
+    a = {"contact": {"email": "a@x.org", "phone": None, "city": "", "tags": []}}
+    b = {"contact": {"tags": None, "email": "a@x.org"}}
+    assert fingerprint(a) == fingerprint(b)
+    assert fingerprint(a) != fingerprint({"contact": {"email": "b@x.org"}})
+    assert fingerprint({"l": [1, 2]}) != fingerprint({"l": [2, 1]})
+
+
+async def test_what_the_hub_wrote_comes_back_as_an_echo_once_and_a_real_change_passes(
+    state: SyncState,
+) -> None:
+    wrote, edited = fingerprint({"n": "Ada"}), fingerprint({"n": "Ada L."})
+    await state.wrote("customer", "crm", "cus_1", "to-crm", wrote, "evt-1")
+    echo = await state.reported("customer", "crm", "cus_1", {"to-crm": wrote}, "evt-2")
+    assert echo is not None and (echo.golden_id, echo.source, echo.event_id) == (
+        "cus_1",
+        "wrote",
+        "evt-1",
+    )
+    # the system reports it again (a save that changed nothing): still no change
+    assert await state.reported("customer", "crm", "cus_1", {"to-crm": wrote}, "evt-3")
+    # a person edits it: a change, and from now on what the system holds
+    assert await state.reported("customer", "crm", "cus_1", {"to-crm": edited}, "evt-4") is None
+    # a second delivery worker asking for the same event: not an echo of itself
+    assert await state.reported("customer", "crm", "cus_1", {"to-crm": edited}, "evt-4") is None
+    echo = await state.reported("customer", "crm", "cus_1", {"to-crm": edited}, "evt-5")
+    assert echo is not None and echo.source == "reported"
+    # edited back to what the hub once wrote: a change (the system held something else since)
+    assert await state.reported("customer", "crm", "cus_1", {"to-crm": wrote}, "evt-6") is None
+
+
+async def test_every_route_back_must_agree_and_objects_and_systems_are_apart(
+    state: SyncState,
+) -> None:
+    a, b = fingerprint({"x": 1}), fingerprint({"x": 2})
+    await state.wrote("customer", "crm", "cus_1", "contacts", a, "evt-1")
+    await state.wrote("customer", "crm", "cus_1", "accounts", a, "evt-1")
+    both = {"contacts": a, "accounts": b}
+    assert await state.reported("customer", "crm", "cus_1", both, "evt-2") is None
+    assert await state.reported("customer", "erp", "cus_1", {"contacts": a}, "evt-3") is None
+    assert await state.reported("order", "crm", "cus_1", {"contacts": a}, "evt-4") is None
+    assert await state.reported("customer", "crm", "cus_1", {}, "evt-5") is None
+
+
+async def test_a_new_object_echoing_a_create_names_the_golden_id_it_was_written_for(
+    state: SyncState,
+) -> None:
+    """BottleCRM's webhook of a contact the hub creates arrives before the crosswalk links
+    it: mapped, it has a golden id of its own, but its content is what the hub just wrote."""
+    written = fingerprint({"contact": {"email": "k@nasa.gov"}})
+    await state.wrote("customer", "crm", "cus_hub", "to-crm", written, "evt-1")
+    echo = await state.reported("customer", "crm", "cus_new", {"to-crm": written}, "evt-2")
+    assert echo is not None and echo.golden_id == "cus_hub"
+    other = fingerprint({"contact": {"email": "someone@else.org"}})
+    assert await state.reported("customer", "crm", "cus_x", {"to-crm": other}, "evt-3") is None
+    # a reported state is never taken for a create of the hub's
+    assert await state.reported("customer", "crm", "cus_y", {"to-crm": other}, "evt-4") is None
+
+
+async def test_an_old_create_is_not_compared_by_content(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
+    await db.start()
+    try:
+        state = SyncState(db, echo_window_s=0.0)
+        written = fingerprint({"contact": {"email": "k@nasa.gov"}})
+        await state.wrote("customer", "crm", "cus_hub", "to-crm", written, "evt-1")
+        assert await state.reported("customer", "crm", "cus_n", {"to-crm": written}, "e2") is None
+    finally:
+        await db.close()
+
+
+async def test_a_poll_that_read_between_two_writes_is_the_echo_of_the_first(
+    state: SyncState,
+) -> None:
+    """Tryton polled the party after the hub created it and before the hub wrote the next
+    change; the poll's event is judged after that write: the system is catching up."""
+    created, changed = fingerprint({"phone": "0123"}), fingerprint({"phone": "0188"})
+    await state.wrote("customer", "erp", "cus_1", "to-erp", created, "evt-1")
+    await state.wrote("customer", "erp", "cus_1", "to-erp", changed, "evt-2")
+    late = await state.reported("customer", "erp", "cus_1", {"to-erp": created}, "evt-3")
+    assert late is not None
+    # every delivery worker gets the same answer for that event
+    assert await state.reported("customer", "erp", "cus_1", {"to-erp": created}, "evt-3")
+    # the echo of the second write
+    assert await state.reported("customer", "erp", "cus_1", {"to-erp": changed}, "evt-4")
+    # caught up: the first write's content is now a person's edit
+    assert await state.reported("customer", "erp", "cus_1", {"to-erp": created}, "evt-5") is None

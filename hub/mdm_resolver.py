@@ -23,8 +23,10 @@ fingerprint of the attributes last stored for each record: a record seen again w
 attributes costs no database round trip; changed attributes are sent with the next batch
 (the golden record's survivorship runs again). Canonical customers carry every external ref of
 their golden record (:meth:`MdmResolver.complete`), cached with the golden id. Merges and
-unmerges anywhere drop the cache (``HUB_MDM_POLL_S``). If the MDM store cannot be read or
-written, :class:`~hub.errors.MasterDataUnavailable`: the events park and are mapped again later.
+unmerges anywhere drop the cache, and a record linked to a golden record by another process
+drops that golden record's refs (both within ``HUB_MDM_POLL_S``). If the MDM store cannot be
+read or written, :class:`~hub.errors.MasterDataUnavailable`: the events park and are mapped
+again later.
 """
 
 from __future__ import annotations
@@ -216,6 +218,12 @@ class MdmResolver(CrosswalkResolver):
     def forget(self) -> None:
         super().forget()
         self._refs.clear()
+
+    def forget_refs(self, golden: Iterable[tuple[str, str]]) -> None:
+        """Drop the cached external refs of these ``(entity, golden id)``: records were linked
+        to them elsewhere. The next event of such a customer reads them again."""
+        for key in golden:
+            self._refs.pop(key, None)
 
 
 __all__ = ["MdmResolver", "match_attributes"]

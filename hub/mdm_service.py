@@ -1499,12 +1499,23 @@ class MdmService:
             Change(r.id, r.entity, r.action, r.detail["survivor"], r.detail["merged"]) for r in rows
         ]
 
-    async def last_change(self) -> int:
-        """The history id of the last merge or unmerge (0: none): cheap to poll."""
-        query = select(func.max(mdm_history.c.id)).where(
-            mdm_history.c.action.in_(("merge", "unmerge"))
-        )
+    async def last_change(self, actions: Sequence[str] = ("merge", "unmerge")) -> int:
+        """The history id of the last merge or unmerge (``actions``; 0: none): cheap to poll."""
+        query = select(func.max(mdm_history.c.id)).where(mdm_history.c.action.in_(actions))
         return int(await self.db.run(lambda conn: conn.execute(query).scalar()) or 0)
+
+    async def links_since(self, history_id: int, limit: int = 1000) -> list[tuple[int, str, str]]:
+        """``(history id, entity, golden id)`` of each record linked to an existing golden
+        record after ``history_id``, oldest first: its external refs changed. One query on
+        ``ix_mdm_history_action``."""
+        query = (
+            select(mdm_history.c.id, mdm_history.c.entity, mdm_history.c.golden_id)
+            .where(mdm_history.c.action == "link", mdm_history.c.id > history_id)
+            .order_by(mdm_history.c.id)
+            .limit(limit)
+        )
+        rows = await self.db.run(lambda conn: conn.execute(query).all())
+        return [(r.id, r.entity, r.golden_id) for r in rows]
 
     async def publish_pending(self) -> int:
         """Publish the merge and unmerge events not yet acknowledged (oldest first); returns
@@ -1588,22 +1599,29 @@ def _review_row(
 class ChangeWatcher:
     """Tells this process about merges and unmerges that any process made: every
     ``interval_s`` one indexed query (:meth:`MdmService.changes_since`); ``on_change`` gets the
-    new ones (a resolver drops its cache). A failed poll is logged and tried again."""
+    new ones (a resolver drops its cache). With ``on_link``, also the golden records that
+    records joined (:meth:`MdmService.links_since`: a resolver drops their cached external
+    refs). A failed poll is logged and tried again."""
 
     def __init__(
         self,
         service: MdmService,
         on_change: Callable[[list[Change]], None],
         interval_s: float = 1.0,
+        on_link: Callable[[list[tuple[str, str]]], None] | None = None,
     ) -> None:
         self.service = service
         self.on_change = on_change
+        self.on_link = on_link
         self.interval_s = interval_s
         self.last = 0
+        self.last_link = 0
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.last = await self.service.last_change()
+        if self.on_link is not None:
+            self.last_link = await self.service.last_change(("link",))
         self._task = asyncio.create_task(self._run(), name="mdm-changes")
 
     async def poll(self) -> list[Change]:
@@ -1611,6 +1629,11 @@ class ChangeWatcher:
         if changes:
             self.last = changes[-1].history_id
             self.on_change(changes)
+        if self.on_link is not None:
+            links = await self.service.links_since(self.last_link)
+            if links:
+                self.last_link = links[-1][0]
+                self.on_link([(entity, golden_id) for _, entity, golden_id in links])
         return changes
 
     async def _run(self) -> None:

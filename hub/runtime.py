@@ -187,14 +187,18 @@ class Hub:
 
     async def _watch_master_data(self) -> None:
         """A resolver that caches golden ids drops them when master data merges or unmerges:
-        at once for a change made here, within ``HUB_MDM_POLL_S`` for one made elsewhere."""
+        at once for a change made here, within ``HUB_MDM_POLL_S`` for one made elsewhere; and
+        the external refs of a golden record another process linked a record to."""
         forget = getattr(self.resolver, "forget", None)
         if not callable(forget):
             return
         self.mdm.on_change(lambda _change: forget())
         if self.settings.mdm_poll_s > 0:
             self._mdm_watch = ChangeWatcher(
-                self.mdm, lambda _changes: forget(), self.settings.mdm_poll_s
+                self.mdm,
+                lambda _changes: forget(),
+                self.settings.mdm_poll_s,
+                on_link=getattr(self.resolver, "forget_refs", None),
             )
             await self._mdm_watch.start()
 

@@ -427,3 +427,32 @@ async def test_hub_mdm_config_is_reloaded_when_it_changes_and_a_broken_one_is_re
         return config is not None and config.entities["customer"].upper == 0.95
 
     await until(reloaded)
+
+
+async def test_a_link_made_in_another_process_refreshes_the_refs_this_one_adds(
+    db: Database,
+) -> None:
+    from hub.mdm_service import ChangeWatcher
+
+    here = MdmResolver(Crosswalk(db), MdmService(db, CONFIG))
+    there = MdmService(db, CONFIG)  # another process's service, on the same database
+    watcher = ChangeWatcher(here.service, lambda _changes: here.forget(), on_link=here.forget_refs)
+    await watcher.start()
+    try:
+
+        def shop_anna() -> dict[str, Any]:
+            return here.complete("customer", customer(here.golden_id, "shop", SHOP_ANNA))
+
+        first = await resolve_ahead(here, shop_anna)
+        assert first["external_refs"] == [{"system": "shop", "id": "1001"}]
+        await there.resolve("customer", "crm", "c-9", match_attributes(CRM_ANNA))  # linked there
+        assert here.collect(shop_anna, set())["external_refs"] == first["external_refs"]  # cached
+        await watcher.poll()  # what every hub process does each HUB_MDM_POLL_S
+        again = await resolve_ahead(here, shop_anna)
+        assert again["id"] == first["id"]
+        assert again["external_refs"] == [
+            {"system": "shop", "id": "1001"},
+            {"system": "crm", "id": "c-9"},
+        ]
+    finally:
+        await watcher.stop()

@@ -54,7 +54,9 @@ import orjson
 from sqlalchemy import (
     JSON,
     DateTime,
+    Text,
     bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -211,6 +213,15 @@ _KNOWN_PG = text(
 ).columns(attributes=JSON)
 
 _CHUNK = 500  # keys per statement where arrays are not an option (SQLite)
+
+# MdmService._survive_many on PostgreSQL: every golden record's fields in one statement.
+_SURVIVED_PG = text(
+    """
+    UPDATE mdm_golden AS g SET fields = CAST(u.fields AS json), updated_at = :now
+    FROM unnest(CAST(:ids AS varchar[]), CAST(:fields AS text[])) AS u(golden_id, fields)
+    WHERE g.golden_id = u.golden_id
+    """
+)
 
 _LOCK_ALL = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
 
@@ -915,13 +926,18 @@ class MdmService:
         """:meth:`_survive` for several golden records: one read, one write."""
         ids = sorted(set(golden_ids))
         members: dict[str, list[SourceRecord]] = {g: [] for g in ids}
+        postgres = self.db.dialect == "postgresql"
+        # on PostgreSQL the attributes come as JSON text, decoded by orjson
+        attributes_column = (
+            cast(mdm_records.c.attributes, Text) if postgres else mdm_records.c.attributes
+        )
         for start in range(0, len(ids), _CHUNK):
             rows = conn.execute(
                 select(
                     crosswalk.c.golden_id,
                     crosswalk.c.system,
                     crosswalk.c.external_id,
-                    mdm_records.c.attributes,
+                    attributes_column,
                     mdm_records.c.seen_at,
                 )
                 .select_from(
@@ -934,10 +950,23 @@ class MdmService:
                 .order_by(crosswalk.c.id)
             )
             for golden_id, system, external_id, attributes, seen_at in rows:
+                if postgres and attributes is not None:
+                    attributes = orjson.loads(attributes)
                 members[golden_id].append(
                     SourceRecord(system, external_id, _aware(seen_at), attributes or {})
                 )
         rules = self._rules(entity)
+        if postgres:
+            survived = [_provenance(survive(g, records, rules)) for g, records in members.items()]
+            conn.execute(
+                _SURVIVED_PG,
+                {
+                    "ids": list(members),
+                    "fields": [orjson.dumps(f).decode() for f in survived],
+                    "now": now,
+                },
+            )
+            return
         conn.execute(
             update(mdm_golden)
             .where(mdm_golden.c.golden_id == bindparam("g"))

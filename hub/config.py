@@ -102,6 +102,7 @@ class RouteSpec(_Strict):
     when: str | None = None
     skip_origin: bool = False
     drop_echoes: bool = True
+    last_writer_wins: bool = False
     enabled: bool = True
     description: str = ""
     retry: RetrySpec | None = None
@@ -144,6 +145,9 @@ class OutboundRoute:
     # Keep what the destination holds (hub.sync) and drop the changes it reports that equal
     # it: the echoes of the hub's own writes. False: this route neither records nor compares.
     drop_echoes: bool = True
+    # Concurrent edits (hub.sync): an event older, by its source's own updated_at, than a change
+    # of the same object another system made is not delivered: the last writer wins.
+    last_writer_wins: bool = False
 
     def policy(self, settings: Settings) -> RetryPolicy:
         return _policy(self.retry, settings)
@@ -335,6 +339,7 @@ def load_config(path: Path, text: str | None = None, *, mdm: Path | None = None)
                     i,
                     skip_origin=route.skip_origin,
                     drop_echoes=route.drop_echoes,
+                    last_writer_wins=route.last_writer_wins,
                 )
             )
         else:
@@ -365,13 +370,14 @@ def load_config(path: Path, text: str | None = None, *, mdm: Path | None = None)
                         "skip_origin is for routes to a destination (from: canonical.<entity>)",
                     )
                 )
-            if "drop_echoes" in route.model_fields_set:
-                problems.append(
-                    doc.problem(
-                        (*loc, "drop_echoes"),
-                        "drop_echoes is for routes to a destination (from: canonical.<entity>)",
+            for only_out in ("drop_echoes", "last_writer_wins"):
+                if only_out in route.model_fields_set:
+                    problems.append(
+                        doc.problem(
+                            (*loc, only_out),
+                            f"{only_out} is for routes to a destination (from: canonical.<entity>)",
+                        )
                     )
-                )
             if route.mapping is None:
                 problems.append(doc.problem(loc, "an inbound route needs 'mapping'"))
                 continue

@@ -319,6 +319,19 @@ sync_state = Table(
 )
 
 
+# The newest change of each object the hub has seen from any system, by that system's own
+# timestamp (the canonical updated_at): routes with last_writer_wins drop an older one (hub.sync).
+sync_clock = Table(
+    "sync_clock",
+    metadata,
+    Column("entity", String(32), primary_key=True),
+    Column("golden_id", String(64), primary_key=True),
+    Column("changed_at", DateTime(timezone=True), nullable=False),  # the source's timestamp
+    Column("system", String(64), nullable=False),
+    Column("event_id", String(255), nullable=False),
+)
+
+
 # Master data (hub.mdm_service): golden records, the source records linked to them (by their
 # crosswalk row), the matcher's rule and blocking keys, review tasks and the history of it all.
 mdm_golden = Table(

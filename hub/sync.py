@@ -30,6 +30,10 @@ yet: it is compared with what the hub *wrote* to that system in the last :data:`
 seconds, by fingerprint, and when one matches it is that object's echo, and its id is linked to
 that golden id at once.
 
+**Concurrent edits** (:meth:`SyncState.last_writer`, routes with ``last_writer_wins``): per
+object the newest change any system reported, by that system's own timestamp (the canonical
+``updated_at``); a change another system made earlier, heard later, is stale and not delivered.
+
 The comparison needs the mappings both ways to agree: the outbound mapping of what the inbound
 one gives must be the document the hub wrote (round trip). Where they do not, an echo is taken
 for a change and written once more, and stops at the next hop, when the fingerprint settles.
@@ -45,7 +49,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from .db import Database, sync_state
+from .db import Database, sync_clock, sync_state
 
 ECHO_WINDOW_S = 3600.0
 """How long a create the hub wrote is compared with new objects of that system, by content."""
@@ -80,6 +84,16 @@ class Echo:
     golden_id: str
     source: str
     event_id: str
+
+
+@dataclass(frozen=True)
+class Stale:
+    """A change older, by its source's own timestamp, than one another system made."""
+
+    changed_at: datetime
+    newer_at: datetime
+    newer_system: str
+    newer_event_id: str
 
 
 MAX_PENDING = 16
@@ -229,6 +243,38 @@ class SyncState:
 
         return await self.db.run(work)
 
+    async def last_writer(
+        self, entity: str, golden_id: str, system: str, changed_at: datetime, event_id: str
+    ) -> Stale | None:
+        """Last writer wins: a :class:`Stale` when another system changed ``golden_id`` later
+        (by their own timestamps) than ``system`` did in this change; else None, and this
+        change is the newest if it is. The same event asked again gets the same answer."""
+
+        def work(conn: Any) -> Stale | None:
+            c = sync_clock.c
+            where = (c.entity == entity, c.golden_id == golden_id)
+            row = conn.execute(select(c.changed_at, c.system, c.event_id).where(*where)).first()
+            if row is not None:
+                newest = _aware(row.changed_at)
+                if row.event_id == event_id:
+                    return None
+                if changed_at < newest and row.system != system:
+                    return Stale(changed_at, newest, row.system, row.event_id)
+                if changed_at < newest:
+                    return None
+            values = {"changed_at": changed_at, "system": system, "event_id": event_id}
+            if row is not None:
+                conn.execute(update(sync_clock).where(*where).values(values))
+                return None
+            key = {"entity": entity, "golden_id": golden_id}
+            if not conn.execute(self.db.insert_ignore(sync_clock), [{**key, **values}]).rowcount:
+                conn.execute(
+                    update(sync_clock).where(*where, c.changed_at <= changed_at).values(values)
+                )
+            return None
+
+        return await self.db.run(work)
+
     def _upsert(self, conn: Any, key: tuple[str, str, str, str], values: dict[str, Any]) -> None:
         if conn.execute(update(sync_state).where(*_where(key)).values(values)).rowcount:
             return
@@ -239,10 +285,23 @@ class SyncState:
             conn.execute(update(sync_state).where(*_where(key)).values(values))
 
 
+def _aware(value: datetime) -> datetime:
+    """SQLite gives timestamps back without their zone (stored in UTC)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def _where(key: tuple[str, str, str, str]) -> tuple[Any, ...]:
     c = sync_state.c
     entity, system, golden_id, route = key
     return (c.entity == entity, c.system == system, c.golden_id == golden_id, c.route == route)
 
 
-__all__ = ["ECHO_WINDOW_S", "MAX_PENDING", "Echo", "SyncState", "fingerprint", "normalised"]
+__all__ = [
+    "ECHO_WINDOW_S",
+    "MAX_PENDING",
+    "Echo",
+    "Stale",
+    "SyncState",
+    "fingerprint",
+    "normalised",
+]

@@ -137,6 +137,12 @@ def test_a_bad_system_and_skip_origin_on_an_inbound_route_are_refused(
     )
     error = refused(tmp_path / "hub.yaml", text)
     assert [p.path for p in error.problems] == ["routes[0].drop_echoes"]
+    text = VALID.replace(
+        "    mapping: shopify/orders_create\n",
+        "    mapping: shopify/orders_create\n    last_writer_wins: true\n",
+    )
+    error = refused(tmp_path / "hub.yaml", text)
+    assert [p.path for p in error.problems] == ["routes[0].last_writer_wins"]
 
 
 def test_empty_file_is_an_empty_config(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ PostgreSQL). End to end with real systems: tests/bottlecrm/test_sync.py."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,27 @@ async def test_a_poll_that_read_between_two_writes_is_the_echo_of_the_first(
     assert await state.reported("customer", "erp", "cus_1", {"to-erp": changed}, "evt-4")
     # caught up: the first write's content is now a person's edit
     assert await state.reported("customer", "erp", "cus_1", {"to-erp": created}, "evt-5") is None
+
+
+async def test_last_writer_wins_by_the_sources_own_timestamps(state: SyncState) -> None:
+    """Edited in the CRM at 10:00:05 and in the ERP at 10:00:03: whichever the hub hears
+    first, the CRM's change is the one delivered; the ERP's, heard later, is stale."""
+    crm_at = datetime(2026, 12, 6, 10, 0, 5, tzinfo=UTC)
+    erp_at = datetime(2026, 12, 6, 10, 0, 3, tzinfo=UTC)
+    assert await state.last_writer("customer", "cus_1", "crm", crm_at, "evt-crm") is None
+    stale = await state.last_writer("customer", "cus_1", "erp", erp_at, "evt-erp")
+    assert stale is not None
+    assert (stale.newer_system, stale.newer_at, stale.newer_event_id) == (
+        "crm",
+        crm_at,
+        "evt-crm",
+    )
+    # every delivery worker asking about the CRM's event gets the same answer
+    assert await state.last_writer("customer", "cus_1", "crm", crm_at, "evt-crm") is None
+    # a later change from the ERP wins again; the same system's own order is not judged
+    later = crm_at + timedelta(seconds=1)
+    assert await state.last_writer("customer", "cus_1", "erp", later, "evt-erp-2") is None
+    assert await state.last_writer("customer", "cus_1", "erp", erp_at, "evt-erp-3") is None
+    assert await state.last_writer("customer", "cus_1", "crm", crm_at, "evt-crm-2") is not None
+    # other objects are apart
+    assert await state.last_writer("customer", "cus_2", "crm", erp_at, "evt-x") is None

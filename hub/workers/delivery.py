@@ -46,6 +46,7 @@ import hashlib
 import logging
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +82,7 @@ from hub.logs import log_context
 from hub.mdm import resolve_ahead
 from hub.ratelimit import RateLimiter
 from hub.retry import CircuitBreaker, Parked, RetryPolicy
-from hub.sync import Echo, SyncState, fingerprint
+from hub.sync import Echo, Stale, SyncState, fingerprint
 
 from .retrying import (
     CircuitOpen,
@@ -239,9 +240,25 @@ class DeliveryWorker(RetryingWorker):
                 hub.metrics.echoes_dropped.labels(system, self.destination).inc()
                 return Outcome(done=True)
 
+        stale: Stale | None = None
+        if system and golden and any(r.last_writer_wins for r, _ in routes):
+            stale = await self._stale(event.id, entity, golden, data, system)
+
         taken: list[tuple[OutboundRoute, RetryPolicy, Any]] = []
         for route, policy in routes:
             context = {"route": route.name, "destination": self.destination}
+            if stale is not None and route.last_writer_wins:
+                log.info(
+                    "%s changed at %s is older than %s's change at %s (%s): not delivered "
+                    "(%s, last writer wins)",
+                    event.id,
+                    stale.changed_at.isoformat(),
+                    stale.newer_system,
+                    stale.newer_at.isoformat(),
+                    stale.newer_event_id,
+                    route.name,
+                )
+                continue
             if route.skip_origin and system and system == config.system_of(self.destination):
                 log.debug("%s came from %s: not sent back (%s)", event.id, system, route.name)
                 continue
@@ -368,6 +385,21 @@ class DeliveryWorker(RetryingWorker):
                 header_value(record.headers, ATTEMPT_HEADER),
             )
         return Outcome(done=True)
+
+    async def _stale(
+        self, event_id: str, entity: str, golden: str, data: Any, system: str
+    ) -> Stale | None:
+        """Last writer wins, by the change's own ``updated_at`` (none: not compared)."""
+        stamp = data.get("updated_at") if isinstance(data, dict) else None
+        if not isinstance(stamp, str):
+            return None
+        try:
+            changed_at = datetime.fromisoformat(stamp)
+        except ValueError:
+            return None
+        if changed_at.tzinfo is None:
+            changed_at = changed_at.replace(tzinfo=UTC)
+        return await self.sync.last_writer(entity, golden, system, changed_at, event_id)
 
     async def _echo(
         self,

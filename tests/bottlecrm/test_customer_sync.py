@@ -252,3 +252,39 @@ async def test_a_party_edited_in_tryton_updates_the_crm_contact_and_stops(
     # one write to the CRM for the edit; its echo was not written back to Tryton
     assert (after["bottlecrm"] - before["bottlecrm"], after["tryton"] - before["tryton"]) == (1, 0)
     assert saves(bottlecrm, created["id"])[saved_before:] == ["contact.updated"]
+
+
+async def test_an_edit_in_both_systems_at_nearly_the_same_time_ends_in_the_later_one(
+    hub: Hub, bottlecrm: BottleCrmServer, tryton: TrytonServer
+) -> None:
+    """The party's name is changed in Tryton, then the contact's in BottleCRM a moment later
+    (before Tryton's change is polled): both end with the CRM's, the later edit."""
+    created = await asyncio.to_thread(
+        bottlecrm.api,
+        "POST",
+        "contacts/",
+        {"first_name": "Mary", "last_name": "Jackson", "email": "mary.jackson@example.com"},
+    )
+
+    async def in_tryton() -> bool:
+        return await asyncio.to_thread(party, tryton, "mary.jackson@example.com") is not None
+
+    await until(in_tryton)
+    await tryton_barrier(hub, bottlecrm, tryton)
+    found = await asyncio.to_thread(party, tryton, "mary.jackson@example.com")
+    assert found is not None
+    await asyncio.to_thread(
+        tryton.rpc, "model.party.party.write", [found["id"]], {"name": "Mary W. Jackson"}
+    )
+    await asyncio.to_thread(
+        bottlecrm.api, "PATCH", f"contacts/{created['id']}/", {"last_name": "Winston Jackson"}
+    )
+    await tryton_barrier(hub, bottlecrm, tryton)
+    await crm_barrier(hub, bottlecrm, tryton)
+    await tryton_barrier(hub, bottlecrm, tryton)
+
+    now = await asyncio.to_thread(contact, bottlecrm, created["id"])
+    found = await asyncio.to_thread(party, tryton, "mary.jackson@example.com")
+    assert found is not None
+    assert (now["first_name"], now["last_name"]) == ("Mary", "Winston Jackson")
+    assert found["name"] == "Mary Winston Jackson"

@@ -89,6 +89,8 @@ class CompiledMapping:
     set_: MappingSet | None = field(default=None, repr=False)
     target_format: str | None = None  # an outbound mapping's destination format
     source_entity: str | None = None  # an outbound mapping reads this canonical entity
+    # every event type it maps (source.event: one, or a list); source_event is the first
+    source_events: tuple[str, ...] = ()
     when: closures.Node | None = field(init=False, repr=False)
     build: closures.Node = field(init=False, repr=False)
     _fast: codegen.MapFunction | None = field(default=None, init=False, repr=False)
@@ -277,6 +279,22 @@ class _Builder:
         if not isinstance(source, dict):
             self.fail(("source",), "source must be {connector: NAME, event: TYPE}")
             source = {}
+        raw_events = source.get("event")
+        events: tuple[str, ...] = ()
+        if isinstance(raw_events, str) and raw_events:
+            events = (raw_events,)
+        elif (
+            isinstance(raw_events, list)
+            and raw_events
+            and all(isinstance(e, str) and e for e in raw_events)
+        ):
+            events = tuple(dict.fromkeys(raw_events))
+        elif raw_events is not None:
+            self.fail(
+                ("source", "event"),
+                "event must be an event type, or a list of them (the same payload, e.g. "
+                "[orders/create, orders/updated])",
+            )
 
         for tname, spec in (data.get("lookups") or {}).items():
             loc: Loc = ("lookups", tname)
@@ -321,7 +339,8 @@ class _Builder:
             file=self.doc.file,
             description=str(data.get("description") or ""),
             source_connector=source.get("connector"),
-            source_event=source.get("event"),
+            source_event=events[0] if events else None,
+            source_events=events,
             target_entity=entity,
             target_model=model,
             lookups=self.lookups,

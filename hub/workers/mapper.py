@@ -184,7 +184,9 @@ class MapperWorker(RetryingWorker):
         tracer = hub.tracer
         for route in hub.config.inbound_for(connection):
             mapping = mappings.get(route.mapping)
-            if mapping is None or (mapping.source_event and mapping.source_event != event_type):
+            if mapping is None or (
+                mapping.source_events and event_type not in mapping.source_events
+            ):
                 continue
             routed = True
             if tracer is None:

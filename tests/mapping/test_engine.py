@@ -690,3 +690,14 @@ fields:
     assert mapping.apply({"number": "#3"}, meta, resolver) == {"number": "#3"}
     _path, err = refused(text.replace("external_id('order'", "external_id('orders'"), tmp_path)
     assert "external_id(): unknown entity 'orders'" in str(err)
+
+
+def test_a_source_may_name_several_event_types(tmp_path: Path) -> None:
+    text = ORDER_OK.replace(
+        "event: orders/create}", "event: [orders/create, orders/updated, orders/create]}"
+    )
+    mapping = compile_text(text, tmp_path)
+    assert mapping.source_events == ("orders/create", "orders/updated")
+    assert mapping.source_event == "orders/create"
+    _path, err = refused(ORDER_OK.replace("event: orders/create}", "event: [1, '']}"), tmp_path)
+    assert "event must be an event type, or a list of them" in str(err)

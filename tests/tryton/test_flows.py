@@ -21,7 +21,14 @@ import pytest
 
 from hub.mdm import DeterministicResolver
 from hub.runtime import Hub
-from tests.support.harness import ORDER_BODY, HubFactory, post, shopify_headers, until
+from tests.support.harness import (
+    ORDER_BODY,
+    HubFactory,
+    order_body,
+    post,
+    shopify_headers,
+    until,
+)
 from tests.support.shopify_admin import TOKEN, FakeShopify, fake_shopify
 from tests.support.tryton import TrytonServer, setup
 
@@ -173,3 +180,43 @@ async def test_order_to_cash_and_inventory_sync(
     assert order["dead_letters"] == []
     # still one sale, never written back from its own polls
     assert len(await read(tryton, "sale.sale", [], ["id"])) == 1
+
+
+async def test_an_order_cancelled_in_shopify_is_cancelled_in_tryton(
+    hub: Hub, tryton: TrytonServer
+) -> None:
+    order_id = 820982911946154599  # not the other test's order: Tryton's database is the module's
+    golden = DeterministicResolver().golden_id("order", "shopify", str(order_id))
+    created = order_body(order_id)
+    response = await post(hub, created, shopify_headers(created, "create-1"))
+    assert response.status_code == 202, response.text
+
+    async def sale_state() -> str | None:
+        sales = await read(tryton, "sale.sale", [("reference", "=", golden)], ["state"])
+        return str(sales[0]["state"]) if sales else None
+
+    async def confirmed() -> bool:
+        return await sale_state() == "processing"
+
+    await until(confirmed)
+    body = order_body(order_id, cancelled_at="2026-12-06T10:00:00-05:00", cancel_reason="customer")
+    headers = {**shopify_headers(body, "cancel-1"), "x-shopify-topic": "orders/cancelled"}
+    response = await post(hub, body, headers)
+    assert response.status_code == 202, response.text
+
+    # Tryton cannot cancel a sale in processing: its shipment is cancelled (and draft invoices),
+    # and the sale shows the exception for someone to handle (docs/connectors/tryton.md)
+    async def cancelled() -> bool:
+        (sale,) = await read(
+            tryton, "sale.sale", [("reference", "=", golden)], ["shipment_state", "shipments"]
+        )
+        shipments = await read(
+            tryton, "stock.shipment.out", [("id", "in", sale["shipments"])], ["state"]
+        )
+        return sale["shipment_state"] == "exception" and [s["state"] for s in shipments] == [
+            "cancelled"
+        ]
+
+    await until(cancelled)
+    sales = await read(tryton, "sale.sale", [("reference", "=", golden)], ["id"])
+    assert len(sales) == 1  # not a second sale

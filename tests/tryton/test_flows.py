@@ -69,6 +69,7 @@ routes:
     to: erp
     mapping: tryton/order_to_sale
     skip_origin: true
+    drop_echoes: false  # see examples/tryton.yaml
   - {{name: tryton-sales, from: erp, mapping: tryton/sale_to_order}}
   - {{name: tryton-stock, from: erp, mapping: tryton/stock_to_inventory}}
   - {{name: shipped-to-shop, from: canonical.order, to: shop-admin,

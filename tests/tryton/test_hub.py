@@ -52,6 +52,7 @@ routes:
     to: erp
     mapping: tryton/order_to_sale
     when: "'tryton' not in pluck(external_refs, 'system')"
+    drop_echoes: false  # see examples/tryton.yaml
   - name: tryton-sales
     from: erp
     mapping: tryton/sale_to_order

@@ -27,15 +27,19 @@ record: never a second record.
 
 from __future__ import annotations
 
+import email.utils
+import json
 import logging
 from dataclasses import replace
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from pydantic import Field, HttpUrl
 
 from hub.errors import (
     ConnectionCheckFailed,
     MalformedPayload,
+    PollFailed,
     RequestFailed,
     RequestRefused,
     delivery_failed,
@@ -43,11 +47,14 @@ from hub.errors import (
 
 from ..auth import Bearer
 from ..base import (
-    ConnectorOptions,
+    Change,
     CreatedId,
     Delivery,
     DeliveryResult,
     InboundEvent,
+    Page,
+    PollingOptions,
+    PollingSource,
     Secret,
     Sink,
     WebhookSource,
@@ -101,7 +108,7 @@ class BadDocument(RequestRefused):
     """The mapped document cannot be sent: names the field and what is wrong."""
 
 
-class BottleCrmOptions(ConnectorOptions):
+class BottleCrmOptions(PollingOptions):
     url: HttpUrl = Field(
         description="BottleCRM's base URL (its API is under /api/).",
         examples=["https://crm.example.com"],
@@ -125,6 +132,20 @@ class BottleCrmOptions(ConnectorOptions):
         "(or newer) requests are refused as replays.",
     )
     timeout_s: float = Field(30.0, gt=0, description="Timeout of one request to BottleCRM.")
+    poll: list[Literal["contacts", "accounts"]] = Field(
+        default_factory=list,
+        description="What to poll for, as a fallback for webhooks missed (BottleCRM down, the hub "
+        "down past BottleCRM's retries): contacts.updated / account.updated events for records "
+        "changed after the cursor (updated_at, id). BottleCRM's lists cannot filter by "
+        "updated_at: each poll reads every record, so poll rarely (poll_interval_s).",
+    )
+    settle_s: float = Field(
+        5.0,
+        ge=0,
+        description="Changes younger than this (by BottleCRM's clock, its Date header) wait for "
+        "a later poll: a transaction that commits late is not skipped.",
+    )
+    page_size: int = Field(100, gt=0, le=1000, description="Events one poll returns at most.")
 
 
 def sign(secret: str | bytes, body: bytes, timestamp: int | None = None) -> str:
@@ -133,7 +154,7 @@ def sign(secret: str | bytes, body: bytes, timestamp: int | None = None) -> str:
 
 
 @register
-class BottleCrm(WebhookSource, Sink):
+class BottleCrm(WebhookSource, PollingSource, Sink):
     name = "bottlecrm"
     title = "BottleCRM"
     description = (
@@ -245,6 +266,85 @@ class BottleCrm(WebhookSource, Sink):
             f"{where}: the token reads contacts and accounts; webhook secret {secret}, "
             f"signatures accepted within {o.signature_tolerance_s:g}s"
         )
+
+    # --- polling (a fallback for missed webhooks) -------------------------------------------
+
+    async def poll(self, cursor: str | None) -> Page:
+        """The contacts and accounts changed after ``cursor`` (per kind, ``(updated_at, id)``,
+        the id breaking ties), oldest first, at most ``page_size``, leaving those changed in the
+        last ``settle_s`` seconds. Events have the webhook's type and shape (``contact.updated``,
+        ``{event, data}``), so the webhook's mappings take them. Their ids derive from the
+        record and its ``updated_at`` (a page polled again is deduplicated); a change both
+        received as a webhook and polled is mapped twice, and the second is dropped as no
+        change by the echo rule (hub/sync.py), which knows the state the first reported."""
+        if not self.options.poll:
+            return Page([], None)
+        await self.open()
+        positions: dict[str, list[str]] = json.loads(cursor) if cursor else {}
+        changes: list[Change] = []
+        more = False
+        try:
+            for kind in self.options.poll:
+                rows, upper = await self._all(kind)
+                after = positions.get(kind)
+                fresh = sorted(
+                    (
+                        (stamp, str(row["id"]), row)
+                        for row in rows
+                        if (stamp := _stamp(row.get("updated_at"))) is not None
+                        and stamp <= upper
+                        and (after is None or (stamp.isoformat(), str(row["id"])) > tuple(after))
+                    ),
+                    key=lambda t: (t[0], t[1]),
+                )
+                page = fresh[: self.options.page_size]
+                more = more or len(fresh) > len(page)
+                event = "contact.updated" if kind == "contacts" else "account.updated"
+                for stamp, their_id, row in page:
+                    body = {"event": event, "data": row}
+                    changes.append(
+                        Change(
+                            type=event,
+                            subject=their_id,
+                            version=f"{stamp.isoformat()}/{their_id}",
+                            data=json.dumps(body, separators=(",", ":"), default=str).encode(),
+                        )
+                    )
+                if page:
+                    positions[kind] = [page[-1][0].isoformat(), page[-1][1]]
+        except RequestFailed as exc:
+            raise PollFailed(self.connection, exc.reason) from None
+        new = json.dumps(positions, sort_keys=True, separators=(",", ":")) if positions else None
+        return Page(changes, new if new != cursor else None, more)
+
+    async def _all(self, kind: str) -> tuple[list[dict[str, Any]], datetime]:
+        """Every record of ``kind`` (pages of 100 by offset), and the newest ``updated_at``
+        settled by BottleCRM's clock."""
+        assert self._client is not None
+        rows: list[dict[str, Any]] = []
+        upper: datetime | None = None
+        offset = 0
+        while True:
+            answer = await self._client.request(
+                "GET", f"{kind}/", params={"limit": 100, "offset": offset}
+            )
+            if upper is None:
+                date = answer.headers.get("date")
+                now = email.utils.parsedate_to_datetime(date) if date else datetime.now(UTC)
+                upper = now + timedelta(seconds=1) - timedelta(seconds=self.options.settle_s)
+            listed = answer.json()
+            page = listed.get("results") if isinstance(listed, dict) else None
+            if page is None and isinstance(listed, dict):  # the accounts list names its halves
+                page = [*(listed.get("active_accounts") or {}).get("open_accounts", [])]
+                page += (listed.get("closed_accounts") or {}).get("close_accounts", [])
+            page = [r for r in page or [] if isinstance(r, dict) and r.get("id")]
+            rows += page
+            count = listed.get("count") if isinstance(listed, dict) else None
+            offset += len(page)
+            if not page or not isinstance(count, int) or offset >= count:
+                break
+        assert upper is not None
+        return rows, upper
 
     # --- delivery ---------------------------------------------------------------------------
 
@@ -367,6 +467,16 @@ def _their_id(value: Any, kind: str) -> str | None:
     if sep:
         return rest if prefix == kind and rest else None
     return text
+
+
+def _stamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
 def _detail(body: bytes) -> str:

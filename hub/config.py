@@ -19,7 +19,7 @@
         to: erp
         when: "currency == 'EUR'"    # optional condition on the event's data (and meta)
         skip_origin: true            # optional: not back to the system the event came from
-        drop_echoes: true            # default: echoes of its own writes are dropped (hub.sync)
+        drop_echoes: false           # true: echoes of the hub's own writes are dropped (hub.sync)
 
 A bad file is refused as a whole with a :class:`ConfigError` listing every problem with its
 file, line and path.
@@ -101,7 +101,7 @@ class RouteSpec(_Strict):
     mapping: str | None = None
     when: str | None = None
     skip_origin: bool = False
-    drop_echoes: bool = True
+    drop_echoes: bool = False
     last_writer_wins: bool = False
     enabled: bool = True
     description: str = ""
@@ -143,8 +143,9 @@ class OutboundRoute:
     # not sent back to the system it came from.
     skip_origin: bool = False
     # Keep what the destination holds (hub.sync) and drop the changes it reports that equal
-    # it: the echoes of the hub's own writes. False: this route neither records nor compares.
-    drop_echoes: bool = True
+    # it: the echoes of the hub's own writes. Opt-in: only a route whose document carries all
+    # that matters of the entity (a status it leaves out would hide a real change).
+    drop_echoes: bool = False
     # Concurrent edits (hub.sync): an event older, by its source's own updated_at, than a change
     # of the same object another system made is not delivered: the last writer wins.
     last_writer_wins: bool = False

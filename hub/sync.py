@@ -6,9 +6,10 @@ is sent on again, forever. ``skip_origin: true`` keeps a change from going back 
 came from, but not the echo of the hub's own write from travelling on to the *other* systems.
 
 **The rule.** For each object (entity and golden id), each system and each outbound route to
-that system that compares (``drop_echoes``, the default), the hub keeps a fingerprint of the
-document that route writes (:func:`fingerprint` of the sink's :meth:`~connectors.Sink.state_of`
-the route's mapped output): *what the hub knows the system holds*. It is set
+that system that compares (``drop_echoes: true``; off by default), the hub keeps a fingerprint
+of the document that route writes (:func:`fingerprint` of the sink's
+:meth:`~connectors.Sink.state_of` of the route's mapped output): *what the hub knows the
+system holds*. It is set
 
 - just before the hub writes to the system (``wrote``), so an echo that comes back before the
   write has even answered (BottleCRM's webhook does) is already known; and

@@ -133,7 +133,7 @@ def test_a_bad_system_and_skip_origin_on_an_inbound_route_are_refused(
     assert "for routes to a destination" in error.problems[0].message
     text = VALID.replace(
         "    mapping: shopify/orders_create\n",
-        "    mapping: shopify/orders_create\n    drop_echoes: false\n",
+        "    mapping: shopify/orders_create\n    drop_echoes: true\n",
     )
     error = refused(tmp_path / "hub.yaml", text)
     assert [p.path for p in error.problems] == ["routes[0].drop_echoes"]

@@ -339,7 +339,7 @@ mdm_golden = Table(
     metadata,
     Column("golden_id", String(64), primary_key=True),
     Column("entity", String(32), nullable=False),
-    Column("status", String(16), nullable=False),  # active | merged
+    Column("status", String(16), nullable=False),  # active | merged | alias (see mdm_service)
     Column("merged_into", String(64)),  # the survivor, while merged
     Column("fields", JSON, nullable=False),  # {field: {value, system, source_id, at, rule}}
     Column("created_at", DateTime(timezone=True), nullable=False),

@@ -14,7 +14,8 @@ blocking keys made, and matched against the stored records sharing a key (one in
 key, :class:`DbIndex`): linked (``rule:<name>`` or ``match:<probability>``), or given a golden
 record of its own, with a review task when the best candidate fell between the thresholds. A new
 golden record has the id :class:`hub.mdm.DeterministicResolver` derives for the external id, so
-nothing already published changes.
+nothing already published changes; a linked record's derived id is stored as an ``alias`` golden
+row pointing at the golden record it joined, followed by lookups like a merged id.
 
 **Exactly one golden record under concurrency.** The match-and-store step of an unknown record
 runs in one transaction that first takes the locks of the record's keys: on PostgreSQL a
@@ -85,6 +86,7 @@ SEARCHED = ("email", "phone", "first_name", "last_name", "company")
 """Normalised fields a steward can search by (``mdm_keys`` kind ``search``)."""
 
 _KEY_MAX = 255  # longer keys are shortened to a prefix and a digest (mdm_keys.key is 512)
+_FOLLOWED = ("merged", "alias")  # golden ids that resolve to their merged_into
 _FOLLOW_MAX = 32  # merged_into hops followed at most (a chain longer is a bug: it stops there)
 
 
@@ -759,6 +761,33 @@ class MdmService:
                 ],
                 ignore=True,
             )
+        # a linked record's deterministic id (published before MDM was switched on, perhaps)
+        # keeps resolving: an alias row pointing at the golden record, followed like a merge
+        aliases = {
+            alias: r.golden_id
+            for r in records
+            if _decision(r) is Decision.LINK
+            and (alias := _derive(entity, r.system, r.external_id)) != r.golden_id
+        }
+        if aliases:
+            _bulk_insert(
+                self.db,
+                conn,
+                mdm_golden,
+                [
+                    {
+                        "golden_id": alias,
+                        "entity": entity,
+                        "status": "alias",
+                        "merged_into": golden_id,
+                        "fields": {},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for alias, golden_id in aliases.items()
+                ],
+                ignore=True,
+            )
         _bulk_insert(
             self.db,
             conn,
@@ -796,6 +825,9 @@ class MdmService:
             }
             if r.result is not None and r.result.rule is not None:
                 detail["rule"] = r.result.rule
+            alias = _derive(entity, r.system, r.external_id)
+            if aliases.get(alias) == r.golden_id:
+                detail["alias"] = alias
             action = {Decision.LINK: "link", Decision.REVIEW: "review"}.get(decision, "new")
             linked_by, reason = why[r.ref]
             history.append(
@@ -991,7 +1023,7 @@ class MdmService:
             if lock:
                 query = query.with_for_update(read=True)
             row = conn.execute(query).one_or_none()
-            if row is None or row.status != "merged" or row.merged_into is None:
+            if row is None or row.status not in _FOLLOWED or row.merged_into is None:
                 return current
             current = row.merged_into
         return current
@@ -1013,7 +1045,7 @@ class MdmService:
             hops = {
                 g: into
                 for g, status, into in conn.execute(query)
-                if status == "merged" and into is not None
+                if status in _FOLLOWED and into is not None
             }
             for start, at in where.items():
                 if at in hops:
@@ -1066,6 +1098,8 @@ class MdmService:
             raise MdmRefused(f"cannot merge {survivor} into itself")
         rows = self._locked_golden(conn, entity, [survivor, merged])
         for golden_id in (survivor, merged):
+            if rows[golden_id].status == "alias":
+                raise MdmRefused(_alias_refusal(golden_id, rows[golden_id].merged_into))
             if rows[golden_id].status != "active":
                 into = rows[golden_id].merged_into
                 raise MdmRefused(f"{golden_id} is merged into {into} already")
@@ -1138,6 +1172,8 @@ class MdmService:
         self, conn: Connection, entity: str, merged: str, actor: str, reason: str | None
     ) -> tuple[int, str]:
         row = self._locked_golden(conn, entity, [merged])[merged]
+        if row.status == "alias":
+            raise MdmRefused(_alias_refusal(merged, row.merged_into))
         if row.status != "merged" or row.merged_into is None:
             raise MdmRefused(f"{merged} is not merged")
         survivor = row.merged_into
@@ -1446,6 +1482,7 @@ class MdmService:
                 "golden_records": {
                     "active": golden.get("active", 0),
                     "merged": golden.get("merged", 0),
+                    "aliases": golden.get("alias", 0),
                 },
                 "duplicates_found": actions.get("link", 0) + actions.get("review", 0),
                 "duplicates_linked": actions.get("link", 0),
@@ -1566,6 +1603,13 @@ class MdmService:
                 await self.publish(row.entity, event)
             await self.db.run(functools.partial(_stamp, row.id))
         return len(rows)
+
+
+def _alias_refusal(alias: str, golden_id: str | None) -> str:
+    return (
+        f"{alias} is not a golden record: it is the deterministic id of a record linked to "
+        f"{golden_id}, kept so that it resolves there"
+    )
 
 
 def _decision(r: _New) -> Decision:

@@ -92,6 +92,10 @@ async def test_stewardship_round_trip(hubs: HubFactory, database_url: dict[str, 
     assert record["fields"]["phone"]["system"] == "shop"  # only the shop's record has one
     assert record["fields"]["phone"]["source_id"] == "1"
     assert [h["action"] for h in record["history"]] == ["link", "new"]  # newest first
+    # c-7's deterministic id (published before MDM, perhaps) resolves to the golden record
+    old = DeterministicResolver().golden_id("customer", "crm", "c-7")
+    alias = ok(await api(hub, "GET", f"/customer/golden/{old}"))
+    assert (alias["status"], alias["merged_into"], alias["resolves_to"]) == ("alias", anna, anna)
     refused(await api(hub, "GET", "/customer/golden/cus_nope"), 404)
     refused(await api(hub, "GET", "/planets/golden/x"), 404)
 
@@ -199,13 +203,13 @@ async def test_stewardship_round_trip(hubs: HubFactory, database_url: dict[str, 
     assert await hub.mdm.resolve("customer", "pos", "p-1") == again.golden_id
 
     quality = ok(await api(hub, "GET", "/quality"))
-    assert quality["golden_records"] == {"active": 4, "merged": 1}
+    assert quality["golden_records"] == {"active": 4, "merged": 1, "aliases": 1}
     assert quality["review_tasks"] == {"open": 0, "accepted": 1, "rejected": 1}
     assert quality["merges"] == 2 and quality["unmerges"] == 1 and quality["duplicates_merged"] == 1
     assert quality["duplicates_linked"] == 1  # crm c-7 by score
     assert {"system": "shop", "field": "email", "records": 1} in quality["normalisation_failures"]
     customer_only = ok(await api(hub, "GET", "/quality", params={"entity": "product"}))
-    assert customer_only["golden_records"] == {"active": 0, "merged": 0}
+    assert customer_only["golden_records"] == {"active": 0, "merged": 0, "aliases": 0}
 
 
 async def test_the_ops_guard_applies(hubs: HubFactory) -> None:

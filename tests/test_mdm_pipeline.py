@@ -298,7 +298,7 @@ async def test_a_batch_resolves_in_one_transaction_and_steady_state_reads_nothin
             lambda conn: conn.execute(
                 select(func.count())
                 .select_from(mdm_golden)
-                .where(mdm_golden.c.entity == "customer")
+                .where(mdm_golden.c.entity == "customer", mdm_golden.c.status == "active")
             ).scalar_one()
         )
         == 2

@@ -271,6 +271,64 @@ async def test_merge_relinks_follows_and_unmerge_restores_exactly(service: MdmSe
     assert actions == ["review", "link", "merge", "unmerge"]
 
 
+async def test_a_linked_records_deterministic_id_keeps_resolving_across_merges(
+    service: MdmService,
+) -> None:
+    """An id published before MDM was switched on (DeterministicResolver's) stays valid when
+    the record is linked to another golden record: it resolves there, through merges and
+    unmerges of that golden record, and is refused as a merge or unmerge operand."""
+    derived = DeterministicResolver().golden_id
+    anna = await service.resolve("customer", "shop", "1", ANNA)
+    assert anna == derived("customer", "shop", "1")  # new: its own derived id, no alias
+    crm = await service.match_record("customer", "crm", "c-7", ANNA_CRM)
+    assert (crm.decision, crm.golden_id) == (Decision.LINK, anna)
+    old = derived("customer", "crm", "c-7")
+    assert old != anna
+
+    alias = await service.golden("customer", old)
+    assert alias is not None
+    assert (alias["status"], alias["merged_into"], alias["resolves_to"]) == ("alias", anna, anna)
+    assert alias["crosswalk"] == [] and alias["fields"] == {}
+    record = await service.golden("customer", anna)
+    assert record is not None
+    link = next(h for h in record["history"] if h["action"] == "link")
+    assert link["detail"]["alias"] == old
+    # a record kept apart for review has its own derived id: a golden record, not an alias
+    review = await service.match_record("customer", "crm", "c-8", MAYBE_ANNA)
+    assert review.decision is Decision.REVIEW
+    own = await service.golden("customer", derived("customer", "crm", "c-8"))
+    assert own is not None and (own["status"], own["resolves_to"]) == ("active", review.golden_id)
+
+    # the golden record it points at is merged away and back: the old id follows
+    otto = await service.resolve("customer", "shop", "2", OTTO)
+    await service.merge("customer", otto, anna, actor="steward:ann")
+    followed = await service.golden("customer", old)
+    assert followed is not None and followed["resolves_to"] == otto
+    assert await service.resolve("customer", "crm", "c-7") == otto
+    await service.unmerge("customer", anna, actor="steward:ann")
+    restored = await service.golden("customer", old)
+    assert restored is not None
+    assert (restored["status"], restored["merged_into"], restored["resolves_to"]) == (
+        "alias",
+        anna,
+        anna,
+    )
+    assert await service.resolve("customer", "crm", "c-7") == anna
+
+    # an alias is no golden record to merge or unmerge (409), and nothing changed
+    for attempt in (
+        service.merge("customer", anna, old, actor="steward:ann"),
+        service.merge("customer", old, otto, actor="steward:ann"),
+        service.unmerge("customer", old, actor="steward:ann"),
+    ):
+        with pytest.raises(MdmRefused, match="deterministic id") as refused:
+            await attempt
+        assert refused.value.status == 409
+    assert (await service.golden("customer", old) or {}).get("resolves_to") == anna
+    quality = await service.quality("customer")
+    assert quality["golden_records"] == {"active": 3, "merged": 0, "aliases": 1}
+
+
 async def test_events_wait_in_the_outbox_until_a_publisher_takes_them(
     service: MdmService,
 ) -> None:
@@ -327,7 +385,9 @@ async def test_racing_connections_make_exactly_one_golden_record(url: str) -> No
     assert set(near) == set(same)  # all linked to the one golden record
     db = Database(url)
     try:
-        assert await _count(db, mdm_golden) == 1
+        assert await _count(db, mdm_golden, mdm_golden.c.status == "active") == 1
+        # each linked record's deterministic id: an alias of it, once
+        assert await _count(db, mdm_golden, mdm_golden.c.status == "alias") == 3
         assert await _count(db, crosswalk) == 4
     finally:
         await db.close()
@@ -338,7 +398,7 @@ async def test_two_near_duplicates_racing_as_new_customers_match_each_other(url:
     assert golden[0] == golden[1]
     db = Database(url)
     try:
-        assert await _count(db, mdm_golden) == 1
+        assert await _count(db, mdm_golden, mdm_golden.c.status == "active") == 1
         assert await _count(db, mdm_keys, mdm_keys.c.kind == "block") > 0
     finally:
         await db.close()
@@ -364,7 +424,7 @@ async def test_racing_batches_make_exactly_one_golden_record_per_person(url: str
     assert len({a.resolutions[("shop", "1")].golden_id for a in answers}) == 1
     db = Database(url)
     try:
-        assert await _count(db, mdm_golden) == 2
+        assert await _count(db, mdm_golden, mdm_golden.c.status == "active") == 2
         assert await _count(db, crosswalk) == 3
     finally:
         await db.close()
@@ -415,7 +475,8 @@ async def test_racing_processes_make_exactly_one_golden_record(url: str, tmp_pat
         outs = [await p.communicate() for p in procs]
         assert [p.returncode for p in procs] == [0] * len(procs), [e for _, e in outs]
         assert len({out.strip() for out, _ in outs}) == 1
-        assert await _count(db, mdm_golden, mdm_golden.c.entity == "customer") == 1
+        active = (mdm_golden.c.entity == "customer", mdm_golden.c.status == "active")
+        assert await _count(db, mdm_golden, *active) == 1
         assert await _count(db, crosswalk, crosswalk.c.entity == "customer") == 2
     finally:
         await db.close()

@@ -139,7 +139,8 @@ async def golden(
     hub: HubDep,
     golden_id: Annotated[str, Path(max_length=64, pattern=_NO_NUL)],
 ) -> JSONResponse:
-    """A golden record: status (``merged`` ones name ``merged_into`` and ``resolves_to``),
+    """A golden record: status (``merged`` ones, and ``alias`` ones, the deterministic id of a
+    record linked to another golden record, name ``merged_into`` and ``resolves_to``),
     fields with their provenance (value, system, source id, time, rule), the crosswalk, the
     history newest first, its open review tasks."""
     record = await hub.mdm.golden(entity, golden_id)

@@ -131,6 +131,13 @@ class WebhookSource(Connector):
         """Name the event type, its subject and the source's delivery id for dedup."""
         raise NotImplementedError
 
+    async def complete(self, inbound: InboundEvent, payload: Any) -> Any | None:
+        """What the system's webhook leaves out, read from its API before the event is stored
+        (e.g. a deal's lines): the payload to store instead, or None to store it as received.
+        Raise :class:`hub.errors.RequestFailed` when the system cannot be read: the webhook is
+        answered 503 and the system sends it again."""
+        return None
+
 
 class PollingOptions(ConnectorOptions):
     """Options every polling connector has (its own Options extend these): its schedule."""

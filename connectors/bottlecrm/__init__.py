@@ -104,6 +104,19 @@ REPORTED = {
 }
 
 
+LINE_FIELDS = (
+    "id",
+    "name",
+    "description",
+    "quantity",
+    "unit_price",
+    "discount_amount",
+    "subtotal",
+    "total",
+    "order",
+)
+
+
 class BadDocument(RequestRefused):
     """The mapped document cannot be sent: names the field and what is wrong."""
 
@@ -189,6 +202,47 @@ class BottleCrm(WebhookSource, PollingSource, Sink):
             subject = str(data["id"])
         delivery = headers.get("x-bottlecrm-delivery") or headers.get("X-BottleCRM-Delivery")
         return InboundEvent(type=str(header or event), subject=subject, delivery_id=delivery)
+
+    async def complete(self, inbound: InboundEvent, payload: Any) -> Any | None:
+        """A ``deal.won`` webhook carries the deal's amount but not its lines: they are read
+        from ``GET opportunities/<id>/`` and added to ``data`` as ``line_items`` (each its
+        ``id``, ``name``, ``description``, ``quantity``, ``unit_price``, ``discount_amount``,
+        ``subtotal``, ``total``, ``order`` and ``product`` ``{id, sku, name}`` or null; an empty
+        list for a deal without lines). Other events are stored as received."""
+        if inbound.type != "deal.won" or inbound.subject is None:
+            return None
+        client = self._new_client()
+        try:
+            answer = await client.request(
+                "GET",
+                "opportunities/{id}/",
+                path_params={"id": inbound.subject},
+                allow=(404,),
+            )
+        finally:
+            await client.close()
+        if answer.status == 404:  # deleted since: map what the webhook says
+            log.info("%s: deal %s is gone; its lines are unknown", self.connection, inbound.subject)
+            return None
+        body = answer.json()
+        deal = body.get("opportunity_obj") if isinstance(body, dict) else None
+        items = deal.get("line_items") if isinstance(deal, dict) else None
+        if not isinstance(items, list):
+            raise RequestRefused(
+                self.connection,
+                f"opportunities/{inbound.subject}/ answered without line_items: {body!r:.200}",
+            )
+        lines = [
+            {
+                **{k: item.get(k) for k in LINE_FIELDS},
+                "product": _product(item.get("product")),
+            }
+            for item in sorted(
+                (i for i in items if isinstance(i, dict)),
+                key=lambda i: (i.get("order") or 0, str(i.get("id"))),
+            )
+        ]
+        return {**payload, "data": {**payload["data"], "line_items": lines}}
 
     # --- REST -------------------------------------------------------------------------------
 
@@ -467,6 +521,12 @@ def _their_id(value: Any, kind: str) -> str | None:
     if sep:
         return rest if prefix == kind and rest else None
     return text
+
+
+def _product(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    return {k: value.get(k) for k in ("id", "sku", "name")}
 
 
 def _stamp(value: Any) -> datetime | None:

@@ -3,7 +3,8 @@
 The answer is 2xx only once the broker has acknowledged the raw event (acks=all): a source
 that gets a 2xx may forget the event. Refusals are JSON ``{"error", "message"}`` with 401 (bad
 signature), 404 (unknown connection), 413 (too large), 415 (not JSON), 400 (malformed JSON);
-503 when the broker did not acknowledge (the source retries).
+503 when the broker did not acknowledge, or the source's API could not be read to complete the
+event (:meth:`connectors.base.WebhookSource.complete`): the source retries.
 
 Webhooks go through FastAPI's routing like every other request, so middleware (limits,
 metrics, tracing, auth) sees them too. A plain ASGI handler in front of FastAPI once saved ~25%
@@ -12,6 +13,7 @@ of ingress CPU (bench/pipeline); issue #12 retired it as a speed-only shortcut.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -26,6 +28,7 @@ from hub.errors import (
     BrokerUnavailable,
     MalformedPayload,
     PayloadTooLarge,
+    RequestFailed,
     UnknownConnection,
     UnsupportedMediaType,
     WebhookRejected,
@@ -59,7 +62,8 @@ async def accept(
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaType(f"expected application/json, got {content_type or 'nothing'}")
-    inbound = source.describe(headers, parse(body))
+    payload = parse(body)
+    inbound = source.describe(headers, payload)
 
     if inbound.delivery_id:
         event_id = derived_id("webhook", connection, inbound.delivery_id)
@@ -68,6 +72,17 @@ async def accept(
             return 200, {"status": "duplicate", "id": event_id}, {}
     else:
         event_id = new_id()
+    try:
+        completed = await source.complete(inbound, payload)
+    except RequestFailed as exc:
+        log.warning("webhook on %s not stored: %s", connection, exc.reason)
+        return (
+            503,
+            {"error": "source_unavailable", "message": f"event not stored, retry later: {exc}"},
+            {"Retry-After": "5"},
+        )
+    if completed is not None:
+        body = json.dumps(completed, separators=(",", ":")).encode()
 
     incoming = headers.get("traceparent")
     tracer = hub.tracer

@@ -277,3 +277,98 @@ async def test_a_deal_moved_to_won_becomes_a_pending_order_of_its_account(
     assert [(line["name"], line["quantity"]) for line in order["lines"]] == [
         ("Wind tunnel time", "1")
     ]
+
+
+async def test_a_won_deal_with_line_items_becomes_an_order_with_those_lines(
+    hub: Hub, bottlecrm: BottleCrmServer
+) -> None:
+    """The deal.won webhook carries no lines; the connector reads them from BottleCRM's API
+    before the event is stored, and each becomes an order line (a product's SKU with it)."""
+    account = await asyncio.to_thread(
+        bottlecrm.api, "POST", "accounts/", {"name": "Ames Aero", "currency": "EUR"}
+    )
+    created = await asyncio.to_thread(
+        bottlecrm.api,
+        "POST",
+        "invoices/products/",
+        {"name": "Sensor kit", "sku": "SENS-7", "price": "150.00", "currency": "EUR"},
+    )
+    product = created["product"]
+    deal = await asyncio.to_thread(
+        bottlecrm.api,
+        "POST",
+        "opportunities/",
+        {
+            "name": "Sensors for Ames",
+            "account": account["id"],
+            "amount": "999.00",
+            "currency": "EUR",
+            "stage": "PROSPECTING",
+        },
+    )
+    for body in (
+        {"product_id": product["id"], "quantity": "3", "unit_price": "150.00", "order": 1},
+        {"name": "Installation", "quantity": "2", "unit_price": "80.50", "order": 2},
+    ):
+        await asyncio.to_thread(
+            bottlecrm.api, "POST", f"opportunities/{deal['id']}/line-items/", body
+        )
+    await asyncio.to_thread(
+        bottlecrm.api,
+        "PATCH",
+        f"opportunities/{deal['id']}/",
+        {"stage": "CLOSED_WON", "closed_on": "2026-12-06"},
+    )
+
+    def orders() -> list[dict[str, Any]]:
+        ref = {"system": "bottlecrm", "id": f"deal:{deal['id']}"}
+        return [e["data"] for e in outbox(hub) if ref in e["data"].get("external_refs", [])]
+
+    async def arrived() -> bool:
+        return bool(orders())
+
+    await until(arrived)
+    (order,) = orders()
+    assert order["status"] == "pending"
+    assert [
+        (line.get("sku"), line["name"], line["quantity"], line["unit_price"], line["total"])
+        for line in order["lines"]
+    ] == [
+        ("SENS-7", "Sensor kit", "3.00", "150.00", "450.00"),
+        (None, "Installation", "2.00", "80.50", "161.00"),
+    ]
+
+
+async def test_a_deal_won_webhook_is_refused_503_while_bottlecrm_cannot_be_read(
+    hubs: HubFactory, bottlecrm: BottleCrmServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deal's lines are read before the event is stored: if BottleCRM's API does not
+    answer, the webhook is answered 503 (BottleCRM sends it again) and nothing is stored.
+    Other events do not need the API and are stored as before."""
+    monkeypatch.setenv("HUB_TEST_BOTTLECRM_TOKEN", bottlecrm.token)
+    monkeypatch.setenv("HUB_TEST_BOTTLECRM_WEBHOOK_SECRET", bottlecrm.webhook_secret)
+    config = hub_yaml(bottlecrm, tmp_path / "outbox.jsonl").replace(
+        f"url: {bottlecrm.url}", "url: http://127.0.0.1:9"
+    )
+    hub = await hubs.start(config=config)
+
+    def webhook(event: str, delivery: str) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps(
+            {"event": event, "data": {"id": "d-gone-1", "name": "Moon shot", "amount": "1.00"}}
+        ).encode()
+        return body, {
+            "content-type": "application/json",
+            "x-bottlecrm-event": event,
+            "x-bottlecrm-delivery": delivery,
+            "x-bottlecrm-signature": sign(bottlecrm.webhook_secret, body),
+        }
+
+    refused = await post(hub, *webhook("deal.won", "delivery-won-1"), connection="bottlecrm")
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"] == "source_unavailable"
+    assert bottlecrm.token not in refused.text
+    taken = await post(hub, *webhook("lead.created", "delivery-lead-1"), connection="bottlecrm")
+    assert taken.status_code == 202, taken.text
+    # the refused delivery was not recorded: BottleCRM's retry is not taken for a duplicate
+    again = await post(hub, *webhook("deal.won", "delivery-won-1"), connection="bottlecrm")
+    assert again.status_code == 503, again.text

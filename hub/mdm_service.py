@@ -681,7 +681,10 @@ class MdmService:
                 else _derive(entity, r.system, r.external_id)
             )
         linked = {r.golden_id for r in records if _decision(r) is Decision.LINK}
-        if linked:  # a golden record merged meanwhile: its survivor (read FOR SHARE)
+        # a golden record merged meanwhile: its survivor. Read FOR UPDATE, not FOR SHARE: this
+        # transaction writes the row (survivorship), and two holding a share lock on it would
+        # each wait for the other's (PostgreSQL: "deadlock detected", one batch failed)
+        if linked:
             follow = self._follow_many(conn, linked, lock=True)
             for r in records:
                 if _decision(r) is Decision.LINK:
@@ -1013,7 +1016,7 @@ class MdmService:
 
     def _follow(self, conn: Connection, golden_id: str, *, lock: bool = False) -> str:
         """The active golden record ``golden_id`` stands for: itself, or where merges took it.
-        With ``lock``, the row is read FOR SHARE (PostgreSQL): a merge of it waits for this
+        With ``lock``, the row is read FOR UPDATE (PostgreSQL): a merge of it waits for this
         transaction, or this one sees the merge done."""
         current = golden_id
         for _ in range(_FOLLOW_MAX):
@@ -1021,7 +1024,7 @@ class MdmService:
                 mdm_golden.c.golden_id == current
             )
             if lock:
-                query = query.with_for_update(read=True)
+                query = query.with_for_update()
             row = conn.execute(query).one_or_none()
             if row is None or row.status not in _FOLLOWED or row.merged_into is None:
                 return current
@@ -1040,8 +1043,8 @@ class MdmService:
             query = select(
                 mdm_golden.c.golden_id, mdm_golden.c.status, mdm_golden.c.merged_into
             ).where(mdm_golden.c.golden_id.in_(sorted(pending)))
-            if lock:
-                query = query.with_for_update(read=True)
+            if lock:  # in id order, as merges lock: two batches never wait in a circle
+                query = query.order_by(mdm_golden.c.golden_id).with_for_update()
             hops = {
                 g: into
                 for g, status, into in conn.execute(query)

@@ -430,6 +430,55 @@ async def test_racing_batches_make_exactly_one_golden_record_per_person(url: str
         await db.close()
 
 
+async def test_batches_linking_records_to_one_golden_record_at_once_both_succeed(url: str) -> None:
+    """Two batches (their own connections) each link a new record to the same golden record by
+    different keys (so their key locks do not serialise them): both must commit. With the
+    golden row read FOR SHARE, each waited for the other's share lock to write survivorship
+    and PostgreSQL failed one in most rounds ("deadlock detected")."""
+    main = Database(url)
+    try:
+        service = MdmService(main, CONFIG)
+        surnames = ["Müller", "Schmidt", "Wagner", "Becker", "Hoffmann", "Schulz"]
+        for i, surname in enumerate(surnames):  # a different person each round
+            email = f"anna{i}@example.com"
+            person = {
+                "last_name": surname,
+                "date_of_birth": f"197{i}-04-02",
+                "postcode": f"2{i}115",
+                "phone": f"0151 2345678{i}",
+                "street": f"Ring {i + 10}",
+            }
+            anna = await service.resolve(
+                "customer", "shop", f"a{i}", {**ANNA, **person, "email": email}
+            )
+            dbs = [Database(url) for _ in range(2)]
+            try:
+                racers = [MdmService(db, CONFIG) for db in dbs]
+                answers = await asyncio.gather(
+                    racers[0].resolve_many(  # linked by the e-mail rule
+                        "customer", [("erp", f"e{i}", {"email": email, "last_name": "M."})]
+                    ),
+                    racers[1].resolve_many(  # linked by the score
+                        "customer",
+                        [("crm", f"c{i}", {**ANNA_CRM, **person, "email": f"x{i}@example.org"})],
+                    ),
+                )
+            finally:
+                for db in dbs:
+                    await db.close()
+            assert answers[0].resolutions[("erp", f"e{i}")].golden_id == anna
+            assert answers[1].resolutions[("crm", f"c{i}")].golden_id == anna
+            record = await service.golden("customer", anna)
+            assert record is not None
+            assert {(r["system"], r["id"]) for r in record["external_refs"]} >= {
+                ("shop", f"a{i}"),
+                ("erp", f"e{i}"),
+                ("crm", f"c{i}"),
+            }
+    finally:
+        await main.close()
+
+
 RACER = """
 import asyncio, json, os, sys, time
 from pathlib import Path

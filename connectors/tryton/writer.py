@@ -6,7 +6,8 @@ Tryton's own terms (field names of ``party.party``, ``party.address``, ``sale.sa
 - ``{party: {...}}`` upserts a customer;
 - ``{product: {...}}`` upserts a product;
 - ``{party: {...}, sale: {...}}`` upserts the customer, the products of its lines, and the sale,
-  which is quoted and confirmed (or cancelled, with ``sale.cancel: true``).
+  which is quoted and confirmed (or cancelled, with ``sale.cancel: true``; with ``sale.confirm:
+  false`` it is left a quotation: a deal agreed in a CRM, not yet a confirmed order).
 
 Every write is idempotent: a party is found by its ``code`` (unique in Tryton; the mappings put
 the hub's golden id there), a product by its ``code`` (the SKU), a sale by its ``reference``
@@ -278,6 +279,9 @@ class TrytonWriter:
     async def upsert_sale(self, sale: dict[str, Any], party_id: int) -> tuple[int, str]:
         reference = _text(sale.get("reference"), "sale.reference", self, required=True)
         cancel = bool(sale.get("cancel"))
+        confirm = sale.get("confirm", True)
+        if not isinstance(confirm, bool):
+            raise self._bad("sale.confirm", f"must be true or false, not {confirm!r}")
         found = await self.rpc.call(
             "model.sale.sale.search_read",
             [("reference", "=", reference), ("party", "=", party_id)],
@@ -298,7 +302,7 @@ class TrytonWriter:
         if state == "draft":
             await self.rpc.call("model.sale.sale.quote", [sale_id])
             state = "quotation"
-        if state == "quotation":
+        if state == "quotation" and confirm:
             await self.rpc.call("model.sale.sale.confirm", [sale_id])
         (row,) = await self.rpc.call("model.sale.sale.read", [sale_id], ["state"])
         return sale_id, str(row["state"])

@@ -238,6 +238,26 @@ async def test_an_order_becomes_a_confirmed_sale_once(sink: Tryton, tryton: Tryt
     assert len(party["addresses"]) == 2  # shipment and invoice addresses, each once
 
 
+async def test_a_pending_order_is_a_quotation_until_it_comes_again_confirmed(
+    sink: Tryton, tryton: TrytonServer
+) -> None:
+    """A pending order (a deal won in a CRM) is left a quotation, with its number, however often
+    it is delivered; delivered again with another status it is confirmed, still one sale."""
+    pending = order("ord_quote", "cus_quote", "MUG-QUOTE", status="pending")
+    first = await sink.deliver(delivery("tryton/order_to_sale", pending))
+    await sink.deliver(delivery("tryton/order_to_sale", pending))
+    (sale,) = sales(tryton, "ord_quote")
+    assert first == DeliveryResult((CreatedId("order", str(sale["id"])),))
+    assert sale["state"] == "quotation"
+    assert len(sale["lines"]) == 2 and not sale["shipments"]
+    (numbered,) = tryton.search_read("sale.sale", [("id", "=", sale["id"])], ["number"])
+    assert numbered["number"]  # Tryton numbers a sale when it is quoted
+    confirmed = order("ord_quote", "cus_quote", "MUG-QUOTE", status="confirmed")
+    await sink.deliver(delivery("tryton/order_to_sale", confirmed))
+    (sale,) = sales(tryton, "ord_quote")
+    assert sale["state"] == "processing"
+
+
 async def test_a_second_order_reuses_the_party_and_products(
     sink: Tryton, tryton: TrytonServer
 ) -> None:

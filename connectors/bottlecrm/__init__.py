@@ -15,6 +15,7 @@ deduplication. The subject is the record's id (``data.id``).
 
     {contact: {refs: [...], id: <BottleCRM id>, first_name, last_name, email, phone, ...}}
     {account: {refs: [...], id: <BottleCRM id>, name, email, phone, website, ...}}
+    {deal: {id: deal:<uuid>, comment: <text>}}
 
 it updates the record with that id when there is one (``id``, or the entry of ``refs``, the
 canonical object's ``external_refs``, whose system is this connection), else the record found
@@ -22,7 +23,9 @@ by e-mail (a contact: BottleCRM refuses two contacts with one e-mail in an organ
 name (an account), else creates it, and reports the id as ``contact:<uuid>`` or
 ``account:<uuid>``, the form the inbound mappings give it too, so the crosswalk links both
 directions to one golden customer. Delivered twice, a customer is written twice to one
-record: never a second record.
+record: never a second record. A deal document adds its comment to the deal (once: a deal that
+already has a comment with that text gets none); bottlecrm/order_to_deal writes the ERP's sale
+number to the deal it came from this way.
 """
 
 from __future__ import annotations
@@ -208,7 +211,9 @@ class BottleCrm(WebhookSource, PollingSource, Sink):
         from ``GET opportunities/<id>/`` and added to ``data`` as ``line_items`` (each its
         ``id``, ``name``, ``description``, ``quantity``, ``unit_price``, ``discount_amount``,
         ``subtotal``, ``total``, ``order`` and ``product`` ``{id, sku, name}`` or null; an empty
-        list for a deal without lines). Other events are stored as received."""
+        list for a deal without lines), and its account from ``accounts/<id>/`` as ``account``
+        (``id`` and :data:`ACCOUNT_FIELDS`; null if it is gone). Other events are stored as
+        received."""
         if inbound.type != "deal.won" or inbound.subject is None:
             return None
         client = self._new_client()
@@ -242,7 +247,31 @@ class BottleCrm(WebhookSource, PollingSource, Sink):
                 key=lambda i: (i.get("order") or 0, str(i.get("id"))),
             )
         ]
-        return {**payload, "data": {**payload["data"], "line_items": lines}}
+        data = {**payload["data"], "line_items": lines}
+        account_id = data.get("account_id")
+        if account_id not in (None, ""):
+            data["account"] = await self._account(str(account_id))
+        return {**payload, "data": data}
+
+    async def _account(self, account_id: str) -> dict[str, Any] | None:
+        """The deal's account as ``accounts/<id>/`` shows it (name, e-mail, phone, address):
+        the ERP's party for it needs a name and an address. None if it is gone."""
+        client = self._new_client()
+        try:
+            answer = await client.request(
+                "GET", "accounts/{id}/", path_params={"id": account_id}, allow=(404,)
+            )
+        finally:
+            await client.close()
+        if answer.status == 404:
+            return None
+        body = answer.json()
+        account = body.get("account_obj") if isinstance(body, dict) else None
+        if not isinstance(account, dict):
+            raise RequestRefused(
+                self.connection, f"accounts/{account_id}/ answered without account_obj"
+            )
+        return {k: account.get(k) for k in ("id", *ACCOUNT_FIELDS)}
 
     # --- REST -------------------------------------------------------------------------------
 
@@ -408,9 +437,15 @@ class BottleCrm(WebhookSource, PollingSource, Sink):
         try:
             if not isinstance(document, dict):
                 raise self._bad("(root)", "is not an object: route events through a mapping")
+            if "deal" in document and len(document) == 1:
+                deal = document["deal"]
+                if not isinstance(deal, dict):
+                    raise self._bad("deal", "is not an object")
+                their_id = await self.comment_on_deal(deal)
+                return DeliveryResult((CreatedId("order", f"deal:{their_id}"),))
             kinds = [k for k in KINDS if k in document]
             if len(kinds) != 1:
-                raise self._bad("(root)", "must have exactly one of contact, account")
+                raise self._bad("(root)", "must have exactly one of contact, account, deal")
             kind = kinds[0]
             record = document[kind]
             if not isinstance(record, dict):
@@ -425,11 +460,38 @@ class BottleCrm(WebhookSource, PollingSource, Sink):
         not ``refs`` or ``id``, which only find the record, nor the address, not in them)."""
         if not isinstance(document, dict):
             return document
+        if "deal" in document:
+            return document
         return {
             kind: {f: record.get(f) for f in REPORTED[kind]}
             for kind, record in document.items()
             if kind in KINDS and isinstance(record, dict)
         }
+
+    async def comment_on_deal(self, deal: dict[str, Any]) -> str:
+        """Add ``comment`` to the deal ``id`` (``deal:<uuid>``) unless the deal already has a
+        comment with that text: delivered twice, one comment. BottleCRM's deals have no free
+        field to write a number to (their custom fields need an admin's definition), and the
+        description is the sales people's own; a comment shows on the deal's page."""
+        their = _their_id(deal.get("id"), "deal")
+        if their is None:
+            raise self._bad("deal.id", "is empty: the deal to comment on is unknown")
+        text = deal.get("comment")
+        if not isinstance(text, str) or not text.strip():
+            raise self._bad("deal.comment", "is empty")
+        text = text.strip()
+        assert self._client is not None
+        answer = await self._client.request(
+            "GET", "opportunities/{id}/", path_params={"id": their}, allow=(404,)
+        )
+        if answer.status == 404:
+            raise RequestRefused(self.connection, f"deal {their} does not exist (HTTP 404)")
+        shown = answer.json()
+        comments = shown.get("comments") if isinstance(shown, dict) else None
+        if any(isinstance(c, dict) and c.get("comment") == text for c in comments or []):
+            return their
+        await self._call("POST", "opportunities/{id}/", their, {"comment": text})
+        return their
 
     async def upsert(self, kind: str, record: dict[str, Any]) -> str:
         """Update the record by its id, else the one found by e-mail (contact) or name

@@ -239,3 +239,29 @@ def test_what_is_compared_of_a_written_record_is_what_its_webhook_carries(
     }
     assert sink.state_of(written) == sink.state_of(echo)
     assert sink.state_of(written)["contact"]["email"] == "ada@example.com"
+
+
+async def test_a_deal_comment_delivered_twice_is_one_comment_and_bad_ones_are_refused(
+    bottlecrm: BottleCrmServer,
+) -> None:
+    deal = bottlecrm.api(
+        "POST", "opportunities/", {"name": "Comet probe", "amount": "10.00", "currency": "USD"}
+    )
+    sink = build(bottlecrm)
+    doc = {"deal": {"id": f"deal:{deal['id']}", "comment": "Sale SO42 in Tryton"}}
+    await sink.open()
+    try:
+        first = await sink.deliver(delivery(doc, "evt-deal-1", route="sale-numbers-to-crm"))
+        second = await sink.deliver(delivery(doc, "evt-deal-2", route="sale-numbers-to-crm"))
+        with pytest.raises(DeliveryRejected, match=r"deal\.id is empty"):
+            await sink.deliver(delivery({"deal": {"comment": "x"}}, "evt-deal-3"))
+        with pytest.raises(DeliveryRejected, match=r"deal\.comment is empty"):
+            await sink.deliver(delivery({"deal": {"id": deal["id"]}}, "evt-deal-4"))
+        with pytest.raises(DeliveryRejected, match="does not exist"):
+            gone = {"deal": {"id": "deal:00000000-0000-0000-0000-000000000000", "comment": "x"}}
+            await sink.deliver(delivery(gone, "evt-deal-5"))
+    finally:
+        await sink.close()
+    assert first.created == second.created == (CreatedId("order", f"deal:{deal['id']}"),)
+    shown = bottlecrm.api("GET", f"opportunities/{deal['id']}/")
+    assert [c["comment"] for c in shown["comments"]] == ["Sale SO42 in Tryton"]

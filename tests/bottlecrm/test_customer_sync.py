@@ -18,32 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from connectors.base import Delivery, DeliveryResult
 from hub.mdm import DeterministicResolver
 from hub.runtime import Hub
+from tests.bottlecrm.crm_erp import example_hub
 from tests.support.bottlecrm import BottleCrmServer
 from tests.support.harness import HubFactory, until
 from tests.support.tryton import TrytonServer
-from tests.support.tryton import setup as tryton_setup
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.tryton
-
-
-def example(bottlecrm: BottleCrmServer, tryton: TrytonServer) -> str:
-    """examples/crm-erp.yaml, pointed at this test's systems and polling Tryton often."""
-    config = yaml.safe_load((ROOT / "examples" / "crm-erp.yaml").read_text())
-    config["mappings"] = str(ROOT / "mappings")
-    crm = config["connections"]["bottlecrm"]["options"]
-    crm["url"] = bottlecrm.url
-    erp = config["connections"]["tryton"]["options"]
-    # settle_s: the hub writes a new party in several calls (party, then its e-mail and phone);
-    # a poll that read it half-written would see a change of Tryton's (as it would any other
-    # writer's) and send it on. The default is 5 s.
-    erp.update(url=tryton.url, database=tryton.database, poll_interval_s=0.3, settle_s=1)
-    return yaml.safe_dump(config)
 
 
 class Writes:
@@ -76,15 +61,8 @@ async def hub(
     tryton: TrytonServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Hub]:
-    monkeypatch.setenv("BOTTLECRM_TOKEN", bottlecrm.token)
-    monkeypatch.setenv("BOTTLECRM_WEBHOOK_SECRET", bottlecrm.webhook_secret)
-    monkeypatch.setenv("TRYTON_PASSWORD", tryton_setup.HUB_PASSWORD)
-    hub = await hubs.start(config=example(bottlecrm, tryton))
-    bottlecrm.point_webhook(f"{hub.base_url}/webhooks/bottlecrm")
-    try:
+    async with example_hub("crm-erp.yaml", hubs, bottlecrm, tryton, monkeypatch) as hub:
         yield hub
-    finally:
-        bottlecrm.point_webhook("http://127.0.0.1:9/hub-stopped", active=False)
 
 
 def party(tryton: TrytonServer, email: str) -> dict[str, Any] | None:

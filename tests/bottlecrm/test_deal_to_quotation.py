@@ -12,27 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from hub.mdm import DeterministicResolver
 from hub.runtime import Hub
+from tests.bottlecrm.crm_erp import example_hub
 from tests.support.bottlecrm import BottleCrmServer
 from tests.support.harness import HubFactory, until
 from tests.support.tryton import TrytonServer
-from tests.support.tryton import setup as tryton_setup
 
 pytestmark = pytest.mark.tryton
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def example(bottlecrm: BottleCrmServer, tryton: TrytonServer) -> str:
-    """examples/crm-deals.yaml, pointed at this test's systems and polling Tryton often."""
-    config = yaml.safe_load((ROOT / "examples" / "crm-deals.yaml").read_text())
-    config["mappings"] = str(ROOT / "mappings")
-    config["connections"]["bottlecrm"]["options"]["url"] = bottlecrm.url
-    erp = config["connections"]["tryton"]["options"]
-    erp.update(url=tryton.url, database=tryton.database, poll_interval_s=0.3, settle_s=1)
-    return yaml.safe_dump(config)
 
 
 @pytest.fixture
@@ -42,15 +31,8 @@ async def hub(
     tryton: TrytonServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Hub]:
-    monkeypatch.setenv("BOTTLECRM_TOKEN", bottlecrm.token)
-    monkeypatch.setenv("BOTTLECRM_WEBHOOK_SECRET", bottlecrm.webhook_secret)
-    monkeypatch.setenv("TRYTON_PASSWORD", tryton_setup.HUB_PASSWORD)
-    hub = await hubs.start(config=example(bottlecrm, tryton))
-    bottlecrm.point_webhook(f"{hub.base_url}/webhooks/bottlecrm")
-    try:
+    async with example_hub("crm-deals.yaml", hubs, bottlecrm, tryton, monkeypatch) as hub:
         yield hub
-    finally:
-        bottlecrm.point_webhook("http://127.0.0.1:9/hub-stopped", active=False)
 
 
 def comments(bottlecrm: BottleCrmServer, deal_id: str) -> list[str]:

@@ -24,12 +24,14 @@ records compared per new record.
 ``--database-url URL``: the same on the MDM *service* (hub.mdm_service) with its tables in that
 database (SQLite or PostgreSQL; created by the hub's migrations; use an empty database): for
 each ``--golden`` size N, N synthetic golden records are stored first (bulk inserts, then
-ANALYZE on PostgreSQL, not timed), then ``--scale-dataset`` is resolved ``--batch`` records per
-transaction as the mapper resolves a consumed batch (``MdmService.resolve_many``: crosswalk
-lookup, every key's lock, every block in one query, normalise, compare, decide, then crosswalk
-rows, golden records, source records, keys, history and survivorship in one statement each;
-``--batch 1``: ``match_record`` one record at a time), ``--concurrency`` batches at once: new
-records per second, and p50/p99 per record (a record waits for its whole batch). Then every
+VACUUM ANALYZE on PostgreSQL as autovacuum would, not timed), then ``--scale-dataset`` is
+resolved ``--batch`` records per transaction as the mapper resolves a consumed batch
+(``MdmService.resolve_many``: crosswalk lookup, every key's lock, blocks a query per 100,
+normalise, compare, decide, then crosswalk rows, golden records, source records, keys, history
+and survivorship in one statement each; ``--batch 1``: ``match_record`` one record at a time),
+``--concurrency`` batches at once: new records per second, p50/p99 per record (a record waits
+for its whole batch), and CPU per record of this process and of the database's backends (a local
+PostgreSQL: read from /proc). Then every
 streamed id is looked up again: one at a time (``MdmService.resolve``, one transaction each);
 from a cold process in batches (``Crosswalk.lookup_many``, what the hub's resolver reads for
 entities without matching, and ``MdmService.resolve_many`` lookups with every golden id's refs,
@@ -275,12 +277,17 @@ async def db_runs(
                 )
             )
         stored = size
-        if db.dialect == "postgresql":  # statistics, as autovacuum keeps them on a live table
-            await db.run(lambda conn: conn.exec_driver_sql("ANALYZE"))
+        if db.dialect == "postgresql":
+            # statistics and the visibility map, as autovacuum keeps them on a live table (the
+            # tests' server runs with autovacuum off; without the map each block member read
+            # is also a heap fetch)
+            async with db.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.exec_driver_sql("VACUUM ANALYZE")
         setup = time.perf_counter() - started
         records = [(f"{size}-{rid}", r) for rid, r in febrl(dataset, hide)]
-        timed = await _timed_stream(service, records, concurrency, batch_size)
-        seconds, given, decisions, new_s, known, known_s = timed
+        timed = await _timed_stream(service, records, concurrency, batch_size, url)
+        seconds, given, decisions, new_s, known, known_s, cpu, backends = timed
         await db.close()
         refs = [(ENTITY, "febrl", record_id) for record_id, _ in records]
         lookups = await _cold_lookups(url, refs, max(batch_size, 500))
@@ -296,6 +303,11 @@ async def db_runs(
             "concurrency": concurrency,
             "new_records_per_s": round(len(seconds) / new_s),
             "new_per_record_ms": core.latency_ms(seconds),
+            # CPU of this process and of the database's backends (local PostgreSQL: from /proc)
+            "cpu_ms_per_record": round(1000 * cpu / len(seconds), 3),
+            "database_cpu_ms_per_record": None
+            if backends is None
+            else round(1000 * backends / len(seconds), 3),
             "decisions": dict(sorted(decisions.items())),
             "precision": round(q.precision, 5),
             "recall": round(q.recall, 5),
@@ -311,6 +323,8 @@ async def db_runs(
             f"{report['database']:<10} x{concurrency} golden {size:>9,}"
             f"  new {report['new_records_per_s']:>6,}/s"
             f"  p50 {core.fmt(lat['p50'], 2)} ms  p99 {core.fmt(lat['p99'], 2)} ms"
+            f"  CPU {report['cpu_ms_per_record']:.3f} ms/record"
+            f" (database {core.fmt(report['database_cpu_ms_per_record'], 3)})"
             f"  F1 {report['f1']:.4f}  known {report['known_lookups_per_s']:>6,}/s"
             f" (p50 {core.fmt(kl['p50'], 2)} ms)  batched cold"
             f" {report['batched_cold_lookups_per_s']:>7,}/s (service, with refs"
@@ -321,8 +335,10 @@ async def db_runs(
 
 
 async def _timed_stream(
-    service: Any, records: list[Record], concurrency: int, batch: int
-) -> tuple[list[float], dict[str, str], Counter[str], float, list[float], float]:
+    service: Any, records: list[Record], concurrency: int, batch: int, url: str
+) -> tuple[
+    list[float], dict[str, str], Counter[str], float, list[float], float, float, float | None
+]:
     """Resolve ``records`` as new, ``batch`` per transaction (``MdmService.resolve_many``, as
     the mapper does per consumed batch; 1: ``match_record`` one at a time), ``concurrency``
     batches at once; then look each up again, one at a time. A record's latency is its
@@ -355,14 +371,41 @@ async def _timed_stream(
         known.append(clock() - start)
 
     chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
+    backends = _backend_cpu(url)
+    cpu = time.process_time()
     started = clock()
     for i in range(0, len(chunks), concurrency):  # like `concurrency` mapper workers
         await asyncio.gather(*(new(c) for c in chunks[i : i + concurrency]))
     new_s = clock() - started
+    cpu = time.process_time() - cpu
+    backends = _backend_cpu(url) - backends if backends is not None else None
     started = clock()
     for i in range(0, len(records), concurrency):
         await asyncio.gather(*(lookup(r[0]) for r in records[i : i + concurrency]))
-    return seconds, given, decisions, new_s, known, clock() - started
+    return seconds, given, decisions, new_s, known, clock() - started, cpu, backends
+
+
+def _backend_cpu(url: str) -> float | None:
+    """CPU seconds so far of the PostgreSQL backends serving ``url``'s database (their process
+    titles name it), if the server runs on this machine; None otherwise. The server's shared
+    processes (WAL writer, checkpointer) are not counted."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or parsed.host not in ("127.0.0.1", "localhost"):
+        return None
+    title = f" {parsed.database} ".encode()
+    total = 0.0
+    for pid in Path("/proc").iterdir():
+        if not pid.name.isdigit():
+            continue
+        try:
+            if not (pid / "cmdline").read_bytes().startswith(b"postgres:"):
+                continue
+            if title not in (pid / "cmdline").read_bytes():
+                continue
+        except OSError:
+            continue
+        total += core.proc_cpu_seconds(int(pid.name)) or 0.0
+    return total
 
 
 async def _cold_lookups(url: str, refs: list[tuple[str, str, str]], batch: int) -> dict[str, Any]:

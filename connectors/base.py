@@ -34,30 +34,45 @@ and a short one can be guessed. (Shopify's app secrets are 32 characters, or 38 
 ``shpss_`` and 32.)"""
 
 
+GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_hex(32))'"
+"""A command that prints a random secret long enough (as ``openssl rand -hex 32`` does)."""
+
+
 def _resolve_secret(value: Any, info: ValidationInfo) -> SecretStr:
     """Secrets are referenced, never inlined: ``env:NAME`` or ``file:PATH``; what the reference
     resolves to must be at least :data:`MIN_SECRET_BYTES` long. Errors name the reference,
-    never the value."""
+    never the value.
+
+    Validation context: ``base_dir`` (what ``file:`` paths are relative to);
+    ``resolve_secrets=False`` checks the reference only and reads nothing (a connection no
+    enabled route uses: its secrets are read when one does), the value is then empty;
+    ``needed_by`` says what uses the connection, in the error when a secret is missing."""
     if isinstance(value, SecretStr):
         return value
     if not isinstance(value, str):
         raise ValueError("a secret must be a reference: 'env:NAME' or 'file:PATH'")
+    context = info.context or {}
     kind, sep, ref = value.partition(":")
-    if sep and kind == "env" and ref:
+    if not (sep and kind in ("env", "file") and ref):
+        raise ValueError(
+            "secrets must not be written inline: use 'env:NAME' (an environment variable) "
+            "or 'file:PATH' (relative to hub.yaml)"
+        )
+    if context.get("resolve_secrets") is False:
+        return SecretStr("")
+    needed = context.get("needed_by")
+    why = f" ({needed} needs it: set it, or disable that route)" if needed else ""
+    if kind == "env":
         if ref not in os.environ:
-            raise ValueError(f"environment variable {ref} is not set")
+            raise ValueError(f"environment variable {ref} is not set{why}")
         return _long_enough(value, os.environ[ref])
-    if sep and kind == "file" and ref:
-        base = Path((info.context or {}).get("base_dir", "."))
-        path = (base / ref).expanduser()
-        try:
-            return _long_enough(value, path.read_text().strip())
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
-    raise ValueError(
-        "secrets must not be written inline: use 'env:NAME' (an environment variable) "
-        "or 'file:PATH' (relative to hub.yaml)"
-    )
+    base = Path(context.get("base_dir", "."))
+    path = (base / ref).expanduser()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {path}: {exc.strerror}{why}") from None
+    return _long_enough(value, text.strip())
 
 
 def _long_enough(reference: str, secret: str) -> SecretStr:
@@ -65,8 +80,10 @@ def _long_enough(reference: str, secret: str) -> SecretStr:
         raise ValueError(f"the secret {reference} is empty: set it to the system's secret")
     if len(secret.encode()) < MIN_SECRET_BYTES:
         raise ValueError(
-            f"the secret {reference} is shorter than {MIN_SECRET_BYTES} bytes: "
-            "use the system's own secret, or generate a longer one"
+            f"the secret {reference} is shorter than {MIN_SECRET_BYTES} bytes, which is too "
+            "easy to guess: use the system's own secret (e.g. a Shopify app's client secret), "
+            f"or generate one with `{GENERATE_SECRET}` or `openssl rand -hex 32` and give the "
+            "system the same value"
         )
     return SecretStr(secret)
 
@@ -131,11 +148,18 @@ class WebhookSource(Connector):
         """Name the event type, its subject and the source's delivery id for dedup."""
         raise NotImplementedError
 
+    def completes(self, event_type: str) -> bool:
+        """Whether events of ``event_type`` need :meth:`complete` (default: none do)."""
+        return False
+
     async def complete(self, inbound: InboundEvent, payload: Any) -> Any | None:
-        """What the system's webhook leaves out, read from its API before the event is stored
-        (e.g. a deal's lines): the payload to store instead, or None to store it as received.
-        Raise :class:`hub.errors.RequestFailed` when the system cannot be read: the webhook is
-        answered 503 and the system sends it again."""
+        """What the system's webhook leaves out, read from its API (e.g. a deal's lines): the
+        payload to map instead, or None to map it as received. Called by the mapper, before
+        mapping, for the event types :meth:`completes` names; the webhook itself was stored as
+        received, so the system being down loses nothing. Raise
+        :class:`hub.errors.RequestFailed` when the system cannot be read: a retriable one
+        parks the event and it is tried again later (its inbound route's ``retry:``), any
+        other makes a dead letter."""
         return None
 
 

@@ -19,6 +19,8 @@ The sink is given the output of an outbound mapping (``mappings/shopify/``), one
     {inventory_level: {inventory_item_refs: [{system: shopify, id: "808950810"}], sku: MUG-1,
                        available: 7}}
     {cancel: {order_id: "450789469", order_refs: [...], reason: other, email: false}}
+    {customer: {customer_id: "207119551", customer_refs: [...], first_name, last_name, email,
+                phone, golden_id: "cus_..."}}
 
 The Shopify id is the document's ``order_id`` (``inventory_item_id``) where the mapping gives
 one: ``external_id('order', meta.destination_system, id)``, the crosswalk's link of the order
@@ -29,9 +31,16 @@ connection's system, ``shopify`` unless hub.yaml says otherwise: the system of t
 webhook connection the orders come in through). An inventory level without either is set on
 the item found by the document's ``sku`` (GraphQL ``inventoryItems``: REST has no SKU search).
 
+A customer document updates an existing shop customer (never creates one: the shop's
+customers sign up in the shop): ``PUT customers/{id}.json`` with the fields it gives, and its
+``golden_id`` as the customer's metafield ``hub.golden_id`` (read first, then created or
+changed: the metafield's own endpoints, as Shopify documents for a resource's metafields). It
+is how the shop follows a steward's merge or unmerge (docs/mdm.md).
+
 Every write is idempotent: a fulfilment is not created when the order already has one with the
 same tracking number or has no open fulfilment order left; an order already cancelled is not
-cancelled again; setting an inventory level is idempotent by nature.
+cancelled again; setting an inventory level or a customer's fields is idempotent by nature, and
+the golden-id metafield is written only when it differs.
 """
 
 from __future__ import annotations
@@ -64,6 +73,9 @@ SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,61}\.myshopify\.com$")
 API_VERSION = re.compile(r"^(20[0-9]{2}-(01|04|07|10)|unstable)$")
 OPEN_STATUSES = ("open", "in_progress")  # fulfilment orders that can still be fulfilled
 CANCEL_REASONS = ("customer", "inventory", "fraud", "declined", "other")
+CUSTOMER_FIELDS = ("first_name", "last_name", "email", "phone")
+"""What a customer document writes; Shopify's ``customers/update`` webhook reports all four."""
+METAFIELD_NAMESPACE, METAFIELD_KEY = "hub", "golden_id"
 ITEM_BY_SKU = (
     "query ($q: String!) { inventoryItems(first: 2, query: $q) { edges { node { id sku } } } }"
 )
@@ -82,7 +94,7 @@ class ShopifyAdminOptions(ConnectorOptions):
     access_token: Secret = Field(
         description="Admin API access token of the shop's custom app (env:NAME or file:PATH); "
         "scopes write_fulfillments (or write_merchant_managed_fulfillment_orders), "
-        "write_inventory, write_orders."
+        "write_inventory, write_orders (write_customers for customers)."
     )
     api_version: str = Field(
         "2025-01",
@@ -154,7 +166,8 @@ class ShopifyAdmin(Sink):
     title = "Shopify Admin API"
     description = (
         "Writes back to a Shopify shop through its REST Admin API: fulfilments with tracking, "
-        "inventory levels and order cancels, from the documents of mappings/shopify/."
+        "inventory levels, order cancels and customers' fields, from the documents of "
+        "mappings/shopify/."
     )
     Options = ShopifyAdminOptions
     options: ShopifyAdminOptions
@@ -239,8 +252,12 @@ class ShopifyAdmin(Sink):
                 await self.set_inventory(_obj(document["inventory_level"], "inventory_level", self))
             elif "cancel" in document:
                 await self.cancel(_obj(document["cancel"], "cancel", self))
+            elif "customer" in document:
+                await self.update_customer(_obj(document["customer"], "customer", self))
             else:
-                raise self._bad("(root)", "has none of fulfillment, inventory_level, cancel")
+                raise self._bad(
+                    "(root)", "has none of fulfillment, inventory_level, cancel, customer"
+                )
         except RequestFailed as exc:
             raise delivery_failed(exc) from None
         return None
@@ -326,6 +343,60 @@ class ShopifyAdmin(Sink):
             )
         body = {"reason": reason, "email": bool(doc.get("email", False))}
         await self._call("POST", "orders/{id}/cancel.json", path, json=body)
+
+    async def update_customer(self, doc: dict[str, Any]) -> None:
+        """The shop's customer gets the document's fields and its golden id (a metafield)."""
+        if doc.get("customer_id") not in (None, ""):
+            customers = [self._digits(doc["customer_id"], "customer.customer_id")]
+        else:
+            customers = self._all_ids(doc.get("customer_refs"), "customer.customer_refs")
+        for customer in customers:
+            await self._update_customer(customer, doc)
+
+    async def _update_customer(self, customer: int, doc: dict[str, Any]) -> None:
+        path = {"id": customer}
+        fields = {f: str(doc[f]) for f in CUSTOMER_FIELDS if doc.get(f) not in (None, "")}
+        if fields:
+            body = {"customer": {"id": customer, **fields}}
+            await self._call("PUT", "customers/{id}.json", path, json=body)
+        golden = doc.get("golden_id")
+        if golden in (None, ""):
+            return
+        params = {"namespace": METAFIELD_NAMESPACE, "key": METAFIELD_KEY}
+        listed = await self._call("GET", "customers/{id}/metafields.json", path, params=params)
+        found = [
+            m
+            for m in (listed.json() or {}).get("metafields") or []
+            if isinstance(m, dict)
+            and (m.get("namespace"), m.get("key")) == (METAFIELD_NAMESPACE, METAFIELD_KEY)
+        ]
+        if found and str(found[0].get("value")) == str(golden):
+            return
+        if found:
+            metafield = {
+                "id": found[0]["id"],
+                "value": str(golden),
+                "type": "single_line_text_field",
+            }
+            await self._call(
+                "PUT",
+                "customers/{id}/metafields/{metafield}.json",
+                {"id": customer, "metafield": found[0]["id"]},
+                json={"metafield": metafield},
+            )
+            return
+        metafield = {**params, "value": str(golden), "type": "single_line_text_field"}
+        await self._call(
+            "POST", "customers/{id}/metafields.json", path, json={"metafield": metafield}
+        )
+
+    def state_of(self, document: Any) -> Any:
+        """Of a customer document, the fields Shopify's ``customers/update`` webhook reports
+        back (not the ids that find the customer, nor the metafield, not in the webhook)."""
+        if isinstance(document, dict) and isinstance(document.get("customer"), dict):
+            customer = document["customer"]
+            return {"customer": {f: customer.get(f) for f in CUSTOMER_FIELDS}}
+        return document
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -422,6 +493,27 @@ class ShopifyAdmin(Sink):
         return isinstance(refs, list) and any(
             isinstance(r, dict) and r.get("system") == system for r in refs
         )
+
+    def _all_ids(self, refs: Any, field: str) -> list[int]:
+        """Every id of this shop in ``refs``: a golden customer that two shop customers were
+        merged into is written to both. None is a bad document."""
+        system = self.options.refs_from or self.system
+        if not isinstance(refs, list):
+            raise self._bad(field, "is not a list of {system, id}")
+        texts = sorted(
+            {
+                str(ref.get("id"))
+                for ref in refs
+                if isinstance(ref, dict) and ref.get("system") == system and ref.get("id")
+            }
+        )
+        if not texts:
+            raise self._bad(
+                field,
+                f"has no id of system {system!r}: the customer is not known in this shop "
+                "(refs_from names the system of the shopify connection)",
+            )
+        return [self._digits(text, field) for text in texts]
 
     def _one_id(self, refs: Any, field: str, what: str) -> int:
         """The id of the one entry of ``refs`` ([{system, id}]) that is this shop's."""

@@ -48,10 +48,15 @@ def tansu_binary() -> Path:
     return path
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def free_port(host: str = "127.0.0.1", avoid: frozenset[int] = frozenset()) -> int:
+    """A port the OS calls free now, other than those in ``avoid``: ports this process is about
+    to listen on itself (its HTTP port, chosen by the user or a test, may be free until then)."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in avoid:
+            return port
 
 
 class EmbeddedBroker:
@@ -64,10 +69,11 @@ class EmbeddedBroker:
         port: int | None = None,
         log_file: Path | None = None,
         state_file: Path | None = None,
+        avoid_ports: frozenset[int] = frozenset(),
     ) -> None:
         self.binary = binary or tansu_binary()
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port or free_port(host, avoid_ports)
         self.log_file = log_file
         self.state_file = state_file  # pid and port while running: see orphan()
         self._proc: subprocess.Popen[bytes] | None = None

@@ -170,6 +170,34 @@ def build_parser() -> argparse.ArgumentParser:
     _database_arg(dupgrade)
     dupgrade.set_defaults(func=cmd_db_upgrade)
 
+    mdm = sub.add_parser("mdm", help="master data: upgrade steps")
+    mdm.set_defaults(func=lambda _a: _help(mdm))
+    mdsub = mdm.add_subparsers(title="commands", metavar="COMMAND")
+    legacy = mdsub.add_parser(
+        "alias-legacy-ids",
+        help="keep golden ids derived from connection names resolving (after meta.system)",
+        description="Mappings once derived golden ids from the connection's name "
+        "(golden_id(entity, meta.connection, id)); they derive them from its system now "
+        "(meta.system), so for a connection whose name is not its system (shop of system "
+        "shopify) an object's id changed. For every crosswalk row of such a connection's "
+        "system, store the id derived from the connection's name as an alias of the row's "
+        "golden id: /api/mdm answers it with resolves_to. Idempotent; objects the crosswalk "
+        "never linked cannot be found. Prints what it did per connection.",
+    )
+    _config_arg(legacy)
+    _database_arg(legacy)
+    legacy.add_argument(
+        "--connection",
+        action="append",
+        default=[],
+        metavar="NAME[=SYSTEM]",
+        help="only this connection (repeatable); NAME=SYSTEM for one no longer in hub.yaml "
+        "(then hub.yaml is not read). Default: every source connection (webhook or polled) "
+        "of hub.yaml whose name is not its system",
+    )
+    legacy.add_argument("--dry-run", action="store_true", help="count, write nothing")
+    legacy.set_defaults(func=cmd_mdm_alias_legacy_ids)
+
     from .auth import ROLES
 
     usr = sub.add_parser(
@@ -285,9 +313,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         async with Hub(settings, config, mappings, roles=roles) as hub:
             _freeze_startup_objects()
             log.info(
-                "hub %s up: %d connection(s), %d route(s); Ctrl-C to stop",
+                "hub %s up: %d connection(s) (%d idle), %d route(s); Ctrl-C to stop",
                 __version__,
-                len(config.connections),
+                len(config.connections) + len(config.idle),
+                len(config.idle),
                 len(config.inbound) + len(config.outbound),
             )
             del hub
@@ -326,6 +355,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         "  connections: "
         + (", ".join(f"{n} ({c.name})" for n, c in config.connections.items()) or "none")
     )
+    if config.idle:
+        print(
+            "  idle (no enabled route uses them; their secrets are read when one does): "
+            + ", ".join(f"{n} ({c.connector.name})" for n, c in config.idle.items())
+        )
     for r in config.inbound:
         print(
             f"  route {r.name}: {r.connection} -> {r.mapping}{'' if r.enabled else ' (disabled)'}"
@@ -407,20 +441,32 @@ def cmd_connectors(args: argparse.Namespace) -> int:
 
 def cmd_connectors_check(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .errors import ConnectionCheckFailed
+    from .errors import ConfigError, ConnectionCheckFailed
 
-    config = load_config(_settings(args).config)
-    names = args.connections or list(config.connections)
-    unknown = [n for n in names if n not in config.connections]
+    # A connection named here is opened (its secrets read) even if no enabled route uses it.
+    config = load_config(_settings(args).config, activate=frozenset(args.connections))
+    names = args.connections or config.connection_names()
+    unknown = [n for n in names if n not in config.connections and n not in config.idle]
     if unknown:
-        known = ", ".join(config.connections) or "none"
+        known = ", ".join(config.connection_names()) or "none"
         print(f"no connection named {', '.join(unknown)} (known: {known})", file=sys.stderr)
         return 2
 
     async def run() -> int:
         failed = 0
         for name in names:
-            connection = config.connections[name]
+            connection = config.connections.get(name)
+            if connection is None:  # idle: checked if its secrets can be read
+                idle = config.idle[name]
+                try:
+                    connection = idle.open()
+                except ConfigError as exc:
+                    why = "; ".join(p.message for p in exc.problems)
+                    print(
+                        f"idle  {name} ({idle.connector.name}): no enabled route uses it; "
+                        f"not checked: {why}"
+                    )
+                    continue
             try:
                 async with asyncio.timeout(30):
                     result = await connection.check_connection()
@@ -482,6 +528,56 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     url = _settings(args).database_url
     print(f"database: {_shown_url(url)}")
     print(migrations.upgrade(url))
+    return 0
+
+
+def cmd_mdm_alias_legacy_ids(args: argparse.Namespace) -> int:
+    from .aliases import alias_legacy_ids
+    from .db import Database
+
+    settings = _settings(args)
+    given = dict(c.partition("=")[::2] for c in args.connection)
+    connections = {n: s for n, s in given.items() if s}
+    if len(connections) < len(given) or not given:
+        from .config import load_config
+
+        config = load_config(settings.config, mdm=settings.mdm_config)
+        # by default the sources: inbound mappings are where golden_id(.., meta.connection, ..)
+        # derived ids from a connection's name
+        sources = [n for n in config.connections if config.webhook_source(n) is not None]
+        sources += list(config.polling_sources())
+        for name in given or sources:
+            if name in connections:
+                continue
+            system = config.system_of(name)
+            if system is None:
+                raise HubError(
+                    f"{settings.config} has no connection {name!r}: name its system "
+                    f"(--connection {name}=SYSTEM)"
+                )
+            connections[name] = system
+    renamed = {n: s for n, s in connections.items() if n != s}
+
+    async def run() -> Any:
+        db = Database(settings.database_url)
+        try:
+            await db.start()
+            return await alias_legacy_ids(db, renamed, actor=_cli_actor(), dry_run=args.dry_run)
+        finally:
+            await db.close()
+
+    print(f"database: {_shown_url(settings.database_url)}")
+    if not renamed:
+        print("no connection whose name is not its system: nothing to do")
+        return 0
+    verb = "would store" if args.dry_run else "stored"
+    for name, count in asyncio.run(run()).items():
+        print(
+            f"{name} (system {count.system}): {count.rows} crosswalk row(s), {verb} "
+            f"{count.written} alias(es), {count.kept} kept (stored already)"
+        )
+        for a in count.examples:
+            print(f"  {a.entity} {a.alias} -> {a.golden_id} ({count.system} {a.external_id!r})")
     return 0
 
 

@@ -19,10 +19,17 @@
         to: erp
         when: "currency == 'EUR'"    # optional condition on the event's data (and meta)
         skip_origin: true            # optional: not back to the system the event came from
-        drop_echoes: false           # true: echoes of the hub's own writes are dropped (hub.sync)
+        drop_echoes: true            # the default: nothing new for the destination is not sent
 
 A bad file is refused as a whole with a :class:`ConfigError` listing every problem with its
 file, line and path.
+
+A connection whose routes are all disabled (``enabled: false``) is *idle*
+(:class:`IdleConnection`): its options are checked, its secret references too, but what they
+refer to is neither read nor required; it receives no webhooks, is not polled and is sent
+nothing. Enabling one of its routes (a reload) reads its secrets, and a missing one refuses the
+change, naming the option's file and line. (A connection no route names is in use, as before:
+its webhooks are received, it is polled, it can be checked.)
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 import connectors
-from connectors import Connector, PollingSource, Sink, WebhookSource
+from connectors import Connector, ConnectorOptions, PollingSource, Sink, WebhookSource
 
 from .errors import ConfigError, Problem
 from .mapping import MappingSet
@@ -101,7 +108,7 @@ class RouteSpec(_Strict):
     mapping: str | None = None
     when: str | None = None
     skip_origin: bool = False
-    drop_echoes: bool = False
+    drop_echoes: bool = True
     last_writer_wins: bool = False
     enabled: bool = True
     description: str = ""
@@ -142,10 +149,10 @@ class OutboundRoute:
     # Skip events whose origin system (ce_hubsystem) is the destination's system: a change is
     # not sent back to the system it came from.
     skip_origin: bool = False
-    # Keep what the destination holds (hub.sync) and drop the changes it reports that equal
-    # it: the echoes of the hub's own writes. Opt-in: only a route whose document carries all
-    # that matters of the entity (a status it leaves out would hide a real change).
-    drop_echoes: bool = False
+    # Keep what the destination holds (hub.sync) when it also reports this entity (two-way
+    # sync), and do not send it what it holds already or the echo of a change it has: each
+    # route compares its own document. On by default.
+    drop_echoes: bool = True
     # Concurrent edits (hub.sync): an event older, by its source's own updated_at, than a change
     # of the same object another system made is not delivered: the last writer wins.
     last_writer_wins: bool = False
@@ -194,17 +201,55 @@ def _condition(
     return Condition(source, fn)
 
 
+@dataclass(frozen=True)
+class IdleConnection:
+    """A connection whose routes are all disabled: its options are checked but its secrets are
+    not read (their values here are empty), and nothing opens it. :meth:`open` reads them, for a use
+    outside the routes (``hub connectors check NAME``, the dashboard's check)."""
+
+    name: str
+    connector: type[Connector]
+    system: str | None
+    options: ConnectorOptions
+    spec: ConnectionSpec
+    base_dir: Path
+    doc: YamlDoc
+
+    def open(self, needed_by: str | None = None) -> Connector:
+        """The connection with its secrets read; :class:`ConfigError` (file, line, option)
+        when one is missing or too short."""
+        problems: list[Problem] = []
+        connector = _connector(
+            self.doc, self.name, self.spec, self.connector, self.base_dir, needed_by, problems
+        )
+        if connector is None:
+            raise ConfigError(problems)
+        return connector
+
+
 @dataclass
 class HubConfig:
     file: Path
     mappings_dir: Path
     doc: YamlDoc | None = None
     connections: dict[str, Connector] = field(default_factory=dict)
+    idle: dict[str, IdleConnection] = field(default_factory=dict)  # their routes all disabled
     limits: dict[str, LimitsSpec] = field(default_factory=dict)
     inbound: list[InboundRoute] = field(default_factory=list)
     outbound: list[OutboundRoute] = field(default_factory=list)
     mdm: MatchConfig | None = None  # `mdm:` in hub.yaml: master data's match configuration
     mdm_file: Path | None = None  # the file it came from (HUB_MDM_CONFIG, or hub.yaml's `mdm:`)
+
+    def connection_names(self) -> list[str]:
+        """Every connection, in use or idle, in hub.yaml's order."""
+        return list(self.limits)  # each has its limits, in the order they were read
+
+    def connector_of(self, name: str) -> type[Connector] | None:
+        """The connector class of a connection, in use or idle."""
+        if name in self.connections:
+            return type(self.connections[name])
+        idle = self.idle.get(name)
+        return idle.connector if idle is not None else None
 
     def webhook_source(self, name: str) -> WebhookSource | None:
         conn = self.connections.get(name)
@@ -253,9 +298,16 @@ def load_mdm_config(path: Path, problems: list[Problem]) -> MatchConfig | None:
     return None
 
 
-def load_config(path: Path, text: str | None = None, *, mdm: Path | None = None) -> HubConfig:
+def load_config(
+    path: Path,
+    text: str | None = None,
+    *,
+    mdm: Path | None = None,
+    activate: frozenset[str] = frozenset(),
+) -> HubConfig:
     """hub.yaml, checked; ``mdm``: the match configuration to use instead of its ``mdm:``
-    (``HUB_MDM_CONFIG``)."""
+    (``HUB_MDM_CONFIG``); ``activate``: connections to open (their secrets read) even if their
+    routes are all disabled."""
     doc = load_yaml(path, text)
     if doc.data is None:
         doc.data = {}
@@ -276,6 +328,7 @@ def load_config(path: Path, text: str | None = None, *, mdm: Path | None = None)
         config.mdm_file = (base / raw.mdm).resolve()
         config.mdm = _match_config(doc, base / raw.mdm, problems)
 
+    needed = _needed_by(raw.routes, list(raw.connections), activate)
     for name, spec in raw.connections.items():
         loc: Loc = ("connections", name)
         if not _valid_name(name):
@@ -292,15 +345,20 @@ def load_config(path: Path, text: str | None = None, *, mdm: Path | None = None)
             )
             problems.append(doc.problem((*loc, "connector"), why))
             continue
-        try:
-            options = cls.Options.model_validate(spec.options, context={"base_dir": str(base)})
+        if name in needed:
+            connector = _connector(doc, name, spec, cls, base, needed[name], problems)
+            if connector is not None:
+                config.connections[name] = connector
+                config.limits[name] = spec.limits
+            continue
+        try:  # idle: the options checked, the secrets not read
+            options = cls.Options.model_validate(
+                spec.options, context={"base_dir": str(base), "resolve_secrets": False}
+            )
         except PydanticValidationError as exc:
             problems.extend(_problems(doc, (*loc, "options"), exc))
             continue
-        connector = cls(name, options)
-        if spec.system is not None:
-            connector.system = spec.system
-        config.connections[name] = connector
+        config.idle[name] = IdleConnection(name, cls, spec.system, options, spec, base, doc)
         config.limits[name] = spec.limits
 
     seen: set[str] = set()
@@ -321,10 +379,10 @@ def load_config(path: Path, text: str | None = None, *, mdm: Path | None = None)
             if route.to is None:
                 problems.append(doc.problem(loc, "a route from a canonical topic needs 'to'"))
                 continue
-            dest = config.connections.get(route.to)
+            dest = config.connector_of(route.to)
             if dest is None and route.to not in raw.connections:
                 problems.append(doc.problem((*loc, "to"), f"unknown connection {route.to!r}"))
-            elif dest is not None and not isinstance(dest, Sink):
+            elif dest is not None and not issubclass(dest, Sink):
                 problems.append(
                     doc.problem((*loc, "to"), f"connection {route.to!r} cannot receive events")
                 )
@@ -344,7 +402,7 @@ def load_config(path: Path, text: str | None = None, *, mdm: Path | None = None)
                 )
             )
         else:
-            conn = config.connections.get(route.source)
+            conn = config.connector_of(route.source)
             if conn is None and route.source not in raw.connections:
                 problems.append(
                     doc.problem(
@@ -353,7 +411,7 @@ def load_config(path: Path, text: str | None = None, *, mdm: Path | None = None)
                         "or canonical.<entity>)",
                     )
                 )
-            elif conn is not None and not isinstance(conn, WebhookSource | PollingSource):
+            elif conn is not None and not issubclass(conn, WebhookSource | PollingSource):
                 problems.append(
                     doc.problem((*loc, "from"), f"connection {route.source!r} is not a source")
                 )
@@ -399,6 +457,49 @@ def load_config(path: Path, text: str | None = None, *, mdm: Path | None = None)
     return config
 
 
+def _needed_by(
+    routes: list[RouteSpec], names: list[str], activate: frozenset[str]
+) -> dict[str, str | None]:
+    """The connections in use, each with the first enabled route that names it (for the errors
+    of its secrets): all but those that only disabled routes name (unless asked for by name)."""
+    named: set[str] = set()
+    needed: dict[str, str | None] = {}
+    for route in routes:
+        for name in (route.source, route.to):
+            if name is None or name.startswith("canonical."):
+                continue
+            named.add(name)
+            if route.enabled and needed.get(name) is None:
+                needed[name] = f"route {route.name!r}"
+    for name in names:
+        if name not in named or name in activate:
+            needed.setdefault(name, None)
+    return needed
+
+
+def _connector(
+    doc: YamlDoc,
+    name: str,
+    spec: ConnectionSpec,
+    cls: type[Connector],
+    base: Path,
+    needed_by: str | None,
+    problems: list[Problem],
+) -> Connector | None:
+    """A connection opened: its options checked and its secrets read (their problems added to
+    ``problems``; then None)."""
+    context = {"base_dir": str(base), "needed_by": needed_by}
+    try:
+        options = cls.Options.model_validate(spec.options, context=context)
+    except PydanticValidationError as exc:
+        problems.extend(_problems(doc, ("connections", name, "options"), exc))
+        return None
+    connector = cls(name, options)
+    if spec.system is not None:
+        connector.system = spec.system
+    return connector
+
+
 def check_routes(config: HubConfig, mappings: MappingSet) -> None:
     """Every route's mapping exists and fits the route; raises ConfigError otherwise."""
     problems: list[Problem] = []
@@ -418,7 +519,7 @@ def check_routes(config: HubConfig, mappings: MappingSet) -> None:
             continue
         if mapping.target_entity is None:
             fail(i, f"mapping {route.mapping!r} does not produce a canonical entity")
-        conn = config.connections.get(route.connection)
+        conn = config.connector_of(route.connection)
         if conn is not None and mapping.source_connector not in (None, conn.name):
             fail(
                 i,

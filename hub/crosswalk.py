@@ -18,6 +18,11 @@ racer sees the one that won. Linking an external id that is linked to *another* 
 :class:`~hub.errors.CrosswalkConflict`: a link never moves silently (merging golden records is
 master data's decision, with its own history) — except a ``source`` link, which any other link
 of that id replaces (the mapper saw the object before the sink that created it reported it).
+
+A link (other than a source link) to a golden id other than the one ``DeterministicResolver``
+derives for the external id stores that derived id as an alias of the golden id, in the same
+transaction (:mod:`hub.aliases`): events mapped before the link (the echo of an object the hub
+created, or anything before the hub had a crosswalk) carried it, and it keeps resolving.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import select, text, tuple_, update
 
+from .aliases import derived_alias, write_aliases
 from .db import Database, crosswalk
 from .errors import CrosswalkConflict
 
@@ -99,13 +105,14 @@ class Crosswalk:
         """Link ``external_id`` to ``golden_id``; the link as stored. Linking it again to the
         same golden id changes nothing but a newer ``version``; to another one raises
         :class:`CrosswalkConflict`."""
+        now = datetime.now(UTC)
         row = {
             "entity": entity,
             "system": system,
             "external_id": external_id,
             "golden_id": golden_id,
             "version": version,
-            "linked_at": datetime.now(UTC),
+            "linked_at": now,
             "linked_by": linked_by,
             "reason": reason,
         }
@@ -146,6 +153,12 @@ class Crosswalk:
                     .values(version=version)
                 )
                 found = dataclasses.replace(found, version=version)
+            alias = derived_alias(entity, system, external_id, golden_id)
+            if found.golden_id == golden_id and linked_by != SOURCE and alias is not None:
+                # the id this object had before it was linked (DeterministicResolver's, perhaps
+                # published: its echo mapped before the sink reported it, or before the hub had
+                # a crosswalk) keeps resolving, to the golden id it is linked to now
+                write_aliases(self.db, conn, [alias], actor=linked_by, reason=reason, at=now)
             return found
 
         found = await self.db.run(work)

@@ -319,6 +319,23 @@ sync_state = Table(
 )
 
 
+# What each system last reported of an object, as each route to another system would write it
+# (hub.sync): a report that, as that route would write it, equals the one before carries nothing
+# new for that destination (a save of something the destination does not get, an echo seen again).
+sync_seen = Table(
+    "sync_seen",
+    metadata,
+    Column("entity", String(32), primary_key=True),
+    Column("system", String(64), primary_key=True),  # the system that reported it
+    Column("golden_id", String(64), primary_key=True),
+    Column("route", String(128), primary_key=True),  # the route to another system
+    Column("fingerprint", String(64), nullable=False),
+    Column("previous", String(64)),  # the report's before it
+    Column("event_id", String(255), nullable=False),  # the canonical event of the last report
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
 # The newest change of each object the hub has seen from any system, by that system's own
 # timestamp (the canonical updated_at): routes with last_writer_wins drop an older one (hub.sync).
 sync_clock = Table(

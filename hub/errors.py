@@ -14,6 +14,8 @@
      │    ├── SchemaViolation        output fails its canonical schema (fatal)
      │    ├── RouteConditionFailed   a route's `when:` could not be evaluated (fatal)
      │    ├── MasterDataUnavailable  a golden-id lookup could not be answered now (retriable)
+     │    ├── CompletionFailed       what a webhook leaves out could not be read from its
+     │    │                          system (retriable as the request was)
      │    └── DeliveryFailed         a destination refused or failed
      │         ├── DeliveryRetriable     5xx, 429, timeouts, connection errors
      │         └── DeliveryRejected      other 4xx: fatal
@@ -78,6 +80,13 @@ class WebhookRejected(HubError):
 class UnknownConnection(WebhookRejected):
     status_code = 404
     code = "unknown_connection"
+
+
+class ConnectionIdle(WebhookRejected):
+    """The connection exists but no enabled route uses it: nothing would take its events."""
+
+    status_code = 404
+    code = "connection_idle"
 
 
 class BadSignature(WebhookRejected):
@@ -198,6 +207,17 @@ class MasterDataUnavailable(ProcessingError):
     """The master-data service could not answer now; the event is retried later."""
 
     retriable = True
+
+
+class CompletionFailed(ProcessingError):
+    """What a webhook leaves out (a deal's lines) could not be read from its system's API
+    before mapping (:meth:`connectors.WebhookSource.complete`): retried later when the request
+    may succeed then (the system is down), else a dead letter."""
+
+    def __init__(self, connection: str, event_type: str, error: RequestFailed) -> None:
+        self.connection = connection
+        self.retriable = error.retriable
+        super().__init__(f"completing {event_type} from {connection}'s API failed: {error}")
 
 
 class CrosswalkConflict(HubError):

@@ -30,7 +30,10 @@ rows to the survivor, marks it ``merged`` into the survivor (its id keeps resolv
 follow ``merged_into``) and recomputes survivorship; the history row keeps each moved row as it
 was, so ``unmerge`` restores the crosswalk exactly. Each publishes ``hub.<entity>.merged`` or
 ``hub.<entity>.unmerged`` on the entity's canonical topic, once keyed by each golden id involved
-(docs/mdm.md: keys and order across a merge). The history row is the outbox: an event not yet
+(docs/mdm.md: keys and order across a merge), then each active golden record it leaves as a
+canonical customer of origin ``mdm``, for the linked systems to follow (:mod:`hub.mdm_follow`).
+``unmerge`` of an alias (a record *linked* by matching) undoes the link: the record gets a
+golden record of its own under the alias id. The history row is the outbox: an event not yet
 acknowledged by the broker is published again by :meth:`MdmService.publish_pending`.
 
 **Cache invalidation.** :meth:`MdmService.changes_since` answers "which golden ids did merges
@@ -43,10 +46,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import hashlib
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -67,14 +72,21 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.util.concurrency import await_
 
 from .db import Database, crosswalk, mdm_golden, mdm_history, mdm_keys, mdm_records, mdm_reviews
 from .envelope import CloudEvent, derived_id
 from .errors import MdmRefused
 from .matching import Decision, Entry, MatchConfig, Matcher, MatchResult
-from .matching.blocking import keys_of
-from .matching.survivorship import GoldenRecord, SourceRecord, SurvivorshipRules, survive
+from .matching.survivorship import (
+    GoldenRecord,
+    SourceRecord,
+    SurvivorshipRules,
+    is_empty,
+    survive,
+)
 from .mdm import _derive
+from .mdm_follow import follow_events, golden_customer
 
 log = logging.getLogger(__name__)
 
@@ -115,16 +127,39 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _split_keys(matcher: Matcher, attributes: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """The rule and blocking keys of a record: what its match reads, so what it locks."""
-    values, _ = matcher.normalise(attributes)
-    config = matcher.config
-    rules = [key for key in (rule.key(values) for rule in config.rules) if key is not None]
-    return rules, keys_of(list(config.keys), values)
-
-
 def _record_id(system: str, external_id: str) -> str:
     return f"{system}:{external_id}"
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0  # batches resolving now that paused the garbage collector (_gc_paused)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector held off while a batch of new records is matched and
+    stored, enabled again when the last such batch ends (if it was enabled before). A batch
+    keeps its blocks' members, results and rows alive until it ends: each survived the young
+    generations and counted towards the next full collection, so a batch of 500 set off
+    collections that scanned every object of the process (bench/mdm.py: ~0.16 ms of a 0.85 ms
+    new record on PostgreSQL). Reference counting still frees everything at once; only cycles
+    wait, at most a batch's time."""
+    global _gc_pauses
+    with _gc_lock:
+        if _gc_pauses == 0 and not gc.isenabled():  # paused by someone else: theirs to enable
+            paused = False
+        else:
+            paused = True
+            _gc_pauses += 1
+            gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            with _gc_lock:
+                _gc_pauses -= 1
+                if _gc_pauses == 0:
+                    gc.enable()
 
 
 @dataclass(frozen=True)
@@ -189,17 +224,46 @@ _PREFETCH = text(
             ORDER BY k.crosswalk_id LIMIT q.lim
         ) AS k
     )
-    SELECT i, crosswalk_id, NULL, NULL, NULL, NULL FROM m
-    UNION ALL
-    SELECT 0, c.id, c.system, c.external_id, c.golden_id, CAST(r.normalised AS text)
-    FROM (SELECT DISTINCT crosswalk_id FROM m) AS d
-    JOIN crosswalk AS c ON c.id = d.crosswalk_id
-    JOIN mdm_records AS r ON r.crosswalk_id = d.crosswalk_id
+    SELECT
+        (SELECT array_agg(i ORDER BY i, crosswalk_id) FROM m),
+        (SELECT array_agg(crosswalk_id ORDER BY i, crosswalk_id) FROM m),
+        (SELECT CAST(json_agg(json_build_array(c.id, c.system, c.external_id, c.golden_id,
+                                               r.normalised)) AS text)
+         FROM (SELECT DISTINCT crosswalk_id FROM m) AS d
+         JOIN crosswalk AS c ON c.id = d.crosswalk_id
+         JOIN mdm_records AS r ON r.crosswalk_id = d.crosswalk_id)
     """
 )
-"""Every question's block in one statement: ``(i, crosswalk id)`` per member (``i`` the
-question's place, from 1), then once per distinct record ``(0, crosswalk id, system, external
-id, golden id, normalised values as JSON text)``: blocks of one batch overlap."""
+"""Every question's block in one statement, as one row (a row per member cost more to read
+than to find): the arrays of ``(i, crosswalk id)`` per member (``i`` the question's place, from
+1), then ``[crosswalk id, system, external id, golden id, normalised values]`` once per
+distinct record as one JSON text, decoded by orjson in one call: blocks of one batch overlap."""
+
+
+_PREFETCH_RAW = (
+    str(_PREFETCH)
+    .replace(":kinds", "$2")
+    .replace(":keys", "$3")
+    .replace(":limits", "$4")
+    .replace(":entity", "$1")
+)
+""":data:`_PREFETCH` for asyncpg itself (:meth:`DbIndex.send_prefetch`)."""
+
+
+@dataclass
+class Prefetching:
+    """A :meth:`DbIndex.send_prefetch` on its way: its questions, the statement's task."""
+
+    wanted: list[tuple[str, str, int]]
+    task: asyncio.Task[Any]
+
+
+async def _started(statement: Awaitable[Any]) -> asyncio.Task[Any]:
+    """``statement`` as a task, given one turn of the event loop to send itself."""
+    task = asyncio.ensure_future(statement)
+    await asyncio.sleep(0)
+    return task
+
 
 # MdmService._known: a batch's crosswalk rows and source attributes in one statement.
 _KNOWN_PG = text(
@@ -214,6 +278,7 @@ _KNOWN_PG = text(
     """
 ).columns(attributes=JSON)
 
+_PIPELINE = 100  # records matched while the next ones' blocks are fetched (PostgreSQL)
 _CHUNK = 500  # keys per statement where arrays are not an option (SQLite)
 
 # MdmService._survive_many on PostgreSQL: every golden record's fields in one statement.
@@ -231,7 +296,8 @@ _LOCK_ALL = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys 
 class DbIndex:
     """:class:`hub.matching.GoldenIndex` on the tables, within one transaction: each question
     is one indexed query on ``mdm_keys`` (primary key ``entity, kind, key, crosswalk_id``).
-    On PostgreSQL :meth:`prefetch` asks all of a batch's questions in one round trip. Records
+    On PostgreSQL :meth:`send_prefetch` asks the questions of many records in one round trip,
+    which the server answers while the caller matches the records before them. Records
     decided in the same batch are not stored yet: :meth:`add` keeps them in memory, and they
     answer after the stored ones (they will get higher crosswalk ids)."""
 
@@ -247,6 +313,7 @@ class DbIndex:
         self._total: int | None = None
         self._added_counts: dict[str, int] = {}
         self._added_total = 0
+        self._sent: Prefetching | None = None  # a prefetch on its way (send_prefetch)
 
     def known(self, record_id: str) -> str | None:
         return None  # the service looked the crosswalk up under the record's lock
@@ -271,6 +338,7 @@ class DbIndex:
     def count(self, values: Iterable[tuple[str, str]]) -> None:
         """Read how many stored records hold each ``(field, value)`` (one statement for them
         all, chunked on SQLite) and how many records there are."""
+        self.take_prefetch()
         keys = sorted(
             {_key(f"{f}:{v}") for f, v in values if f in self.counted and f in SEARCHED and v}
             - set(self._counts)
@@ -314,33 +382,67 @@ class DbIndex:
     def prefetch(self, wanted: Sequence[tuple[str, str, int]]) -> None:
         """Answer the questions ``(kind, key, limit)`` in one statement (PostgreSQL: the same
         indexed query per key, run for each element of arrays by a ``LATERAL`` join)."""
+        self.send_prefetch(wanted)
+        self.take_prefetch()
+
+    def send_prefetch(self, wanted: Sequence[tuple[str, str, int]]) -> None:
+        """:meth:`prefetch` sent, not waited for (PostgreSQL): the server finds the blocks
+        while the caller matches; :meth:`take_prefetch` (or the next question that needs the
+        connection: asyncpg runs one statement at a time) reads the answer."""
+        self.take_prefetch()
         wanted = [q for q in dict.fromkeys(wanted) if q not in self._fetched]
         if not wanted:
             return
-        params = {
-            "entity": self.entity,
-            "kinds": [kind for kind, _, _ in wanted],
-            "keys": [_key(key) for _, key, _ in wanted],
-            "limits": [limit for _, _, limit in wanted],
+        params = (
+            self.entity,
+            [kind for kind, _, _ in wanted],
+            [_key(key) for _, key, _ in wanted],
+            [limit for _, _, limit in wanted],
+        )
+        if self.conn.dialect.driver != "asyncpg":  # another driver: asked and answered now
+            names = ("entity", "kinds", "keys", "limits")
+            answer = self.conn.execute(_PREFETCH, dict(zip(names, params, strict=True))).one()
+            self._keep(wanted, answer)
+            return
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        self._sent = Prefetching(wanted, await_(_started(raw.fetchrow(_PREFETCH_RAW, *params))))
+
+    def take_prefetch(self) -> None:
+        """The answer of :meth:`send_prefetch` (if one is on its way), waited for and kept."""
+        sent, self._sent = self._sent, None
+        if sent is None:
+            return
+        self._keep(sent.wanted, await_(sent.task))
+
+    def _keep(self, wanted: list[tuple[str, str, int]], answer: Any) -> None:
+        questions, ids, records = answer
+        members = zip(questions or (), ids or (), strict=True)  # in crosswalk-id order by key
+        entries = {
+            crosswalk_id: Entry(_record_id(system, external_id), golden_id, values or {})
+            for crosswalk_id, system, external_id, golden_id, values in orjson.loads(
+                records or "[]"
+            )
         }
-        members: list[tuple[int, int]] = []
-        entries: dict[int, Entry] = {}
-        for question, crosswalk_id, system, external_id, golden_id, normalised in self.conn.execute(
-            _PREFETCH, params
-        ):
-            if question:
-                members.append((question, crosswalk_id))
-            else:
-                values = orjson.loads(normalised) if normalised is not None else {}
-                entries[crosswalk_id] = Entry(_record_id(system, external_id), golden_id, values)
         found: dict[int, list[Entry]] = {i: [] for i in range(1, len(wanted) + 1)}
-        for question, crosswalk_id in sorted(members):  # in crosswalk-id order within a key
+        for question, crosswalk_id in members:
             found[question].append(entries[crosswalk_id])
         for i, question in enumerate(wanted, 1):
             self._fetched[question] = found[i]
 
+    def drop_prefetch(self) -> None:
+        """Wait for a prefetch on its way, its answer (or error) dropped: the connection is
+        free for what follows (a rollback)."""
+        sent, self._sent = self._sent, None
+        if sent is not None:
+            with contextlib.suppress(Exception):
+                await_(sent.task)
+
     def _entries(self, kind: str, key: str, limit: int) -> list[Entry]:
         stored = self._fetched.get((kind, key, limit))
+        if stored is None and self._sent is not None:
+            self.take_prefetch()
+            stored = self._fetched.get((kind, key, limit))
         if stored is None:
             params = {"entity": self.entity, "kind": kind, "key": _key(key), "limit": limit}
             stored = [
@@ -382,18 +484,38 @@ def _bulk_insert(
     elsewhere an executemany."""
     if not rows:
         return []
-    names = list(rows[0])
     if db.dialect != "postgresql":
         statement = db.insert_ignore(table) if ignore else insert(table)
         if returning:
             return list(conn.execute(statement.returning(*returning), list(rows)))
         conn.execute(statement, list(rows))
         return []
-    columns = [table.c[name] for name in names]
-    kinds = [_pg_type(c) for c in columns]
+    columns = {name: [row[name] for row in rows] for name in rows[0]}
+    return _insert_columns(db, conn, table, columns, ignore=ignore, returning=returning)
+
+
+def _insert_columns(
+    db: Database,
+    conn: Connection,
+    table: Any,
+    columns: Mapping[str, list[Any]],
+    *,
+    ignore: bool = False,
+    returning: Sequence[Any] = (),
+) -> list[Any]:
+    """:func:`_bulk_insert` of rows given as one list of values per column (all as long)."""
+    names = list(columns)
+    if not names or not columns[names[0]]:
+        return []
+    if db.dialect != "postgresql":
+        rows = [
+            dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)
+        ]
+        return _bulk_insert(db, conn, table, rows, ignore=ignore, returning=returning)
+    kinds = [_pg_type(table.c[name]) for name in names]
     params: dict[str, list[Any]] = {}
     for i, (name, kind) in enumerate(zip(names, kinds, strict=True)):
-        values = [row[name] for row in rows]
+        values = columns[name]
         if kind == "json":
             values = [None if v is None else orjson.dumps(v).decode() for v in values]
         params[f"c{i}"] = values
@@ -426,11 +548,12 @@ class _New:
     attributes: Mapping[str, Any]
     values: dict[str, str]
     problems: list[Any]
-    rules: list[str]
-    blocks: list[str]
+    rules: Sequence[str]
+    blocks: Sequence[str]
     result: MatchResult | None = None
     golden_id: str = ""
     crosswalk_id: int | None = None
+    stored: dict[str, Any] | None = None  # the attributes as JSON stores them (_jsonable)
 
     @property
     def ref(self) -> tuple[str, str]:
@@ -526,7 +649,8 @@ class MdmService:
             if attributes is not None and _jsonable(dict(attributes)) != row[2]:
                 changed.append((system, external_id, attributes))
         if new:  # first: on SQLite its lock must open the transaction
-            out.update(self._resolve_new(conn, entity, new))
+            with _gc_paused():
+                out.update(self._resolve_new(conn, entity, new))
         for system, external_id, attributes in changed:
             self._update_record(conn, entity, system, external_id, attributes)
         found = {ref: known[ref][1] for ref in looked if ref in known}
@@ -624,13 +748,11 @@ class MdmService:
         for system, external_id, attributes in items:
             values: dict[str, str] = {}
             problems: list[Any] = []
-            rules: list[str] = []
-            blocks: list[str] = []
+            rules: Sequence[str] = ()
+            blocks: Sequence[str] = ()
             if matcher is not None:
                 values, problems = matcher.normalise(attributes)
-                config = matcher.config
-                rules = [k for k in (rule.key(values) for rule in config.rules) if k is not None]
-                blocks = keys_of(list(config.keys), values)
+                rules, blocks = matcher.keys(values)
             records.append(_New(system, external_id, attributes, values, problems, rules, blocks))
         self._lock(
             conn,
@@ -653,27 +775,41 @@ class MdmService:
             index = matcher.index
             assert isinstance(index, DbIndex)
             config = matcher.config
-            if self.db.dialect == "postgresql":
-                index.prefetch(
-                    [("rule", key, config.max_candidates) for r in records for key in r.rules]
-                    + [
-                        ("block", key, config.max_block_size + 1)
-                        for r in records
-                        for key in r.blocks
-                    ]
-                )
+            questions = [
+                [("rule", key, config.max_candidates) for key in r.rules]
+                + [("block", key, config.max_block_size + 1) for key in r.blocks]
+                for r in records
+            ]
             if index.counted:
                 index.count((f, r.values.get(f, "")) for r in records for f in index.counted)
-            for r in records:
-                new_id = _derive(entity, r.system, r.external_id)
-                matcher.new_id = functools.partial(str, new_id)
-                record_id = _record_id(r.system, r.external_id)
-                r.result = matcher.match(record_id, r.attributes, (r.values, r.problems))
-                index.add(
-                    Entry(record_id, r.result.golden_id, r.result.values),
-                    r.result.rule_keys,
-                    r.result.block_keys,
-                )
+            # PostgreSQL: the blocks of the next chunk of records are found by the server while
+            # this one is matched (sent before anything is stored: none of the batch's own rows)
+            postgres = self.db.dialect == "postgresql"
+            step = _PIPELINE if postgres else len(records)
+            ends = range(0, len(records), step)
+            chunks = [range(at, min(at + step, len(records))) for at in ends]
+            try:
+                for n, chunk in enumerate(chunks):
+                    if postgres and n == 0:
+                        index.send_prefetch([q for i in chunk for q in questions[i]])
+                    index.take_prefetch()
+                    if postgres and n + 1 < len(chunks):
+                        index.send_prefetch([q for i in chunks[n + 1] for q in questions[i]])
+                    for i in chunk:
+                        r = records[i]
+                        new_id = _derive(entity, r.system, r.external_id)
+                        matcher.new_id = functools.partial(str, new_id)
+                        record_id = _record_id(r.system, r.external_id)
+                        r.result = matcher.match(
+                            record_id, r.attributes, (r.values, r.problems), (r.rules, r.blocks)
+                        )
+                        index.add(
+                            Entry(record_id, r.result.golden_id, r.result.values),
+                            r.result.rule_keys,
+                            r.result.block_keys,
+                        )
+            finally:
+                index.drop_prefetch()
         for r in records:
             r.golden_id = (
                 r.result.golden_id
@@ -728,6 +864,7 @@ class MdmService:
             records = [r for r in records if r.ref in ids]
         for r in records:
             r.crosswalk_id = ids[r.ref]
+            r.stored = _jsonable(dict(r.attributes))
         members: dict[str, list[_New]] = {}
         for r in records:
             members.setdefault(r.golden_id, []).append(r)
@@ -746,16 +883,8 @@ class MdmService:
                         "entity": entity,
                         "status": "active",
                         "merged_into": None,
-                        "fields": _provenance(
-                            survive(
-                                r.golden_id,
-                                [
-                                    SourceRecord(
-                                        r.system, r.external_id, now, _jsonable(dict(r.attributes))
-                                    )
-                                ],
-                                rules,
-                            )
+                        "fields": _provenance_of_one(
+                            SourceRecord(r.system, r.external_id, now, r.stored or {}), rules
                         ),
                         "created_at": now,
                         "updated_at": now,
@@ -799,7 +928,7 @@ class MdmService:
                 {
                     "crosswalk_id": r.crosswalk_id,
                     "normalised": dict(r.result.values) if r.result is not None else {},
-                    "attributes": _jsonable(dict(r.attributes)),
+                    "attributes": r.stored,
                     "problems": [[p.field, p.reason] for p in r.result.problems]
                     if r.result is not None
                     else [],
@@ -808,23 +937,31 @@ class MdmService:
                 for r in records
             ],
         )
-        keys = [
-            row
-            for r in records
-            if r.result is not None and r.crosswalk_id is not None
-            for row in self._key_rows(entity, r.crosswalk_id, r.result, r.system)
-        ]
-        _bulk_insert(self.db, conn, mdm_keys, keys, ignore=True)
+        # the crosswalk ids are new: no key row can exist yet (no ON CONFLICT to check)
+        owners: list[int] = []
+        kinds: list[str] = []
+        keys: list[str] = []
+        for r in records:
+            if r.result is not None and r.crosswalk_id is not None:
+                for kind, key in _keys_of(r.result, r.system):
+                    owners.append(r.crosswalk_id)
+                    kinds.append(kind)
+                    keys.append(key)
+        _insert_columns(
+            self.db,
+            conn,
+            mdm_keys,
+            {"entity": [entity] * len(keys), "kind": kinds, "key": keys, "crosswalk_id": owners},
+        )
         history = []
         reviews = []
         for r in records:
             decision = _decision(r)
-            candidates = _candidates(r.result)
-            detail: dict[str, Any] = {
+            detail: dict[str, Any] = {  # JSON as it is: strings, numbers, lists of objects
                 "system": r.system,
                 "external_id": r.external_id,
                 "decision": str(decision),
-                "candidates": candidates[:10],
+                "candidates": _candidates(r.result, 10),
             }
             if r.result is not None and r.result.rule is not None:
                 detail["rule"] = r.result.rule
@@ -840,12 +977,12 @@ class MdmService:
                     "action": action,
                     "actor": linked_by,
                     "reason": reason,
-                    "detail": _jsonable(detail),
+                    "detail": detail,
                     "at": now,
                 }
             )
             if decision is Decision.REVIEW and r.result is not None:
-                reviews.append(_review_row(entity, r, candidates, now))
+                reviews.append(_review_row(entity, r, _candidates(r.result), now))
         _bulk_insert(self.db, conn, mdm_history, history)
         review_ids: dict[tuple[str, str], int] = {}
         if reviews:
@@ -868,28 +1005,13 @@ class MdmService:
             )
         return out
 
-    def _key_rows(
-        self, entity: str, crosswalk_id: int, result: MatchResult, system: str
-    ) -> list[dict[str, Any]]:
-        """The record's rule and blocking keys (the matcher's index), its search keys (a
-        steward's search) and its normalisation problems (data quality: ``system``, field)."""
-        search = [f"{name}:{result.values[name]}" for name in SEARCHED if result.values.get(name)]
-        problems = [f"{system}\x1f{p.field}" for p in result.problems]
-        return [
-            {"entity": entity, "kind": kind, "key": _key(key), "crosswalk_id": crosswalk_id}
-            for kind, keys in (
-                ("rule", result.rule_keys),
-                ("block", result.block_keys),
-                ("search", search),
-                ("problem", problems),
-            )
-            for key in dict.fromkeys(keys)
-        ]
-
     def _store_keys(
         self, conn: Connection, entity: str, crosswalk_id: int, result: MatchResult, system: str
     ) -> None:
-        rows = self._key_rows(entity, crosswalk_id, result, system)
+        rows = [
+            {"entity": entity, "kind": kind, "key": key, "crosswalk_id": crosswalk_id}
+            for kind, key in _keys_of(result, system)
+        ]
         if rows:
             conn.execute(self.db.insert_ignore(mdm_keys), rows)
 
@@ -1155,6 +1277,7 @@ class MdmService:
             ],
             "before": before,
             "after": after,
+            "golden": self._golden_documents(conn, entity, [survivor]),
         }
         history_id = self._history(conn, entity, merged, "merge", actor, reason, detail, now)
         self._history(conn, entity, survivor, "merged-in", actor, reason, detail, now)
@@ -1176,7 +1299,7 @@ class MdmService:
     ) -> tuple[int, str]:
         row = self._locked_golden(conn, entity, [merged])[merged]
         if row.status == "alias":
-            raise MdmRefused(_alias_refusal(merged, row.merged_into))
+            return self._unlink(conn, entity, merged, row.merged_into, actor, reason)
         if row.status != "merged" or row.merged_into is None:
             raise MdmRefused(f"{merged} is not merged")
         survivor = row.merged_into
@@ -1220,10 +1343,97 @@ class MdmService:
         )
         self._survive(conn, entity, merged, now)
         self._survive(conn, entity, survivor, now)
-        detail = {"survivor": survivor, "merged": merged, "restored": restored}
+        detail = {
+            "survivor": survivor,
+            "merged": merged,
+            "restored": restored,
+            "golden": self._golden_documents(conn, entity, [merged, survivor]),
+        }
         history_id = self._history(conn, entity, merged, "unmerge", actor, reason, detail, now)
         self._history(conn, entity, survivor, "unmerged-out", actor, reason, detail, now)
         return history_id, survivor
+
+    def _unlink(
+        self,
+        conn: Connection,
+        entity: str,
+        alias: str,
+        linked_to: str | None,
+        actor: str,
+        reason: str | None,
+    ) -> tuple[int, str]:
+        """Unmerge of an alias: the record it is the deterministic id of was *linked* to a
+        golden record by matching (a rule or a score), not merged by a steward. Undone the same
+        way: the record's crosswalk row leaves that golden record (where merges took it) for
+        a golden record of its own, whose id is the alias (the id it had before it was linked),
+        active from now on; merging it back is an ordinary merge."""
+        if linked_to is None:
+            raise MdmRefused(f"{alias} is an alias of no golden record")
+        survivor = self._follow(conn, linked_to, lock=True)
+        rows = conn.execute(
+            select(crosswalk.c.id, crosswalk.c.system, crosswalk.c.external_id)
+            .where(crosswalk.c.entity == entity, crosswalk.c.golden_id == survivor)
+            .order_by(crosswalk.c.id)
+        ).all()
+        mine = [r for r in rows if _derive(entity, r.system, r.external_id) == alias]
+        if not mine:
+            raise MdmRefused(f"the record {alias} stands for is not linked to {survivor} any more")
+        now = _now()
+        why = f"unlinked from {survivor}" + (f": {reason}" if reason else "")
+        conn.execute(
+            update(crosswalk)
+            .where(crosswalk.c.id.in_([r.id for r in mine]))
+            .values(golden_id=alias, linked_at=now, linked_by=actor, reason=why)
+        )
+        conn.execute(
+            update(mdm_golden)
+            .where(mdm_golden.c.golden_id == alias)
+            .values(status="active", merged_into=None, updated_at=now)
+        )
+        self._survive_many(conn, entity, [alias, survivor], now)
+        detail = {
+            "survivor": survivor,
+            "merged": alias,
+            "restored": [{"system": r.system, "external_id": r.external_id} for r in mine],
+            "unlinked": True,
+            "golden": self._golden_documents(conn, entity, [alias, survivor]),
+        }
+        history_id = self._history(conn, entity, alias, "unmerge", actor, reason, detail, now)
+        self._history(conn, entity, survivor, "unmerged-out", actor, reason, detail, now)
+        return history_id, survivor
+
+    def _golden_documents(
+        self, conn: Connection, entity: str, golden_ids: Sequence[str]
+    ) -> dict[str, Any]:
+        """What the systems linked to these golden records are sent after a merge or unmerge
+        (:mod:`hub.mdm_follow`): golden id -> its canonical document, as of this transaction.
+        Customers only (the entity the canonical documents are made for)."""
+        if entity != "customer":
+            return {}
+        fields = dict(
+            conn.execute(
+                select(mdm_golden.c.golden_id, mdm_golden.c.fields).where(
+                    mdm_golden.c.golden_id.in_(golden_ids)
+                )
+            ).all()
+        )
+        refs: dict[str, list[tuple[str, str]]] = {g: [] for g in golden_ids}
+        for golden_id, system, external_id in conn.execute(
+            select(crosswalk.c.golden_id, crosswalk.c.system, crosswalk.c.external_id)
+            .where(crosswalk.c.entity == entity, crosswalk.c.golden_id.in_(golden_ids))
+            .order_by(crosswalk.c.id)
+        ):
+            refs[golden_id].append((system, external_id))
+        config = self.config.entities.get(entity) if self.config is not None else None
+        matcher = Matcher(config) if config is not None else None
+        out = {}
+        for golden_id in golden_ids:
+            document = golden_customer(
+                golden_id, fields.get(golden_id) or {}, refs[golden_id], matcher
+            )
+            if document is not None:
+                out[golden_id] = document
+        return out
 
     # -- review tasks -----------------------------------------------------------------------
 
@@ -1338,7 +1548,11 @@ class MdmService:
         self, entity: str, golden_id: str, history_limit: int = 200
     ) -> dict[str, Any] | None:
         """A golden record whole: status, fields with provenance, crosswalk, history (newest
-        first), open review tasks; a merged id answers with ``resolves_to`` its survivor."""
+        first), open review tasks; a merged id, or an alias, answers with ``resolves_to`` the
+        golden record it stands for now. An alias's history is the step that stored it (the
+        link step of the record it was derived for, or its own ``alias`` step). A golden id
+        the crosswalk links ids to without a golden record (an entity without matching)
+        answers ``status: linked``, its crosswalk and no fields."""
 
         def work(conn: Connection) -> dict[str, Any] | None:
             row = conn.execute(
@@ -1346,19 +1560,44 @@ class MdmService:
                     mdm_golden.c.golden_id == golden_id, mdm_golden.c.entity == entity
                 )
             ).one_or_none()
-            if row is None:
-                return None
             links = conn.execute(
                 select(crosswalk)
                 .where(crosswalk.c.entity == entity, crosswalk.c.golden_id == golden_id)
                 .order_by(crosswalk.c.id)
             ).all()
+            if row is None and not links:
+                return None
             history = conn.execute(
                 select(mdm_history)
                 .where(mdm_history.c.entity == entity, mdm_history.c.golden_id == golden_id)
                 .order_by(mdm_history.c.id.desc())
                 .limit(history_limit)
             ).all()
+            if row is not None and row.status == "alias" and row.merged_into is not None:
+                linked = conn.execute(
+                    select(mdm_history).where(
+                        mdm_history.c.entity == entity,
+                        mdm_history.c.golden_id == row.merged_into,
+                        mdm_history.c.action == "link",
+                    )
+                ).all()
+                stored = [h for h in linked if (h.detail or {}).get("alias") == golden_id]
+                history = sorted([*history, *stored], key=lambda h: -h.id)
+            if row is None:
+                return {
+                    "golden_id": golden_id,
+                    "entity": entity,
+                    "status": "linked",
+                    "merged_into": None,
+                    "resolves_to": golden_id,
+                    "created_at": _iso(min(r.linked_at for r in links)),
+                    "updated_at": _iso(max(r.linked_at for r in links)),
+                    "fields": {},
+                    "external_refs": [{"system": r.system, "id": r.external_id} for r in links],
+                    "crosswalk": [_link(r) for r in links],
+                    "history": [_step(h) for h in history],
+                    "open_reviews": [],
+                }
             reviews = conn.execute(
                 select(mdm_reviews)
                 .where(mdm_reviews.c.golden_id == golden_id, mdm_reviews.c.status == "open")
@@ -1630,7 +1869,26 @@ def _why(result: MatchResult | None) -> tuple[str, str | None]:
     return f"match:{p:.6f}", f"match probability {p:.6f} with {best}"
 
 
-def _candidates(result: MatchResult | None) -> list[dict[str, Any]]:
+def _keys_of(result: MatchResult, system: str) -> list[tuple[str, str]]:
+    """``(kind, key)`` of a record's rows in ``mdm_keys``: its rule and blocking keys (the
+    matcher's index), its search keys (a steward's search) and its normalisation problems (data
+    quality: ``system``, field)."""
+    search = [f"{name}:{result.values[name]}" for name in SEARCHED if result.values.get(name)]
+    problems = [f"{system}\x1f{p.field}" for p in result.problems]
+    return [
+        (kind, _key(key))
+        for kind, keys in (
+            ("rule", result.rule_keys),
+            ("block", result.block_keys),
+            ("search", search),
+            ("problem", problems),
+        )
+        for key in dict.fromkeys(keys)
+    ]
+
+
+def _candidates(result: MatchResult | None, limit: int | None = None) -> list[dict[str, Any]]:
+    """The candidates compared (at most ``limit``), best first, as history and reviews keep them."""
     return [
         {
             "golden_id": c.golden_id,
@@ -1638,7 +1896,7 @@ def _candidates(result: MatchResult | None) -> list[dict[str, Any]]:
             "score": round(c.score, 4),
             "probability": round(c.probability, 6),
         }
-        for c in (result.candidates if result is not None else ())
+        for c in (result.candidates[:limit] if result is not None else ())
     ]
 
 
@@ -1734,8 +1992,9 @@ def _stamp(history_id: int, conn: Connection) -> None:
 
 
 def merge_events(row: Any) -> list[CloudEvent]:
-    """The canonical events of a merge or unmerge history row: one per golden id involved,
-    keyed by it; the merged id's first (docs/mdm.md: keys and order across a merge)."""
+    """The canonical events of a merge or unmerge history row: the change, once per golden id
+    involved, keyed by it, the merged id's first (docs/mdm.md: keys and order across a merge);
+    then each golden record it left, as a canonical customer (:mod:`hub.mdm_follow`)."""
     detail = row.detail
     kind = "merged" if row.action == "merge" else "unmerged"
     ids = [detail["merged"], detail["survivor"]]
@@ -1754,7 +2013,7 @@ def merge_events(row: Any) -> list[CloudEvent]:
         }
     )
     first = derived_id("mdm", str(row.id), ids[0])
-    return [
+    changed = [
         CloudEvent(
             id=derived_id("mdm", str(row.id), key),
             source="hub/mdm",
@@ -1766,6 +2025,7 @@ def merge_events(row: Any) -> list[CloudEvent]:
         )
         for key in ids
     ]
+    return changed + follow_events(row.entity, row.id, detail, first)
 
 
 def _provenance(golden: GoldenRecord) -> dict[str, Any]:
@@ -1780,6 +2040,23 @@ def _provenance(golden: GoldenRecord) -> dict[str, Any]:
             "rule": s.rule,
         }
         for name, s in golden.fields.items()
+    }
+
+
+def _provenance_of_one(record: SourceRecord, rules: SurvivorshipRules) -> dict[str, Any]:
+    """``_provenance(survive(golden_id, [record], rules))`` without the machinery: a new
+    golden record's only source holds every value that survives."""
+    at = record.updated_at.isoformat()
+    return {
+        name: {
+            "value": value,
+            "system": record.system,
+            "source_id": record.source_id,
+            "at": at,
+            "rule": rules.for_field(name).rule,
+        }
+        for name, value in sorted(record.values.items())
+        if not is_empty(value)
     }
 
 

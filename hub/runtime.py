@@ -153,7 +153,11 @@ class Hub:
             state_file = s.state_dir / "embedded-broker.json"
             await self._take_over_orphan(state_file)
             self.broker = EmbeddedBroker(
-                binary=s.tansu_binary, log_file=s.state_dir / "tansu.log", state_file=state_file
+                binary=s.tansu_binary,
+                log_file=s.state_dir / "tansu.log",
+                state_file=state_file,
+                # not a port this process listens on next (a free one it was given, say)
+                avoid_ports=frozenset({s.http_port, s.metrics_port or 0} - {0}),
             )
             await asyncio.to_thread(self.broker.start)
             self.receipts.incarnation = self.broker.incarnation

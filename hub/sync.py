@@ -5,39 +5,58 @@ next poll); written on to the ERP, the ERP reports it back too, and without a ru
 is sent on again, forever. ``skip_origin: true`` keeps a change from going back to the system it
 came from, but not the echo of the hub's own write from travelling on to the *other* systems.
 
-**The rule.** For each object (entity and golden id), each system and each outbound route to
-that system that compares (``drop_echoes: true``; off by default), the hub keeps a fingerprint
-of the document that route writes (:func:`fingerprint` of the sink's
-:meth:`~connectors.Sink.state_of` of the route's mapped output): *what the hub knows the
-system holds*. It is set
+**What the hub keeps.** Where some system both reports an entity and is written it (two-way
+sync), every route with a mapping and ``drop_echoes`` (the default) keeps, per object (entity
+and golden id):
 
-- just before the hub writes to the system (``wrote``), so an echo that comes back before the
-  write has even answered (BottleCRM's webhook does) is already known; and
-- by every change the system reports (``reported``): the event from that system is mapped
-  through the same outbound route(s), which gives the document the system would be written if
-  the hub sent it back.
+- what its destination holds (table ``sync_state``, per system and route to it): the
+  fingerprint (:func:`fingerprint` of the sink's :meth:`~connectors.Sink.state_of`) of the
+  document the route writes, set just before the hub writes it (``wrote``: an echo may come back
+  before the write has even answered, as BottleCRM's webhook does), and by every change that
+  system reports, mapped through the same route (``reported``: the document the hub would write
+  it if it sent it back); after a write, the first report equal to it is its echo (``echoed``);
+- what each other system last reported, as the route would write it (table ``sync_seen``).
 
-A change a system reports whose fingerprint equals what the hub knows it holds is **not a
-change**: the echo of the hub's own write, or a save that changed nothing the hub syncs. So is
-one equal to an earlier write of the hub's that the system has not reported yet (a poll that
-read the object between two writes of the hub's reports the first after the second was made):
-the system is catching up, and the writes before that one are forgotten. The delivery workers
-drop it for every destination. Anything else is a change and goes on as
-before. So one edit is written to each other system once, and its echoes stop at the first hop.
+**The rule, per destination route.** A change system X reports is not delivered through a
+route to destination D when it carries nothing new for D:
+
+1. it equals, through X's own routes, an earlier write of the hub's that X had not reported yet
+   (a poll that read the object between two writes): X is catching up, the echo of the newer
+   write follows; not delivered anywhere;
+2. the route's document equals what D holds (the hub wrote it, or D reported it);
+3. it is X's *echo* of a write whose change D has already (the same event set what D holds):
+   the route's document may differ from D's only where X keeps less than D (one name for a
+   person's two), which is not a change;
+4. X's report before it gives the same document: what X changed is not in this route's
+   document (a save of something else, an echo reported again).
+
+Anything else is delivered. So one edit is written to each other system once, and its echoes
+stop at the first hop, while a change X makes to something its own route does not write (a sale
+shipped in the ERP, a company changed in the CRM) still reaches the destinations whose documents
+carry it. A route in a one-way flow, or without a mapping (the canonical event as it is), keeps
+nothing and compares nothing. ``drop_echoes: false``
+turns it off per route.
 
 A system's new object that echoes a create of the hub's (BottleCRM's webhook arrives before its
 answer gives the hub the new id, so before the crosswalk links it) has no golden id of its own
 yet: it is compared with what the hub *wrote* to that system in the last :data:`ECHO_WINDOW_S`
-seconds, by fingerprint, and when one matches it is that object's echo, and its id is linked to
-that golden id at once.
+seconds, by fingerprint, and when one matches it is that object's echo, not delivered anywhere,
+and its id is linked to that golden id at once.
+
+A retry or replay of the event whose write set what D holds is not compared (that write may
+have failed), and a write D refused is forgotten: D does not hold it.
 
 **Concurrent edits** (:meth:`SyncState.last_writer`, routes with ``last_writer_wins``): per
 object the newest change any system reported, by that system's own timestamp (the canonical
 ``updated_at``); a change another system made earlier, heard later, is stale and not delivered.
 
-The comparison needs the mappings both ways to agree: the outbound mapping of what the inbound
-one gives must be the document the hub wrote (round trip). Where they do not, an echo is taken
-for a change and written once more, and stops at the next hop, when the fingerprint settles.
+The echo (rules 1 and 3) is recognised through X's own routes, so it needs the mappings both
+ways to agree there: the outbound mapping of what the inbound one gives must be the document the
+hub wrote (round trip). Where they do not, an echo is taken for a change and written once more,
+and stops at the next hop, when the fingerprint settles. Limits: X's change to something its own
+route does not write, made in the same save that echoes the hub's write, is taken for the echo
+(rule 3); once X's view is passed on for another change (rule 4 let it through), it carries X's
+view of the rest (one name).
 """
 
 from __future__ import annotations
@@ -50,13 +69,17 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from .db import Database, sync_clock, sync_state
+from .db import Database, sync_clock, sync_seen, sync_state
 
 ECHO_WINDOW_S = 3600.0
 """How long a create the hub wrote is compared with new objects of that system, by content."""
 
 WROTE = "wrote"
+ECHOED = "echoed"
 REPORTED = "reported"
+_AFTER = {WROTE: ECHOED, ECHOED: REPORTED}
+"""A route's state after a report equal to it: the hub's write is echoed (its echo came), then
+saved again (a later report that changed nothing the route writes)."""
 
 
 def normalised(value: Any) -> Any:
@@ -79,10 +102,23 @@ def fingerprint(document: Any) -> str:
 
 @dataclass(frozen=True)
 class Echo:
-    """A reported change that is not one: the object's golden id (the one whose write it
-    echoes, for a new object) and what set the state it equals."""
+    """A reported change that is not one, as the system's own routes see it: the object's
+    golden id (the one whose write it echoes, for a new object), what set the state it equals
+    (``source``, and ``event_id``: the change the hub wrote, or the system's last report), and
+    whether it is an earlier write of the hub's that the system is catching up on."""
 
     golden_id: str
+    source: str
+    event_id: str
+    catching_up: bool = False
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the hub knows a system holds of an object through one route: the fingerprint of
+    that route's document, what set it (``wrote`` or ``reported``) and by which event."""
+
+    fingerprint: str
     source: str
     event_id: str
 
@@ -187,10 +223,13 @@ class SyncState:
             ):  # another worker judged this event already
                 first = rows[next(iter(states))]
                 if first.judged_echo:
-                    return Echo(golden_id, first.source, first.event_id)
+                    late = any(rows[r].fingerprint != fp for r, fp in states.items())
+                    source = WROTE if first.source == ECHOED else first.source
+                    return Echo(golden_id, source, first.event_id, late)
                 return None
             if rows and all(route in rows for route in states):
                 caught_up: dict[str, list[str]] = {}
+                late = False
                 for route, fp in states.items():
                     row = rows[route]
                     pending = json.loads(row.pending or "[]")
@@ -198,18 +237,22 @@ class SyncState:
                         caught_up[route] = []
                     elif fp in pending:
                         caught_up[route] = pending[pending.index(fp) + 1 :]
+                        late = True
                     else:
                         break
                 else:
+                    first = rows[next(iter(states))]
                     for route, pending in caught_up.items():
-                        values = {
+                        values: dict[str, Any] = {
                             "pending": json.dumps(pending),
                             "judged_event": event_id,
                             "judged_echo": True,
                         }
+                        if not late:  # the echo of the write; after it, saves again
+                            values["source"] = _AFTER.get(rows[route].source, REPORTED)
                         conn.execute(update(sync_state).where(*_where(keys[route])).values(values))
-                    first = rows[next(iter(states))]
-                    return Echo(golden_id, first.source, first.event_id)
+                    source = REPORTED if first.source == ECHOED else first.source
+                    return Echo(golden_id, source, first.event_id, late)
             if not rows:
                 # New to the hub: the echo of a create it wrote, not linked yet?
                 route, fp = next(iter(states.items()))
@@ -220,7 +263,7 @@ class SyncState:
                         c.system == system,
                         c.route == route,
                         c.fingerprint == fp,
-                        c.source == WROTE,
+                        c.source.in_((WROTE, ECHOED)),
                         c.updated_at >= window,
                         c.golden_id != golden_id,
                     )
@@ -228,6 +271,8 @@ class SyncState:
                     .limit(1)
                 ).first()
                 if found is not None:
+                    echoed = (entity, system, found.golden_id, route)
+                    conn.execute(update(sync_state).where(*_where(echoed)).values(source=ECHOED))
                     return Echo(found.golden_id, WROTE, found.event_id)
             for route, fp in states.items():
                 values = {
@@ -243,6 +288,65 @@ class SyncState:
             return None
 
         return await self.db.run(work)
+
+    async def held(self, entity: str, system: str, golden_id: str, route: str) -> Held | None:
+        """What the hub knows ``system`` holds of ``golden_id`` through ``route``, if anything."""
+        c = sync_state.c
+        key = (entity, system, golden_id, route)
+
+        def work(conn: Any) -> Held | None:
+            row = conn.execute(
+                select(c.fingerprint, c.source, c.event_id).where(*_where(key))
+            ).first()
+            return None if row is None else Held(row.fingerprint, row.source, row.event_id)
+
+        return await self.db.run(work)
+
+    async def seen(
+        self, entity: str, system: str, golden_id: str, route: str, fingerprint: str, event_id: str
+    ) -> str | None:
+        """``system`` reported ``golden_id`` (event ``event_id``), which ``route`` (to another
+        system) would write as ``fingerprint``: what the system's report before it would have
+        written (None: none known). The same event asked again gets the same answer."""
+        now = datetime.now(UTC)
+        c = sync_seen.c
+        where = (c.entity == entity, c.system == system, c.golden_id == golden_id, c.route == route)
+
+        def work(conn: Any) -> str | None:
+            row = conn.execute(select(c.fingerprint, c.previous, c.event_id).where(*where)).first()
+            if row is not None and row.event_id == event_id:
+                return str(row.previous) if row.previous is not None else None
+            previous = row.fingerprint if row is not None else None
+            values = {
+                "fingerprint": fingerprint,
+                "previous": previous,
+                "event_id": event_id,
+                "updated_at": now,
+            }
+            if row is not None:
+                conn.execute(update(sync_seen).where(*where).values(values))
+            else:
+                key = {"entity": entity, "system": system, "golden_id": golden_id, "route": route}
+                if not conn.execute(self.db.insert_ignore(sync_seen), [{**key, **values}]).rowcount:
+                    conn.execute(update(sync_seen).where(*where).values(values))
+            return previous
+
+        return await self.db.run(work)
+
+    async def forget(
+        self, entity: str, system: str, golden_id: str, route: str, event_id: str
+    ) -> None:
+        """The write of ``event_id`` through ``route`` was refused: ``system`` does not hold
+        it, and the next change is compared with nothing (it is written)."""
+        c = sync_state.c
+        key = (entity, system, golden_id, route)
+
+        def work(conn: Any) -> None:
+            conn.execute(
+                sync_state.delete().where(*_where(key), c.event_id == event_id, c.source == WROTE)
+            )
+
+        await self.db.run(work)
 
     async def last_writer(
         self, entity: str, golden_id: str, system: str, changed_at: datetime, event_id: str
@@ -301,6 +405,7 @@ __all__ = [
     "ECHO_WINDOW_S",
     "MAX_PENDING",
     "Echo",
+    "Held",
     "Stale",
     "SyncState",
     "fingerprint",

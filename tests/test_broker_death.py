@@ -259,3 +259,28 @@ async def test_a_broker_that_cannot_be_restarted_stops_the_hub_with_an_error(
         ), "\n".join(outage)
         # Five attempts over ~15 s: thousands of lines at the old rate.
         assert len(outage) < 200, "\n".join(outage)
+
+
+def test_the_embedded_broker_never_takes_a_port_the_hub_is_about_to_listen_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The HTTP port a user or a test chose may still be free when the broker picks its own: the
+    OS can hand that very port out again, and the hub's web server then fails to start."""
+    handed_out = iter([44245, 44245, 44246])
+
+    class Socket:  # what the OS answers to bind(("127.0.0.1", 0)), one port after the other
+        def __enter__(self) -> Socket:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def bind(self, address: tuple[str, int]) -> None:
+            self.port = next(handed_out)
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr("hub.broker.socket.socket", Socket)
+    broker = EmbeddedBroker(binary=Path("tansu"), avoid_ports=frozenset({44245}))
+    assert broker.port == 44246

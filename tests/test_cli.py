@@ -25,6 +25,8 @@ COMMANDS = [
     ["db"],
     ["db", "current"],
     ["db", "upgrade"],
+    ["mdm"],
+    ["mdm", "alias-legacy-ids"],
 ]
 
 
@@ -265,3 +267,28 @@ connections:
     unknown = hub("connectors", "check", "nope", "-c", str(config), CHECK_SECRET=secret)
     assert unknown.returncode == 2
     assert "no connection named nope (known: shop, outbox, stuck, erp)" in unknown.stderr
+
+    # Their routes all off (idle): one whose secret is not set is said so, not checked; named,
+    # its secrets are read as a route using it would, and must be there.
+    idle = tmp_path / "idle.yaml"
+    idle.write_text(
+        config.read_text()
+        + "routes:\n"
+        + "".join(
+            f"  - {{name: to-{n}, from: canonical.order, to: {n}, enabled: false}}\n"
+            for n in ("outbox", "stuck", "erp")
+        )
+        + "  - {name: in, from: shop, mapping: shopify/orders_create, enabled: false}\n"
+    )
+    unset = hub("connectors", "check", "-c", str(idle)).stdout.splitlines()
+    assert unset[0] == (
+        "idle  shop (shopify): no enabled route uses it; not checked: environment variable "
+        "CHECK_SECRET is not set"
+    )
+    assert [line[:12] for line in unset[1:]] == ["ok    outbox", "FAIL  stuck ", "idle  erp (h"]
+    named = hub("connectors", "check", "erp", "-c", str(idle))
+    assert named.returncode == 2
+    assert (
+        f"{idle}:14 at connections.erp.options.authorization: environment variable "
+        "CHECK_SECRET is not set"
+    ) in named.stderr

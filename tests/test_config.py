@@ -55,6 +55,10 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_ERP_AUTH", "Bearer erp-token")
 
 
+# An enabled route that uses `shop`: its name is in the errors of the connection's secrets.
+SHOP_IN = "routes:\n  - {name: in, from: shop, mapping: shopify/orders_create}\n"
+
+
 def refused(path: Path, text: str) -> ConfigError:
     with pytest.raises(ConfigError) as info:
         load_config(path, text=text)
@@ -64,7 +68,8 @@ def refused(path: Path, text: str) -> ConfigError:
 def test_valid_config_loads(tmp_path: Path, secrets: None) -> None:
     config = load_config(tmp_path / "hub.yaml", text=VALID)
 
-    assert set(config.connections) == {"shop", "erp", "outbox"}
+    assert set(config.connections) == {"shop", "erp"}
+    assert set(config.idle) == {"outbox"}  # its only route is disabled
     shop = config.connections["shop"]
     assert isinstance(shop, Shopify)
     assert shop.options.webhook_secret.get_secret_value() == "test-shop-webhook-secret"
@@ -72,9 +77,9 @@ def test_valid_config_loads(tmp_path: Path, secrets: None) -> None:
     assert isinstance(erp, Http)
     assert erp.options.authorization is not None
     assert erp.options.authorization.get_secret_value() == "Bearer erp-token"
-    outbox = config.connections["outbox"]
-    assert isinstance(outbox, File)
-    assert outbox.options.path == tmp_path.resolve() / "out" / "orders.jsonl"
+    outbox = config.idle["outbox"]
+    assert outbox.connector is File
+    assert outbox.options.path == tmp_path.resolve() / "out" / "orders.jsonl"  # type: ignore[attr-defined]
 
     assert config.mappings_dir == (tmp_path / ".." / "mappings").resolve()
     assert [(r.name, r.connection, r.mapping) for r in config.inbound] == [
@@ -86,7 +91,7 @@ def test_valid_config_loads(tmp_path: Path, secrets: None) -> None:
     ]
     assert config.webhook_source("shop") is shop
     assert config.webhook_source("erp") is None
-    assert set(config.sinks()) == {"erp", "outbox"}
+    assert set(config.sinks()) == {"erp"}
     assert [r.name for r in config.inbound_for("shop")] == ["shop-orders-in"]
     # a disabled route is kept but not used
     assert config.outbound_for("outbox") == []
@@ -102,7 +107,6 @@ def test_a_connection_names_its_system_by_default_its_connector(
     assert {n: c.system for n, c in config.connections.items()} == {
         "shop": "shopify",
         "erp": "tryton",
-        "outbox": "file",
     }
     assert config.system_of("erp") == "tryton" and config.system_of("nope") is None
     assert [(r.name, r.skip_origin) for r in config.outbound] == [
@@ -211,11 +215,12 @@ def test_missing_env_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         "  shop:\n"
         "    connector: shopify\n"
         "    options:\n"
-        "      webhook_secret: env:TEST_NOT_SET_SECRET\n",
+        "      webhook_secret: env:TEST_NOT_SET_SECRET\n" + SHOP_IN,
     )
     assert str(err) == (
         f"{path}:5 at connections.shop.options.webhook_secret: "
-        "environment variable TEST_NOT_SET_SECRET is not set"
+        "environment variable TEST_NOT_SET_SECRET is not set "
+        "(route 'in' needs it: set it, or disable that route)"
     )
 
 
@@ -311,10 +316,103 @@ def test_every_secret_option_of_every_connector_is_checked(
         f"{path}:6 at connections.shop.options.previous_webhook_secret: "
         "the secret file:blank is empty: set it to the system's secret",
         f"{path}:11 at connections.erp.options.authorization: "
-        "the secret file:short is shorter than 16 bytes: use the system's own secret, "
-        "or generate a longer one",
+        "the secret file:short is shorter than 16 bytes, which is too easy to guess: use the "
+        "system's own secret (e.g. a Shopify app's client secret), or generate one with "
+        "`python -c 'import secrets; print(secrets.token_hex(32))'` or `openssl rand -hex 32` "
+        "and give the system the same value",
     ]
     assert "short-key" not in str(err)
+
+
+IDLE_ERP = """\
+connections:
+  outbox: {connector: file, options: {path: out/orders.jsonl}}
+  erp:
+    connector: http
+    options:
+      url: http://127.0.0.1:9000/orders
+      authorization: env:TEST_IDLE_ERP_AUTH
+routes:
+  - name: orders-to-outbox
+    from: canonical.order
+    to: outbox
+  - name: orders-to-erp
+    from: canonical.order
+    to: erp
+    enabled: false
+"""
+
+
+def test_the_secrets_of_a_connection_whose_routes_are_all_disabled_are_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's `erp`: its route is off, so its secret need not be set; enabling the route
+    reads it, and refuses the file while it is missing, naming the option's line and the
+    route."""
+    monkeypatch.delenv("TEST_IDLE_ERP_AUTH", raising=False)
+    path = tmp_path / "hub.yaml"
+    config = load_config(path, text=IDLE_ERP)
+    assert set(config.connections) == {"outbox"}
+    idle = config.idle["erp"]
+    assert idle.connector is Http and set(config.sinks()) == {"outbox"}
+    assert config.outbound_for("erp") == []
+
+    enabled = IDLE_ERP.replace("    enabled: false\n", "")
+    err = refused(path, enabled)
+    assert [str(p) for p in err.problems] == [
+        f"{path}:7 at connections.erp.options.authorization: environment variable "
+        "TEST_IDLE_ERP_AUTH is not set (route 'orders-to-erp' needs it: set it, or disable "
+        "that route)"
+    ]
+    # asked for outside the routes (a check before enabling): read then, refused the same way
+    with pytest.raises(ConfigError, match=r"hub.yaml:7 at connections.erp.options.authorization"):
+        idle.open()
+
+    monkeypatch.setenv("TEST_IDLE_ERP_AUTH", "Bearer idle-erp-token")
+    erp = load_config(path, text=enabled).connections["erp"]
+    assert isinstance(erp, Http) and erp.options.authorization is not None
+    assert erp.options.authorization.get_secret_value() == "Bearer idle-erp-token"
+    opened = idle.open()
+    assert isinstance(opened, Http) and opened.options.authorization is not None
+    assert opened.options.authorization.get_secret_value() == "Bearer idle-erp-token"
+    assert set(load_config(path, text=IDLE_ERP, activate=frozenset({"erp"})).connections) == {
+        "outbox",
+        "erp",
+    }
+    # a connection no route names is in use, as ever (its webhooks received, polled, checked)
+    shop = "  shop: {connector: shopify, options: {webhook_secret: env:TEST_IDLE_ERP_AUTH}}\n"
+    with_shop = IDLE_ERP.replace("connections:\n", "connections:\n" + shop, 1)
+    assert set(load_config(path, text=with_shop).connections) == {"outbox", "shop"}
+    monkeypatch.delenv("TEST_IDLE_ERP_AUTH")
+    assert [p.path for p in refused(path, with_shop).problems] == [
+        "connections.shop.options.webhook_secret"
+    ]
+
+
+def test_an_idle_connection_is_still_checked_but_for_its_secrets_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_IDLE_ERP_AUTH", "short")  # too short, but not read: no problem
+    path = tmp_path / "hub.yaml"
+    assert "erp" in load_config(path, text=IDLE_ERP).idle
+    err = refused(
+        path,
+        IDLE_ERP.replace("env:TEST_IDLE_ERP_AUTH", "hunter2-inline-token").replace(
+            "url: http://", "url: ftp://"
+        ),
+    )
+    assert [p.path for p in err.problems] == [
+        "connections.erp.options.url",
+        "connections.erp.options.authorization",
+    ]
+    assert "must not be written inline" in str(err) and "hunter2" not in str(err)
+    # a disabled route to an idle connection is checked as any other: a shop receives nothing
+    shop = "  shop: {connector: shopify, options: {webhook_secret: env:TEST_UNSET_SECRET}}\n"
+    back = "  - {name: back, from: canonical.order, to: shop, enabled: false}\n"
+    err = refused(path, IDLE_ERP.replace("connections:\n", "connections:\n" + shop, 1) + back)
+    assert [str(p) for p in err.problems] == [
+        f"{path}:17 at routes[2].to: connection 'shop' cannot receive events"
+    ]
 
 
 def test_hub_check_refuses_an_empty_secret(tmp_path: Path) -> None:
@@ -335,6 +433,43 @@ def test_hub_check_refuses_an_empty_secret(tmp_path: Path) -> None:
         "the secret env:SHOPIFY_WEBHOOK_SECRET is empty"
     ) in result.stderr
     assert ": ok" not in result.stdout
+
+
+def test_hub_check_the_demo_with_a_short_webhook_secret_and_no_erp_secret() -> None:
+    """What a user's own first try did: a webhook secret shorter than 16 bytes (refused, with
+    how to make one) and no ERP_AUTHORIZATION (not needed: the `erp` route is off)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("HUB_") and k not in ("SHOPIFY_WEBHOOK_SECRET", "ERP_AUTHORIZATION")
+    }
+
+    def check(secret: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hub.cli", "check", "-c", "examples/hub.yaml"],
+            cwd=MAPPINGS.parent,
+            env={**env, "SHOPIFY_WEBHOOK_SECRET": secret},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    short = check("my-shop-secret")
+    assert short.returncode == 2, short.stdout + short.stderr
+    assert "configuration refused (1 problem(s)):" in short.stderr
+    assert (
+        "examples/hub.yaml:11 at connections.shop.options.webhook_secret: the secret "
+        "env:SHOPIFY_WEBHOOK_SECRET is shorter than 16 bytes"
+    ) in short.stderr
+    assert "openssl rand -hex 32" in short.stderr and "secrets.token_hex(32)" in short.stderr
+    assert "my-shop-secret" not in short.stderr + short.stdout
+
+    ok = check("my-own-shop-secret-0123456789")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "examples/hub.yaml: ok" in ok.stdout
+    assert "  idle (no enabled route uses them; their secrets are read when one does): erp" in (
+        ok.stdout
+    )
 
 
 def test_unknown_connection_in_route(tmp_path: Path, secrets: None) -> None:

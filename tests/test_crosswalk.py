@@ -9,10 +9,13 @@ from sqlalchemy import func, select
 
 from hub.crosswalk import Crosswalk
 from hub.db import Database, crosswalk
-from hub.errors import CrosswalkConflict
+from hub.errors import CrosswalkConflict, MdmRefused
+from hub.mdm import DeterministicResolver
+from hub.mdm_service import MdmService
 
 from .support.databases import drop_postgres_database, new_postgres_database
 from .test_db import db  # noqa: F401
+from .test_mdm_service import ANNA, CONFIG, OTTO
 
 
 async def test_link_lookup_and_reverse(db: Database) -> None:  # noqa: F811
@@ -142,3 +145,54 @@ async def test_source_links_are_batched_and_yield_to_a_sinks_link(db: Database) 
     # ... but no other link ever moves
     with pytest.raises(CrosswalkConflict):
         await xwalk.link("customer", "crm", "c-9", "cus_third", linked_by="sink:crm")
+
+
+async def test_a_sink_links_id_keeps_its_earlier_golden_id_resolving(db: Database) -> None:  # noqa: F811
+    """The ERP's echo of a party the hub created is mapped before the sink reports the party's
+    id: it went out under the id DeterministicResolver derives for the ERP's id. When the sink's
+    link makes the party the hub's golden customer, that id stays valid, as the id of a record
+    master data links does: an alias resolving to the golden customer, through its merges."""
+    await db.start()
+    service = MdmService(db, CONFIG)
+    xwalk = Crosswalk(db)
+    anna = await service.resolve("customer", "shop", "1", ANNA)
+    otto = await service.resolve("customer", "shop", "2", OTTO)
+    echoed = DeterministicResolver().golden_id("customer", "erp", "p-5")
+    await xwalk.link_many(
+        [("customer", "erp", "p-5", echoed)], linked_by="source", reason="came in under"
+    )
+    # a source link needs no alias: the crosswalk links the id to the id it got
+    assert (await service.golden("customer", echoed) or {}).get("status") == "linked"
+
+    reason = "created by the hub's delivery"
+    await xwalk.link("customer", "erp", "p-5", anna, linked_by="sink:erp", reason=reason)
+    alias = await service.golden("customer", echoed)
+    assert alias is not None
+    assert (alias["status"], alias["merged_into"], alias["resolves_to"]) == ("alias", anna, anna)
+    [step] = alias["history"]
+    assert (step["action"], step["actor"], step["reason"]) == ("alias", "sink:erp", reason)
+    assert step["detail"] == {
+        "alias": echoed,
+        "golden_id": anna,
+        "system": "erp",
+        "external_id": "p-5",
+    }
+    # the delivery retried: linked again, nothing more written
+    await xwalk.link("customer", "erp", "p-5", anna, linked_by="sink:erp", reason=reason)
+    assert len((await service.golden("customer", echoed) or {})["history"]) == 1
+
+    # merges and unmerges of the golden customer carry it along; it is no merge operand
+    await service.merge("customer", otto, anna, actor="steward:ann")
+    assert (await service.golden("customer", echoed) or {})["resolves_to"] == otto
+    await service.unmerge("customer", anna, actor="steward:ann")
+    assert (await service.golden("customer", echoed) or {})["resolves_to"] == anna
+    with pytest.raises(MdmRefused, match="deterministic id"):
+        await service.merge("customer", anna, echoed, actor="steward:ann")
+
+    # no alias where none is needed: the link is the derived id, or is refused
+    derived = DeterministicResolver().golden_id("product", "erp", "p-1")
+    await xwalk.link("product", "erp", "p-1", derived, linked_by="sink:erp")
+    with pytest.raises(CrosswalkConflict):
+        await xwalk.link("customer", "erp", "p-5", otto, linked_by="sink:erp")
+    quality = await service.quality()
+    assert quality["golden_records"] == {"active": 2, "merged": 0, "aliases": 1}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +17,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from connectors.shopify import sign
 from hub.crosswalk import Crosswalk
 from hub.db import crosswalk, retries
 from hub.mdm import DeterministicResolver
 from hub.runtime import Hub
 
-from .support.harness import SECRET, HubFactory, post, topic_records, until
+from .support.databases import database_url
+from .support.harness import HubFactory, shopify_webhook, topic_records, until
 from .support.threaded import serve
 
 CUSTOMER_IN = """
@@ -167,6 +166,18 @@ async def hub(hubs: HubFactory, mappings: Path, crm: Crm) -> AsyncIterator[Hub]:
     yield await hubs.start(config=hub_yaml(mappings, crm))
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def hub_on(
+    request: pytest.FixtureRequest, hubs: HubFactory, mappings: Path, crm: Crm, tmp_path: Path
+) -> AsyncIterator[Hub]:
+    """The hub on its SQLite file or on a fresh PostgreSQL database."""
+    async with database_url(request.param, tmp_path) as url:
+        yield await hubs.start(config=hub_yaml(mappings, crm), database_url=url)
+
+
+KEY = ("crm", "crm-1")
+
+
 async def customer_webhook(
     hub: Hub,
     customer_id: int | str,
@@ -174,17 +185,8 @@ async def customer_webhook(
     connection: str = "shop",
     topic: str = "customers/create",
 ) -> None:
-    body = json.dumps(
-        {"id": customer_id, "email": f"C{customer_id}@Example.com", "first_name": first_name}
-    ).encode()
-    headers = {
-        "content-type": "application/json",
-        "x-shopify-topic": topic,
-        "x-shopify-hmac-sha256": sign(SECRET, body),
-        "x-shopify-webhook-id": str(uuid.uuid4()),
-    }
-    response = await post(hub, body, headers, connection)
-    assert response.status_code == 202, response.text
+    body = {"id": customer_id, "email": f"C{customer_id}@Example.com", "first_name": first_name}
+    await shopify_webhook(hub, body, topic, connection)
 
 
 async def crosswalk_rows(hub: Hub) -> list[Any]:
@@ -197,7 +199,10 @@ async def parked_count(hub: Hub) -> int:
     )
 
 
-async def test_the_id_a_destination_assigned_is_linked_to_the_golden_id(hub: Hub, crm: Crm) -> None:
+async def test_the_id_a_destination_assigned_is_linked_to_the_golden_id(
+    hub_on: Hub, crm: Crm
+) -> None:
+    hub = hub_on
     await customer_webhook(hub, 7001, "Ada")
 
     async def linked() -> bool:
@@ -215,6 +220,11 @@ async def test_the_id_a_destination_assigned_is_linked_to_the_golden_id(hub: Hub
     assert (row.linked_by, row.version) == ("sink:crm", "1")
     assert crm.customers == {"crm-1": {"name": "Ada", "email": "c7001@example.com"}}
     assert hub.metrics.value("hub_crosswalk_links_total", destination="crm", outcome="linked") == 1
+    # the id crm-1 derived before it was linked (what an event from the CRM carried until then)
+    # is an alias of the golden id, with the step that stored it
+    alias = await hub.mdm.golden("customer", DeterministicResolver().golden_id("customer", *KEY))
+    assert alias is not None and (alias["status"], alias["resolves_to"]) == ("alias", golden)
+    assert [(h["action"], h["actor"]) for h in alias["history"]] == [("alias", "sink:crm")]
 
 
 async def test_a_link_that_fails_loses_nothing_and_resends_nothing(hub: Hub, crm: Crm) -> None:

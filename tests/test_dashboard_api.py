@@ -717,3 +717,38 @@ def test_cli_changes_commit_with_their_audit_rows_or_not_at_all(
     assert log[1]["before"]["role"] == "admin" and log[1]["after"]["role"] == "operator"
     assert log[0]["after"]["id"] == id_ and log[0]["after"]["token"] == "[redacted]"
     assert all(r["actor"].startswith("cli:") for r in log)
+
+
+async def test_a_connection_no_enabled_route_uses_is_listed_idle_and_checked_on_demand(
+    hubs: HubFactory, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEST_IDLE_CRM_TOKEN", raising=False)
+    config = (
+        config_text(sink.url).replace(
+            "routes:",
+            "  crm:\n    connector: http\n"
+            f"    options: {{url: '{sink.url}', authorization: env:TEST_IDLE_CRM_TOKEN}}\nroutes:",
+        )
+        + "  - name: orders-to-crm\n    from: canonical.order\n    to: crm\n    enabled: false\n"
+    )
+    hub = await hubs.start(config=config, reload_interval_s=0)
+    await add_users(hub)
+    operator, csrf = await logged_in(hub, "operator")
+    async with closing(operator):
+        conns = {c["name"]: c for c in (await operator.get("/api/connections")).json()["items"]}
+        assert conns["crm"]["idle"] is True and conns["erp"]["idle"] is False
+        assert conns["crm"]["kinds"] == ["sink"] and conns["crm"]["outbound_routes"] == []
+        assert conns["crm"]["options"]["authorization"] == "[secret]"
+        # its secret is read for the check: missing, the check says where it is needed
+        checked = await operator.post("/api/connections/crm/check", headers={"x-csrf-token": csrf})
+        assert checked.status_code == 200 and checked.json()["ok"] is False, checked.text
+        assert (
+            "connections.crm.options.authorization: environment variable "
+            in (checked.json()["message"])
+        )
+        assert "TEST_IDLE_CRM_TOKEN is not set" in checked.json()["message"]
+        monkeypatch.setenv("TEST_IDLE_CRM_TOKEN", "Bearer idle-crm-token-0123")
+        checked = await operator.post("/api/connections/crm/check", headers={"x-csrf-token": csrf})
+        assert checked.json()["ok"] is True, checked.text
+        assert "idle-crm-token" not in checked.text
+    assert "crm" in hub.config.idle  # a check opens nothing for the routes

@@ -20,6 +20,8 @@ import httpx
 import pytest
 
 from hub.auth import Auth
+from hub.crosswalk import Crosswalk
+from hub.mdm import DeterministicResolver
 from hub.runtime import Hub
 
 from .support.harness import (
@@ -337,6 +339,72 @@ async def test_a_steward_merges_two_golden_customers_from_the_review_queue(
     await phone.wait_for_selector("#quality")
     await shot(phone, "master-data-phone")
     assert errors == [] and phone_errors == []
+
+
+async def test_an_alias_or_merged_away_ids_page_shows_what_it_resolves_to(
+    hubs: HubFactory, browser: Any
+) -> None:
+    """An id that is no golden record of its own says where it comes from and shows the record
+    it resolves to, with its history; it offers no action that can only fail (no merge into an
+    alias, no unmerge while the survivor is merged further)."""
+    hub, anna, maybe, _review_id = await mdm_hub(hubs)
+    await Auth(hub.db).add_user("stella", PASSWORD, "steward")
+    derived = DeterministicResolver().golden_id
+    old, otto = derived("customer", "crm", "c-7"), derived("customer", "shop", "2")
+    await hub.mdm.merge("customer", anna, maybe, actor="steward:ann")
+    await hub.mdm.merge("customer", otto, anna, actor="steward:ann")
+    page, errors = await new_page(browser)
+    await log_in(page, hub, "stella")
+
+    # c-7's id from before it was linked to Anna, who was merged into Otto since
+    await page.goto(f"{hub.base_url}/ui/mdm/customer/{old}")
+    await page.wait_for_selector("#resolved-crosswalk")
+    notice = await page.text_content("#golden-resolves") or ""
+    assert "crm:c-7" in notice and anna in notice and otto in notice
+    assert "link" in (await page.text_content("#history") or "")  # the step that stored it
+    assert "c-7" in (await page.text_content("#resolved-crosswalk") or "")
+    assert "merged-in" in (await page.text_content("#resolved-history") or "")
+    assert await page.query_selector("#merge-in") is None
+    assert await page.query_selector("#unmerge") is None
+    assert "crm:c-7" in (await page.text_content("#unlink") or "")  # what it can do: unlink
+    await shot(page, "golden-alias")
+    # the merged-away id: its survivor was merged further, so it says what to unmerge first
+    await page.goto(f"{hub.base_url}/ui/mdm/customer/{maybe}")
+    await page.wait_for_selector("#unmerge-first")
+    assert otto in (await page.text_content("#golden-resolves") or "")
+    assert "merge" in (await page.text_content("#history") or "")
+    assert await page.query_selector("#unmerge") is None
+    assert await page.query_selector("#merge-in") is None
+    # ... which it links to, where unmerging works
+    await page.click(f"#unmerge-first a:has-text('{anna}')")
+    await page.wait_for_selector("#unmerge")
+    await page.click("#unmerge")
+    await page.wait_for_selector("#unmerged")
+    assert (await hub.mdm.golden("customer", anna) or {}).get("status") == "active"
+    # the alias's record was linked by a score: unlinked, it is a golden record of its own
+    await page.goto(f"{hub.base_url}/ui/mdm/customer/{old}")
+    await page.click("#unlink")
+    await page.wait_for_selector("#unlinked")
+    await page.wait_for_selector("#merge-in")  # its page now: an active golden record
+    assert (await hub.mdm.lookup("customer", "crm", "c-7") or {}).get("golden_id") == old
+
+    # an order the ERP reported creating: its id there derived an alias of the shop's order id,
+    # which master data keeps no golden record of (no matching for orders): nothing to decide
+    order = derived("order", "shopify", "1001")
+    xwalk = Crosswalk(hub.db)
+    await xwalk.link_many([("order", "shopify", "1001", order)], linked_by="source", reason="in")
+    await xwalk.link("order", "tryton", "SO-5", order, linked_by="sink:erp")
+    await page.goto(f"{hub.base_url}/ui/mdm/order/{derived('order', 'tryton', 'SO-5')}")
+    await page.wait_for_selector("#resolved-crosswalk")
+    assert "SO-5" in (await page.text_content("#resolved-crosswalk") or "")
+    assert "tryton:SO-5" in (await page.text_content("#golden-resolves") or "")
+    assert await page.query_selector("#unlink") is None  # no golden record to unlink it from
+    await page.goto(f"{hub.base_url}/ui/mdm/order/{order}")
+    await page.wait_for_selector("#crosswalk")
+    assert "linked" in (await page.text_content("#golden-facts") or "")
+    for action in ("#unlink", "#merge-in", "#unmerge"):
+        assert await page.query_selector(action) is None, action
+    assert errors == []
 
 
 async def test_a_viewer_sees_master_data_masked_and_cannot_decide(

@@ -14,7 +14,14 @@ import pytest
 from hub.api.app import create_api
 from hub.broker import EmbeddedBroker
 
-from .support.harness import ORDER_BODY, HubFactory, post, shopify_headers, topic_records
+from .support.harness import (
+    ORDER_BODY,
+    HubFactory,
+    config_text,
+    post,
+    shopify_headers,
+    topic_records,
+)
 
 
 @pytest.fixture
@@ -272,3 +279,31 @@ async def test_a_64_mib_header_is_refused_early_and_memory_stays_bounded(hub) ->
     async with httpx.AsyncClient(timeout=30) as client:
         ok = await post(hub, ORDER_BODY, headers, client=client)
     assert ok.status_code == 202, ok.text
+
+
+async def test_a_webhook_to_a_connection_no_enabled_route_uses_is_refused(
+    hubs: HubFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its secret is not read (it need not be set): nothing could verify the request, nor
+    take the event. 404 says so, and the sender tries again later."""
+    monkeypatch.delenv("TEST_OLD_SHOP_SECRET", raising=False)
+    config = config_text(None).replace(
+        "routes:",
+        "  old-shop:\n    connector: shopify\n"
+        "    options: {webhook_secret: env:TEST_OLD_SHOP_SECRET}\nroutes:",
+    ) + (
+        "  - name: old-shop-orders-in\n    from: old-shop\n"
+        "    mapping: shopify/orders_create\n    enabled: false\n"
+    )
+    hub = await hubs.start(config=config, roles=frozenset({"ingress"}))
+    assert set(hub.config.idle) == {"old-shop"}
+    refused = await post(hub, ORDER_BODY, shopify_headers(ORDER_BODY), connection="old-shop")
+    assert refused.status_code == 404
+    assert refused.json() == {
+        "error": "connection_idle",
+        "message": "connection 'old-shop' has no enabled route: its webhooks are not received "
+        "until one is enabled",
+    }
+    assert await topic_records(hub.bootstrap, hub.settings.ingest_topic) == []
+    accepted = await post(hub, ORDER_BODY, shopify_headers(ORDER_BODY))
+    assert accepted.status_code == 202

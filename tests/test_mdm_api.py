@@ -12,6 +12,7 @@ from urllib.parse import quote
 import httpx
 
 from hub.auth import Auth
+from hub.crosswalk import Crosswalk
 from hub.envelope import CloudEvent, header_value
 from hub.mdm import DeterministicResolver
 from hub.runtime import Hub
@@ -163,7 +164,8 @@ async def test_stewardship_round_trip(hubs: HubFactory, database_url: dict[str, 
     for r in records:  # sorted by partition and offset: each key's order as consumers see it
         by_key.setdefault(r.key.decode(), []).append(header_value(r.headers, "ce_type") or "")
     assert by_key[maybe.golden_id] == ["hub.customer", "hub.customer.merged"]
-    assert by_key[anna] == ["hub.customer.merged", "hub.customer"]
+    # the merge, the golden record it left (for the systems to follow), then the later event
+    assert by_key[anna] == ["hub.customer.merged", "hub.customer", "hub.customer"]
     merge_event = next(
         r for r in records if header_value(r.headers, "ce_type") == "hub.customer.merged"
     )
@@ -235,6 +237,29 @@ async def test_the_ops_guard_applies(hubs: HubFactory) -> None:
     assert await hub.mdm.resolve("customer", "shop", "2") == otto  # nothing merged
     ok(await api(hub, "POST", "/customer/merge", token, json=body))
     assert await hub.mdm.resolve("customer", "shop", "2") == anna
+
+    # every route is in the OpenAPI document, under the mdm tag, with the guard's refusals
+    async with httpx.AsyncClient(base_url=hub.base_url) as client:
+        paths = (await client.get("/openapi.json")).json()["paths"]
+    mdm = {
+        (method, path)
+        for path, operations in paths.items()
+        if path.startswith("/api/mdm")
+        for method, operation in operations.items()
+        if "mdm" in operation["tags"] and {"401", "403"} <= set(operation["responses"])
+    }
+    assert mdm == {
+        ("get", "/api/mdm/{entity}/lookup"),
+        ("get", "/api/mdm/{entity}/golden/{golden_id}"),
+        ("get", "/api/mdm/{entity}/search"),
+        ("get", "/api/mdm/reviews"),
+        ("get", "/api/mdm/reviews/{review_id}"),
+        ("post", "/api/mdm/reviews/{review_id}/accept"),
+        ("post", "/api/mdm/reviews/{review_id}/reject"),
+        ("post", "/api/mdm/{entity}/merge"),
+        ("post", "/api/mdm/{entity}/unmerge"),
+        ("get", "/api/mdm/quality"),
+    }
 
 
 HOSTILE = [
@@ -314,9 +339,11 @@ class Forgetful(DeterministicResolver):
 
 
 async def test_every_hub_process_drops_its_cache_on_a_merge(
-    hubs: HubFactory, tmp_path: Path
+    hubs: HubFactory, tmp_path: Path, database_url: dict[str, str]
 ) -> None:
-    shared = {"database_url": f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}", "mdm_poll_s": 0.05}
+    # two hubs on one database: a SQLite file both open, or the PostgreSQL database
+    url = database_url.get("database_url", f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
+    shared = {"database_url": url, "mdm_poll_s": 0.05}
     here, there = Forgetful(), Forgetful()
     hub = await hubs.start(
         None, config=MDM_CONFIG, roles=frozenset({"ingress"}), resolver=here, **shared
@@ -335,3 +362,50 @@ async def test_every_hub_process_drops_its_cache_on_a_merge(
 
     await until(heard)
     assert await other.mdm.resolve("customer", "shop", "2") == anna
+
+
+async def test_an_alias_or_merged_id_answers_what_it_stands_for(
+    hubs: HubFactory, database_url: dict[str, str]
+) -> None:
+    """The golden page of an id that is no golden record of its own (an alias, a merged id)
+    says where it comes from and what it resolves to, and that record can be read: an alias's
+    history is the step that stored it, and a golden id known only to the crosswalk (an entity
+    without matching) answers with its crosswalk rather than 404."""
+    hub = await hubs.start(None, config=MDM_CONFIG, roles=frozenset({"ingress"}), **database_url)
+    derived = DeterministicResolver().golden_id
+    anna = await hub.mdm.resolve("customer", "shop", "1", ANNA)
+    await hub.mdm.resolve("customer", "crm", "c-7", ANNA_CRM)  # linked by master data
+    xwalk = Crosswalk(hub.db)
+    await xwalk.link("customer", "erp", "p-5", anna, linked_by="sink:erp", reason="created")
+
+    for system, external_id, action, actor in (
+        ("crm", "c-7", "link", "match"),
+        ("erp", "p-5", "alias", "sink:erp"),
+    ):
+        alias = ok(
+            await api(hub, "GET", f"/customer/golden/{derived('customer', system, external_id)}")
+        )
+        assert (alias["status"], alias["resolves_to"]) == ("alias", anna)
+        [step] = alias["history"]
+        assert step["action"] == action and step["actor"].startswith(actor), step
+        assert (step["detail"]["system"], step["detail"]["external_id"]) == (system, external_id)
+        assert ok(await api(hub, "GET", f"/customer/golden/{alias['resolves_to']}"))["status"] == (
+            "active"
+        )
+
+    # an order the shop sent, created in the ERP by the hub: no golden record, but a page
+    order = derived("order", "shopify", "1001")
+    await xwalk.link_many([("order", "shopify", "1001", order)], linked_by="source", reason="in")
+    await xwalk.link("order", "tryton", "SO-5", order, linked_by="sink:erp", reason="created")
+    alias = ok(await api(hub, "GET", f"/order/golden/{derived('order', 'tryton', 'SO-5')}"))
+    assert (alias["status"], alias["resolves_to"]) == ("alias", order)
+    linked = ok(await api(hub, "GET", f"/order/golden/{order}"))
+    assert (linked["status"], linked["resolves_to"], linked["fields"]) == ("linked", order, {})
+    assert linked["external_refs"] == [
+        {"system": "shopify", "id": "1001"},
+        {"system": "tryton", "id": "SO-5"},
+    ]
+    # it is no golden record to merge: refused, as an unknown id is
+    otto = await hub.mdm.resolve("customer", "shop", "2", OTTO)
+    refused(await api(hub, "POST", "/order/merge", json={"survivor": order, "merged": otto}), 404)
+    refused(await api(hub, "GET", "/order/golden/ord_nope"), 404)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-from connectors.shopify import sign
 from hub.crosswalk import Crosswalk
 from hub.db import Database, crosswalk, mdm_golden, mdm_history, retries
+from hub.envelope import header_value
 from hub.errors import MasterDataUnavailable
 from hub.matching import load_match_config
 from hub.mdm import DeterministicResolver, resolve_ahead
@@ -30,7 +29,7 @@ from hub.mdm_service import MdmService
 from hub.runtime import Hub
 
 from .support.databases import database_url
-from .support.harness import SECRET, HubFactory, post, topic_records, until
+from .support.harness import HubFactory, shopify_webhook, topic_records, until
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = load_match_config(ROOT / "examples" / "mdm.yaml")
@@ -98,8 +97,20 @@ CRM_ANNA = {  # the same person typed into the CRM: case, accents, the phone's f
 OTTO = {"id": 1002, "email": "otto@example.net", "first_name": "Otto", "last_name": "Schmidt"}
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A hub's state database: a SQLite file, or a fresh PostgreSQL database."""
+    async with database_url(request.param, tmp_path) as url:
+        yield url
+
+
 @pytest.fixture
-async def hub(hubs: HubFactory, tmp_path: Path) -> AsyncIterator[Hub]:
+async def hub_on(hubs: HubFactory, tmp_path: Path, state_url: str) -> Hub:
+    """The pipeline hub on either database."""
+    return await pipeline_hub(hubs, tmp_path, database_url=state_url)
+
+
+async def pipeline_hub(hubs: HubFactory, tmp_path: Path, **settings: Any) -> Hub:
     folder = tmp_path / "mappings"
     (folder / "shop").mkdir(parents=True)
     (folder / "crm").mkdir()
@@ -110,19 +121,11 @@ async def hub(hubs: HubFactory, tmp_path: Path) -> AsyncIterator[Hub]:
         CUSTOMER.format(what="CRM contact webhook", event="customers/update")
     )
     config = HUB_YAML.format(mappings=folder, mdm=ROOT / "examples" / "mdm.yaml")
-    yield await hubs.start(config=config)
+    return await hubs.start(config=config, **settings)
 
 
 async def webhook(hub: Hub, body: dict[str, Any], connection: str, topic: str) -> None:
-    raw = json.dumps(body).encode()
-    headers = {
-        "content-type": "application/json",
-        "x-shopify-topic": topic,
-        "x-shopify-hmac-sha256": sign(SECRET, raw),
-        "x-shopify-webhook-id": str(uuid.uuid4()),
-    }
-    response = await post(hub, raw, headers, connection)
-    assert response.status_code == 202, response.text
+    await shopify_webhook(hub, body, topic, connection)
 
 
 async def canonical(hub: Hub, count: int) -> list[Any]:
@@ -135,7 +138,8 @@ async def canonical(hub: Hub, count: int) -> list[Any]:
     return await topic_records(hub.bootstrap, topic)
 
 
-async def test_a_shop_customer_and_a_crm_contact_get_one_golden_id(hub: Hub) -> None:
+async def test_a_shop_customer_and_a_crm_contact_get_one_golden_id(hub_on: Hub) -> None:
+    hub = hub_on
     await webhook(hub, SHOP_ANNA, "shop", "customers/create")
     [first] = await canonical(hub, 1)
     golden = derive("customer", "shop", "1001")  # a new golden record: the deterministic id
@@ -190,13 +194,140 @@ async def test_a_shop_customer_and_a_crm_contact_get_one_golden_id(hub: Hub) -> 
     )
 
 
-async def test_the_mdm_store_down_parks_the_event_and_loses_nothing(hub: Hub) -> None:
-    database = hub.settings.state_dir / "hub.db"
-    with sqlite3.connect(database) as conn:  # master data cannot store new records
-        conn.execute(
-            "CREATE TRIGGER no_records BEFORE INSERT ON mdm_records "
-            "BEGIN SELECT RAISE(ABORT, 'mdm down'); END"
-        )
+FOLLOW_OUT = """
+description: the golden record a merge or unmerge left, as a test destination shows it
+source: {entity: customer}
+target: {format: test-record}
+fields:
+  golden: id
+  refs: external_refs
+  first_name: first_name
+  last_name: last_name
+  phone: phone
+"""
+
+FOLLOW_ROUTES = """
+  out:
+    connector: file
+    options: {{path: {out}}}
+  raw:
+    connector: file
+    options: {{path: {raw}}}
+  mapped:
+    connector: file
+    options: {{path: {mapped}}}
+routes:
+  - name: golden-out
+    from: canonical.customer
+    to: out
+    mapping: out/customer
+    when: "meta.system == 'mdm'"
+  - name: everything-raw
+    from: canonical.customer
+    to: raw
+  - name: every-customer-mapped
+    from: canonical.customer
+    to: mapped
+    mapping: out/customer
+"""
+
+
+async def test_systems_follow_an_unmerge_and_a_merge_back(
+    hubs: HubFactory, tmp_path: Path, state_url: str
+) -> None:
+    """A steward's unmerge of a linked record (by its alias) and the merge back publish the
+    golden records they leave (hub.mdm_follow): a route with a mapping gets each as a customer
+    and never the merge events themselves; a route without one gets both kinds."""
+    folder = tmp_path / "mappings"
+    for name, text in (
+        ("shop/customer", CUSTOMER.format(what="shop", event="customers/create")),
+        ("crm/contact", CUSTOMER.format(what="CRM", event="customers/update")),
+        ("out/customer", FOLLOW_OUT),
+    ):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.yaml").write_text(text)
+    out, raw, mapped = (tmp_path / f"{name}.jsonl" for name in ("out", "raw", "mapped"))
+    config = HUB_YAML.format(mappings=folder, mdm=ROOT / "examples" / "mdm.yaml").replace(
+        "routes:\n", FOLLOW_ROUTES.format(out=out, raw=raw, mapped=mapped), 1
+    )
+    hub = await hubs.start(config=config, database_url=state_url)
+    await webhook(hub, SHOP_ANNA, "shop", "customers/create")
+    await webhook(hub, CRM_ANNA, "crmhooks", "customers/update")
+    golden = derive("customer", "shop", "1001")
+    alias = derive("customer", "crm", "c-9")
+
+    def lines(path: Path) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    async def raw_count(n: int) -> None:
+        async def arrived() -> bool:
+            return len(lines(raw)) >= n
+
+        await until(arrived)
+
+    await raw_count(2)
+    assert lines(out) == []  # the shop's and the CRM's own changes: not the MDM's
+    assert await hub.mdm.resolve("customer", "crm", "c-9") == golden
+
+    await hub.mdm.unmerge("customer", alias, actor="steward:test")
+    await raw_count(2 + 4)  # unmerged x2 (both keys), then both golden records
+
+    async def written(n: int) -> list[dict[str, Any]]:
+        async def arrived() -> bool:
+            return len(lines(out)) >= n
+
+        await until(arrived)
+        return [line["data"] for line in lines(out)]
+
+    split = {d["golden"]: d for d in await written(2)}
+    assert split[alias]["refs"] == [{"system": "crm", "id": "c-9"}]
+    assert split[alias]["first_name"] == "ANNA"
+    assert split[alias]["phone"] == "+4915123456789"  # E.164 in the golden record
+    assert split[golden]["refs"] == [{"system": "shop", "id": "1001"}]
+    assert split[golden]["last_name"] == "Müller"
+
+    await hub.mdm.merge("customer", golden, alias, actor="steward:test")
+    together = (await written(3))[2]
+    assert together["golden"] == golden
+    assert together["refs"] == [{"system": "shop", "id": "1001"}, {"system": "crm", "id": "c-9"}]
+    await raw_count(2 + 4 + 3)
+    types = [line.get("type") for line in lines(raw)]
+    assert types.count("hub.customer.unmerged") == 2 and types.count("hub.customer.merged") == 2
+    assert len(lines(out)) == 3
+    # a mapped route without a condition: every customer, never the merge events themselves
+
+    async def all_mapped() -> bool:
+        return len(lines(mapped)) >= 2 + 3
+
+    await until(all_mapped)
+    assert all(line["data"]["golden"] for line in lines(mapped))
+    assert len(lines(mapped)) == 2 + 3
+
+
+DOWN = {  # master data cannot store new records
+    "sqlite": [
+        "CREATE TRIGGER no_records BEFORE INSERT ON mdm_records "
+        "BEGIN SELECT RAISE(ABORT, 'mdm down'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION mdm_down() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'mdm down'; END $$",
+        "CREATE TRIGGER no_records BEFORE INSERT ON mdm_records "
+        "FOR EACH ROW EXECUTE FUNCTION mdm_down()",
+    ],
+}
+UP = {"sqlite": "DROP TRIGGER no_records", "postgresql": "DROP TRIGGER no_records ON mdm_records"}
+
+
+async def test_the_mdm_store_down_parks_the_event_and_loses_nothing(hub_on: Hub) -> None:
+    hub = hub_on
+    dialect = hub.db.dialect
+
+    def down(conn: Any) -> None:
+        for statement in DOWN[dialect]:
+            conn.exec_driver_sql(statement)
+
+    await hub.db.run(down)
     await webhook(hub, SHOP_ANNA, "shop", "customers/create")
 
     async def parked() -> bool:
@@ -209,8 +340,7 @@ async def test_the_mdm_store_down_parks_the_event_and_loses_nothing(hub: Hub) ->
     await until(parked)
     topic = hub.settings.canonical_topic("customer")
     assert await topic_records(hub.bootstrap, topic) == []
-    with sqlite3.connect(database) as conn:
-        conn.execute("DROP TRIGGER no_records")
+    await hub.db.run(lambda conn: conn.exec_driver_sql(UP[dialect]))
     [record] = await canonical(hub, 1)  # retried: mapped once master data answers
     assert record.key.decode() == derive("customer", "shop", "1001")
     assert await Crosswalk(hub.db).lookup("customer", "shop", "1001") == record.key.decode()
@@ -456,3 +586,61 @@ async def test_a_link_made_in_another_process_refreshes_the_refs_this_one_adds(
         ]
     finally:
         await watcher.stop()
+
+
+async def test_keys_and_order_across_a_merge_and_an_unmerge(hub_on: Hub) -> None:
+    """docs/mdm.md, "Keys and order across a merge", through the mapper: the merge event is on
+    both keys, after everything the merged id had and before the merged record's later events,
+    which carry the survivor's id on its key; after an unmerge they are on their own key again."""
+    hub = hub_on
+    anna, otto = derive("customer", "shop", "1001"), derive("customer", "shop", "1002")
+    await webhook(hub, SHOP_ANNA, "shop", "customers/create")
+    await webhook(hub, OTTO, "shop", "customers/create")
+    await canonical(hub, 2)
+    topic = hub.settings.canonical_topic("customer")
+
+    async def mapped(name: str) -> None:
+        async def there() -> bool:
+            return any(
+                json.loads(r.value).get("first_name") == name
+                for r in await topic_records(hub.bootstrap, topic)
+            )
+
+        await until(there)
+
+    await hub.mdm.merge("customer", anna, otto, actor="steward:test")
+    await webhook(hub, {**OTTO, "first_name": "Ottokar"}, "shop", "customers/create")
+    await mapped("Ottokar")  # mapped while merged
+    await hub.mdm.unmerge("customer", otto, actor="steward:test")
+    await webhook(hub, {**OTTO, "first_name": "Otto-Karl"}, "shop", "customers/create")
+    await mapped("Otto-Karl")
+
+    def steps(records: list[Any]) -> dict[str, list[str]]:
+        """Each key's events in the order its consumers read them: the change events, and the
+        customers mapped from the shop by name (the golden records published for the systems
+        to follow, origin mdm, left out)."""
+        by_key: dict[str, list[str]] = {}
+        for r in records:
+            kind = header_value(r.headers, "ce_type") or ""
+            if kind == "hub.customer":
+                if header_value(r.headers, "ce_hubsystem") == "mdm":
+                    continue
+                body = json.loads(r.value)
+                kind = f"{body['first_name']} as {body['id']}"
+            by_key.setdefault(r.key.decode(), []).append(kind)
+        return by_key
+
+    assert steps(await topic_records(hub.bootstrap, topic)) == {
+        anna: [
+            f"Anna as {anna}",
+            "hub.customer.merged",
+            f"Ottokar as {anna}",  # the merged record's later event: the survivor's id and key
+            "hub.customer.unmerged",
+        ],
+        otto: [
+            f"Otto as {otto}",
+            "hub.customer.merged",  # the merged id's history ends with "merged into anna"
+            "hub.customer.unmerged",
+            f"Otto-Karl as {otto}",  # unmerged: its own id and key again
+        ],
+    }

@@ -4,6 +4,8 @@ survivorship with provenance, merge and unmerge."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import hashlib
 import json
 import os
 import subprocess
@@ -167,8 +169,13 @@ async def test_survivorship_keeps_provenance(service: MdmService) -> None:
     assert (fields["company"]["system"], fields["company"]["source_id"]) == ("erp", "P-9")
     assert fields["company"]["rule"] == "source_priority"
     assert fields["tax_id"]["system"] == "erp"
-    # first_name: most_recent: the CRM's record came last
-    assert fields["first_name"]["system"] == "crm" and fields["first_name"]["at"]
+    # phone: most_recent: the CRM's record came last
+    assert fields["phone"]["system"] == "crm" and fields["phone"]["at"]
+    # names: source_priority [shop, ...]: as the customer typed them in the shop
+    assert (fields["first_name"]["system"], fields["first_name"]["rule"]) == (
+        "shop",
+        "source_priority",
+    )
     # a known record's new attributes are survived again
     await service.resolve("customer", "erp", "P-9", {"email": "anna.mueller@example.com"})
     fields = await service.db.run(
@@ -227,7 +234,17 @@ async def test_merge_relinks_follows_and_unmerge_restores_exactly(service: MdmSe
     assert [(e.type, e.key) for e in published] == [
         ("hub.customer.merged", other),
         ("hub.customer.merged", anna),
+        ("hub.customer", anna),  # the golden record the merge left, for the systems to follow
     ]
+    golden = json.loads(published[2].data)
+    assert golden["id"] == anna
+    assert golden["external_refs"] == [
+        {"system": "shop", "id": "1"},
+        {"system": "crm", "id": "c-8"},
+        {"system": "erp", "id": "e-8"},
+    ]
+    assert (golden["phone"], golden["email"]) == ("+4915123456789", "z@example.net")
+    assert published[2].extensions == {"hubconnection": "mdm", "hubsystem": "mdm"}
     data = json.loads(published[0].data)
     assert (data["survivor"], data["merged"], data["history_id"]) == (anna, other, history_id)
     assert sorted((r["system"], r["id"]) for r in data["refs"]) == [("crm", "c-8"), ("erp", "e-8")]
@@ -246,10 +263,22 @@ async def test_merge_relinks_follows_and_unmerge_restores_exactly(service: MdmSe
     after = await db.run(crosswalk_rows)
     moved_back = [r for r in after if (r.system, r.external_id) != ("pos", "9")]
     assert moved_back == before  # golden id, linked_at, linked_by and reason as they were
-    assert [(e.type, e.key) for e in published[2:]] == [
+    assert [(e.type, e.key) for e in published[3:]] == [
         ("hub.customer.unmerged", other),
         ("hub.customer.unmerged", anna),
+        ("hub.customer", other),  # each system gets its own golden record back
+        ("hub.customer", anna),
     ]
+    split = {e.key: json.loads(e.data) for e in published[5:]}
+    assert split[other]["external_refs"] == [
+        {"system": "crm", "id": "c-8"},
+        {"system": "erp", "id": "e-8"},
+    ]
+    assert split[anna]["external_refs"] == [
+        {"system": "shop", "id": "1"},
+        {"system": "pos", "id": "9"},
+    ]
+    assert split[anna]["first_name"] == "Anna" and split[anna]["last_name"] == "Müller"
     again = await db.run(
         lambda conn: conn.execute(select(mdm_golden).where(mdm_golden.c.golden_id == other)).one()
     )
@@ -315,11 +344,11 @@ async def test_a_linked_records_deterministic_id_keeps_resolving_across_merges(
     )
     assert await service.resolve("customer", "crm", "c-7") == anna
 
-    # an alias is no golden record to merge or unmerge (409), and nothing changed
+    # an alias is no golden record to merge (409), and nothing changed (its unmerge undoes
+    # the link: test_unmerging_a_linked_records_alias_...)
     for attempt in (
         service.merge("customer", anna, old, actor="steward:ann"),
         service.merge("customer", old, otto, actor="steward:ann"),
-        service.unmerge("customer", old, actor="steward:ann"),
     ):
         with pytest.raises(MdmRefused, match="deterministic id") as refused:
             await attempt
@@ -327,6 +356,146 @@ async def test_a_linked_records_deterministic_id_keeps_resolving_across_merges(
     assert (await service.golden("customer", old) or {}).get("resolves_to") == anna
     quality = await service.quality("customer")
     assert quality["golden_records"] == {"active": 3, "merged": 0, "aliases": 1}
+
+
+async def test_unmerging_a_linked_records_alias_undoes_the_link_and_a_merge_brings_it_back(
+    service: MdmService,
+) -> None:
+    """A record linked by matching (not merged by a steward) is unmerged by its alias: it gets
+    its own golden record again, under the id it had before the link; merging it back is an
+    ordinary merge. Each step publishes the golden records it leaves (hub.mdm_follow)."""
+    published: list[Any] = []
+
+    async def publish(entity: str, event: Any) -> None:
+        published.append(event)
+
+    service.publish = publish
+    derived = DeterministicResolver().golden_id
+    anna = await service.resolve("customer", "shop", "1", ANNA)
+    crm = {**ANNA, "first_name": "ANNA", "last_name": "Muller", "phone": "+49 151 2345 6789"}
+    assert await service.resolve("customer", "crm", "c-7", crm) == anna  # same e-mail
+    old = derived("customer", "crm", "c-7")
+
+    history_id = await service.unmerge("customer", old, actor="steward:ann", reason="two people")
+    assert await service.resolve("customer", "crm", "c-7") == old
+    assert await service.resolve("customer", "shop", "1") == anna
+    record = await service.golden("customer", old)
+    assert record is not None
+    assert (record["status"], record["resolves_to"]) == ("active", old)
+    assert record["fields"]["first_name"]["value"] == "ANNA"  # its own record's values
+    assert [(e.type, e.key) for e in published] == [
+        ("hub.customer.unmerged", old),
+        ("hub.customer.unmerged", anna),
+        ("hub.customer", old),
+        ("hub.customer", anna),
+    ]
+    data = json.loads(published[0].data)
+    assert (data["survivor"], data["merged"], data["history_id"]) == (anna, old, history_id)
+    assert data["refs"] == [{"system": "crm", "id": "c-7"}]
+    documents = {e.key: json.loads(e.data) for e in published[2:]}
+    assert documents[old]["external_refs"] == [{"system": "crm", "id": "c-7"}]
+    assert documents[old]["first_name"] == "ANNA"
+    assert documents[old]["phone"] == "+4915123456789"  # E.164: the coding standard
+    assert documents[anna]["external_refs"] == [{"system": "shop", "id": "1"}]
+    with pytest.raises(MdmRefused, match="is not merged"):
+        await service.unmerge("customer", old, actor="steward:ann")
+
+    # merged back by a steward: an ordinary merge, undone by an ordinary unmerge
+    published.clear()
+    await service.merge("customer", anna, old, actor="steward:ann")
+    assert await service.resolve("customer", "crm", "c-7") == anna
+    assert [(e.type, e.key) for e in published] == [
+        ("hub.customer.merged", old),
+        ("hub.customer.merged", anna),
+        ("hub.customer", anna),
+    ]
+    assert json.loads(published[2].data)["external_refs"] == [
+        {"system": "shop", "id": "1"},
+        {"system": "crm", "id": "c-7"},
+    ]
+    await service.unmerge("customer", old, actor="steward:ann")
+    assert await service.resolve("customer", "crm", "c-7") == old
+
+    # an alias whose record left its golden record otherwise is refused, changing nothing
+    other = await service.resolve("customer", "shop", "2", OTTO)
+    assert await service.resolve("customer", "crm", "c-9", {"email": OTTO["email"]}) == other
+    second = derived("customer", "crm", "c-9")
+    await service.merge("customer", anna, other, actor="steward:ann")
+    assert await service.resolve("customer", "crm", "c-9") == anna
+    await service.unmerge("customer", second, actor="steward:ann")  # found where merges took it
+    assert await service.resolve("customer", "crm", "c-9") == second
+
+
+_LETTERS = str.maketrans("0123456789", "ghijklmnop")
+
+
+async def test_a_batch_larger_than_a_prefetch_links_across_its_chunks(
+    service: MdmService,
+) -> None:
+    """A batch of more records than are matched per block prefetch (on PostgreSQL the next
+    records' blocks are fetched while the earlier ones are matched): a record late in the batch
+    links to a stored record and to one early in the same batch, and nothing else links."""
+    anna = await service.resolve("customer", "shop", "1", ANNA)
+
+    def word(seed: str) -> str:  # a made-up name: strangers share no more than chance
+        return hashlib.sha256(seed.encode()).hexdigest()[:10].translate(_LETTERS).title()
+
+    strangers = [
+        (
+            "shop",
+            f"s{i}",
+            {"first_name": word(f"f{i}"), "last_name": word(f"l{i}"), "email": f"{i}@x.example"}
+            | {"postcode": str(30000 + i), "country": "DE"},
+        )
+        for i in range(300)
+    ]
+    batch = [("shop", "2", OTTO), *strangers[:150], ("crm", "c-1", ANNA_CRM), *strangers[150:]]
+    batch.append(("crm", "c-2", OTTO))  # Otto again, from the CRM: his e-mail links him
+    got = (await service.resolve_many("customer", batch)).resolutions
+    assert got[("crm", "c-1")].golden_id == anna
+    assert got[("crm", "c-1")].decision is Decision.LINK
+    assert got[("crm", "c-2")].golden_id == got[("shop", "2")].golden_id
+    assert got[("crm", "c-2")].decision is Decision.LINK
+    assert {got[(s, x)].decision for s, x, _ in strangers} == {Decision.NEW}
+    assert len({got[(s, x)].golden_id for s, x, _ in strangers}) == 300
+    assert await _count(service.db, mdm_golden, mdm_golden.c.status == "active") == 302
+
+
+async def test_a_batch_pauses_the_garbage_collector_and_leaves_it_as_it_found_it(
+    service: MdmService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cyclic garbage collector is paused while a batch of new records is matched and
+    stored, and enabled again after it, after a failed one too; one that someone else had
+    disabled stays disabled."""
+    assert gc.isenabled()
+    seen: list[bool] = []
+    store = service._store_new
+
+    def watched(*args: Any) -> Any:
+        seen.append(gc.isenabled())
+        return store(*args)
+
+    monkeypatch.setattr(service, "_store_new", watched)
+    await service.resolve_many("customer", [("shop", "1", ANNA), ("shop", "2", OTTO)])
+    assert seen == [False]
+    assert gc.isenabled()
+
+    def failing(*args: Any) -> Any:
+        raise RuntimeError("the store failed")
+
+    monkeypatch.setattr(service, "_store_new", failing)
+    with pytest.raises(RuntimeError, match="the store failed"):
+        await service.resolve_many("customer", [("shop", "3", MAYBE_ANNA)])
+    assert gc.isenabled()
+
+    monkeypatch.setattr(service, "_store_new", watched)
+    gc.disable()
+    try:
+        await service.resolve_many("customer", [("crm", "c-1", ANNA_CRM)])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert seen == [False, False]
 
 
 async def test_events_wait_in_the_outbox_until_a_publisher_takes_them(
@@ -349,7 +518,7 @@ async def test_events_wait_in_the_outbox_until_a_publisher_takes_them(
 
     service.publish = publish
     assert await service.publish_pending() == 1
-    assert [e.key for e in published] == [otto, anna]
+    assert [e.key for e in published] == [otto, anna, anna]  # the change, then the golden record
     assert await service.publish_pending() == 0
 
 
@@ -614,3 +783,25 @@ async def test_the_database_index_counts_names_for_term_frequencies(url: str) ->
         assert part.weight < level.weight  # a common name weighs less than configured
     finally:
         await db.close()
+
+
+def test_a_new_golden_records_fields_are_what_survivorship_gives_one_source() -> None:
+    """The shortcut for a new golden record (one source) stores what survive() would."""
+    from datetime import UTC, datetime
+
+    from hub.matching import FieldRule, SourceRecord, SurvivorshipRules, survive
+    from hub.mdm_service import _provenance, _provenance_of_one
+
+    rules = SurvivorshipRules(
+        FieldRule("most_complete"),
+        {"email": FieldRule("source_priority", ("crm",)), "phone": FieldRule("most_recent")},
+    )
+    record = SourceRecord(
+        "shop",
+        "s-1",
+        datetime(2026, 1, 2, tzinfo=UTC),
+        {"email": "a@b.example", "phone": "", "name": None, "tags": [], "zip": "1", "n": 0},
+    )
+    expected = _provenance(survive("g", [record], rules))
+    assert _provenance_of_one(record, rules) == expected
+    assert list(_provenance_of_one(record, rules)) == list(expected) == ["email", "n", "zip"]

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from hub.mdm import DeterministicResolver
 from hub.runtime import Hub
 
-from .support.harness import ORDER_BODY, HubFactory, post, shopify_headers, until
+from .support.harness import ORDER_BODY, SHOP_CONFIG, HubFactory, post, shopify_headers, until
 from .support.threaded import serve
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -47,12 +47,9 @@ def systems() -> Iterator[str]:
 
 
 def hub_yaml(base: str) -> str:
-    return f"""
-mappings: {ROOT / "mappings"}
-connections:
-  shop:
-    connector: shopify
-    options: {{webhook_secret: env:TEST_SHOPIFY_SECRET}}
+    return (
+        SHOP_CONFIG
+        + f"""\
   erp:
     connector: http
     system: acme-erp
@@ -65,6 +62,7 @@ routes:
   - {{name: orders-to-erp, from: canonical.order, to: erp}}
   - {{name: orders-to-wms, from: canonical.order, to: wms}}
 """
+    )
 
 
 async def get(hub: Hub, path: str, token: str | None = TOKEN, **params: Any) -> httpx.Response:

@@ -92,6 +92,62 @@ async def test_a_disabled_route_delivers_nothing(hubs: HubFactory) -> None:
         assert "hub.deliver.archive" not in {w.group.split(".", 1)[1] for w in hub.workers}
 
 
+async def test_enabling_a_route_whose_connection_has_no_secret_is_refused_until_it_has(
+    hubs: HubFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The README's demo: `erp`'s route is off and ERP_AUTHORIZATION unset, and the hub starts.
+    Turning the route on while the secret is missing is refused, naming the file, the line and
+    the route, and the running version stays; once the secret is there, the same change is
+    taken and `erp` gets the orders with it."""
+    monkeypatch.delenv("TEST_RELOAD_ERP_AUTH", raising=False)
+    async with RecordingSink() as erp, RecordingSink() as warehouse:
+        off = (
+            fan_out_config(erp.url, warehouse.url)
+            .replace(
+                f'options: {{url: "{erp.url}"}}',
+                f'options: {{url: "{erp.url}", authorization: env:TEST_RELOAD_ERP_AUTH}}',
+            )
+            .replace("    when: \"currency == 'EUR'\"\n", "    enabled: false\n")
+        )
+        hub = await hubs.start(config=off, reload_interval_s=0.2)
+        assert set(hub.config.idle) == {"eu-erp"}
+        groups = {w.group for w in hub.workers}
+        assert hub.settings.delivery_group("eu-erp") not in groups
+        first = order_body(5201)
+        assert (await post(hub, first, shopify_headers(first))).status_code == 202
+        assert (await warehouse.next()).body["number"] == "#5201"
+
+        hub.settings.config.write_text(off.replace("    enabled: false\n", ""))
+        await _until(lambda: hub.last_reload["ok"] is False)
+        (problem,) = hub.last_reload["problems"]  # type: ignore[misc]
+        line = off.splitlines().index(
+            f'    options: {{url: "{erp.url}", authorization: env:TEST_RELOAD_ERP_AUTH}}'
+        )
+        assert problem == (
+            f"{hub.settings.config}:{line + 1} at connections.eu-erp.options.authorization: "
+            "environment variable TEST_RELOAD_ERP_AUTH is not set (route 'eur-orders-to-eu-erp' "
+            "needs it: set it, or disable that route)"
+        )
+        assert "configuration change refused, the previous version keeps running" in caplog.text
+        assert set(hub.config.idle) == {"eu-erp"}
+        assert hub.settings.delivery_group("eu-erp") not in {w.group for w in hub.workers}
+        second = order_body(5202)
+        assert (await post(hub, second, shopify_headers(second))).status_code == 202
+        assert (await warehouse.next()).body["number"] == "#5202"
+
+        monkeypatch.setenv("TEST_RELOAD_ERP_AUTH", "Bearer reload-erp-token")
+        hub.settings.config.write_text(off.replace("    enabled: false\n", "") + "# set\n")
+        await _until(lambda: hub.last_reload["ok"] is True and "eu-erp" in hub.config.connections)
+        assert hub.settings.delivery_group("eu-erp") in {w.group for w in hub.workers}
+        await hub.wait_ready()
+        # a new destination's group starts at the oldest record: both orders reach it
+        got = [await erp.next(), await erp.next()]
+        assert sorted(r.body["number"] for r in got) == ["#5201", "#5202"]
+        assert {r.headers["authorization"] for r in got} == {"Bearer reload-erp-token"}
+
+
 async def test_hot_reload_swaps_a_changed_mapping_and_refuses_a_broken_one(
     hubs: HubFactory, sink: RecordingSink, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 
 from hub.deadletters import Filter
-from tests.support.harness import HubFactory, order_body, post, shopify_headers, until
-from tests.support.shopify_admin import TOKEN, FakeShopify, fake_shopify
+from tests.support.harness import (
+    SHOP_CONFIG,
+    HubFactory,
+    order_body,
+    post,
+    shopify_headers,
+    until,
+)
+from tests.support.shopify_admin import TOKEN, FakeShopify, admin_connection, fake_shopify
 
 ROOT = Path(__file__).resolve().parents[1]
 ORDER_ID = 820982911946154508
@@ -25,19 +32,10 @@ def shop(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeShopify]:
 
 
 def hub_yaml(shop: FakeShopify) -> str:
-    return f"""
-mappings: {ROOT / "mappings"}
-connections:
-  shop:
-    connector: shopify
-    options: {{webhook_secret: env:TEST_SHOPIFY_SECRET}}
-  shop-admin:
-    connector: shopify_admin
-    options:
-      shop_domain: {shop.shop_domain}
-      access_token: env:TEST_SHOPIFY_ADMIN_TOKEN
-      location_id: {shop.location_id}
-      base_url: {shop.base}
+    return (
+        SHOP_CONFIG
+        + admin_connection(shop)
+        + """\
 routes:
   - name: shop-orders-in
     from: shop
@@ -51,6 +49,7 @@ routes:
     to: shop-admin
     mapping: shopify/order_to_cancel
 """
+    )
 
 
 def sent(shop: FakeShopify, method: str, path: str) -> int:
@@ -67,16 +66,46 @@ async def test_a_fulfilled_order_sent_twice_is_one_fulfilment_with_its_tracking_
         response = await post(hub, body, shopify_headers(body, webhook_id))
         assert response.status_code == 202, response.text
 
-    # both events reached the shop (each looks at the order's fulfilments first)
+    # the first is written; the second carries nothing the shop does not hold (hub.sync): it
+    # is not sent at all, so the shop sees one look at its fulfilments and one fulfilment
+    async def second_dropped() -> bool:
+        dropped = hub.metrics.value(
+            "hub_echoes_dropped_total", system="shopify", destination="shop-admin"
+        )
+        return dropped >= 1 and len(shop.fulfillments) >= 1
+
+    await until(second_dropped)
+    (fulfilment,) = shop.fulfillments
+    assert fulfilment["order_id"] == ORDER_ID
+    assert fulfilment["tracking_number"] == "1Z999AA1"
+    assert sent(shop, "GET", f"orders/{ORDER_ID}/fulfillments.json") == 1
+    assert sent(shop, "POST", "fulfillments.json") == 1
+    assert shop.cancelled == []
+
+
+async def test_a_fulfilled_order_replayed_looks_at_the_shop_first_and_adds_no_fulfilment(
+    hubs: HubFactory, shop: FakeShopify
+) -> None:
+    """A route that keeps no state (drop_echoes: false) sends both deliveries: the sink itself
+    is idempotent, reading the order's fulfilments before it creates one."""
+    shop.add_order(ORDER_ID, [1, 2, 1])
+    config = hub_yaml(shop).replace(
+        "mapping: shopify/order_to_fulfillment\n",
+        "mapping: shopify/order_to_fulfillment\n    drop_echoes: false\n",
+    )
+    hub = await hubs.start(config=config)
+    body = order_body(ORDER_ID, fulfillment_status="fulfilled", tags="tracking:1Z999AA1")
+    for webhook_id in ("delivery-1", "delivery-2"):
+        response = await post(hub, body, shopify_headers(body, webhook_id))
+        assert response.status_code == 202, response.text
+
     async def both_arrived() -> bool:
         return sent(shop, "GET", f"orders/{ORDER_ID}/fulfillments.json") >= 2
 
     await until(both_arrived)
     (fulfilment,) = shop.fulfillments
-    assert fulfilment["order_id"] == ORDER_ID
     assert fulfilment["tracking_number"] == "1Z999AA1"
     assert sent(shop, "POST", "fulfillments.json") == 1
-    assert shop.cancelled == []
 
 
 async def test_an_order_cancelled_is_cancelled_in_the_shop(

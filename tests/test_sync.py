@@ -136,3 +136,59 @@ async def test_last_writer_wins_by_the_sources_own_timestamps(state: SyncState) 
     assert await state.last_writer("customer", "cus_1", "crm", crm_at, "evt-crm-2") is not None
     # other objects are apart
     assert await state.last_writer("customer", "cus_2", "crm", erp_at, "evt-x") is None
+
+
+async def test_the_echo_of_a_write_is_told_apart_from_later_saves_that_change_nothing(
+    state: SyncState,
+) -> None:
+    """The first report equal to the hub's write is its echo (a change the destinations that
+    had it have); later ones equal to it are the system's own saves of something else."""
+    doc = fingerprint({"n": "Ada"})
+    await state.wrote("customer", "crm", "cus_1", "to-crm", doc, "evt-1")
+    held = await state.held("customer", "crm", "cus_1", "to-crm")
+    assert held is not None and (held.source, held.event_id) == ("wrote", "evt-1")
+    echo = await state.reported("customer", "crm", "cus_1", {"to-crm": doc}, "evt-2")
+    assert echo is not None and (echo.source, echo.event_id, echo.catching_up) == (
+        "wrote",
+        "evt-1",
+        False,
+    )
+    # another delivery worker asking about the same event: the same answer
+    again = await state.reported("customer", "crm", "cus_1", {"to-crm": doc}, "evt-2")
+    assert again == echo
+    saved = await state.reported("customer", "crm", "cus_1", {"to-crm": doc}, "evt-3")
+    assert saved is not None and saved.source == "reported"
+    assert await state.reported("customer", "crm", "cus_1", {"to-crm": doc}, "evt-3") == saved
+
+
+async def test_a_report_that_catches_up_says_so(state: SyncState) -> None:
+    first, second = fingerprint({"phone": "1"}), fingerprint({"phone": "2"})
+    await state.wrote("customer", "erp", "cus_1", "to-erp", first, "evt-1")
+    await state.wrote("customer", "erp", "cus_1", "to-erp", second, "evt-2")
+    late = await state.reported("customer", "erp", "cus_1", {"to-erp": first}, "evt-3")
+    assert late is not None and late.catching_up
+    assert await state.reported("customer", "erp", "cus_1", {"to-erp": first}, "evt-3") == late
+    echo = await state.reported("customer", "erp", "cus_1", {"to-erp": second}, "evt-4")
+    assert echo is not None and not echo.catching_up and echo.source == "wrote"
+
+
+async def test_what_a_system_reported_before_is_kept_per_route_to_another(
+    state: SyncState,
+) -> None:
+    a, b = fingerprint({"x": 1}), fingerprint({"x": 2})
+    assert await state.seen("customer", "crm", "cus_1", "to-erp", a, "evt-1") is None
+    assert await state.seen("customer", "crm", "cus_1", "to-erp", a, "evt-2") == a
+    assert await state.seen("customer", "crm", "cus_1", "to-erp", b, "evt-3") == a
+    # the same event asked again (a retry): the same answer
+    assert await state.seen("customer", "crm", "cus_1", "to-erp", b, "evt-3") == a
+    assert await state.seen("customer", "crm", "cus_1", "to-shop", b, "evt-3") is None
+    assert await state.seen("customer", "erp", "cus_1", "to-erp", b, "evt-3") is None
+
+
+async def test_a_refused_write_is_forgotten(state: SyncState) -> None:
+    doc = fingerprint({"n": "Ada"})
+    await state.wrote("customer", "crm", "cus_1", "to-crm", doc, "evt-1")
+    await state.forget("customer", "crm", "cus_1", "to-crm", "evt-other")
+    assert await state.held("customer", "crm", "cus_1", "to-crm") is not None
+    await state.forget("customer", "crm", "cus_1", "to-crm", "evt-1")
+    assert await state.held("customer", "crm", "cus_1", "to-crm") is None

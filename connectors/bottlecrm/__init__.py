@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 
 SIGNATURE = HmacScheme("X-BottleCRM-Signature", layout="timestamped")
 KINDS = {"contact": "contacts", "account": "accounts"}  # document key -> API collection
+ADDRESS_FIELDS = ("address_line", "city", "state", "postcode", "country")
 CONTACT_FIELDS = (
     "first_name",
     "last_name",
@@ -78,32 +79,25 @@ CONTACT_FIELDS = (
     "organization",
     "title",
     "department",
-    "address_line",
-    "city",
-    "state",
-    "postcode",
-    "country",
+    *ADDRESS_FIELDS,
     "description",
 )
-ACCOUNT_FIELDS = (
-    "name",
-    "email",
-    "phone",
-    "website",
-    "industry",
-    "address_line",
-    "city",
-    "state",
-    "postcode",
-    "country",
-    "description",
-)
+ACCOUNT_FIELDS = ("name", "email", "phone", "website", "industry", *ADDRESS_FIELDS, "description")
 FIELDS = {"contact": CONTACT_FIELDS, "account": ACCOUNT_FIELDS}
-# What BottleCRM's webhooks carry of what the sink writes (its webhooks.events.contact_data and
-# account_data): the part of a written record its echo can show (hub.sync). No addresses.
+# What the hub receives of what the sink writes: BottleCRM's webhooks (its
+# webhooks.events.contact_data and account_data, which leave out the department and the
+# description) with the address the connector reads from the API (complete()): the part of a
+# written record its echo can show (hub.sync).
 REPORTED = {
-    "contact": ("first_name", "last_name", "email", "phone", "organization", "title"),
-    "account": ("name", "email", "phone", "website", "industry"),
+    kind: tuple(f for f in fields if f not in ("department", "description"))
+    for kind, fields in FIELDS.items()
+}
+# The record events completed with the record's address, and where the API shows the record.
+ADDRESSED = {
+    "contact.created": ("contacts", "contact_obj"),
+    "contact.updated": ("contacts", "contact_obj"),
+    "account.created": ("accounts", "account_obj"),
+    "account.updated": ("accounts", "account_obj"),
 }
 
 
@@ -206,15 +200,26 @@ class BottleCrm(WebhookSource, PollingSource, Sink):
         delivery = headers.get("x-bottlecrm-delivery") or headers.get("X-BottleCRM-Delivery")
         return InboundEvent(type=str(header or event), subject=subject, delivery_id=delivery)
 
+    def completes(self, event_type: str) -> bool:
+        return event_type == "deal.won" or event_type in ADDRESSED
+
     async def complete(self, inbound: InboundEvent, payload: Any) -> Any | None:
         """A ``deal.won`` webhook carries the deal's amount but not its lines: they are read
         from ``GET opportunities/<id>/`` and added to ``data`` as ``line_items`` (each its
         ``id``, ``name``, ``description``, ``quantity``, ``unit_price``, ``discount_amount``,
         ``subtotal``, ``total``, ``order`` and ``product`` ``{id, sku, name}`` or null; an empty
         list for a deal without lines), and its account from ``accounts/<id>/`` as ``account``
-        (``id`` and :data:`ACCOUNT_FIELDS`; null if it is gone). Other events are stored as
-        received."""
-        if inbound.type != "deal.won" or inbound.subject is None:
+        (``id`` and :data:`ACCOUNT_FIELDS`; null if it is gone). A contact's or an account's
+        webhook carries no address: it is read from ``contacts/<id>/`` (``accounts/<id>/``)
+        and added to ``data`` (:data:`ADDRESS_FIELDS`), unless ``data`` has it already (a
+        polled record). Other events are mapped as received. Called by the mapper: the webhook
+        was stored as received, and while the API cannot be read the event waits and is tried
+        again."""
+        if inbound.subject is None:
+            return None
+        if inbound.type in ADDRESSED:
+            return await self._with_address(inbound.type, inbound.subject, payload)
+        if inbound.type != "deal.won":
             return None
         client = self._new_client()
         try:
@@ -253,25 +258,43 @@ class BottleCrm(WebhookSource, PollingSource, Sink):
             data["account"] = await self._account(str(account_id))
         return {**payload, "data": data}
 
+    async def _with_address(self, event_type: str, their_id: str, payload: Any) -> Any | None:
+        """``payload`` with the record's address as the API shows it now; None (mapped as
+        received) when it has one already or the record is gone."""
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, dict) or "address_line" in data:
+            return None
+        record = await self._read(*ADDRESSED[event_type], their_id)
+        if record is None:  # deleted since: map what the webhook says
+            return None
+        return {**payload, "data": {**data, **{f: record.get(f) for f in ADDRESS_FIELDS}}}
+
     async def _account(self, account_id: str) -> dict[str, Any] | None:
         """The deal's account as ``accounts/<id>/`` shows it (name, e-mail, phone, address):
         the ERP's party for it needs a name and an address. None if it is gone."""
+        account = await self._read("accounts", "account_obj", account_id)
+        if account is None:
+            return None
+        return {k: account.get(k) for k in ("id", *ACCOUNT_FIELDS)}
+
+    async def _read(self, collection: str, key: str, their_id: str) -> dict[str, Any] | None:
+        """The record ``<collection>/<id>/`` shows under ``key``; None if it is gone (404)."""
         client = self._new_client()
         try:
             answer = await client.request(
-                "GET", "accounts/{id}/", path_params={"id": account_id}, allow=(404,)
+                "GET", f"{collection}/{{id}}/", path_params={"id": their_id}, allow=(404,)
             )
         finally:
             await client.close()
         if answer.status == 404:
             return None
         body = answer.json()
-        account = body.get("account_obj") if isinstance(body, dict) else None
-        if not isinstance(account, dict):
+        record = body.get(key) if isinstance(body, dict) else None
+        if not isinstance(record, dict):
             raise RequestRefused(
-                self.connection, f"accounts/{account_id}/ answered without account_obj"
+                self.connection, f"{collection}/{their_id}/ answered without {key}"
             )
-        return {k: account.get(k) for k in ("id", *ACCOUNT_FIELDS)}
+        return record
 
     # --- REST -------------------------------------------------------------------------------
 
@@ -456,8 +479,8 @@ class BottleCrm(WebhookSource, PollingSource, Sink):
         return DeliveryResult((CreatedId("customer", f"{kind}:{their_id}"),))
 
     def state_of(self, document: Any) -> Any:
-        """The fields the sink writes that BottleCRM's webhooks report back (:data:`REPORTED`;
-        not ``refs`` or ``id``, which only find the record, nor the address, not in them)."""
+        """The fields the sink writes that the hub hears back (:data:`REPORTED`: the webhooks'
+        fields and the address; not ``refs`` or ``id``, which only find the record)."""
         if not isinstance(document, dict):
             return document
         if "deal" in document:

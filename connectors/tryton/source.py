@@ -290,29 +290,28 @@ class TrytonChanges:
         return changes, last, full
 
     async def _parties(self, key: Key | None) -> tuple[list[Change], Key | None, bool]:
+        """Each party with its addresses and contact mechanisms read in the same call (Tryton
+        reads a One2Many's records for ``field.subfield``), so in one transaction: a poll that
+        overlaps an edit sees the party as it was before it or after it, never half of each."""
         rows, last, full = await self.changed(
-            "party.party", [], key, ["code", "name", "addresses", "contact_mechanisms"]
-        )
-        ids = [r["id"] for r in rows]
-        addresses = await self.rpc.call(
-            "model.party.address.search_read",
-            [("party", "in", ids)],
-            0,
-            None,
-            [["sequence", "ASC"], ["id", "ASC"]],
-            ["party", "party_name", "street", "postal_code", "city", "country.code"],
-        )
-        contacts = await self.rpc.call(
-            "model.party.contact_mechanism.search_read",
-            [("party", "in", ids)],
-            0,
-            None,
-            [["sequence", "ASC"], ["id", "ASC"]],
-            ["party", "type", "value"],
+            "party.party",
+            [],
+            key,
+            [
+                "code",
+                "name",
+                "addresses.party_name",
+                "addresses.street",
+                "addresses.postal_code",
+                "addresses.city",
+                "addresses.country.code",
+                "contact_mechanisms.type",
+                "contact_mechanisms.value",
+            ],
         )
         changes = []
         for row in rows:
-            mine = [c for c in contacts if c["party"] == row["id"]]
+            mine = [c for c in row.get("contact_mechanisms.") or () if isinstance(c, dict)]
             data = {
                 "id": row["id"],
                 "code": row["code"],
@@ -321,14 +320,14 @@ class TrytonChanges:
                 "phone": next((c["value"] for c in mine if c["type"] in ("phone", "mobile")), None),
                 "addresses": [
                     {
-                        "party_name": a["party_name"],
-                        "street": a["street"],
-                        "postal_code": a["postal_code"],
-                        "city": a["city"],
+                        "party_name": a.get("party_name"),
+                        "street": a.get("street"),
+                        "postal_code": a.get("postal_code"),
+                        "city": a.get("city"),
                         "country": _get(a, "country.", "code"),
                     }
-                    for a in addresses
-                    if a["party"] == row["id"]
+                    for a in row.get("addresses.") or ()
+                    if isinstance(a, dict)
                 ],
                 "contact_mechanisms": [{"type": c["type"], "value": c["value"]} for c in mine],
                 "created_at": row["create_date"],

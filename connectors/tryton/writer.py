@@ -12,7 +12,8 @@ Tryton's own terms (field names of ``party.party``, ``party.address``, ``sale.sa
 Every write is idempotent: a party is found by its ``code`` (unique in Tryton; the mappings put
 the hub's golden id there), a product by its ``code`` (the SKU), a sale by its ``reference``
 (the order's golden id). An address or a contact mechanism is added only when the party has no
-equal one. A sale found half-way (a crash between its creation and its confirmation) is taken
+equal one; the customer's first address becomes the party's first (its default), the others
+stay. A sale found half-way (a crash between its creation and its confirmation) is taken
 on from the state it is in. So a redelivered event, or one delivered again after a crash, never
 creates a second party, product or sale.
 """
@@ -141,10 +142,29 @@ class TrytonWriter:
                 if not again:
                     raise
                 party_id = again[0]
-        for i, address in enumerate(party.get("addresses") or []):
+        ids = [
             await self.address(party_id, _obj(address, f"party.addresses[{i}]", self))
+            for i, address in enumerate(party.get("addresses") or [])
+        ]
+        if ids:
+            await self._first_address(party_id, ids[0])
         await self._contacts(party_id, party.get("contact_mechanisms") or [])
         return int(party_id)
+
+    async def _first_address(self, party_id: int, address_id: int) -> None:
+        """Make the customer's first address the party's first (by ``sequence``): Tryton's
+        default, the one a new sale or invoice takes, and the one the party is reported with
+        when polled. The others stay, in their order, after it: a sale may ship to them."""
+        rows = await self.rpc.call(
+            "model.party.address.search_read", [("party", "=", party_id)], 0, None, None, ["id"]
+        )
+        order = [int(row["id"]) for row in rows]
+        if not order or order[0] == address_id:
+            return
+        writes: list[Any] = []
+        for sequence, other in enumerate([address_id, *(a for a in order if a != address_id)]):
+            writes += [[other], {"sequence": sequence + 1}]
+        await self.rpc.call("model.party.address.write", *writes)
 
     async def address(self, party_id: int, address: dict[str, Any]) -> int:
         """The party's address equal to ``address`` (street, postal code, city, country and

@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, SecretStr
 
-from connectors import PollingSource, Sink, WebhookSource
-from hub.errors import ConnectionCheckFailed
+from connectors import Connector, ConnectorOptions, PollingSource, Sink, WebhookSource
+from hub.errors import ConfigError, ConnectionCheckFailed
 
 from .deps import HubDep
 from .ops import require_operator, responses
@@ -126,27 +126,33 @@ async def connections(hub: HubDep) -> dict[str, Any]:
     destination), its routes, its options with every secret shown as ``[secret]``."""
     config = hub.config
     items = []
-    for name, connection in sorted(config.connections.items()):
+    everything: list[tuple[str, ConnectorOptions, type[Connector], str, bool]] = [
+        *((name, c.options, type(c), c.system, False) for name, c in config.connections.items()),
+        *(
+            (name, c.options, c.connector, c.system or c.connector.name, True)
+            for name, c in config.idle.items()
+        ),
+    ]
+    for name, opts, cls, system, idle in sorted(everything, key=lambda item: item[0]):
         kinds = [
             kind
-            for kind, cls in (
+            for kind, base in (
                 ("webhook", WebhookSource),
                 ("polling", PollingSource),
                 ("sink", Sink),
             )
-            if isinstance(connection, cls)
+            if issubclass(cls, base)
         ]
-        options = {
-            k: _shown(k, getattr(connection.options, k))
-            for k in type(connection.options).model_fields
-        }
+        options = {k: _shown(k, getattr(opts, k)) for k in type(opts).model_fields}
         items.append(
             {
                 "name": name,
-                "connector": connection.name,
-                "title": getattr(connection, "title", connection.name),
-                "system": connection.system,
+                "connector": cls.name,
+                "title": getattr(cls, "title", cls.name),
+                "system": system,
                 "kinds": kinds,
+                # no enabled route uses it: not opened, its secrets not read
+                "idle": idle,
                 "inbound_routes": [r.name for r in config.inbound_for(name)],
                 "outbound_routes": [r.name for r in config.outbound_for(name)],
                 "options": options,
@@ -164,8 +170,21 @@ async def check(name: Name, hub: HubDep) -> JSONResponse:
     ``check_connection``, as ``hub connectors check`` runs it), within 30 s. ``ok`` false
     says what failed and what to do; secrets are never in the answer."""
     connection = hub.config.connections.get(name)
+    idle = hub.config.idle.get(name)
+    if connection is None and idle is not None:
+        try:  # checked before a route uses it: its secrets are read now
+            connection = await asyncio.to_thread(idle.open)
+        except ConfigError as exc:
+            return JSONResponse(
+                {
+                    "name": name,
+                    "connector": idle.connector.name,
+                    "ok": False,
+                    "message": "; ".join(str(p) for p in exc.problems),
+                }
+            )
     if connection is None:
-        known = ", ".join(sorted(hub.config.connections)) or "none"
+        known = ", ".join(sorted([*hub.config.connections, *hub.config.idle])) or "none"
         return JSONResponse(
             {"error": "not_found", "message": f"no connection {name!r} (known: {known})"},
             status_code=404,

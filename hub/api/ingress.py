@@ -3,8 +3,9 @@
 The answer is 2xx only once the broker has acknowledged the raw event (acks=all): a source
 that gets a 2xx may forget the event. Refusals are JSON ``{"error", "message"}`` with 401 (bad
 signature), 404 (unknown connection), 413 (too large), 415 (not JSON), 400 (malformed JSON);
-503 when the broker did not acknowledge, or the source's API could not be read to complete the
-event (:meth:`connectors.base.WebhookSource.complete`): the source retries.
+503 when the broker did not acknowledge: the source retries. What a webhook leaves out is read
+from its system's API later, by the mapper (:meth:`connectors.base.WebhookSource.complete`), so
+the system being down never makes ingress refuse its webhook.
 
 Webhooks go through FastAPI's routing like every other request, so middleware (limits,
 metrics, tracing, auth) sees them too. A plain ASGI handler in front of FastAPI once saved ~25%
@@ -13,7 +14,6 @@ of ingress CPU (bench/pipeline); issue #12 retired it as a speed-only shortcut.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -26,9 +26,9 @@ from hub.canonical import decode
 from hub.envelope import derived_id, new_id, raw_event
 from hub.errors import (
     BrokerUnavailable,
+    ConnectionIdle,
     MalformedPayload,
     PayloadTooLarge,
-    RequestFailed,
     UnknownConnection,
     UnsupportedMediaType,
     WebhookRejected,
@@ -57,6 +57,11 @@ async def accept(
     :class:`WebhookRejected`."""
     source = hub.config.webhook_source(connection)
     if source is None:
+        if connection in hub.config.idle:
+            raise ConnectionIdle(
+                f"connection {connection!r} has no enabled route: its webhooks are not "
+                "received until one is enabled"
+            )
         raise UnknownConnection(f"no webhook connection named {connection!r}")
     source.verify(headers, body)
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
@@ -72,18 +77,6 @@ async def accept(
             return 200, {"status": "duplicate", "id": event_id}, {}
     else:
         event_id = new_id()
-    try:
-        completed = await source.complete(inbound, payload)
-    except RequestFailed as exc:
-        log.warning("webhook on %s not stored: %s", connection, exc.reason)
-        return (
-            503,
-            {"error": "source_unavailable", "message": f"event not stored, retry later: {exc}"},
-            {"Retry-After": "5"},
-        )
-    if completed is not None:
-        body = json.dumps(completed, separators=(",", ":")).encode()
-
     incoming = headers.get("traceparent")
     tracer = hub.tracer
     if tracer is None:
@@ -189,7 +182,7 @@ def parse(body: bytes) -> Any:
         202: {"description": "Stored in the ingest topic"},
         400: {"description": "Malformed JSON"},
         401: {"description": "Bad or missing signature"},
-        404: {"description": "Unknown connection"},
+        404: {"description": "Unknown connection, or one no enabled route uses"},
         413: {"description": "Body over the configured limit"},
         415: {"description": "Not a JSON body"},
         503: {"description": "Broker unavailable: nothing stored, retry later"},

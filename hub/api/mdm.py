@@ -140,9 +140,11 @@ async def golden(
     golden_id: Annotated[str, Path(max_length=64, pattern=_NO_NUL)],
 ) -> JSONResponse:
     """A golden record: status (``merged`` ones, and ``alias`` ones, the deterministic id of a
-    record linked to another golden record, name ``merged_into`` and ``resolves_to``),
-    fields with their provenance (value, system, source id, time, rule), the crosswalk, the
-    history newest first, its open review tasks."""
+    record linked to another golden record, name ``merged_into`` and ``resolves_to``; an
+    alias's history is the step that stored it), fields with their provenance (value, system,
+    source id, time, rule), the crosswalk, the history newest first, its open review tasks. A
+    golden id only the crosswalk knows (an entity without matching) is ``linked``: its
+    crosswalk, no fields."""
     record = await hub.mdm.golden(entity, golden_id)
     if record is None:
         return JSONResponse(
@@ -232,7 +234,8 @@ async def reject_review(
 @router.post("/{entity}/merge", responses=responses(404, 409, 415))
 async def merge(entity: EntityDep, hub: HubDep, request: Request, body: Merge) -> JSONResponse:
     """Merge golden record ``merged`` into ``survivor``: its crosswalk rows move, its id
-    resolves to the survivor, ``<entity>.merged`` is published on both ids' keys."""
+    resolves to the survivor, ``<entity>.merged`` is published on both ids' keys, then the
+    survivor as a canonical ``<entity>`` for the linked systems to follow."""
     try:
         history_id = await hub.mdm.merge(
             entity, body.survivor, body.merged, actor=_actor(request, body), reason=body.reason
@@ -246,7 +249,10 @@ async def merge(entity: EntityDep, hub: HubDep, request: Request, body: Merge) -
 
 @router.post("/{entity}/unmerge", responses=responses(404, 409, 415))
 async def unmerge(entity: EntityDep, hub: HubDep, request: Request, body: Unmerge) -> JSONResponse:
-    """Undo the last merge of ``merged``: the crosswalk as it was before it."""
+    """Undo the last merge of ``merged``: the crosswalk as it was before it. ``merged`` may
+    be the alias of a record linked by matching (a link step's ``detail.alias``): the record
+    gets its own golden record again, under that id. ``<entity>.unmerged`` is published, then
+    both golden records as canonical ``<entity>`` events for the linked systems to follow."""
     try:
         history_id = await hub.mdm.unmerge(
             entity, body.merged, actor=_actor(request, body), reason=body.reason

@@ -363,6 +363,27 @@ def truncate(v: Any, length: Any) -> str | None:
     return None if v is None else _s(v)[: int(length)]
 
 
+@fn(1, 3)
+def phone_e164(v: Any, region: Any = None, strict: Any = False) -> str | None:
+    """A phone number in E.164 (``+4930123456``), as master data's ``phone`` normaliser
+    reads it (Google's libphonenumber): a number with ``+`` or ``00`` as written, another in
+    ``region`` (ISO 3166 alpha-2, e.g. ``'DE'``). Empty gives null. A number it cannot read
+    (not valid, or national with no region) is kept as written, trimmed: a contact is not held
+    back for its phone, and master data's quality report counts it by system and field. With
+    ``strict`` true such a number fails instead (the event is a dead letter to fix and replay)."""
+    from hub.matching.normalise import NormaliseOptions, Unnormalisable, phone
+
+    if v is None:
+        return None
+    text = _s(v)
+    try:
+        return phone(text, NormaliseOptions(region=_s(region).upper() if region else None), {})
+    except Unnormalisable as exc:  # its message does not repeat the number (personal data)
+        if strict is True:
+            raise MappingFunctionError(f"phone number: {exc}") from None
+        return text.strip() or None
+
+
 # values and lists ------------------------------------------------------------------------------
 
 

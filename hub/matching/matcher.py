@@ -17,10 +17,11 @@ the score with each field's part, every candidate compared, the blocks that were
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -29,7 +30,7 @@ from .blocking import keys_of
 from .config import EntityConfig
 from .index import Entry, GoldenIndex, MemoryIndex
 from .normalise import FieldProblem, normalise_record
-from .scoring import FieldScore, probability, score_pair, tf_weight
+from .scoring import FieldScore, probability, score_many, score_pair, tf_weight
 
 
 class Decision(StrEnum):
@@ -62,7 +63,6 @@ class MatchResult:
     rule: str | None = None  # the deterministic rule that linked it
     best: Candidate | None = None
     prior_weight: float = 0.0  # where every candidate's score starts (Matcher.prior_weight)
-    fields: tuple[FieldScore, ...] = ()  # the best candidate's score, field by field
     candidates: tuple[Candidate, ...] = ()  # one per golden record compared, best first
     review: tuple[str, ...] = ()  # golden ids a steward should decide on
     skipped: tuple[SkippedBlock, ...] = ()
@@ -71,6 +71,15 @@ class MatchResult:
     problems: tuple[FieldProblem, ...] = ()
     rule_keys: tuple[str, ...] = field(default=(), repr=False)
     block_keys: tuple[str, ...] = field(default=(), repr=False)
+    # makes ``fields`` when first asked: most results are stored without their explanation
+    explain: Callable[[], tuple[FieldScore, ...]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    @functools.cached_property
+    def fields(self) -> tuple[FieldScore, ...]:
+        """The best candidate's score, field by field (empty: no candidate)."""
+        return self.explain() if self.explain is not None else ()
 
     @property
     def probability(self) -> float | None:
@@ -103,30 +112,35 @@ class Matcher:
     def normalise(self, record: Mapping[str, Any]) -> tuple[dict[str, str], list[FieldProblem]]:
         return normalise_record(list(self.config.fields), record)
 
+    def keys(self, values: dict[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The rule keys and the blocking keys of a record's normalised ``values``."""
+        cfg = self.config
+        rules = tuple(k for k in (rule.key(values) for rule in cfg.rules) if k is not None)
+        return rules, tuple(keys_of(list(cfg.keys), values))
+
     def match(
         self,
         record_id: str,
         record: Mapping[str, Any],
         normalised: tuple[dict[str, str], list[FieldProblem]] | None = None,
+        keys: tuple[Sequence[str], Sequence[str]] | None = None,
     ) -> MatchResult:
         """The decision for ``record`` (known as ``record_id`` in its system); changes nothing.
-        ``normalised``: what :meth:`normalise` gave for it, if the caller has it already."""
+        ``normalised``: what :meth:`normalise` gave for it, and ``keys``: its rule and blocking
+        keys (:meth:`keys`), if the caller has them already."""
         cfg = self.config
         values, problems = normalised if normalised is not None else self.normalise(record)
-        rule_keys = tuple(k for k in (rule.key(values) for rule in cfg.rules) if k is not None)
-        block_keys = tuple(keys_of(list(cfg.keys), values))
-        base = MatchResult(
-            record_id,
-            Decision.NEW,
-            "",
-            values,
-            problems=tuple(problems),
-            rule_keys=rule_keys,
-            block_keys=block_keys,
+        rule_keys, block_keys = (
+            (tuple(keys[0]), tuple(keys[1])) if keys is not None else self.keys(values)
         )
+        common: dict[str, Any] = {
+            "problems": tuple(problems),
+            "rule_keys": rule_keys,
+            "block_keys": block_keys,
+        }
         known = self.index.known(record_id)
         if known is not None:
-            return replace(base, decision=Decision.KNOWN, golden_id=known)
+            return MatchResult(record_id, Decision.KNOWN, known, values, **common)
         exact = self._exact(values)
 
         for key in rule_keys:
@@ -135,38 +149,41 @@ class Matcher:
                 prior = self.prior_weight(len({e.golden_id for e in hits}))
                 ranked = self._rank(values, hits, prior, exact)
                 best = ranked[0]
-                return replace(
-                    base,
-                    decision=Decision.LINK,
-                    golden_id=best.golden_id,
+                return MatchResult(
+                    record_id,
+                    Decision.LINK,
+                    best.golden_id,
+                    values,
                     rule=key.split(":", 1)[0],
                     best=best,
                     prior_weight=prior,
-                    fields=self._explain(values, hits, best, prior, exact),
+                    explain=functools.partial(self._explain, values, hits, best, prior, exact),
                     candidates=tuple(ranked),
                     compared=len(hits),
+                    **common,
                 )
 
         entries, skipped, truncated = self._candidates(block_keys)
-        base = replace(base, skipped=tuple(skipped), truncated=truncated, compared=len(entries))
+        common.update(skipped=tuple(skipped), truncated=truncated, compared=len(entries))
         prior = self.prior_weight(len({e.golden_id for e in entries}))
         ranked = self._rank(values, entries, prior, exact)
         if not ranked:
-            return replace(base, golden_id=self.new_id())
+            return MatchResult(record_id, Decision.NEW, self.new_id(), values, **common)
         best = ranked[0]
-        base = replace(
-            base,
+        common.update(
             best=best,
             prior_weight=prior,
-            fields=self._explain(values, entries, best, prior, exact),
+            explain=functools.partial(self._explain, values, entries, best, prior, exact),
             candidates=tuple(ranked),
         )
         if best.probability >= cfg.upper:
-            return replace(base, decision=Decision.LINK, golden_id=best.golden_id)
+            return MatchResult(record_id, Decision.LINK, best.golden_id, values, **common)
         if best.probability >= cfg.lower:
             review = tuple(c.golden_id for c in ranked if c.probability >= cfg.lower)
-            return replace(base, decision=Decision.REVIEW, golden_id=self.new_id(), review=review)
-        return replace(base, golden_id=self.new_id())
+            return MatchResult(
+                record_id, Decision.REVIEW, self.new_id(), values, review=review, **common
+            )
+        return MatchResult(record_id, Decision.NEW, self.new_id(), values, **common)
 
     def resolve(self, record_id: str, record: Mapping[str, Any]) -> MatchResult:
         """Match ``record`` and index it under the golden id it got."""
@@ -237,9 +254,10 @@ class Matcher:
     ) -> list[Candidate]:
         """One candidate per golden record (its best-scoring member), best first."""
         best: dict[str, Candidate] = {}
-        comparisons = self.config.comparisons
-        for entry in entries:
-            score, _ = score_pair(comparisons, prior, values, entry.values, exact=exact)
+        scores = score_many(
+            self.config.comparisons, prior, values, [e.values for e in entries], exact
+        )
+        for entry, score in zip(entries, scores, strict=True):
             held = best.get(entry.golden_id)
             if held is None or score > held.score:
                 best[entry.golden_id] = Candidate(

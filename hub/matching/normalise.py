@@ -147,6 +147,8 @@ def phone(value: str, options: NormaliseOptions, record: Mapping[str, Any]) -> s
     if not raw:
         return None
     region = _record_country(record, options.country_field) or options.region
+    if region is None and raw.startswith("00"):  # the ITU's international prefix, as "+"
+        raw = "+" + raw[2:]
     try:
         parsed = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:

@@ -13,7 +13,7 @@ benchmark checks them).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
@@ -103,32 +103,52 @@ def score_pair(
     ``left``'s value instead of the configured one (term frequencies)."""
     if explain:
         return _explained(comparisons, prior_weight, left, right, exact)
-    total = prior_weight
-    for c in comparisons:  # the matcher's inner loop: kept lean
+    return score_many(comparisons, prior_weight, left, (right,), exact)[0], []
+
+
+def score_many(
+    comparisons: tuple[Comparison, ...],
+    prior_weight: float,
+    left: Mapping[str, str],
+    rights: Iterable[Mapping[str, str]],
+    exact: Mapping[str, float] | None = None,
+) -> list[float]:
+    """:func:`score_pair`'s score of ``left`` against each of ``rights`` (the matcher's inner
+    loop: ``left``'s side is looked up once, not once per candidate)."""
+    plan = []
+    for c in comparisons:
         a = left.get(c.field)
-        if a is None:
-            continue
-        b = right.get(c.field)
-        if b is None:
+        if a is None:  # a field left lacks adds nothing, whatever the other has
             continue
         steps = c.steps
-        if a == b:
-            total += exact.get(c.field, steps[0][1]) if exact else steps[0][1]
-            continue
-        similarity = c.comparator(a, b)
-        if c.swap_with is not None:
-            other = right.get(c.swap_with)
-            if other is not None:
-                swapped = c.comparator(a, other)
-                if swapped > similarity:
-                    similarity = swapped
-        for at, weight in steps:
-            if similarity >= at:
-                total += weight
-                break
-        else:
-            total += steps[-1][1]
-    return total, []
+        agree = exact.get(c.field, steps[0][1]) if exact else steps[0][1]
+        plan.append((c.field, a, c.comparator, steps, c.swap_with, agree, steps[0][0]))
+    scores = []
+    for right in rights:
+        get = right.get
+        total = prior_weight
+        for name, a, comparator, steps, swap_with, agree, top in plan:
+            b = get(name)
+            if b is None:
+                continue
+            if a == b:
+                total += agree
+                continue
+            similarity = comparator(a, b)
+            if swap_with is not None and similarity < top:  # at the top level: nothing to gain
+                other = get(swap_with)
+                if other is not None:
+                    swapped = comparator(a, other)
+                    if swapped > similarity:
+                        similarity = swapped
+            for at, weight in steps:
+                if similarity >= at:
+                    total += weight
+                    break
+            else:
+                total += steps[-1][1]
+        scores.append(total)
+    return scores
 
 
 def _explained(

@@ -69,7 +69,7 @@ class GoldenRecord:
         return {name: s.value for name, s in self.fields.items()}
 
 
-def _empty(value: Any) -> bool:
+def is_empty(value: Any) -> bool:
     return value is None or (isinstance(value, (str, list, dict, tuple)) and len(value) == 0)
 
 
@@ -85,7 +85,7 @@ def _newest_first(records: Iterable[SourceRecord]) -> list[SourceRecord]:
 
 def choose(name: str, rule: FieldRule, records: Iterable[SourceRecord]) -> Survivor | None:
     """The surviving value of field ``name`` among ``records``, or None if none has one."""
-    holders = [r for r in _newest_first(records) if not _empty(r.values.get(name))]
+    holders = [r for r in _newest_first(records) if not is_empty(r.values.get(name))]
     if not holders:
         return None
     if rule.rule == "source_priority":

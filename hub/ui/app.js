@@ -437,17 +437,48 @@ function reviewCard(t, result) {
     steward ? el("div", { class: "actions" }, reason, reject) : null);
 }
 
+// What a golden record holds (fields, crosswalk, history), its sections' ids prefixed by `id`.
+function goldenSections(g, id = "") {
+  const fields = Object.entries(g.fields || {}).map(([name, f]) => ({ name, ...(f && typeof f === "object" ? f : { value: f }) }));
+  return [
+    el("section", {}, el("h2", { text: "Fields and where each came from" }),
+      el("div", { id: id + "fields" }, table([["Field", f => f.name], ["Value", f => short(f.value, 200)], ["From system", f => f.system], ["Source id", f => f.source_id], ["At", f => f.at], ["Rule", f => f.rule]], fields))),
+    el("section", {}, el("h2", { text: "Crosswalk" }),
+      el("div", { id: id + "crosswalk" }, table([["System", r => r.system], ["External id", r => r.external_id], ["Linked at", r => r.linked_at], ["By", r => r.linked_by], ["Why", r => r.reason]], g.crosswalk))),
+    (g.open_reviews || []).length ? el("section", {}, el("h2", { text: "Open review tasks" }),
+      table([["Task", t => el("a", { href: `/ui/mdm?entity=${encodeURIComponent(g.entity)}`, text: String(t.id) })], ["Record", t => `${t.system}:${t.external_id}`], ["Score", t => t.score]], g.open_reviews)) : null,
+    el("section", {}, el("h2", { text: "History (newest first)" }),
+      el("div", { id: id + "history" }, table([["At", h => h.at], ["Action", h => h.action], ["By", h => h.actor], ["Why", h => h.reason], ["Detail", h => short(h.detail, 300)]], g.history))),
+  ];
+}
+
+// An alias or a merged id stands for another golden record: say which, and why.
+function standsFor(g) {
+  const step = (g.history || []).find(h => h.action === "alias" || (h.action === "link" && h.detail && h.detail.alias === g.golden_id));
+  const from = step && step.detail ? `${step.detail.system}:${step.detail.external_id}` : null;
+  const words = g.status === "alias"
+    ? [`${g.golden_id} is not a golden record of its own: it is the id ${from ? `derived for ${from}` : "a record had"} before it was linked to `, goldenLink(g.entity, g.merged_into), ". It stays valid and resolves to "]
+    : [`${g.golden_id} was merged into `, goldenLink(g.entity, g.merged_into), ". It resolves to "];
+  return el("p", { id: "golden-resolves", class: "notice" }, ...words, goldenLink(g.entity, g.resolves_to), ".");
+}
+
 async function goldenPage() {
   const [, , , entity, id] = location.pathname.split("/").map(decodeURIComponent);
   const res = await api("GET", `/mdm/${encodeURIComponent(entity)}/golden/${encodeURIComponent(id)}`);
   const back = el("p", {}, el("a", { href: `/ui/mdm?entity=${encodeURIComponent(entity)}`, text: "← Master data" }));
   if (!res.ok) { main(back, el("h1", { text: `Golden ${entity}` }), problem(res)); return; }
   const g = res.data;
+  const standsIn = g.status === "alias" || g.status === "merged";
+  // the record it resolves to, shown below: an alias has no fields or crosswalk of its own
+  const target = standsIn && g.resolves_to !== g.golden_id
+    ? await api("GET", `/mdm/${encodeURIComponent(entity)}/golden/${encodeURIComponent(g.resolves_to)}`) : null;
   const result = el("div", { id: "golden-result", role: "status" });
   let actions = null;
+  // only what can succeed: merge into an active record; unmerge a merged one whose survivor is
+  // not merged itself; unlink an alias's record still linked; nothing on a crosswalk-only id
   if (can("steward")) {
     const reason = stewardReason("golden-reason");
-    if (g.status === "merged") {
+    if (g.status === "merged" && g.merged_into === g.resolves_to) {
       const undo = el("button", { id: "unmerge", type: "button", class: "danger", text: `Unmerge from ${g.merged_into}` });
       undo.addEventListener("click", async () => {
         const r = await api("POST", `/mdm/${encodeURIComponent(entity)}/unmerge`, { merged: g.golden_id, steward: me.name || undefined, reason: reason.value || undefined });
@@ -455,7 +486,23 @@ async function goldenPage() {
         if (r.ok) setTimeout(() => location.reload(), 600);
       });
       actions = el("div", { class: "actions" }, reason, undo);
-    } else {
+    } else if (g.status === "alias") {
+      // a record linked by a rule, a score or a destination: undone by unmerging its alias,
+      // while the record is still linked to what the alias resolves to
+      const step = (g.history || []).find(h => h.detail && h.detail.system && (h.action === "alias" || h.detail.alias === g.golden_id));
+      const still = step && target && target.ok && target.data.status === "active" && (target.data.crosswalk || []).some(r => r.system === step.detail.system && r.external_id === step.detail.external_id);
+      if (still) {
+        const unlink = el("button", { id: "unlink", type: "button", class: "danger", text: `Unlink ${step.detail.system}:${step.detail.external_id}: a golden record of its own` });
+        unlink.addEventListener("click", async () => {
+          const r = await api("POST", `/mdm/${encodeURIComponent(entity)}/unmerge`, { merged: g.golden_id, steward: me.name || undefined, reason: reason.value || undefined });
+          result.replaceChildren(r.ok ? el("p", { class: "ok", id: "unlinked", text: "Unlinked." }) : problem(r));
+          if (r.ok) setTimeout(() => location.reload(), 600);
+        });
+        actions = el("div", { class: "actions" }, reason, unlink);
+      }
+    } else if (g.status === "merged") {
+      actions = el("p", { class: "muted", id: "unmerge-first" }, "To unmerge it, unmerge ", goldenLink(entity, g.merged_into), " first (it was merged further).");
+    } else if (g.status === "active") {
       const other = el("input", { id: "merge-other", placeholder: "golden id to merge into this one", "aria-label": "merged", maxlength: 64 });
       const go = el("button", { id: "merge-in", type: "button", text: "Merge into this" });
       go.addEventListener("click", async () => {
@@ -466,21 +513,21 @@ async function goldenPage() {
       actions = el("div", { class: "actions" }, other, reason, go);
     }
   }
-  const fields = Object.entries(g.fields || {}).map(([name, f]) => ({ name, ...(f && typeof f === "object" ? f : { value: f }) }));
+  const own = g.status === "alias"
+    ? [el("section", {}, el("h2", { text: "History (newest first)" }),
+        el("div", { id: "history" }, table([["At", h => h.at], ["Action", h => h.action], ["By", h => h.actor], ["Why", h => h.reason], ["Detail", h => short(h.detail, 300)]], g.history)))]
+    : goldenSections(g);
+  const resolved = target === null ? null : target.ok
+    ? el("section", { id: "resolved" }, el("h2", {}, "What it resolves to: ", goldenLink(entity, target.data.golden_id), ` (${target.data.status})`), ...goldenSections(target.data, "resolved-"))
+    : el("section", { id: "resolved" }, problem(target));
   main(back,
-    el("h1", { text: `Golden ${g.entity} ${g.golden_id}` }),
+    el("h1", { text: `${g.status === "alias" ? "Alias" : "Golden"} ${g.entity} ${g.golden_id}` }),
     el("dl", { class: "facts", id: "golden-facts" },
       [["Status", g.status], ["Merged into", g.merged_into], ["Resolves to", g.resolves_to], ["Created", g.created_at], ["Updated", g.updated_at]]
         .filter(f => f[1]).map(([k, v]) => [el("dt", { text: k }), el("dd", {}, k === "Merged into" || k === "Resolves to" ? goldenLink(g.entity, v) : String(v))])),
-    actions, result,
-    el("section", {}, el("h2", { text: "Fields and where each came from" }),
-      el("div", { id: "fields" }, table([["Field", f => f.name], ["Value", f => short(f.value, 200)], ["From system", f => f.system], ["Source id", f => f.source_id], ["At", f => f.at], ["Rule", f => f.rule]], fields))),
-    el("section", {}, el("h2", { text: "Crosswalk" }),
-      el("div", { id: "crosswalk" }, table([["System", r => r.system], ["External id", r => r.external_id], ["Linked at", r => r.linked_at], ["By", r => r.linked_by], ["Why", r => r.reason]], g.crosswalk))),
-    g.open_reviews.length ? el("section", {}, el("h2", { text: "Open review tasks" }),
-      table([["Task", t => el("a", { href: `/ui/mdm?entity=${encodeURIComponent(g.entity)}`, text: String(t.id) })], ["Record", t => `${t.system}:${t.external_id}`], ["Score", t => t.score]], g.open_reviews)) : null,
-    el("section", {}, el("h2", { text: "History (newest first)" }),
-      el("div", { id: "history" }, table([["At", h => h.at], ["Action", h => h.action], ["By", h => h.actor], ["Why", h => h.reason], ["Detail", h => short(h.detail, 300)]], g.history))));
+    standsIn ? standsFor(g) : null,
+    g.status === "linked" ? el("p", { class: "muted", id: "golden-resolves" }, "The crosswalk links these ids to this golden id; master data keeps no golden record for it (no matching for this entity).") : null,
+    actions, result, ...own, resolved);
 }
 
 // -- users and API tokens (admins) ------------------------------------------------------------
@@ -576,7 +623,7 @@ async function mappingsPage() {
           ["Routes", m => m.routes.join(", ")], ["File", m => m.file]], maps.data.items))] : problem(maps)),
     el("section", {}, el("h2", { text: "Connections" }),
       conns.ok ? el("div", { id: "connections" }, table([["Connection", c => c.name], ["Connector", c => c.connector], ["System", c => c.system],
-        ["Does", c => c.kinds.join(", ")], ["Routes", c => [...c.inbound_routes, ...c.outbound_routes].join(", ")],
+        ["Does", c => c.kinds.join(", ") + (c.idle ? " (idle: no enabled route uses it)" : "")], ["Routes", c => [...c.inbound_routes, ...c.outbound_routes].join(", ")],
         ["Options", c => Object.entries(c.options).filter(([, v]) => v !== null && v !== "" && !(typeof v === "object" && !Object.keys(v).length)).map(([k, v]) => `${k}: ${short(v, 80)}`).join("; ")],
         ["", checkCell]], conns.data.items)) : problem(conns)));
 }

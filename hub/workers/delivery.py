@@ -135,6 +135,8 @@ class DeliveryWorker(RetryingWorker):
         )
         self.crosswalk = Crosswalk(hub.db)
         self.sync = SyncState(hub.db)
+        self._dest_system = hub.config.system_of(destination) or destination
+        self._two_way: tuple[Any, Any, set[str]] = (None, None, set())
 
     @staticmethod
     def signature_of(
@@ -223,17 +225,19 @@ class DeliveryWorker(RetryingWorker):
             "origin": origin,
             "system": system,
         }
-        entity = self._entity_by_topic.get(record.topic) or ""
+        entity = entity or ""
         golden = data.get("id") if isinstance(data, dict) else None
         golden = str(golden) if golden is not None else event.subject
+        echo: Echo | None = None
         if system and golden:
             echo = await self._echo(event.id, entity, golden, data, origin, system)
-            if echo is not None:
+            if echo is not None and (echo.golden_id != golden or echo.catching_up):
                 log.info(
-                    "%s is the echo of what %s was last %s (%s): not delivered to %s",
+                    "%s is the echo of %s (%s): not delivered to %s",
                     event.id,
-                    system,
-                    "written" if echo.source == "wrote" else "seen to hold",
+                    f"a create the hub wrote to {system}"
+                    if echo.golden_id != golden
+                    else f"an earlier write of the hub's that {system} is catching up on",
                     echo.event_id,
                     self.destination,
                 )
@@ -244,7 +248,8 @@ class DeliveryWorker(RetryingWorker):
         if system and golden and any(r.last_writer_wins for r, _ in routes):
             stale = await self._stale(event.id, entity, golden, data, system)
 
-        taken: list[tuple[OutboundRoute, RetryPolicy, Any]] = []
+        dest_system = self._dest_system
+        taken: list[tuple[OutboundRoute, RetryPolicy, Any, str | None]] = []
         for route, policy in routes:
             context = {"route": route.name, "destination": self.destination}
             if stale is not None and route.last_writer_wins:
@@ -269,6 +274,10 @@ class DeliveryWorker(RetryingWorker):
                 err = RouteConditionFailed(route.name, route.when.source if route.when else "", exc)
                 return self.dead_now(record, Stage.ROUTE, err, parked, context)
             body: Any = _AS_IS
+            if route.mapping is not None and event.type != f"hub.{entity}":
+                # hub.customer.merged / unmerged: not a customer for a mapping to write (the
+                # golden records they leave follow as hub.customer events: hub.mdm_follow)
+                continue
             if route.mapping is not None:
                 mapping = hub.mappings.get(route.mapping)
                 try:
@@ -285,11 +294,19 @@ class DeliveryWorker(RetryingWorker):
                     return self.dead_now(record, Stage.MAP, exc, parked, context)
                 if body is None:
                     continue
-            taken.append((route, policy, body))
+            state: str | None = None  # what the route writes, for hub.sync
+            if golden and self._tracked(route):
+                state = fingerprint(self.sink.state_of(body))
+                why = await self._nothing_new(event.id, entity, golden, system, route, state, echo)
+                if why:
+                    log.info("%s is %s: not delivered (%s)", event.id, why, route.name)
+                    hub.metrics.echoes_dropped.labels(system or "", self.destination).inc()
+                    continue
+            taken.append((route, policy, body, state))
         if not taken:
             return Outcome()
 
-        ordered = any(p.ordered for _, p, _ in taken)
+        ordered = any(p.ordered for _, p, _, _ in taken)
         key = order_key_of(record) if ordered else None
         if parked is None and self.waits_behind(key):
             assert key is not None
@@ -297,18 +314,11 @@ class DeliveryWorker(RetryingWorker):
 
         retriable: tuple[OutboundRoute, RetryPolicy, ProcessingError] | None = None
         refused: tuple[OutboundRoute, ProcessingError] | None = None
-        for route, policy, body in taken:
+        for route, policy, body, state in taken:
             as_is = body is _AS_IS  # the canonical JSON goes out as it came, not re-encoded
-            if route.drop_echoes and not as_is and golden:
+            if state is not None and golden:
                 # Before the write: its echo may come back before the write answers.
-                await self.sync.wrote(
-                    entity,
-                    config.system_of(self.destination) or self.destination,
-                    golden,
-                    route.name,
-                    fingerprint(self.sink.state_of(body)),
-                    event.id,
-                )
+                await self.sync.wrote(entity, dest_system, golden, route.name, state, event.id)
             delivery = Delivery(
                 event_id=event.id,
                 event_type=event.type,
@@ -355,6 +365,8 @@ class DeliveryWorker(RetryingWorker):
                 await self._records.add((event.id, route.name))
             elif not error.retriable:
                 refused = refused or (route, error)
+                if state is not None and golden:  # it does not hold what was refused
+                    await self.sync.forget(entity, dest_system, golden, route.name, event.id)
             elif retriable is None:
                 retriable = (route, policy, error)
             elif not isinstance(error, CircuitOpen):  # failed() counts the first one
@@ -386,6 +398,42 @@ class DeliveryWorker(RetryingWorker):
             )
         return Outcome(done=True)
 
+    async def _nothing_new(
+        self,
+        event_id: str,
+        entity: str,
+        golden: str,
+        system: str | None,
+        route: OutboundRoute,
+        state: str,
+        echo: Echo | None,
+    ) -> str:
+        """Why the event, which ``route`` would write as ``state``, carries nothing new for this
+        destination (hub.sync), or "" when it does. Each route compares its own document:
+
+        - the destination holds it already (the hub wrote it, or the destination reported it);
+        - it is the echo of a change the hub wrote to ``system`` that this destination has
+          (wrote or reported itself) already: its own document from the echo may differ only
+          where ``system`` keeps less than it (one name for a person's two);
+        - ``system``'s report before it would have been written the same: what ``system``
+          changed is not in this route's document (or the same echo is reported again).
+
+        A retry or replay of the event that set what the destination holds is not compared:
+        that write may have failed."""
+        previous = None
+        if system:
+            previous = await self.sync.seen(entity, system, golden, route.name, state, event_id)
+        dest = self.destination
+        held = await self.sync.held(entity, self._dest_system, golden, route.name)
+        if held is not None and held.event_id != event_id:
+            if state == held.fingerprint:
+                return f"what {dest} holds already (since {held.event_id})"
+            if echo is not None and echo.source == "wrote" and echo.event_id == held.event_id:
+                return f"{system}'s echo of {held.event_id}, which {dest} has"
+        if previous is not None and previous == state:
+            return f"what {system} reported before, as {route.name} writes it: nothing new"
+        return ""
+
     async def _stale(
         self, event_id: str, entity: str, golden: str, data: Any, system: str
     ) -> Stale | None:
@@ -411,7 +459,7 @@ class DeliveryWorker(RetryingWorker):
         system: str,
     ) -> Echo | None:
         """An :class:`Echo` when the event is a change ``system`` reported that equals what the
-        hub knows it holds (hub.sync): each route back to it (``drop_echoes``, with a mapping)
+        hub knows it holds (hub.sync): each route back to it that keeps it (:meth:`_tracked`)
         maps the event as it would be written there, and the fingerprints are compared. A new
         object that echoes a create of the hub's is linked to that golden id at once."""
         hub = self.hub
@@ -421,8 +469,9 @@ class DeliveryWorker(RetryingWorker):
             if config.system_of(connection) != system:
                 continue
             for route in config.outbound_for(connection):
-                if route.entity != entity or not route.drop_echoes or route.mapping is None:
+                if route.entity != entity or not self._tracked(route):
                     continue
+                assert route.mapping is not None
                 mapping = hub.mappings.get(route.mapping)
                 if mapping is None:
                     continue
@@ -458,6 +507,27 @@ class DeliveryWorker(RetryingWorker):
                 if learn is not None:
                     learn(link)
         return echo
+
+    def _tracked(self, route: OutboundRoute) -> bool:
+        """Whether the hub keeps what ``route``'s destination holds (hub.sync): a route with
+        ``drop_echoes`` (the default) and a mapping (one without passes every canonical event
+        on as it is) for an entity some system both reports and is written (two-way sync, where
+        echoes come back). In a one-way flow nothing is kept."""
+        if not route.drop_echoes or route.mapping is None:
+            return False
+        config, mappings = self.hub.config, self.hub.mappings
+        if self._two_way[0] is not config or self._two_way[1] is not mappings:
+            sources: set[tuple[str, str | None]] = set()
+            for inbound in config.inbound:
+                mapping = mappings.get(inbound.mapping) if inbound.enabled else None
+                if mapping is not None and mapping.target_entity is not None:
+                    sources.add((mapping.target_entity, config.system_of(inbound.connection)))
+            written = {
+                (r.entity, config.system_of(r.destination)) for r in config.outbound if r.enabled
+            }
+            two_way = {entity for entity, _ in sources & written}
+            self._two_way = (config, mappings, two_way)
+        return route.entity in self._two_way[2]
 
     def _routes(self, entity: str | None) -> list[tuple[OutboundRoute, RetryPolicy]]:
         """This destination's enabled routes for ``entity`` with their retry policies, as of

@@ -1,7 +1,10 @@
 """Mapper: raw events from the ingest topic -> mapped, validated canonical events.
 
 For each raw event the inbound routes of its connection pick the mappings whose source event
-matches; each output is validated against its canonical model and published to
+matches. An event whose webhook leaves something out is first completed from its system's API
+(:meth:`connectors.WebhookSource.complete`, e.g. a deal's lines): while the system cannot be
+read, the event is parked and tried again like a failed delivery (its route's ``retry:``).
+Each output is validated against its canonical model and published to
 ``hub.canonical.<entity>`` keyed by its golden id. Failures become dead letters. Every canonical
 event keeps the raw event's origin (``ce_hubconnection``, ``ce_hubsystem``), which mappings see
 as ``meta.origin`` and ``meta.system``.
@@ -10,6 +13,9 @@ as ``meta.origin`` and ``meta.system``.
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -18,13 +24,29 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import TopicPartition
 from sqlalchemy.exc import SQLAlchemyError
 
+from connectors import InboundEvent
 from hub import exactjson
 from hub.canonical import encode, validate
 from hub.config import InboundRoute
 from hub.crosswalk import SOURCE
 from hub.deadletters import REPLAY_HEADERS, Stage
-from hub.envelope import ORIGIN_SYSTEM, CloudEvent, EnvelopeError, derived_id, from_kafka
-from hub.errors import MappingFailed, MasterDataUnavailable, ProcessingError, RouteConditionFailed
+from hub.envelope import (
+    ORIGIN_CONNECTION,
+    ORIGIN_SYSTEM,
+    CloudEvent,
+    EnvelopeError,
+    derived_id,
+    from_kafka,
+    header_value,
+)
+from hub.errors import (
+    CompletionFailed,
+    MappingFailed,
+    MasterDataUnavailable,
+    ProcessingError,
+    RequestFailed,
+    RouteConditionFailed,
+)
 from hub.journal import mapped_rows
 from hub.logs import log_context
 from hub.mdm import CrosswalkResolver, Miss, resolve_ahead
@@ -49,6 +71,13 @@ class _Retriable(Exception):
         self.error = error
         self.route = route
         self.context = context
+
+
+@dataclasses.dataclass(frozen=True)
+class _Completed:
+    """A record ready to map: as received, or completed from its system's API."""
+
+    record: Any
 
 
 class MapperWorker(RetryingWorker):
@@ -77,6 +106,11 @@ class MapperWorker(RetryingWorker):
             misses: set[Miss] = set()
             actions: list[_Action] | _Retriable | None = None  # None: parked behind its key
             if not (self.blocked and (key := order_key_of(record)) and self.waits_behind(key)):
+                completed = await self._completed(record)
+                if not isinstance(completed, _Completed):
+                    prepared.append((record, completed, misses))
+                    continue
+                record = completed.record
                 try:
                     if collecting is None:
                         actions = self.prepare(record)
@@ -100,6 +134,12 @@ class MapperWorker(RetryingWorker):
             if self.blocked and (key := order_key_of(record)) and self.waits_behind(key):
                 await self.park_behind(record, event_id_of(record), None, key)
                 continue
+            if actions is None:  # was behind a parked event that has gone through since
+                completed = await self._completed(record)
+                if isinstance(completed, _Completed):
+                    record = completed.record
+                else:
+                    actions = completed
             if actions is None or (misses and (changed is None or misses & changed)):
                 try:  # not collecting now: an answer still missing parks the event
                     actions = self.prepare(record)
@@ -113,6 +153,12 @@ class MapperWorker(RetryingWorker):
         await self._link()
 
     async def handle(self, record: Any, parked: Parked | None) -> Outcome:
+        completed = await self._completed(record)
+        if isinstance(completed, _Retriable):
+            return await self._failed(record, completed, parked)
+        if not isinstance(completed, _Completed):
+            return Outcome(done=True, futures=[action() for action in completed])
+        record = completed.record
         try:
             actions = await resolve_ahead(self.hub.resolver, lambda: self.prepare(record))
         except _Retriable as r:
@@ -120,6 +166,42 @@ class MapperWorker(RetryingWorker):
         futures = [action() for action in actions]
         await self._link()
         return Outcome(done=True, futures=futures)
+
+    async def _completed(self, record: Any) -> _Completed | _Retriable | list[_Action]:
+        """``record`` with what its webhook leaves out read from its system's API, when its
+        connection's source :meth:`~connectors.WebhookSource.completes` its type; a
+        :class:`_Retriable` while the system cannot be read; a dead letter when it refuses."""
+        connection = header_value(record.headers, f"ce_{ORIGIN_CONNECTION}") or ""
+        source = self.hub.config.webhook_source(connection)
+        event_type = header_value(record.headers, "ce_hubevent") or ""
+        if source is None or not source.completes(event_type):
+            return _Completed(record)
+        try:
+            event = from_kafka(record.key, record.value, record.headers)
+            payload = exactjson.loads(event.data)
+        except (EnvelopeError, ValueError):
+            return _Completed(record)  # mapping makes its dead letter
+        with log_context(**record_fields(record)):
+            try:
+                completed = await source.complete(
+                    InboundEvent(type=event_type, subject=event.subject, delivery_id=None), payload
+                )
+            except RequestFailed as exc:
+                error = CompletionFailed(connection, event_type, exc)
+                routes = self.hub.config.inbound_for(connection)
+                context = {"route": routes[0].name} if routes else {}
+                if error.retriable and routes:
+                    log.warning("%s; tried again later", error)
+                    return _Retriable(error, routes[0], context)
+                return [partial(self.dead_letter, record, Stage.MAP, error, context)]
+        if completed is None:
+            return _Completed(record)
+        value = json.dumps(completed, separators=(",", ":")).encode()
+        if dataclasses.is_dataclass(record) and not isinstance(record, type):
+            return _Completed(dataclasses.replace(record, value=value))
+        copied = copy.copy(record)
+        copied.value = value
+        return _Completed(copied)
 
     async def _link(self) -> None:
         """Link the ids the objects just published came in under to their golden ids (the

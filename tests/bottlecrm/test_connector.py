@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import connectors
-from connectors import CreatedId, Delivery
+from connectors import CreatedId, Delivery, InboundEvent
 from connectors.bottlecrm import BottleCrm, BottleCrmOptions, sign
 from connectors.conformance import (
     check_problems,
@@ -212,11 +212,11 @@ async def test_an_account_is_found_by_name_and_a_contact_without_email_is_refuse
     assert [a["id"] for a in accounts] == [first.created[0].external_id.removeprefix("account:")]
 
 
-def test_what_is_compared_of_a_written_record_is_what_its_webhook_carries(
+def test_what_is_compared_of_a_written_record_is_what_the_hub_hears_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """hub.sync compares the record the sink writes with its echo: not the refs that find it,
-    nor the address, which BottleCRM's contact webhooks leave out."""
+    but the address, which the connector reads for a contact's webhook."""
     monkeypatch.setenv("HUB_TEST_STATE_TOKEN", "bcrm_pat_0123456789abcdef")
     options = BottleCrmOptions(url="https://crm.example.com", token="env:HUB_TEST_STATE_TOKEN")
     sink = BottleCrm("bottlecrm", options)
@@ -235,10 +235,55 @@ def test_what_is_compared_of_a_written_record_is_what_its_webhook_carries(
             "first_name": "Ada",
             "last_name": "Lovelace",
             "email": "ada@example.com",
+            "city": "London",
         }
     }
     assert sink.state_of(written) == sink.state_of(echo)
     assert sink.state_of(written)["contact"]["email"] == "ada@example.com"
+    moved = {"contact": {**echo["contact"], "city": "Marylebone"}}
+    assert sink.state_of(written) != sink.state_of(moved)
+
+
+async def test_a_contact_webhook_is_completed_with_the_address_the_api_shows(
+    bottlecrm: BottleCrmServer,
+) -> None:
+    """BottleCRM's contact webhooks carry no address: the connector reads it before mapping,
+    unless the record has one already (polled), and maps a deleted contact as it came."""
+    created = bottlecrm.api(
+        "POST",
+        "contacts/",
+        {
+            "first_name": "Grace",
+            "last_name": "Hopper",
+            "email": "grace.address@example.com",
+            "address_line": "1 Cobol Lane",
+            "city": "Arlington",
+            "postcode": "22201",
+            "country": "US",
+        },
+    )
+    source = build(bottlecrm)
+    assert source.completes("contact.created") and source.completes("account.updated")
+    assert not source.completes("lead.created")
+    webhook = {"event": "contact.created", "data": {"id": created["id"], "first_name": "Grace"}}
+    completed = await source.complete(InboundEvent("contact.created", created["id"], None), webhook)
+    assert completed["data"] == {
+        "id": created["id"],
+        "first_name": "Grace",
+        "address_line": "1 Cobol Lane",
+        "city": "Arlington",
+        "state": None,
+        "postcode": "22201",
+        "country": "US",
+    }
+    assert (
+        await source.complete(InboundEvent("contact.updated", created["id"], None), completed)
+        is None
+    )
+    bottlecrm.api("DELETE", f"contacts/{created['id']}/")
+    assert (
+        await source.complete(InboundEvent("contact.updated", created["id"], None), webhook) is None
+    )
 
 
 async def test_a_deal_comment_delivered_twice_is_one_comment_and_bad_ones_are_refused(

@@ -196,9 +196,8 @@ async def test_a_party_edited_in_tryton_updates_the_crm_contact_and_stops(
         return await asyncio.to_thread(party, tryton, "dorothy@example.com") is not None
 
     await until(in_tryton)
-    # Its creation polled back (and dropped as an echo) before the edit: Tryton's poller reads
-    # a party and its e-mail and phone in two calls, so a poll overlapping the edit could
-    # report the new phone under the old name, then the name: two changes of Tryton's.
+    # Its creation polled back (and dropped as an echo) before the edit: the writes counted
+    # below are the edit's alone.
     await tryton_barrier(hub, bottlecrm, tryton)
     found = await asyncio.to_thread(party, tryton, "dorothy@example.com")
     assert found is not None
@@ -266,3 +265,129 @@ async def test_an_edit_in_both_systems_at_nearly_the_same_time_ends_in_the_later
     assert found is not None
     assert (now["first_name"], now["last_name"]) == ("Mary", "Winston Jackson")
     assert found["name"] == "Mary Winston Jackson"
+
+
+async def test_a_lead_reaches_tryton_only_once_converted_through_the_contact_it_becomes(
+    hub: Hub, bottlecrm: BottleCrmServer, tryton: TrytonServer
+) -> None:
+    """A lead is not a customer yet: its webhooks change nothing in Tryton. Converting it in
+    the CRM creates a contact (BottleCRM sends contact.created), which becomes a party once."""
+    writes = Writes(hub)
+    email = "grace.hopper@example.com"
+    lead = {
+        "title": "COBOL compilers",
+        "first_name": "Grace",
+        "last_name": "Hopper",
+        "email": email,
+        "phone": "+12025550147",
+    }
+    created = await asyncio.to_thread(bottlecrm.api, "POST", "leads/", lead)
+    await asyncio.to_thread(
+        bottlecrm.api, "PATCH", f"leads/{created['id']}/", {"description": "Met at a fair"}
+    )
+    await crm_barrier(hub, bottlecrm, tryton)  # the lead's webhooks have been through the hub
+    assert await asyncio.to_thread(party, tryton, email) is None
+
+    converted = await asyncio.to_thread(
+        bottlecrm.api, "PUT", f"leads/{created['id']}/", {**lead, "status": "converted"}
+    )
+    assert converted["contact_id"], converted
+
+    async def in_tryton() -> bool:
+        return await asyncio.to_thread(party, tryton, email) is not None
+
+    await until(in_tryton)
+    await crm_barrier(hub, bottlecrm, tryton)
+    await tryton_barrier(hub, bottlecrm, tryton)
+
+    found = await asyncio.to_thread(party, tryton, email)
+    assert found is not None
+    golden = DeterministicResolver().golden_id(
+        "customer", "bottlecrm", f"contact:{converted['contact_id']}"
+    )
+    assert (found["code"], found["name"], found["phone"]) == (
+        golden,
+        "Grace Hopper",
+        "+12025550147",
+    )
+    assert writes.of(golden) == {"bottlecrm": 0, "tryton": 1}
+    assert set(saves(bottlecrm, created["id"])) >= {"lead.created", "lead.updated"}
+
+
+def streets(tryton: TrytonServer, party_id: int) -> list[str]:
+    """The streets of the party's addresses, in Tryton's order."""
+    rows = tryton.search_read("party.address", [("party", "=", party_id)], ["street"])
+    return [row["street"] for row in rows]
+
+
+async def test_a_contacts_address_reaches_the_party_and_a_move_is_written_once(
+    hub: Hub, bottlecrm: BottleCrmServer, tryton: TrytonServer
+) -> None:
+    """The address is not in BottleCRM's webhooks: the connector reads it from the API. A
+    party keeps the addresses it had (a sale may ship to them); the CRM keeps the contact's
+    new one, also when the party is edited in Tryton afterwards."""
+    writes = Writes(hub)
+    email = "grace.moves@example.com"
+    created = await asyncio.to_thread(
+        bottlecrm.api,
+        "POST",
+        "contacts/",
+        {
+            "first_name": "Grace",
+            "last_name": "Hopper",
+            "email": email,
+            "address_line": "1 Cobol Lane",
+            "city": "Arlington",
+            "postcode": "22201",
+            "country": "US",
+        },
+    )
+    golden = DeterministicResolver().golden_id("customer", "bottlecrm", f"contact:{created['id']}")
+
+    async def party_streets() -> list[str]:
+        found = await asyncio.to_thread(party, tryton, email)
+        return [] if found is None else await asyncio.to_thread(streets, tryton, found["id"])
+
+    async def in_tryton() -> bool:
+        return await party_streets() == ["1 Cobol Lane"]
+
+    await until(in_tryton)
+    await tryton_barrier(hub, bottlecrm, tryton)
+    await asyncio.to_thread(
+        bottlecrm.api,
+        "PATCH",
+        f"contacts/{created['id']}/",
+        {"address_line": "2 Navy Yard", "city": "Washington", "postcode": "20374"},
+    )
+
+    async def moved() -> bool:
+        return "2 Navy Yard" in await party_streets()
+
+    await until(moved)
+    await tryton_barrier(hub, bottlecrm, tryton)
+    await crm_barrier(hub, bottlecrm, tryton)
+    assert writes.of(golden) == {"bottlecrm": 0, "tryton": 2}
+    assert await party_streets() == ["2 Navy Yard", "1 Cobol Lane"]  # the new one first
+
+    # edited in Tryton now (its name): the CRM gets the name and keeps the contact's address
+    found = await asyncio.to_thread(party, tryton, email)
+    assert found is not None
+    await asyncio.to_thread(
+        tryton.rpc, "model.party.party.write", [found["id"]], {"name": "Grace Brewster Hopper"}
+    )
+
+    async def renamed() -> bool:
+        now = await asyncio.to_thread(contact, bottlecrm, created["id"])
+        return now["last_name"] == "Brewster Hopper"
+
+    await until(renamed)
+    await tryton_barrier(hub, bottlecrm, tryton)
+    await crm_barrier(hub, bottlecrm, tryton)
+
+    now = await asyncio.to_thread(contact, bottlecrm, created["id"])
+    assert (now["address_line"], now["city"], now["postcode"]) == (
+        "2 Navy Yard",
+        "Washington",
+        "20374",
+    )
+    assert writes.of(golden) == {"bottlecrm": 1, "tryton": 2}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from sqlalchemy import select
 
 from connectors.bottlecrm import sign
 from hub.bus import Publisher
-from hub.db import crosswalk
+from hub.db import crosswalk, retries
 from hub.envelope import CloudEvent
 from hub.runtime import Hub
 from tests.support.bottlecrm import BottleCrmServer
@@ -86,6 +87,21 @@ def outbox(hub: Hub) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def order_of_deal(hub: Hub, deal_id: object) -> dict[str, Any]:
+    """The canonical order a won deal became, once it is in the outbox (exactly one)."""
+    ref = {"system": "bottlecrm", "id": f"deal:{deal_id}"}
+
+    def orders() -> list[dict[str, Any]]:
+        return [e["data"] for e in outbox(hub) if ref in e["data"].get("external_refs", [])]
+
+    async def arrived() -> bool:
+        return bool(orders())
+
+    await until(arrived)
+    (order,) = orders()
+    return order
 
 
 def contacts(bottlecrm: BottleCrmServer, email: str) -> list[dict[str, Any]]:
@@ -259,15 +275,7 @@ async def test_a_deal_moved_to_won_becomes_a_pending_order_of_its_account(
         bottlecrm.log_tail()
     )
 
-    def orders() -> list[dict[str, Any]]:
-        ref = {"system": "bottlecrm", "id": f"deal:{deal['id']}"}
-        return [e["data"] for e in outbox(hub) if ref in e["data"].get("external_refs", [])]
-
-    async def arrived() -> bool:
-        return bool(orders())
-
-    await until(arrived)
-    (order,) = orders()
+    order = await order_of_deal(hub, deal["id"])
     assert order["status"] == "pending"
     assert order["number"] == "Wind tunnel time"
     assert (order["currency"], order["total"]) == ("USD", "4200.00")
@@ -320,15 +328,7 @@ async def test_a_won_deal_with_line_items_becomes_an_order_with_those_lines(
         {"stage": "CLOSED_WON", "closed_on": "2026-12-06"},
     )
 
-    def orders() -> list[dict[str, Any]]:
-        ref = {"system": "bottlecrm", "id": f"deal:{deal['id']}"}
-        return [e["data"] for e in outbox(hub) if ref in e["data"].get("external_refs", [])]
-
-    async def arrived() -> bool:
-        return bool(orders())
-
-    await until(arrived)
-    (order,) = orders()
+    order = await order_of_deal(hub, deal["id"])
     assert order["status"] == "pending"
     assert [
         (line.get("sku"), line["name"], line["quantity"], line["unit_price"], line["total"])
@@ -339,36 +339,120 @@ async def test_a_won_deal_with_line_items_becomes_an_order_with_those_lines(
     ]
 
 
-async def test_a_deal_won_webhook_is_refused_503_while_bottlecrm_cannot_be_read(
+class Outage:
+    """BottleCRM's API as the hub reaches it: down (nothing listens on the port) until
+    :meth:`restore`, then forwarded to the real BottleCRM byte for byte."""
+
+    def __init__(self, target: str) -> None:
+        self.port = free_port()
+        host, port = target.removeprefix("http://").split(":")
+        self.target = (host, int(port.rstrip("/")))
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def restore(self) -> None:
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            finally:
+                writer.close()
+
+        async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+        self.server = await asyncio.start_server(forward, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_deal_won_webhook_is_accepted_while_bottlecrm_is_down_and_completed_after(
     hubs: HubFactory, bottlecrm: BottleCrmServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The deal's lines are read before the event is stored: if BottleCRM's API does not
-    answer, the webhook is answered 503 (BottleCRM sends it again) and nothing is stored.
-    Other events do not need the API and are stored as before."""
+    """The deal's lines are read from BottleCRM's API after the webhook is stored: while the
+    API does not answer, the webhook is accepted all the same (202) and the event waits in the
+    mapper's retries; once the API answers again it is completed and mapped, once."""
     monkeypatch.setenv("HUB_TEST_BOTTLECRM_TOKEN", bottlecrm.token)
     monkeypatch.setenv("HUB_TEST_BOTTLECRM_WEBHOOK_SECRET", bottlecrm.webhook_secret)
+    account = await asyncio.to_thread(
+        bottlecrm.api, "POST", "accounts/", {"name": "Glenn Research", "currency": "USD"}
+    )
+    deal = await asyncio.to_thread(
+        bottlecrm.api,
+        "POST",
+        "opportunities/",
+        {"name": "Icing tunnel", "account": account["id"], "amount": "640.00", "currency": "USD"},
+    )
+    outage = Outage(bottlecrm.url)
     config = hub_yaml(bottlecrm, tmp_path / "outbox.jsonl").replace(
-        f"url: {bottlecrm.url}", "url: http://127.0.0.1:9"
+        f"url: {bottlecrm.url}", f"url: {outage.url}"
+    )
+    config = config.replace(
+        "    mapping: bottlecrm/deal_won\n",
+        "    mapping: bottlecrm/deal_won\n"
+        "    retry: {max_attempts: 1000, initial_delay: 50ms, max_delay: 200ms, max_total: 10m}\n",
     )
     hub = await hubs.start(config=config)
+    bottlecrm.point_webhook(f"{hub.base_url}/webhooks/bottlecrm")
+    try:
+        await asyncio.to_thread(
+            bottlecrm.api,
+            "PATCH",
+            f"opportunities/{deal['id']}/",
+            {"stage": "CLOSED_WON", "closed_on": "2026-12-06"},
+        )
+        won = bottlecrm.sql(
+            "SELECT status, response_status FROM webhook_delivery "
+            "WHERE event = 'deal.won' AND payload->'data'->>'id' = %s",
+            deal["id"],
+        )
+        assert [tuple(row) for row in won] == [("succeeded", 202)], bottlecrm.log_tail()
 
-    def webhook(event: str, delivery: str) -> tuple[bytes, dict[str, str]]:
-        body = json.dumps(
-            {"event": event, "data": {"id": "d-gone-1", "name": "Moon shot", "amount": "1.00"}}
-        ).encode()
-        return body, {
-            "content-type": "application/json",
-            "x-bottlecrm-event": event,
-            "x-bottlecrm-delivery": delivery,
-            "x-bottlecrm-signature": sign(bottlecrm.webhook_secret, body),
-        }
+        async def waiting() -> bool:  # parked in the mapper's retries
+            return bool(await parked(hub))
 
-    refused = await post(hub, *webhook("deal.won", "delivery-won-1"), connection="bottlecrm")
-    assert refused.status_code == 503, refused.text
-    assert refused.json()["error"] == "source_unavailable"
-    assert bottlecrm.token not in refused.text
-    taken = await post(hub, *webhook("lead.created", "delivery-lead-1"), connection="bottlecrm")
-    assert taken.status_code == 202, taken.text
-    # the refused delivery was not recorded: BottleCRM's retry is not taken for a duplicate
-    again = await post(hub, *webhook("deal.won", "delivery-won-1"), connection="bottlecrm")
-    assert again.status_code == 503, again.text
+        await until(waiting)
+
+        def orders() -> list[dict[str, Any]]:
+            ref = {"system": "bottlecrm", "id": f"deal:{deal['id']}"}
+            return [e["data"] for e in outbox(hub) if ref in e["data"].get("external_refs", [])]
+
+        assert orders() == []
+        await outage.restore()
+
+        async def arrived() -> bool:
+            return bool(orders())
+
+        await until(arrived)
+        (order,) = orders()
+        assert order["number"] == "Icing tunnel"
+        # completed from the API: the deal's account (read from accounts/<id>/) is its customer
+        assert order["customer"]["id"] == hub.resolver.golden_id(
+            "customer", "bottlecrm", f"account:{account['id']}"
+        )
+
+        async def done() -> bool:
+            return not await parked(hub)
+
+        await until(done)
+        assert len(orders()) == 1
+    finally:
+        bottlecrm.point_webhook("http://127.0.0.1:9/hub-stopped", active=False)
+        await outage.close()
+
+
+async def parked(hub: Hub) -> list[Any]:
+    return await hub.db.run(lambda conn: list(conn.execute(select(retries))))

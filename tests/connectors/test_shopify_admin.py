@@ -38,6 +38,8 @@ def shop(served: FakeShopify, monkeypatch: pytest.MonkeyPatch) -> FakeShopify:
     served.levels.clear()
     served.skus.clear()
     served.cancelled.clear()
+    served.customers.clear()
+    served.metafields.clear()
     served.requests.clear()
     served.throttled = 0
     return served
@@ -179,6 +181,72 @@ async def test_an_order_cancelled_elsewhere_is_cancelled_once(shop: FakeShopify)
     await writer.close()
     assert shop.cancelled == [450789469]
     assert shop.requests.count(("POST", "/admin/api/2025-01/orders/450789469/cancel.json")) == 1
+
+
+def golden_customer(golden_id: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": golden_id,
+        "external_refs": [{"system": "shop", "id": "207119551"}, {"system": "crm", "id": "c-9"}],
+        **fields,
+    }
+
+
+async def test_a_golden_customer_updates_the_shop_customer_and_its_golden_id_metafield(
+    shop: FakeShopify,
+) -> None:
+    shop.add_customer(207119551, first_name="ANNA", last_name="Muller", email="a@example.com")
+    writer = sink(shop)
+    anna = golden_customer(
+        "cus_1",
+        first_name="Anna",
+        last_name="Müller",
+        email="a@example.com",
+        phone="+4915123456789",
+    )
+    document = mapped("shopify/customer_to_customer", anna)
+    await writer.deliver(delivery(document))
+    assert {k: shop.customers[207119551][k] for k in ("first_name", "last_name", "phone")} == {
+        "first_name": "Anna",
+        "last_name": "Müller",
+        "phone": "+4915123456789",
+    }
+    assert shop.metafield(207119551, "hub", "golden_id") == "cus_1"
+    # delivered again: the same state, the metafield not written again
+    await writer.deliver(delivery(document))
+    assert len(shop.metafields[207119551]) == 1
+    prefix = "/admin/api/2025-01/customers/207119551"
+    assert shop.requests.count(("POST", f"{prefix}/metafields.json")) == 1
+    # another golden id (an unmerge): the metafield changes, in place
+    await writer.deliver(delivery(mapped("shopify/customer_to_customer", {**anna, "id": "cus_2"})))
+    await writer.close()
+    assert shop.metafield(207119551, "hub", "golden_id") == "cus_2"
+    assert len(shop.metafields[207119551]) == 1
+    assert writer.state_of(document) == {
+        "customer": {
+            "first_name": "Anna",
+            "last_name": "Müller",
+            "email": "a@example.com",
+            "phone": "+4915123456789",
+        }
+    }
+
+
+async def test_a_customer_the_shop_refuses_or_does_not_know_is_a_dead_letter(
+    shop: FakeShopify,
+) -> None:
+    shop.add_customer(207119551, first_name="Anna")
+    writer = sink(shop)
+    bad_phone = mapped("shopify/customer_to_customer", golden_customer("cus_1", phone="0151 23"))
+    with pytest.raises(DeliveryRejected, match="phone"):
+        await writer.deliver(delivery(bad_phone))
+    other = {**golden_customer("cus_1"), "external_refs": [{"system": "crm", "id": "c-9"}]}
+    with pytest.raises(DeliveryRejected, match=r"customer\.customer_refs has no id of system"):
+        await writer.deliver(delivery(mapped("shopify/customer_to_customer", other)))
+    gone = {**golden_customer("cus_1"), "external_refs": [{"system": "shop", "id": "5"}]}
+    with pytest.raises(DeliveryRejected, match="404"):
+        await writer.deliver(delivery(mapped("shopify/customer_to_customer", gone)))
+    await writer.close()
+    assert shop.customers[207119551].get("phone") is None
 
 
 async def test_a_429_is_waited_out_as_retry_after_says(shop: FakeShopify) -> None:

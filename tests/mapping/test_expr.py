@@ -444,6 +444,22 @@ def test_bool_refuses_other_text() -> None:
         call("bool", "maybe")
 
 
+def test_phone_e164_reads_a_number_as_written_or_in_its_region() -> None:
+    assert call("phone_e164", " +1 (757) 555-0123 ") == "+17575550123"
+    assert call("phone_e164", "0151 2345 6789", "de") == "+4915123456789"
+    assert call("phone_e164", "0049 151 23456789") == "+4915123456789"
+    assert call("phone_e164", None) is None
+    # one it cannot read is kept as written (trimmed), so a contact is not held back for it
+    assert call("phone_e164", " 0151 2345 6789 ") == "0151 2345 6789"
+    assert call("phone_e164", "+1 555", "US") == "+1 555"
+    # strict: a dead letter instead, whose message does not repeat the number
+    with pytest.raises(MappingFunctionError, match="no default region") as national:
+        call("phone_e164", "0151 2345 6789", None, True)
+    assert "2345" not in str(national.value)
+    with pytest.raises(MappingFunctionError, match="phone number: not"):
+        call("phone_e164", "+1 555", "US", True)
+
+
 def test_text_functions() -> None:
     assert call("split", " a, b,,c ", ",") == ["a", "b", "c"]
     assert call("split", "", ",") == []

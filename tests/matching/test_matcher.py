@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -257,3 +261,47 @@ def test_term_frequencies_weigh_a_common_name_less_than_a_rare_one() -> None:
     assert last_rare.weight > 3 > last_common.weight
     assert rare.probability is not None and common.probability is not None
     assert rare.probability > common.probability
+
+
+LIBRARY = """
+import json, sys
+from pathlib import Path
+from hub.matching import Matcher, load_match_config
+
+config = load_match_config(Path("examples/mdm.yaml")).entities["customer"]
+matcher = Matcher(config)
+given = {}
+for record_id, record in [
+    ("shop:1042", {"email": " Ann.Lee@Example.com", "first_name": "Ann", "last_name": "Lee"}),
+    ("crm:77", {"email": "ann.lee@example.com", "last_name": "Li"}),
+    ("shop:1043", {"email": "bob@example.org", "first_name": "Bob", "last_name": "Stone"}),
+]:
+    result = matcher.resolve(record_id, record)
+    given[record_id] = [result.decision, result.golden_id, result.rule]
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in {
+    "aiokafka", "confluent_kafka", "fastapi", "starlette", "uvicorn", "h11", "aiosqlite",
+    "asyncpg", "sqlite3",
+})
+print(json.dumps({"given": given, "clusters": matcher.index.clusters(), "loaded": loaded}))
+"""
+
+
+def test_the_library_runs_in_process_without_a_broker_a_web_server_or_a_database() -> None:
+    """docs/mdm.md, "Using the library": records fed one at a time, each one's golden id back,
+    then the final clustering, in a plain process: nothing of the broker, the web server or a
+    database driver is even imported."""
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        [sys.executable, "-c", LIBRARY],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    ann, crm, bob = (out["given"][r] for r in ("shop:1042", "crm:77", "shop:1043"))
+    assert ann[0] == "new" and crm == ["link", ann[1], "same-email"] and bob[0] == "new"
+    assert out["clusters"] == {ann[1]: ["shop:1042", "crm:77"], bob[1]: ["shop:1043"]}
+    assert out["loaded"] == []

@@ -36,15 +36,26 @@ os.environ.setdefault("TEST_SHOPIFY_SECRET", SECRET)  # hub.yaml refers to it; r
 
 
 def shopify_headers(
-    body: bytes, webhook_id: str | None = None, secret: str = SECRET
+    body: bytes, webhook_id: str | None = None, secret: str = SECRET, topic: str = "orders/create"
 ) -> dict[str, str]:
+    """The headers of a Shopify webhook delivery of ``body``, signed with ``secret``."""
     return {
         "content-type": "application/json",
-        "x-shopify-topic": "orders/create",
+        "x-shopify-topic": topic,
         "x-shopify-hmac-sha256": sign(secret, body),
         "x-shopify-webhook-id": webhook_id or str(uuid.uuid4()),
         "x-shopify-shop-domain": "acme.myshopify.com",
     }
+
+
+async def shopify_webhook(
+    hub: Hub, body: dict[str, Any] | bytes, topic: str, connection: str = "shop"
+) -> None:
+    """POST ``body`` to ``connection`` as a Shopify webhook of ``topic`` (signed, a new delivery
+    id) and require the hub's 202."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = await post(hub, raw, shopify_headers(raw, topic=topic), connection)
+    assert response.status_code == 202, response.text
 
 
 def order_body(order_id: int, **changes: Any) -> bytes:
@@ -138,6 +149,18 @@ class RecordingSink:
         assert self._server is not None and self._task is not None
         self._server.should_exit = True
         await self._task
+
+
+SHOP_CONFIG = f"""
+mappings: {ROOT / "mappings"}
+connections:
+  shop:
+    connector: shopify
+    options: {{webhook_secret: env:TEST_SHOPIFY_SECRET}}
+"""
+"""The start of a test's hub.yaml: the repository's mappings and the Shopify webhook source
+`shop` (signed with :data:`SECRET`, read from TEST_SHOPIFY_SECRET). The test's other connections
+and its routes follow."""
 
 
 def config_text(

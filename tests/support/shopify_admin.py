@@ -2,7 +2,8 @@
 
 It answers only the requests the ``shopify_admin`` sink makes, each checked as Shopify documents
 it (https://shopify.dev/docs/api/admin-rest/2025-01/resources/fulfillment,
-.../inventorylevel, .../order#post-orders-order-id-cancel, .../shop): the method, the path and
+.../inventorylevel, .../order#post-orders-order-id-cancel, .../shop, .../customer#put-customers-
+customer-id, .../metafield for a customer's metafields): the method, the path and
 its API version, ``X-Shopify-Access-Token``, the JSON content type of a body and the body's
 shape (pydantic models that refuse unknown fields). A request that is not right is answered as
 Shopify answers it: 401 ``{"errors": "[API] Invalid API key or access token ..."}``, 404
@@ -10,8 +11,9 @@ Shopify answers it: 401 ``{"errors": "[API] Invalid API key or access token ..."
 carries ``X-Shopify-Shop-Api-Call-Limit``; ``throttle(n)`` makes the next n requests 429 with
 ``Retry-After``.
 
-Tests assert on the fake's state afterwards (``fulfillments``, ``levels``, ``cancelled``), not
-on logs.
+Tests assert on the fake's state afterwards (``fulfillments``, ``levels``, ``cancelled``,
+``customers`` with their ``metafields``), not on logs. :meth:`FakeShopify.customer_webhook` is
+the ``customers/update`` webhook Shopify sends after a customer changes (the echo of a write).
 """
 
 from __future__ import annotations
@@ -88,6 +90,48 @@ ITEMS_QUERY = re.compile(
 SKU_FILTER = re.compile(r'^sku:"((?:[^"\\]|\\.)*)"$')
 
 
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+MetafieldType = Literal["single_line_text_field", "multi_line_text_field", "number_integer", "json"]
+
+
+class CustomerUpdate(_Strict):
+    """PUT customers/{id}.json: the writable fields the sink sends (Shopify's customer resource
+    has more; the fake refuses what the sink has no business sending)."""
+
+    id: int
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    note: str | None = None
+    tags: str | None = None
+
+
+class CustomerBody(_Strict):
+    customer: CustomerUpdate
+
+
+class MetafieldCreate(_Strict):
+    namespace: str = Field(min_length=3, max_length=255)
+    key: str = Field(min_length=3, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
+    value: str
+    type: MetafieldType
+
+
+class MetafieldCreateBody(_Strict):
+    metafield: MetafieldCreate
+
+
+class MetafieldUpdate(_Strict):
+    id: int
+    value: str
+    type: MetafieldType | None = None
+
+
+class MetafieldUpdateBody(_Strict):
+    metafield: MetafieldUpdate
+
+
 class OrderCancel(_Strict):
     reason: Literal["customer", "inventory", "fraud", "declined", "other"] | None = None
     email: bool | None = None
@@ -116,6 +160,8 @@ class FakeShopify:
     levels: dict[tuple[int, int], int] = field(default_factory=dict)  # (location, item) -> n
     skus: dict[int, str] = field(default_factory=dict)  # inventory item -> its variant's SKU
     cancelled: list[int] = field(default_factory=list)
+    customers: dict[int, dict[str, Any]] = field(default_factory=dict)
+    metafields: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # customer -> its
     requests: list[tuple[str, str]] = field(default_factory=list)
     throttled: int = 0
     retry_after: str = "2.0"
@@ -152,6 +198,42 @@ class FakeShopify:
         self.levels[(self.location_id, item_id)] = available
         if sku is not None:
             self.skus[item_id] = sku
+
+    def add_customer(self, customer_id: int, **fields: Any) -> dict[str, Any]:
+        """A customer as the shop holds it (first_name, last_name, email, phone...)."""
+        stamp = "2025-01-01T12:00:00-05:00"
+        customer = {"id": customer_id, "created_at": stamp, "updated_at": stamp, **fields}
+        self.customers[customer_id] = customer
+        self.metafields.setdefault(customer_id, [])
+        return customer
+
+    def metafield(self, customer_id: int, namespace: str, key: str) -> str | None:
+        """The value of a customer's metafield (None: it has none)."""
+        for m in self.metafields.get(customer_id, []):
+            if (m["namespace"], m["key"]) == (namespace, key):
+                return str(m["value"])
+        return None
+
+    def customer_webhook(self, customer_id: int) -> dict[str, Any]:
+        """The body of the ``customers/update`` webhook Shopify sends for this customer now
+        (its documented payload's fields the fake keeps; metafields are not in it)."""
+        customer = self.customers[customer_id]
+        return {
+            "id": customer_id,
+            "email": customer.get("email"),
+            "first_name": customer.get("first_name"),
+            "last_name": customer.get("last_name"),
+            "phone": customer.get("phone"),
+            "note": customer.get("note"),
+            "tags": customer.get("tags") or "",
+            "state": "enabled",
+            "verified_email": True,
+            "currency": "EUR",
+            "created_at": customer["created_at"],
+            "updated_at": customer["updated_at"],
+            "addresses": customer.get("addresses") or [],
+            "admin_graphql_api_id": f"gid://shopify/Customer/{customer_id}",
+        }
 
     def throttle(self, times: int, retry_after: str = "2.0") -> None:
         self.throttled, self.retry_after = times, retry_after
@@ -323,6 +405,102 @@ def app(shop: FakeShopify, token: str = TOKEN) -> Starlette:
         shop.cancelled.append(order.id)
         return limited({"order": {"id": order.id, "cancelled_at": order.cancelled_at}})
 
+    def customer_of(request: Request) -> dict[str, Any] | None:
+        raw = request.path_params["customer_id"]
+        return shop.customers.get(int(raw)) if raw.isdigit() else None
+
+    async def update_customer(request: Request) -> Response:
+        if (refused := guard(request, True)) is not None:
+            return refused
+        body = await parsed(request, CustomerBody)
+        if isinstance(body, JSONResponse):
+            return body
+        assert isinstance(body, CustomerBody)
+        customer = customer_of(request)
+        if customer is None:
+            return _errors(404, "Not Found")
+        if body.customer.id != customer["id"]:
+            return _errors(422, {"id": ["does not match the customer in the path"]})
+        update = body.customer.model_dump(exclude_unset=True, exclude={"id"})
+        problems: dict[str, list[str]] = {}
+        phone = update.get("phone")
+        if phone and not E164.match(phone):
+            problems["phone"] = ["is invalid"]
+        email = update.get("email")
+        if email and ("@" not in email or email != email.strip()):
+            problems["email"] = ["is invalid"]
+        for other in shop.customers.values():
+            if other["id"] == customer["id"]:
+                continue
+            if email and str(other.get("email") or "").lower() == email.lower():
+                problems.setdefault("email", []).append("has already been taken")
+            if phone and other.get("phone") == phone:
+                problems.setdefault("phone", []).append("has already been taken")
+        if problems:
+            return _errors(422, problems)
+        customer.update(update)
+        customer["updated_at"] = f"2025-01-01T12:{len(shop.requests) % 60:02d}:00-05:00"
+        return limited({"customer": customer})
+
+    async def customer_metafields(request: Request) -> Response:
+        if (refused := guard(request, False)) is not None:
+            return refused
+        customer = customer_of(request)
+        if customer is None:
+            return _errors(404, "Not Found")
+        q = request.query_params
+        found = [
+            m
+            for m in shop.metafields[customer["id"]]
+            if q.get("namespace") in (None, m["namespace"]) and q.get("key") in (None, m["key"])
+        ]
+        return limited({"metafields": found})
+
+    async def create_metafield(request: Request) -> Response:
+        if (refused := guard(request, True)) is not None:
+            return refused
+        body = await parsed(request, MetafieldCreateBody)
+        if isinstance(body, JSONResponse):
+            return body
+        assert isinstance(body, MetafieldCreateBody)
+        customer = customer_of(request)
+        if customer is None:
+            return _errors(404, "Not Found")
+        mine = shop.metafields[customer["id"]]
+        new = body.metafield
+        if any((m["namespace"], m["key"]) == (new.namespace, new.key) for m in mine):
+            return _errors(422, {"key": ["must be unique within this namespace on this resource"]})
+        metafield = {
+            "id": next(shop._ids),
+            "namespace": new.namespace,
+            "key": new.key,
+            "value": new.value,
+            "type": new.type,
+            "owner_id": customer["id"],
+            "owner_resource": "customer",
+        }
+        mine.append(metafield)
+        return limited({"metafield": metafield}, 201)
+
+    async def update_metafield(request: Request) -> Response:
+        if (refused := guard(request, True)) is not None:
+            return refused
+        body = await parsed(request, MetafieldUpdateBody)
+        if isinstance(body, JSONResponse):
+            return body
+        assert isinstance(body, MetafieldUpdateBody)
+        customer = customer_of(request)
+        raw = request.path_params["metafield_id"]
+        found = [
+            m
+            for m in (shop.metafields.get(customer["id"], []) if customer else [])
+            if raw.isdigit() and m["id"] == int(raw)
+        ]
+        if not found or body.metafield.id != found[0]["id"]:
+            return _errors(404, "Not Found")
+        found[0]["value"] = body.metafield.value
+        return limited({"metafield": found[0]})
+
     async def graphql(request: Request) -> Response:
         """Only the inventoryItems query by SKU; GraphQL errors come with HTTP 200, as
         Shopify sends them."""
@@ -367,9 +545,39 @@ def app(shop: FakeShopify, token: str = TOKEN) -> Starlette:
             Route(f"{prefix}/inventory_levels/set.json", set_level, methods=["POST"]),
             Route(f"{prefix}/orders/{{order_id}}/cancel.json", cancel, methods=["POST"]),
             Route(f"{prefix}/graphql.json", graphql, methods=["POST"]),
+            Route(f"{prefix}/customers/{{customer_id}}.json", update_customer, methods=["PUT"]),
+            Route(
+                f"{prefix}/customers/{{customer_id}}/metafields.json",
+                customer_metafields,
+                methods=["GET"],
+            ),
+            Route(
+                f"{prefix}/customers/{{customer_id}}/metafields.json",
+                create_metafield,
+                methods=["POST"],
+            ),
+            Route(
+                f"{prefix}/customers/{{customer_id}}/metafields/{{metafield_id}}.json",
+                update_metafield,
+                methods=["PUT"],
+            ),
             Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
         ]
     )
+
+
+def admin_connection(shop: FakeShopify) -> str:
+    """hub.yaml lines (under ``connections:``) of the ``shopify_admin`` connection `shop-admin`
+    to ``shop`` (its token read from TEST_SHOPIFY_ADMIN_TOKEN)."""
+    return f"""\
+  shop-admin:
+    connector: shopify_admin
+    options:
+      shop_domain: {shop.shop_domain}
+      access_token: env:TEST_SHOPIFY_ADMIN_TOKEN
+      location_id: {shop.location_id}
+      base_url: {shop.base}
+"""
 
 
 @contextmanager

@@ -181,3 +181,21 @@ def tryton(tryton_install: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield server
     finally:
         stop_tryton(tryton_install, server)
+
+
+def tryton_connection(tryton: TrytonServer, poll: str | None = None) -> str:
+    """hub.yaml lines (under ``connections:``) of the ``tryton`` connection `erp` to ``tryton``,
+    as the hub's user (its password read from HUB_TEST_TRYTON_PASSWORD); with ``poll`` (e.g.
+    ``[sales, stock]``) it polls those every 0.5 s, without waiting for changes to settle."""
+    text = f"""\
+  erp:
+    connector: tryton
+    options:
+      url: {tryton.url}
+      database: {tryton.database}
+      login: {setup.HUB_LOGIN}
+      password: env:HUB_TEST_TRYTON_PASSWORD
+"""
+    if poll is not None:
+        text += f"      poll: {poll}\n      poll_interval_s: 0.5\n      settle_s: 0\n"
+    return text

@@ -23,14 +23,15 @@ from hub.mdm import DeterministicResolver
 from hub.runtime import Hub
 from tests.support.harness import (
     ORDER_BODY,
+    SHOP_CONFIG,
     HubFactory,
     order_body,
     post,
     shopify_headers,
     until,
 )
-from tests.support.shopify_admin import TOKEN, FakeShopify, fake_shopify
-from tests.support.tryton import TrytonServer, setup
+from tests.support.shopify_admin import TOKEN, FakeShopify, admin_connection, fake_shopify
+from tests.support.tryton import TrytonServer, setup, tryton_connection
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP_ORDER_ID = 820982911946154508
@@ -39,44 +40,26 @@ ITEMS = {"IPOD2008PINK": 808950810, "IPOD2009BLACK": 808950811}  # the shop's in
 
 
 def hub_yaml(tryton: TrytonServer, shop: FakeShopify) -> str:
-    return f"""
-mappings: {ROOT / "mappings"}
-connections:
-  shop:
-    connector: shopify
-    options: {{webhook_secret: env:TEST_SHOPIFY_SECRET}}
-  shop-admin:
-    connector: shopify_admin
-    options:
-      shop_domain: {shop.shop_domain}
-      access_token: env:TEST_SHOPIFY_ADMIN_TOKEN
-      location_id: {shop.location_id}
-      base_url: {shop.base}
-  erp:
-    connector: tryton
-    options:
-      url: {tryton.url}
-      database: {tryton.database}
-      login: {setup.HUB_LOGIN}
-      password: env:HUB_TEST_TRYTON_PASSWORD
-      poll: [sales, stock]
-      poll_interval_s: 0.5
-      settle_s: 0
+    return (
+        SHOP_CONFIG
+        + admin_connection(shop)
+        + tryton_connection(tryton, poll="[sales, stock]")
+        + """\
 routes:
-  - {{name: shop-orders-in, from: shop, mapping: shopify/orders_create}}
+  - {name: shop-orders-in, from: shop, mapping: shopify/orders_create}
   - name: orders-to-tryton
     from: canonical.order
     to: erp
     mapping: tryton/order_to_sale
     skip_origin: true
-    drop_echoes: false  # see examples/tryton.yaml
-  - {{name: tryton-sales, from: erp, mapping: tryton/sale_to_order}}
-  - {{name: tryton-stock, from: erp, mapping: tryton/stock_to_inventory}}
-  - {{name: shipped-to-shop, from: canonical.order, to: shop-admin,
-      mapping: shopify/order_to_fulfillment}}
-  - {{name: stock-to-shop, from: canonical.inventory, to: shop-admin,
-      mapping: shopify/inventory_to_level}}
+  - {name: tryton-sales, from: erp, mapping: tryton/sale_to_order}
+  - {name: tryton-stock, from: erp, mapping: tryton/stock_to_inventory}
+  - {name: shipped-to-shop, from: canonical.order, to: shop-admin,
+      mapping: shopify/order_to_fulfillment}
+  - {name: stock-to-shop, from: canonical.inventory, to: shop-admin,
+      mapping: shopify/inventory_to_level}
 """
+    )
 
 
 @pytest.fixture

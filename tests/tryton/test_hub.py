@@ -16,30 +16,25 @@ from sqlalchemy import select
 from hub.db import crosswalk
 from hub.mdm import DeterministicResolver
 from hub.runtime import Hub
-from tests.support.harness import ORDER_BODY, HubFactory, post, shopify_headers, until
-from tests.support.tryton import TrytonServer, setup
+from tests.support.harness import (
+    ORDER_BODY,
+    SHOP_CONFIG,
+    HubFactory,
+    post,
+    shopify_headers,
+    until,
+)
+from tests.support.tryton import TrytonServer, setup, tryton_connection
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP_ORDER_ID = "820982911946154508"
 
 
 def hub_yaml(tryton: TrytonServer, outbox: Path) -> str:
-    return f"""
-mappings: {ROOT / "mappings"}
-connections:
-  shop:
-    connector: shopify
-    options: {{webhook_secret: env:TEST_SHOPIFY_SECRET}}
-  erp:
-    connector: tryton
-    options:
-      url: {tryton.url}
-      database: {tryton.database}
-      login: {setup.HUB_LOGIN}
-      password: env:HUB_TEST_TRYTON_PASSWORD
-      poll: [sales]
-      poll_interval_s: 0.5
-      settle_s: 0
+    return (
+        SHOP_CONFIG
+        + tryton_connection(tryton, poll="[sales]")
+        + f"""\
   outbox:
     connector: file
     options: {{path: {outbox}}}
@@ -52,7 +47,6 @@ routes:
     to: erp
     mapping: tryton/order_to_sale
     when: "'tryton' not in pluck(external_refs, 'system')"
-    drop_echoes: false  # see examples/tryton.yaml
   - name: tryton-sales
     from: erp
     mapping: tryton/sale_to_order
@@ -60,6 +54,7 @@ routes:
     from: canonical.order
     to: outbox
 """
+    )
 
 
 @pytest.fixture

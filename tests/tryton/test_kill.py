@@ -19,8 +19,8 @@ from hub.db import Database, deliveries
 from hub.envelope import CloudEvent, derived_id
 from hub.mdm import DeterministicResolver
 from hub.settings import Settings
-from tests.support.harness import ORDER_BODY, SECRET, Cluster, until
-from tests.support.tryton import TrytonServer, setup
+from tests.support.harness import ORDER_BODY, SECRET, SHOP_CONFIG, Cluster, until
+from tests.support.tryton import TrytonServer, setup, tryton_connection
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP_ORDER_ID = "820982911946154508"
@@ -28,23 +28,15 @@ CUSTOMER_ID = "115310627314723954"
 
 
 def hub_yaml(tryton: TrytonServer) -> str:
-    return f"""
-mappings: {ROOT / "mappings"}
-connections:
-  shop:
-    connector: shopify
-    options: {{webhook_secret: env:TEST_SHOPIFY_SECRET}}
-  erp:
-    connector: tryton
-    options:
-      url: {tryton.url}
-      database: {tryton.database}
-      login: {setup.HUB_LOGIN}
-      password: env:HUB_TEST_TRYTON_PASSWORD
+    return (
+        SHOP_CONFIG
+        + tryton_connection(tryton)
+        + """\
 routes:
-  - {{name: shop-orders-in, from: shop, mapping: shopify/orders_create}}
-  - {{name: orders-to-tryton, from: canonical.order, to: erp, mapping: tryton/order_to_sale}}
+  - {name: shop-orders-in, from: shop, mapping: shopify/orders_create}
+  - {name: orders-to-tryton, from: canonical.order, to: erp, mapping: tryton/order_to_sale}
 """
+    )
 
 
 def webhook(delivery_id: str) -> CloudEvent:

@@ -190,6 +190,23 @@ async def test_a_changed_customer_updates_the_same_party(
     ]
 
 
+async def test_a_customers_new_first_address_becomes_the_partys_first_and_the_old_stays(
+    sink: Tryton, tryton: TrytonServer
+) -> None:
+    """The party's first address is Tryton's default (a new sale's) and the one it is polled
+    with: a customer who moved has the new one first; the old one stays for the sales that
+    shipped there."""
+    await sink.deliver(delivery("tryton/customer_to_party", customer("cus_first")))
+    moved = customer("cus_first")
+    moved["addresses"] = [{"line1": "3 Ockham Park", "city": "Ripley", "country": "GB"}]
+    await sink.deliver(delivery("tryton/customer_to_party", moved))
+    await sink.deliver(delivery("tryton/customer_to_party", moved))  # again: nothing moves
+    (party,) = parties(tryton, "cus_first")
+    rows = tryton.search_read("party.address", [("party", "=", party["id"])], ["street"])
+    first = customer("cus_first")["addresses"][0]["line1"]
+    assert [row["street"] for row in rows] == ["3 Ockham Park", first]
+
+
 async def test_a_product_is_upserted_by_its_sku(sink: Tryton, tryton: TrytonServer) -> None:
     product = {
         "id": "prd_lamp",

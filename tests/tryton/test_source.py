@@ -221,3 +221,57 @@ async def test_a_party_maps_to_a_canonical_customer(
     assert customer["external_refs"] == [
         {"system": "tryton", "id": str(json.loads(change.data)["id"])}
     ]
+
+
+async def test_a_party_and_its_addresses_and_contact_mechanisms_are_read_in_one_call(
+    tryton: TrytonServer,
+) -> None:
+    """Each party comes with its addresses and contact mechanisms from the same search_read
+    (one transaction in Tryton), so a poll that overlaps an edit never reports half of it. A
+    page of parties takes the two searches of every kind (edited, then created), however many
+    parties it holds: it took four before (the two, addresses, contact mechanisms)."""
+    source = build(tryton, poll=["parties"])
+    await source.open()
+    try:
+        _, cursor = await drain(source, None)
+        tryton.rpc(
+            "model.party.party.create",
+            [
+                {
+                    "name": f"Lise Meitner {n}",
+                    "addresses": [["create", [{"street": f"Hahn-Str. {n}", "city": "Berlin"}]]],
+                    "contact_mechanisms": [
+                        [
+                            "create",
+                            [
+                                {"type": "email", "value": f"lise{n}@example.com"},
+                                {"type": "phone", "value": f"+4930123456{n}"},
+                            ],
+                        ]
+                    ],
+                }
+                for n in range(3)
+            ],
+        )
+        calls: list[str] = []
+        changes = source._changes  # the connection's RPC client, as the poll uses it
+        assert changes is not None
+        call = changes.rpc.call
+
+        async def counted(method: str, *params: Any, **kwargs: Any) -> Any:
+            calls.append(method)
+            return await call(method, *params, **kwargs)
+
+        changes.rpc.call = counted  # type: ignore[method-assign]
+        page = await source.poll(cursor)
+    finally:
+        await source.close()
+    # a poll asks Tryton's clock once, then each kind's searches
+    assert calls == ["model.res.user.get_preferences", *["model.party.party.search_read"] * 2]
+    parties = sorted(
+        (json.loads(c.data) for c in page.changes if c.type == "party.changed"),
+        key=lambda p: p["name"],
+    )
+    assert [(p["email"], p["phone"], p["addresses"][0]["street"]) for p in parties] == [
+        (f"lise{n}@example.com", f"+4930123456{n}", f"Hahn-Str. {n}") for n in range(3)
+    ]

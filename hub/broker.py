@@ -59,6 +59,15 @@ def free_port(host: str = "127.0.0.1", avoid: frozenset[int] = frozenset()) -> i
             return port
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step: a reader (the hub's own broker watch, the next
+    hub looking for an orphan, a test) sees the old content or the new, never a half-written or
+    empty file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 class EmbeddedBroker:
     """One Tansu process on a local port; ``start`` returns once it accepts connections."""
 
@@ -137,7 +146,7 @@ class EmbeddedBroker:
                             "port": self.port,
                             "incarnation": self.incarnation,
                         }
-                        self.state_file.write_text(json.dumps(state))
+                        _write_atomically(self.state_file, json.dumps(state))
                     return
             except OSError:
                 time.sleep(0.05)

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hub.broker import EmbeddedBroker, free_port, tansu_binary
+from hub.broker import EmbeddedBroker, _write_atomically, free_port, tansu_binary
 
 from .support.harness import (
     SECRET,
@@ -284,3 +284,25 @@ def test_the_embedded_broker_never_takes_a_port_the_hub_is_about_to_listen_on(
     monkeypatch.setattr("hub.broker.socket.socket", Socket)
     broker = EmbeddedBroker(binary=Path("tansu"), avoid_ports=frozenset({44245}))
     assert broker.port == 44246
+
+
+def test_the_broker_state_file_is_replaced_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted broker rewrites its state file while others read it (the next hub looking for
+    an orphan): a write that fails half-way leaves the previous state readable, not an empty
+    file that reads as "no broker was left behind"."""
+    state = tmp_path / "embedded-broker.json"
+    _write_atomically(state, json.dumps({"pid": 41, "host": "127.0.0.1", "port": 9092}))
+
+    def disk_full(self: Path, text: str) -> int:
+        with open(self, "w") as f:  # the truncation a plain write_text does first
+            f.write(text[:3])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError):
+        _write_atomically(state, json.dumps({"pid": 42, "host": "127.0.0.1", "port": 9093}))
+    monkeypatch.undo()
+    left = EmbeddedBroker.left_behind(state)
+    assert left is not None and left.pid == 41

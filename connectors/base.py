@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,10 +29,16 @@ from hub.canonical import decode
 from hub.envelope import derived_id
 from hub.schedule import Window, parse_window
 
-MIN_SECRET_BYTES = 16
+log = logging.getLogger(__name__)
+
+MIN_SECRET_BYTES = 8
 """A secret shorter than this is refused: an empty key makes a signature anyone can compute,
-and a short one can be guessed. (Shopify's app secrets are 32 characters, or 38 since 2020:
-``shpss_`` and 32.)"""
+and a few bytes are guessed."""
+
+ADVISED_SECRET_BYTES = 16
+"""A secret shorter than this is accepted with a warning. The sending system chooses a webhook
+secret, not the hub, and a legacy system's key may not be changeable; Shopify's app secrets are
+32 characters (38 since 2020: ``shpss_`` and 32)."""
 
 
 GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_hex(32))'"
@@ -40,7 +47,8 @@ GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_hex(32))'"
 
 def _resolve_secret(value: Any, info: ValidationInfo) -> SecretStr:
     """Secrets are referenced, never inlined: ``env:NAME`` or ``file:PATH``; what the reference
-    resolves to must be at least :data:`MIN_SECRET_BYTES` long. Errors name the reference,
+    resolves to must be at least :data:`MIN_SECRET_BYTES` long (shorter than
+    :data:`ADVISED_SECRET_BYTES`: a warning). Errors name the reference,
     never the value.
 
     Validation context: ``base_dir`` (what ``file:`` paths are relative to);
@@ -78,12 +86,24 @@ def _resolve_secret(value: Any, info: ValidationInfo) -> SecretStr:
 def _long_enough(reference: str, secret: str) -> SecretStr:
     if not secret:
         raise ValueError(f"the secret {reference} is empty: set it to the system's secret")
-    if len(secret.encode()) < MIN_SECRET_BYTES:
+    size = len(secret.encode())
+    advice = (
+        "use the system's own secret (e.g. a Shopify app's client secret), or generate one with "
+        f"`{GENERATE_SECRET}` or `openssl rand -hex 32` and give the system the same value"
+    )
+    if size < MIN_SECRET_BYTES:
         raise ValueError(
             f"the secret {reference} is shorter than {MIN_SECRET_BYTES} bytes, which is too "
-            "easy to guess: use the system's own secret (e.g. a Shopify app's client secret), "
-            f"or generate one with `{GENERATE_SECRET}` or `openssl rand -hex 32` and give the "
-            "system the same value"
+            f"easy to guess: {advice}"
+        )
+    if size < ADVISED_SECRET_BYTES:
+        log.warning(
+            "the secret %s is %d bytes, shorter than the %d advised: it is used, but a short "
+            "key is easier to guess; %s",
+            reference,
+            size,
+            ADVISED_SECRET_BYTES,
+            advice,
         )
     return SecretStr(secret)
 

@@ -348,6 +348,7 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")  # a weak secret
     settings = _settings(args)
     config, mappings = load(settings)
     print(f"{settings.config}: ok")

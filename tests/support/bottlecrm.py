@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
+from hub.broker import free_port
 from tests.support.systems import (
-    free_port,
     load_setup,
     require_postgres,
     stop_process,

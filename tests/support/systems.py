@@ -46,12 +46,6 @@ def require_postgres(uri: str, what: str, variable: str) -> None:
         pytest.skip(f"{reason}; set {variable} or start PostgreSQL")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def wait_until_up(
     process: subprocess.Popen[bytes],
     answers: Callable[[], bool],

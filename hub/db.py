@@ -29,6 +29,7 @@ import logging
 import os
 import socket
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -780,9 +781,29 @@ _SCHEMA_LOCK = {"key": 0x6875625F736368}  # b"hub_sch"
 _BUSY_TIMEOUT_MS = 5000
 
 
+_WAL_WAIT_S = 60.0  # as long as the schema lock waits for another process's migration
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    _wal(cur)
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _wal(cur: Any) -> None:
+    """Put the database in WAL mode (it keeps it once set). Switching a new database needs it
+    to itself, and SQLite answers "database is locked" at once, without its busy wait, while
+    another process (a replica starting beside this one) switches it or migrates it: tried
+    again until that is done, as the schema lock would wait. Only a new database's first
+    moments see this: a database in WAL mode answers at once."""
+    deadline = time.monotonic() + _WAL_WAIT_S
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # sqlite3's, or the async adapter's copy of it
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.02)

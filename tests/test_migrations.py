@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -335,6 +336,31 @@ async def test_hubs_starting_together_on_an_empty_database_migrate_it_once(
         for d in databases:
             await d.close()
     assert await on(url, differences) == []
+
+
+async def test_a_hub_opening_a_new_sqlite_database_another_holds_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    """A replica that opens the file while another is switching a new database to WAL or
+    migrating it: SQLite answers "database is locked" at once, without its busy wait, to the
+    switch to WAL. The hub tries again until the other is done (this failed one start in ten
+    of test_hubs_starting_together_on_an_empty_database_migrate_it_once)."""
+    path = tmp_path / "hub.db"
+    other = sqlite3.connect(path, isolation_level=None)  # a new file, not yet in WAL mode
+    other.execute("CREATE TABLE theirs (x)")
+    other.execute("BEGIN IMMEDIATE")  # writing: the hub may read, but not switch to WAL
+    other.execute("INSERT INTO theirs VALUES (1)")
+    database = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        starting = asyncio.create_task(database.start())
+        await asyncio.sleep(0.3)  # the hub's start meanwhile: refused by SQLite, tried again
+        assert not starting.done()  # before: DatabaseUnavailable, "database is locked"
+        other.execute("COMMIT")
+        await starting
+        assert await database.revision() == migrations.head()
+    finally:
+        other.close()
+        await database.close()
 
 
 def test_hub_up_without_migrations_refuses_a_database_behind(tmp_path: Path) -> None:

@@ -18,6 +18,13 @@ The last write wins: a process whose probe failed reopens the circuit even if an
 succeeded a moment before, and the next success closes it again. The ops API
 (``/api/destinations``) reads the table, so every process answers the same, whichever runs the
 destination's worker.
+
+**An operator's pause** (``POST /api/destinations/<name>/pause``, ``.../resume``) is kept on the
+same row, so it costs no read of its own: within ``HUB_BREAKER_SYNC_INTERVAL_S`` every delivery
+process of the destination stops fetching (its partitions pause, events wait in Kafka, parked
+events are not retried; what a worker had fetched already, one batch at most, is still sent),
+and after a resume each carries on from where it stopped. Unlike an open circuit it does not
+end by itself, and no probe is sent.
 """
 
 from __future__ import annotations
@@ -37,6 +44,18 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Pause:
+    """An operator's pause of a destination: who, when, why."""
+
+    by: str
+    at: datetime
+    reason: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"paused_by": self.by, "paused_at": self.at.isoformat(), "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class CircuitView:
     state: str  # closed | open | half-open (open, and its time is up: a probe may go)
     next_probe_in_s: float
@@ -44,6 +63,7 @@ class CircuitView:
     open_until: datetime | None
     failures: int
     updated_by: str | None
+    pause: Pause | None = None
 
 
 class CircuitStore:
@@ -69,6 +89,45 @@ class CircuitStore:
                     self.db.insert_ignore(circuits), [{"destination": destination, **values}]
                 )
 
+    async def pause(
+        self, destination: str, by: str, reason: str | None, instance: str
+    ) -> tuple[Pause, bool]:
+        """Pause ``destination`` for every process; the pause in force and whether this call
+        made it (pausing a paused destination keeps the first pause: who, when and why)."""
+        c = circuits.c
+        now = now_utc()
+        paused = {"paused_at": now, "paused_by": by, "pause_reason": reason}
+        async with self.db.engine.begin() as conn:
+            made = await conn.execute(
+                update(circuits)
+                .where(c.destination == destination, c.paused_at.is_(None))
+                .values(**paused)
+            )
+            changed = bool(made.rowcount)
+            if not changed:  # no row yet (a circuit never opened), or paused already
+                closed = {"state": "closed", "failures": 0, "updated_at": now}
+                new = {"destination": destination, **closed, "updated_by": instance, **paused}
+                inserted = await conn.execute(self.db.insert_ignore(circuits).values(**new))
+                changed = bool(inserted.rowcount)
+            row = (await conn.execute(select(circuits).where(c.destination == destination))).one()
+        pause = pause_of(dict(row._mapping))
+        assert pause is not None
+        return pause, changed
+
+    async def resume(self, destination: str) -> Pause | None:
+        """Lift ``destination``'s pause; the pause lifted (None: it was not paused)."""
+        c = circuits.c
+        async with self.db.engine.begin() as conn:
+            row = (await conn.execute(select(circuits).where(c.destination == destination))).first()
+            pause = pause_of(dict(row._mapping)) if row is not None else None
+            if pause is not None:
+                await conn.execute(
+                    update(circuits)
+                    .where(c.destination == destination)
+                    .values(paused_at=None, paused_by=None, pause_reason=None)
+                )
+        return pause
+
     async def views(self) -> dict[str, CircuitView]:
         """Every destination's circuit as of now; a destination without a row is closed."""
         async with self.db.engine.connect() as conn:
@@ -89,7 +148,15 @@ def view(row: dict[str, Any], now: datetime) -> CircuitView:
         open_until=until,
         failures=row["failures"],
         updated_by=row["updated_by"],
+        pause=pause_of(row),
     )
+
+
+def pause_of(row: dict[str, Any]) -> Pause | None:
+    at = _utc(row.get("paused_at"))
+    if at is None:
+        return None
+    return Pause(row.get("paused_by") or "?", at, row.get("pause_reason"))
 
 
 class SharedCircuit:
@@ -112,6 +179,7 @@ class SharedCircuit:
         self._seen: tuple[Any, ...] | None = None  # the row version last taken over or written
         self._read_at = float("-inf")
         self._started = False
+        self.pause: Pause | None = None  # an operator's, as of the last read
         self.reads = 0  # round trips, for the figures in the docs and the tests
         self.writes = 0
 
@@ -154,6 +222,7 @@ class SharedCircuit:
             log.warning("%s: could not read the shared circuit: %s", self.destination, exc)
             return
         first, self._started = not self._started, True
+        self._take_pause(pause_of(row) if row is not None else None)
         if row is None or _version(row) == self._seen:
             return
         self._seen = _version(row)
@@ -178,6 +247,18 @@ class SharedCircuit:
         elif shared.state == "closed" and not breaker.closed:
             log.info("%s: circuit closed by %s", self.destination, row["updated_by"])
             breaker.reset()
+
+    def _take_pause(self, pause: Pause | None) -> None:
+        before, self.pause = self.pause, pause
+        if pause is not None and before is None:
+            log.warning(
+                "%s: delivery paused by %s%s; events wait in Kafka until it is resumed",
+                self.destination,
+                pause.by,
+                f" ({pause.reason})" if pause.reason else "",
+            )
+        elif pause is None and before is not None:
+            log.warning("%s: delivery resumed", self.destination)
 
 
 def _version(row: dict[str, Any]) -> tuple[Any, ...]:

@@ -212,6 +212,10 @@ circuits = Table(
     Column("failures", Integer, nullable=False),  # failures of different events that opened it
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("updated_by", String(128), nullable=False),  # the hub process that decided
+    # an operator's pause (POST /api/destinations/<name>/pause): nothing is sent until resumed
+    Column("paused_at", DateTime(timezone=True)),
+    Column("paused_by", String(128)),  # the user or token
+    Column("pause_reason", String(500)),
 )
 
 # Each destination's rate limit as one token bucket for every delivery process (hub.ratelimit).

@@ -22,7 +22,8 @@ destination, whichever apply::
 Histograms: ``hub_webhook_seconds{connection}`` (receipt to answer) and
 ``hub_delivery_seconds{destination}`` (one destination call). Gauges, read when scraped:
 ``hub_consumer_lag{group,topic,partition}`` (records not yet read by this process's workers)
-and ``hub_circuit_open{destination}``; the configuration this process runs:
+, ``hub_circuit_open{destination}`` and ``hub_destination_paused{destination}`` (an
+operator's pause); the configuration this process runs:
 ``hub_mapping_version_info{mapping,version}`` (1 per mapping live),
 ``hub_config_reload_timestamp_seconds`` and ``hub_config_reload_ok`` (0 while the last change
 was refused); polling: ``hub_source_last_poll_timestamp_seconds{source}`` and

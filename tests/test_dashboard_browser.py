@@ -626,6 +626,51 @@ async def test_the_overview_shows_lag_sources_and_mappings_and_updates_itself(
     assert errors == []
 
 
+async def test_an_operator_pauses_and_resumes_a_destination_from_the_overview(
+    hubs: HubFactory, sink: RecordingSink, browser: Any
+) -> None:
+    hub = await hubs.start(sink.url)
+    await Auth(hub.db).add_user("olivia", PASSWORD, "operator")
+    await Auth(hub.db).add_user("victor", PASSWORD, "viewer")
+    page, errors = await new_page(browser)
+    asked: list[str] = []
+
+    async def answer(dialog: Any) -> None:
+        asked.append(dialog.message)
+        await dialog.accept("ERP maintenance until 6")
+
+    page.on("dialog", answer)
+    await log_in(page, hub, "olivia")
+    await page.click("#destinations button.pause[data-destination=erp]")
+    await page.wait_for_selector("#destinations .badge.paused")
+    assert "its events wait in Kafka" in asked[0]
+    row = await page.text_content("#destinations") or ""
+    assert "by user:olivia" in row and "ERP maintenance until 6" in row  # as the audit log names
+    async with httpx.AsyncClient(base_url=f"{hub.base_url}/api") as api:
+        (erp,) = (await api.get("/destinations")).json()["items"]
+        assert (erp["pause"]["paused_by"], erp["pause"]["reason"]) == (
+            "user:olivia",
+            "ERP maintenance until 6",
+        )
+    await shot(page, "overview-paused")
+
+    await page.click("#destinations button.resume[data-destination=erp]")
+    await page.wait_for_selector("#destinations button.pause[data-destination=erp]")
+    assert await page.query_selector("#destinations .badge.paused") is None
+    async with httpx.AsyncClient(base_url=f"{hub.base_url}/api") as api:
+        (erp,) = (await api.get("/destinations")).json()["items"]
+        assert erp["pause"] is None
+        # paused again (by the local operator): a viewer sees it, and no button
+        assert (await api.post("/destinations/erp/pause", json={})).status_code == 200
+    await page.click("#logout")
+    await page.wait_for_url("**/ui/login")
+    await log_in(page, hub, "victor")
+    await page.wait_for_selector("#destinations .badge.paused")
+    assert "by local" in (await page.text_content("#destinations") or "")
+    assert await page.query_selector("#destinations button") is None  # a viewer reads only
+    assert errors == []
+
+
 async def test_an_orders_journey_shows_each_step_and_links_its_dead_letter(
     hubs: HubFactory, systems: str, browser: Any
 ) -> None:

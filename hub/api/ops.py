@@ -1,6 +1,6 @@
 """``/api``: the operator's API — dead letters: list, inspect, replay (as is or edited),
-replay in bulk with progress, discard; events parked for a retry; destinations' circuits;
-polling sources' cursors.
+replay in bulk with progress, discard; events parked for a retry; destinations' circuits and
+pauses; polling sources' cursors.
 
 Access: with ``HUB_OPS_TOKEN`` set, requests need ``Authorization: Bearer <token>``; without
 it, the API answers only when the hub listens on a loopback address (the development default),
@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from hub.auth import CSRF_HEADER, SESSION_COOKIE, Auth, Principal, audit_body, expect_write
@@ -507,9 +507,51 @@ async def destinations(hub: HubDep) -> dict[str, Any]:
                 "circuit_changed_by": circuit.updated_by if circuit else None,
                 "parked": parked.get(hub.settings.delivery_group(name), 0),
                 "keys_waiting": len(worker.blocked) if worker is not None else None,
+                "pause": circuit.pause.as_json() if circuit and circuit.pause else None,
             }
         )
     return {"items": out, "mapper_parked": parked.get(hub.settings.mapper_group, 0)}
+
+
+class PauseBody(BaseModel):
+    """Why: shown with the pause in ``/api/destinations``, the log and the audit log."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(None, max_length=500)
+
+
+DestinationName = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@router.post("/destinations/{name}/pause", responses=responses(404, 415, 422))
+async def pause_destination(
+    name: DestinationName, hub: HubDep, request: Request, body: PauseBody | None = None
+) -> JSONResponse:
+    """Stop sending to a destination from every hub process until it is resumed (say, the ERP's
+    maintenance window): its events wait in Kafka, none is dead-lettered and no retry is spent;
+    parked events wait too. Takes effect within ``HUB_BREAKER_SYNC_INTERVAL_S``; what a worker
+    had fetched already, one batch at most, is still sent. Pausing a paused destination keeps
+    the first pause (``changed``: false)."""
+    if name not in hub.config.sinks():
+        return _error(404, "not_found", f"no destination {name}")
+    who: Principal = request.state.principal
+    pause, changed = await CircuitStore(hub.db).pause(
+        name, who.actor, body.reason if body is not None else None, hub.db.instance
+    )
+    return JSONResponse({"name": name, "pause": pause.as_json(), "changed": changed})
+
+
+@router.post("/destinations/{name}/resume", responses=responses(404, 415))
+async def resume_destination(name: DestinationName, hub: HubDep) -> JSONResponse:
+    """Send to a paused destination again: each process carries on from the event it stopped
+    at, within ``HUB_BREAKER_SYNC_INTERVAL_S``. ``lifted``: the pause ended (null: there was
+    none)."""
+    if name not in hub.config.sinks():
+        return _error(404, "not_found", f"no destination {name}")
+    lifted = await CircuitStore(hub.db).resume(name)
+    return JSONResponse(
+        {"name": name, "pause": None, "lifted": lifted.as_json() if lifted else None}
+    )
 
 
 @router.get("/sources")

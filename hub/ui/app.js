@@ -118,7 +118,8 @@ async function overviewPage() {
       d.dead_letters.length ? table([["Stage", r => r.stage], ["Error class", r => el("a", { href: `/ui/failed?error_class=${encodeURIComponent(r.error_class)}&stage=${encodeURIComponent(r.stage)}&status=open`, text: r.error_class || "(none)" })], ["Count", r => r.count]], d.dead_letters)
         : el("p", { class: "muted", text: "None." })),
     el("section", {}, el("h2", { text: "Destinations" }),
-      table([["Destination", r => r.name], ["Circuit", r => el("span", { class: `badge ${r.circuit}`, text: r.circuit })], ["Parked", r => r.parked], ["Routes", r => r.routes.join(", ")]], d.destinations)),
+      el("div", { id: "destinations" }, table([["Destination", r => r.name], ["Circuit", r => el("span", { class: `badge ${r.circuit}`, text: r.circuit })],
+        ["Delivery", pauseCell], ["Parked", r => r.parked], ["Routes", r => r.routes.join(", ")]], d.destinations))),
     el("section", {}, el("h2", { text: "Consumer lag per group" }),
       lag.size ? el("div", { id: "lag" }, table([["Consumer group", g => g.group], ["Records behind", g => g.lag], ["Partitions", g => g.partitions]], [...lag.values()]))
         : el("p", { class: "muted", text: "No consumer runs in this process." })),
@@ -134,6 +135,28 @@ async function overviewPage() {
     el("section", {}, el("h2", { text: "Events (this process)" }),
       table([["Figure", r => r.name], ["Labels", labels], ["Total", r => r.value], ["Per second", rate]], counters)),
   );
+}
+
+// An operator's pause of a destination: its events wait in Kafka until it is resumed.
+function pauseCell(r) {
+  const p = r.pause;
+  const state = p ? el("span", { class: "badge paused", text: "paused" }) : el("span", { class: "muted", text: "sending" });
+  const why = p ? el("span", { class: "pause-why", text: ` by ${p.paused_by} since ${p.paused_at}${p.reason ? ": " + p.reason : ""}` }) : null;
+  if (!can("operator")) return el("span", {}, state, why);
+  const go = el("button", { type: "button", class: p ? "resume" : "pause", "data-destination": r.name, text: p ? "Resume" : "Pause" });
+  go.addEventListener("click", async () => {
+    let body;
+    if (!p) {
+      const reason = prompt(`Pause ${r.name}? Nothing is sent to it, from any hub process, until it is resumed; its events wait in Kafka. Why (shown to other operators)?`, "");
+      if (reason === null) return;
+      body = reason ? { reason } : {};
+    }
+    go.disabled = true;
+    const res = await api("POST", `/destinations/${encodeURIComponent(r.name)}/${p ? "resume" : "pause"}`, body);
+    if (!res.ok) { go.replaceWith(problem(res)); return; }
+    overviewPage();
+  });
+  return el("span", {}, state, why, " ", go);
 }
 
 // -- failed messages ------------------------------------------------------------------------

@@ -23,10 +23,19 @@ def gauges(workers: Iterable[Worker]) -> list[GaugeMetricFamily]:
         "1 while a destination's circuit breaker is open or probing (its events wait in Kafka).",
         labels=["destination"],
     )
+    paused = GaugeMetricFamily(
+        "hub_destination_paused",
+        "1 while an operator has paused a destination (POST /api/destinations/<name>/pause): "
+        "nothing is sent to it, its events wait in Kafka.",
+        labels=["destination"],
+    )
     for worker in workers:
         for tp, behind in sorted(worker.lag.items()):
             lag.add_metric([worker.group, tp.topic, str(tp.partition)], behind)
         destination = getattr(worker, "destination", None)
         if isinstance(worker, RetryingWorker) and worker.breaker and destination:
             circuit.add_metric([destination], 0.0 if worker.breaker.closed else 1.0)
-    return [lag, circuit]
+        shared = getattr(worker, "circuit", None)  # a delivery worker's SharedCircuit
+        if shared is not None and destination:
+            paused.add_metric([destination], 0.0 if shared.pause is None else 1.0)
+    return [lag, circuit, paused]

@@ -177,7 +177,13 @@ class DeliveryWorker(RetryingWorker):
 
     async def housekeeping(self) -> None:
         await self.circuit.refresh()  # at most every HUB_BREAKER_SYNC_INTERVAL_S
-        await super().housekeeping()
+        if self.circuit.pause is None:  # paused by an operator: parked events wait too
+            await super().housekeeping()
+
+    def paused(self) -> bool:
+        if self.circuit.pause is not None:  # an operator's pause: nothing fetched, no probe
+            return True
+        return super().paused()
 
     async def handle(
         self, record: Any, parked: Parked | None, done: set[tuple[str, str]] | None = None

@@ -183,6 +183,11 @@ class SharedCircuit:
         self.reads = 0  # round trips, for the figures in the docs and the tests
         self.writes = 0
 
+    @property
+    def started(self) -> bool:
+        """Whether the row was read once (the pause and others' decisions are known)."""
+        return self._started
+
     async def publish(self) -> None:
         """Write the breaker's own change, if it made one since the last write."""
         breaker = self.breaker

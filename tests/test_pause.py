@@ -4,10 +4,14 @@ every process stops sending to it, its events wait in Kafka, and a resume sends 
 from __future__ import annotations
 
 import httpx
+import pytest
+from aiokafka import ConsumerRecord
 
 from hub.circuits import CircuitStore, SharedCircuit
 from hub.db import Database
 from hub.retry import CircuitBreaker
+from hub.runtime import Hub
+from hub.workers.base import NotNow
 from hub.workers.delivery import DeliveryWorker
 
 from .support.harness import (
@@ -20,6 +24,25 @@ from .support.harness import (
     until,
 )
 from .test_sharedstate import two  # noqa: F401
+
+
+async def fetching_stopped(worker: DeliveryWorker) -> bool:
+    """The worker has partitions, and has paused every one of them (it fetches nothing)."""
+    consumer = worker._consumer
+    return consumer is not None and bool(worker.assigned) and consumer.paused() == worker.assigned
+
+
+async def orders_waiting(hub: Hub, numbers: list[int]) -> None:
+    """Send shop orders ``numbers`` and wait until their canonical orders are in Kafka."""
+    for n in numbers:
+        body = order_body(n)
+        assert (await post(hub, body, shopify_headers(body))).status_code == 202
+    topic = hub.settings.canonical_topic("order")
+
+    async def mapped() -> bool:
+        return len(await topic_records(hub.bootstrap, topic)) == len(numbers)
+
+    await until(mapped)
 
 
 async def test_a_pause_made_through_one_process_holds_every_process(two: list[Database]) -> None:  # noqa: F811
@@ -61,24 +84,8 @@ async def test_a_paused_destination_gets_nothing_until_resumed_and_nothing_is_lo
         assert paused.json()["pause"]["reason"] == "ERP maintenance"
         assert paused.json()["pause"]["paused_by"] == "local"  # the loopback operator
 
-        async def fetching_stopped() -> bool:
-            consumer = worker._consumer
-            return (
-                consumer is not None
-                and bool(worker.assigned)
-                and (consumer.paused() == worker.assigned)
-            )
-
-        await until(fetching_stopped)
-        for n in (8700, 8701, 8702):
-            body = order_body(n)
-            assert (await post(hub, body, shopify_headers(body))).status_code == 202
-        topic = hub.settings.canonical_topic("order")
-
-        async def mapped() -> bool:  # the canonical orders are in Kafka, waiting
-            return len(await topic_records(hub.bootstrap, topic)) == 3
-
-        await until(mapped)
+        await until(lambda: fetching_stopped(worker))
+        await orders_waiting(hub, [8700, 8701, 8702])
         (erp,) = (await api.get("/destinations")).json()["items"]
         assert erp["pause"]["reason"] == "ERP maintenance" and erp["circuit"] == "closed"
         assert sink.attempts == []  # not one attempt: no retry spent, no dead letter
@@ -131,3 +138,63 @@ async def test_pausing_an_unknown_destination_or_with_a_bad_body_changes_nothing
         (erp,) = (await api.get("/destinations")).json()["items"]
         assert erp["pause"] is None
         assert (await api.post("/destinations/erp/resume")).json()["lifted"] is None
+
+
+async def test_a_hub_started_while_its_destination_is_paused_sends_nothing(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    """A deploy during the maintenance window: the restarted worker's first fetch, made as it
+    joins its group and before any housekeeping, holds the orders that wait; it sends none."""
+    first = await hubs.start(sink.url)
+    async with httpx.AsyncClient(base_url=f"{first.base_url}/api", timeout=30) as api:
+        paused = await api.post("/destinations/erp/pause", json={"reason": "deploy"})
+        assert paused.status_code == 200, paused.text
+    (worker,) = [w for w in first.workers if isinstance(w, DeliveryWorker)]
+    await until(lambda: fetching_stopped(worker))
+    await orders_waiting(first, [8710, 8711])
+    await first.stop()
+
+    second = await hubs.start(sink.url, settings=first.settings)
+    (worker,) = [w for w in second.workers if isinstance(w, DeliveryWorker)]
+    await until(lambda: fetching_stopped(worker))
+    assert worker.circuit.pause is not None and worker.circuit.pause.reason == "deploy"
+    assert sink.attempts == []
+    async with httpx.AsyncClient(base_url=f"{second.base_url}/api", timeout=30) as api:
+        assert (await api.post("/destinations/erp/resume")).status_code == 200
+
+    async def delivered() -> bool:
+        return len(sink.received) == 2
+
+    await until(delivered)
+    assert [r.body["external_refs"][0]["id"] for r in sink.received] == ["8710", "8711"]
+
+
+async def test_a_batch_fetched_before_the_worker_read_its_circuit_waits_for_the_resume(
+    hubs: HubFactory, sink: RecordingSink
+) -> None:
+    """A worker's first batch can come with its group's assignment, before housekeeping ever
+    read the circuit's row: it reads it first, and a paused destination's batch is left for
+    later (read again from its first record), not sent."""
+    hub = await hubs.start(sink.url)
+    (worker,) = [w for w in hub.workers if isinstance(w, DeliveryWorker)]
+    await CircuitStore(hub.db).pause("erp", "test", None, hub.db.instance)
+    joined = SharedCircuit(hub.db, "erp", worker.breaker, hub.db.instance, 3600.0)
+    assert not joined.started  # as a worker that has just joined: nothing read yet
+    worker.circuit = joined
+
+    async def assigned() -> bool:
+        return bool(worker.assigned)
+
+    await until(assigned)
+    (tp,) = worker.assigned
+    record = ConsumerRecord(tp.topic, tp.partition, 5, 0, 0, None, b"{}", None, 0, 2, [])
+    with pytest.raises(NotNow):
+        await worker.process(tp, [record])
+    assert joined.started and joined.pause is not None
+    # as the worker's loop handles that batch: not done, read again from its first record
+    consumer = worker._consumer
+    assert consumer is not None
+    await worker._one(tp, [record])
+    assert tp not in worker._done and await consumer.position(tp) == 5
+    consumer.seek(tp, 0)
+    assert sink.attempts == []

@@ -29,6 +29,11 @@ from hub.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class NotNow(Exception):
+    """Raised by :meth:`Worker.process` for a batch it must not handle yet (its destination is
+    paused): nothing of it is done or committed, and it is read again from its first record."""
+
+
 class Worker:
     """Subclasses set ``group``/``topics`` and implement ``process`` for one partition's batch."""
 
@@ -137,6 +142,9 @@ class Worker:
             )
             self._consumer.seek(tp, records[0].offset)
             await asyncio.sleep(1.0)
+            return
+        except NotNow:
+            self._consumer.seek(tp, records[0].offset)
             return
         self._done[tp] = records[-1].offset + 1
 

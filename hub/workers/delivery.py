@@ -84,6 +84,7 @@ from hub.ratelimit import RateLimiter
 from hub.retry import CircuitBreaker, Parked, RetryPolicy
 from hub.sync import Echo, Stale, SyncState, fingerprint
 
+from .base import NotNow
 from .retrying import (
     CircuitOpen,
     Outcome,
@@ -148,6 +149,10 @@ class DeliveryWorker(RetryingWorker):
         return (sink.name, digest, tuple(sorted({r.entity for r in routes})))
 
     async def process(self, tp: TopicPartition, records: list[Any]) -> None:
+        if not self.circuit.started:  # fetched as the worker joined, before any housekeeping
+            await self.circuit.refresh()
+        if self.circuit.pause is not None:  # an operator paused the destination meanwhile
+            raise NotNow(self.destination)
         done = await self.hub.db.delivered(self.destination, [event_id_of(r) for r in records])
         by_key: dict[Any, list[Any]] = defaultdict(list)
         seen: set[str] = set()

@@ -80,20 +80,6 @@ def party(tryton: TrytonServer, email: str) -> dict[str, Any] | None:
     return {**row, "email": values.get("email"), "phone": values.get("phone")}
 
 
-def contact(bottlecrm: BottleCrmServer, contact_id: str) -> dict[str, Any]:
-    answer: dict[str, Any] = bottlecrm.api("GET", f"contacts/{contact_id}/")
-    return answer.get("contact_obj", answer)
-
-
-def saves(bottlecrm: BottleCrmServer, contact_id: str) -> list[str]:
-    """The webhooks BottleCRM sent for this contact, oldest first: one per save."""
-    rows = bottlecrm.sql(
-        "SELECT event FROM webhook_delivery WHERE payload->'data'->>'id' = %s ORDER BY created_at",
-        contact_id,
-    )
-    return [row[0] for row in rows]
-
-
 async def crm_barrier(hub: Hub, bottlecrm: BottleCrmServer, tryton: TrytonServer) -> None:
     """A contact created in BottleCRM now has arrived in Tryton: what BottleCRM sent before
     it has been through the hub."""
@@ -176,7 +162,7 @@ async def test_a_contact_created_then_edited_in_the_crm_is_written_to_tryton_onc
     # one write to Tryton per edit in the CRM (create, phone), none back to the CRM
     assert writes.of(golden) == {"bottlecrm": 0, "tryton": 2}
     # BottleCRM saved the contact only when its user did
-    assert saves(bottlecrm, created["id"]) == ["contact.created", "contact.updated"]
+    assert bottlecrm.saves(created["id"]) == ["contact.created", "contact.updated"]
     assert hub.metrics.echoes_dropped.labels("tryton", "bottlecrm")._value.get() >= 1
 
 
@@ -202,7 +188,7 @@ async def test_a_party_edited_in_tryton_updates_the_crm_contact_and_stops(
     found = await asyncio.to_thread(party, tryton, "dorothy@example.com")
     assert found is not None
     before = dict(writes.of(golden))
-    saved_before = len(saves(bottlecrm, created["id"]))
+    saved_before = len(bottlecrm.saves(created["id"]))
     # In Tryton, as its client does: the party's name and a phone in one write.
     await asyncio.to_thread(
         tryton.rpc,
@@ -215,7 +201,7 @@ async def test_a_party_edited_in_tryton_updates_the_crm_contact_and_stops(
     )
 
     async def in_crm() -> bool:
-        now = await asyncio.to_thread(contact, bottlecrm, created["id"])
+        now = await asyncio.to_thread(bottlecrm.contact, created["id"])
         return now.get("phone") == "+17575550100"
 
     await until(in_crm)
@@ -223,12 +209,12 @@ async def test_a_party_edited_in_tryton_updates_the_crm_contact_and_stops(
     await crm_barrier(hub, bottlecrm, tryton)
     await tryton_barrier(hub, bottlecrm, tryton)
 
-    now = await asyncio.to_thread(contact, bottlecrm, created["id"])
+    now = await asyncio.to_thread(bottlecrm.contact, created["id"])
     assert (now["first_name"], now["last_name"]) == ("Dorothy", "Johnson Vaughan")
     after = writes.of(golden)
     # one write to the CRM for the edit; its echo was not written back to Tryton
     assert (after["bottlecrm"] - before["bottlecrm"], after["tryton"] - before["tryton"]) == (1, 0)
-    assert saves(bottlecrm, created["id"])[saved_before:] == ["contact.updated"]
+    assert bottlecrm.saves(created["id"])[saved_before:] == ["contact.updated"]
 
 
 async def test_an_edit_in_both_systems_at_nearly_the_same_time_ends_in_the_later_one(
@@ -260,7 +246,7 @@ async def test_an_edit_in_both_systems_at_nearly_the_same_time_ends_in_the_later
     await crm_barrier(hub, bottlecrm, tryton)
     await tryton_barrier(hub, bottlecrm, tryton)
 
-    now = await asyncio.to_thread(contact, bottlecrm, created["id"])
+    now = await asyncio.to_thread(bottlecrm.contact, created["id"])
     found = await asyncio.to_thread(party, tryton, "mary.jackson@example.com")
     assert found is not None
     assert (now["first_name"], now["last_name"]) == ("Mary", "Winston Jackson")
@@ -311,7 +297,7 @@ async def test_a_lead_reaches_tryton_only_once_converted_through_the_contact_it_
         "+12025550147",
     )
     assert writes.of(golden) == {"bottlecrm": 0, "tryton": 1}
-    assert set(saves(bottlecrm, created["id"])) >= {"lead.created", "lead.updated"}
+    assert set(bottlecrm.saves(created["id"])) >= {"lead.created", "lead.updated"}
 
 
 def streets(tryton: TrytonServer, party_id: int) -> list[str]:
@@ -377,14 +363,14 @@ async def test_a_contacts_address_reaches_the_party_and_a_move_is_written_once(
     )
 
     async def renamed() -> bool:
-        now = await asyncio.to_thread(contact, bottlecrm, created["id"])
+        now = await asyncio.to_thread(bottlecrm.contact, created["id"])
         return now["last_name"] == "Brewster Hopper"
 
     await until(renamed)
     await tryton_barrier(hub, bottlecrm, tryton)
     await crm_barrier(hub, bottlecrm, tryton)
 
-    now = await asyncio.to_thread(contact, bottlecrm, created["id"])
+    now = await asyncio.to_thread(bottlecrm.contact, created["id"])
     assert (now["address_line"], now["city"], now["postcode"]) == (
         "2 Navy Yard",
         "Washington",

@@ -104,20 +104,6 @@ async def steward(hub: Hub, action: str, body: dict[str, Any]) -> dict[str, Any]
     return result
 
 
-def contact(bottlecrm: BottleCrmServer, contact_id: str) -> dict[str, Any]:
-    answer: dict[str, Any] = bottlecrm.api("GET", f"contacts/{contact_id}/")
-    return answer.get("contact_obj", answer)
-
-
-def saves(bottlecrm: BottleCrmServer, contact_id: str) -> list[str]:
-    """The webhooks BottleCRM sent for this contact, oldest first: one per save."""
-    rows = bottlecrm.sql(
-        "SELECT event FROM webhook_delivery WHERE payload->'data'->>'id' = %s ORDER BY created_at",
-        contact_id,
-    )
-    return [row[0] for row in rows]
-
-
 async def _done(hub: Hub, group: str, topic: str) -> bool:
     """Whether consumer group ``group`` has committed every record ``topic`` holds now (its
     workers commit only what they finished)."""
@@ -220,7 +206,7 @@ async def test_one_customer_typed_twice_is_one_golden_record_both_systems_follow
     await steward(hub, "unmerge", {"merged": alias, "reason": "checking the link"})
 
     async def split() -> bool:
-        crm = await asyncio.to_thread(contact, bottlecrm, created["id"])
+        crm = await asyncio.to_thread(bottlecrm.contact, created["id"])
         return (
             crm.get("phone") == "+4915123456789"
             and shop.metafield(SHOP_ID, "hub", "golden_id") == golden
@@ -230,7 +216,7 @@ async def test_one_customer_typed_twice_is_one_golden_record_both_systems_follow
     held = shop.customers[SHOP_ID]
     assert (held["first_name"], held["last_name"]) == ("Anna", "Müller")
     assert (held["email"], held["phone"]) == ("anna.mueller@example.com", "+4915123456789")
-    crm = await asyncio.to_thread(contact, bottlecrm, created["id"])
+    crm = await asyncio.to_thread(bottlecrm.contact, created["id"])
     # the CRM's own record, in the coding standard: e-mail lower-case, phone E.164
     assert (crm["first_name"], crm["last_name"]) == ("ANNA", "Muller")
     assert (crm["email"], crm["phone"]) == ("anna.mueller@example.com", "+4915123456789")
@@ -249,7 +235,7 @@ async def test_one_customer_typed_twice_is_one_golden_record_both_systems_follow
     await steward(hub, "merge", {"survivor": alias, "merged": golden, "reason": "same person"})
 
     async def together() -> bool:
-        crm = await asyncio.to_thread(contact, bottlecrm, created["id"])
+        crm = await asyncio.to_thread(bottlecrm.contact, created["id"])
         return (crm.get("first_name"), crm.get("last_name")) == ("Anna", "Müller")
 
     await until(together)
@@ -271,7 +257,7 @@ async def test_one_customer_typed_twice_is_one_golden_record_both_systems_follow
         "+4915123456789",
     )
     # BottleCRM saved the contact when its user created it and when the hub wrote it: no loop
-    assert saves(bottlecrm, created["id"]) == [
+    assert bottlecrm.saves(created["id"]) == [
         "contact.created",
         "contact.updated",
         "contact.updated",

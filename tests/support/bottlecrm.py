@@ -90,6 +90,21 @@ class BottleCrmServer:
         keys = ("id", "event", "status", "attempts", "response_status", "error")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
+    def contact(self, contact_id: str) -> dict[str, Any]:
+        """The contact as ``contacts/<id>/`` shows it now."""
+        answer: dict[str, Any] = self.api("GET", f"contacts/{contact_id}/")
+        return answer.get("contact_obj", answer)
+
+    def saves(self, record_id: str) -> list[str]:
+        """The webhooks BottleCRM sent for this record (a contact, a lead), oldest first: one
+        per save."""
+        rows = self.sql(
+            "SELECT event FROM webhook_delivery WHERE payload->'data'->>'id' = %s "
+            "ORDER BY created_at",
+            record_id,
+        )
+        return [row[0] for row in rows]
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_file.read_text().splitlines()[-lines:])
